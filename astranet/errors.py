@@ -1,0 +1,183 @@
+"""The one exception tree of astranet.
+
+Every error astranet raises derives from :class:`AstranetError`. Errors about the
+wire carry the WIRE.md ``code`` string a ``ProtocolError`` reply uses, and an
+optional WebSocket ``close_code`` when the connection must end, so one function
+(``astranet.net.server_conn``'s ``_fail``) can turn any of them into the reply,
+the way websockets' ``fail()`` and h11's ``error_status_hint`` do.
+
+    AstranetError
+    ├── ProtocolError                 code, close_code
+    │   ├── LocalProtocolError        we misused the API (bad field value on encode)
+    │   └── RemoteProtocolError       the peer sent something wrong
+    │       ├── MalformedMessage      "malformed"      (rule 6, a strike)
+    │       ├── UnknownMessageType    "unknown_type"   (rule 6, a strike)
+    │       ├── PayloadTooLarge       "too_large"      close 1009 (rule 6)
+    │       ├── ExpectedHello         "expected_hello" close 1002 (rule 1)
+    │       ├── ProtocolMismatch      "protocol_mismatch" close 1002 (rule 1)
+    │       ├── BadSignature          "bad_signature"  close 1008 under kick (rule 3)
+    │       ├── ReplayedInput         "replay"         close 1008 under kick (rule 3)
+    │       ├── RateLimitExceeded     "rate_limited"   close 1008 (rule 5)
+    │       ├── BadRequest            "bad_request"    (rule 2)
+    │       └── SnapshotDecodeError   "malformed"      a snapshot payload that does not decode
+    ├── MatchmakingError (also a RemoteProtocolError: its reply goes on the wire)
+    │   ├── UnknownRegion             "unknown_region"
+    │   ├── RoomNotFound              "room_not_found"
+    │   ├── RoomFull                  "room_full"
+    │   └── ResumeDenied              "resume_denied"
+    ├── InvalidState (also AssertionError)   an API call in the wrong phase
+    ├── ConnectionClosed              the peer or we closed; carries code and reason
+    ├── ConfigurationError (also ValueError) a bad flag or env value
+    └── StorageError                  database missing, corrupt, foreign or too new
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AstranetError",
+    "BadRequest",
+    "BadSignature",
+    "ConfigurationError",
+    "ConnectionClosed",
+    "ExpectedHello",
+    "InvalidState",
+    "LocalProtocolError",
+    "MalformedMessage",
+    "MatchmakingError",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "ProtocolMismatch",
+    "RateLimitExceeded",
+    "RemoteProtocolError",
+    "ReplayedInput",
+    "ResumeDenied",
+    "RoomFull",
+    "RoomNotFound",
+    "SnapshotDecodeError",
+    "StorageError",
+    "UnknownMessageType",
+    "UnknownRegion",
+]
+
+
+class AstranetError(Exception):
+    """Base class of every error astranet raises."""
+
+
+class ProtocolError(AstranetError):
+    """A violation of the wire protocol.
+
+    ``code`` is the WIRE.md error code sent in a ``ProtocolError`` reply;
+    ``close_code`` is the WebSocket close code when the violation ends the
+    connection, else ``None``.
+    """
+
+    code: str = "malformed"
+    close_code: int | None = None
+
+    def __init__(self, message: str = "", *, code: str | None = None,
+                 close_code: int | None = None) -> None:
+        super().__init__(message or self.__class__.__name__)
+        if code is not None:
+            self.code = code
+        if close_code is not None:
+            self.close_code = close_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to build or send something the protocol forbids."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol forbids."""
+
+
+class MalformedMessage(RemoteProtocolError):
+    code = "malformed"
+
+
+class UnknownMessageType(RemoteProtocolError):
+    code = "unknown_type"
+
+
+class PayloadTooLarge(RemoteProtocolError):
+    code = "too_large"
+    close_code = 1009
+
+
+class ExpectedHello(RemoteProtocolError):
+    code = "expected_hello"
+    close_code = 1002
+
+
+class ProtocolMismatch(RemoteProtocolError):
+    code = "protocol_mismatch"
+    close_code = 1002
+
+
+class BadSignature(RemoteProtocolError):
+    code = "bad_signature"
+
+
+class ReplayedInput(RemoteProtocolError):
+    code = "replay"
+
+
+class RateLimitExceeded(RemoteProtocolError):
+    code = "rate_limited"
+    close_code = 1008
+
+
+class BadRequest(RemoteProtocolError):
+    code = "bad_request"
+
+
+class SnapshotDecodeError(RemoteProtocolError):
+    """A snapshot payload is truncated, oversized, inconsistent or has no base."""
+
+    code = "malformed"
+
+
+class MatchmakingError(RemoteProtocolError):
+    """A FindOrCreate / JoinRoom / Resume request that cannot be honoured."""
+
+
+class UnknownRegion(MatchmakingError):
+    code = "unknown_region"
+
+
+class RoomNotFound(MatchmakingError):
+    code = "room_not_found"
+
+
+class RoomFull(MatchmakingError):
+    code = "room_full"
+
+
+class ResumeDenied(MatchmakingError):
+    code = "resume_denied"
+
+
+class InvalidState(AstranetError, AssertionError):
+    """An API call that the current connection phase does not allow."""
+
+
+class ConnectionClosed(AstranetError):
+    """The connection is closed; ``code`` and ``reason`` say how."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class ConfigurationError(AstranetError, ValueError):
+    """A configuration value (flag or environment variable) is invalid."""
+
+
+class StorageError(AstranetError):
+    """The database is missing, corrupt, foreign, or from a newer server."""
