@@ -192,7 +192,8 @@ class ServerClock:
 
     def _update_offset(self) -> None:
         best_count = max(1, int(len(self._samples) * BEST_SAMPLES_FRACTION))
-        fastest = sorted(self._samples, key=lambda s: s.rtt_ms)[:best_count]
+        # Newest first so that, among equal RTTs, the most recent offsets win (a stable sort).
+        fastest = sorted(reversed(self._samples), key=lambda s: s.rtt_ms)[:best_count]
         target = statistics.median(s.offset_ms for s in fastest)
         if self._offset_ms is None or abs(target - self._offset_ms) > OFFSET_STEP_MS:
             self._offset_ms = target
