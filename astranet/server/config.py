@@ -1,0 +1,310 @@
+"""Server configuration: the ``astranet-server`` command line and its environment variables.
+
+Operations: ``parse_config(argv, environ)`` turns a command line plus an environment into one
+frozen :class:`ServerConfig`, or raises :class:`~astranet.errors.ConfigurationError` whose
+message names the flag (and the environment variable when the bad value came from there) and
+the accepted values, e.g. ``--sig-failure-policy: expected 'kick' or 'warn', got 'ban'``.
+``load_config_or_exit`` is the CLI wrapper: same call, but a bad value prints
+``astranet-server: error: <message>`` on stderr and exits 2 (argparse's convention), no traceback.
+
+Flags (WIRE.md "Server command line") and their environment variables:
+
+    --host                 ASTRANET_HOST                 127.0.0.1
+    --ws-port              ASTRANET_WS_PORT              8788   (0 = pick a free port)
+    --http-port            ASTRANET_HTTP_PORT            8789   (0 = pick a free port)
+    --regions              AW_REGION                     us-east,us-west,eu-central
+    --db                   ASTRANET_DB                   astranet.db
+    --sig-failure-policy   ASTRANET_SIG_FAILURE_POLICY   kick   (kick|warn)
+    --tick-hz              ASTRANET_TICK_HZ              30     (1..240)
+    --game                 ASTRANET_GAME                 DEFAULT_GAME (MODULE:ATTR, not imported)
+    --game-modes           ASTRANET_GAME_MODES           unset = any well-formed mode
+    --checkpoint-interval  ASTRANET_CHECKPOINT_INTERVAL  1.0 s
+    --tls-cert/--tls-key   ASTRANET_TLS_CERT/_TLS_KEY    unset (both or neither)
+    --log-level            ASTRANET_LOG_LEVEL            info   (debug|info|warning|error)
+  extras:
+    --handshake-timeout    ASTRANET_HANDSHAKE_TIMEOUT    5 s    time allowed before Hello
+    --resume-window        ASTRANET_RESUME_WINDOW        30 s   seat+avatar hold after a drop
+    --empty-room-grace     ASTRANET_EMPTY_ROOM_GRACE     10 s   an empty room lives this long
+    --max-message-bytes    ASTRANET_MAX_MESSAGE_BYTES    65536  larger messages close 1009
+
+Precedence: CLI flag > environment variable > default. An environment variable set to the
+empty string counts as unset (container templates often export empty values).
+Limits: validation only; nothing is imported, opened or bound here except a file-exists check
+on the TLS paths. Benchmark: none (runs once at start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from astranet.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_GAME",
+    "DEFAULT_REGIONS",
+    "LOG_LEVELS",
+    "SIG_FAILURE_POLICIES",
+    "ServerConfig",
+    "build_parser",
+    "load_config_or_exit",
+    "parse_config",
+]
+
+PROG = "astranet-server"
+# The eventual default is "examples.coop:game"; the lead switches it once that module exists.
+DEFAULT_GAME = "examples.dots:game"
+DEFAULT_REGIONS: tuple[str, ...] = ("us-east", "us-west", "eu-central")
+SIG_FAILURE_POLICIES: tuple[str, ...] = ("kick", "warn")
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+# WIRE rule 2 spells the game mode alphabet; regions share it so both are safe as labels/keys.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+GAME_PATTERN = re.compile(rf"{_DOTTED}:{_DOTTED}")
+MAX_TICK_HZ = 240  # above this a Python step cannot keep its budget; 1 Hz is the useful floor
+MIN_MESSAGE_BYTES = 1024  # a JoinAccepted or a small Snapshot must still fit
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # beyond this one client could pin serious memory
+MAX_SECONDS = 3600.0  # an hour is far past any sane timeout; catches unit mistakes (ms for s)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Every server setting, validated. Field names match the flags with ``_`` for ``-``."""
+
+    host: str = "127.0.0.1"
+    ws_port: int = 8788
+    http_port: int = 8789
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    db: str = "astranet.db"
+    sig_failure_policy: str = "kick"
+    tick_hz: int = 30
+    game: str = DEFAULT_GAME
+    game_modes: tuple[str, ...] | None = None  # None: any well-formed mode is served
+    checkpoint_interval: float = 1.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    log_level: str = "info"
+    handshake_timeout: float = 5.0
+    resume_window: float = 30.0
+    empty_room_grace: float = 10.0
+    max_message_bytes: int = 65536
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when the WebSocket port should be served over TLS (``wss://``)."""
+        return self.tls_cert is not None
+
+
+# --- value parsers: raw string -> typed value, or ConfigurationError(reason without flag) ---
+
+
+def _int_in(low: int, high: int, what: str = "an integer") -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip(), 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise ConfigurationError(f"expected {what} {low}..{high}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, *, inclusive_low: bool) -> Callable[[str], float]:
+    bound = f"{'>=' if inclusive_low else '>'} {low:g} and <= {MAX_SECONDS:g}"
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = math.nan
+        in_range = (value >= low if inclusive_low else value > low) and value <= MAX_SECONDS
+        if not (math.isfinite(value) and in_range):
+            raise ConfigurationError(f"expected seconds {bound}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    quoted = [repr(choice) for choice in choices]
+    # "'kick' or 'warn'"; "'debug', 'info', 'warning' or 'error'"
+    accepted = ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigurationError(f"expected {accepted}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _name_list(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(","))
+    expected = "a comma-separated list of names matching [A-Za-z0-9_-]{1,32}"
+    if not names or any(not NAME_PATTERN.fullmatch(name) for name in names):
+        raise ConfigurationError(f"expected {expected}, got {raw!r}")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"expected {expected} without duplicates, got {raw!r}")
+    return names
+
+
+def _game(raw: str) -> str:
+    value = raw.strip()
+    if not GAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(f"expected MODULE:ATTR (e.g. {DEFAULT_GAME!r}), got {raw!r}")
+    return value
+
+
+def _non_empty(what: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not value or any(ch.isspace() for ch in value):
+            raise ConfigurationError(f"expected {what} without spaces, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _existing_file(raw: str) -> str:
+    if not os.path.isfile(raw):
+        raise ConfigurationError(f"expected a path to an existing PEM file, got {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    field: str  # ServerConfig field
+    env_var: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def option(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+def _env(field: str) -> str:
+    return "ASTRANET_" + field.upper()
+
+
+_PORT = _int_in(0, 65535, "a port")
+# One table drives argparse, the environment lookup and the error messages.
+_FLAGS: tuple[_Flag, ...] = (
+    _Flag("host", _env("host"), _non_empty("a host name or address"), "address to bind"),
+    _Flag("ws_port", _env("ws_port"), _PORT, "WebSocket port (0 = any free port)"),
+    _Flag("http_port", _env("http_port"), _PORT, "HTTP side port (0 = any free port)"),
+    _Flag("regions", "AW_REGION", _name_list, "comma-separated regions served"),
+    _Flag("db", _env("db"), _non_empty("a database path"), "SQLite checkpoint database"),
+    _Flag(
+        "sig_failure_policy",
+        _env("sig_failure_policy"),
+        _choice(SIG_FAILURE_POLICIES),
+        "what a bad input signature costs: kick or warn",
+    ),
+    _Flag("tick_hz", _env("tick_hz"), _int_in(1, MAX_TICK_HZ), "simulation rate"),
+    _Flag("game", _env("game"), _game, "game object as MODULE:ATTR"),
+    _Flag("game_modes", _env("game_modes"), _name_list, "comma-separated modes (default any)"),
+    _Flag(
+        "checkpoint_interval",
+        _env("checkpoint_interval"),
+        _seconds(0.0, inclusive_low=False),
+        "seconds between room checkpoints",
+    ),
+    _Flag("tls_cert", _env("tls_cert"), _existing_file, "PEM certificate (needs --tls-key)"),
+    _Flag("tls_key", _env("tls_key"), _existing_file, "PEM private key (needs --tls-cert)"),
+    _Flag("log_level", _env("log_level"), _choice(LOG_LEVELS), "logging threshold"),
+    _Flag(
+        "handshake_timeout",
+        _env("handshake_timeout"),
+        _seconds(0.0, inclusive_low=False),
+        "seconds a new connection has to send Hello",
+    ),
+    _Flag(
+        "resume_window",
+        _env("resume_window"),
+        _seconds(0.0, inclusive_low=True),
+        "seconds a dropped player's seat and avatar are held",
+    ),
+    _Flag(
+        "empty_room_grace",
+        _env("empty_room_grace"),
+        _seconds(0.0, inclusive_low=True),
+        "seconds an empty room lives before it is closed",
+    ),
+    _Flag(
+        "max_message_bytes",
+        _env("max_message_bytes"),
+        _int_in(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES, "a byte count"),
+        "largest accepted WebSocket message",
+    ),
+)
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """argparse that raises ConfigurationError instead of exiting, so parsing is testable."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigurationError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser (every value a raw string; validation happens in parse_config)."""
+    parser = _RaisingParser(
+        prog=PROG, description="Run the astranet game server.", allow_abbrev=False
+    )
+    for flag in _FLAGS:
+        parser.add_argument(
+            flag.option,
+            dest=flag.field,
+            metavar=flag.field.split("_")[-1].upper(),
+            default=None,
+            help=f"{flag.help} [env {flag.env_var}]",
+        )
+    return parser
+
+
+def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> ServerConfig:
+    """Build a ServerConfig from ``argv`` (None = ``sys.argv[1:]``) and ``environ``.
+
+    Raises ConfigurationError naming the flag (and env var) and the accepted values.
+    """
+    namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    values: dict[str, Any] = {}
+    for flag in _FLAGS:
+        raw = getattr(namespace, flag.field)
+        source = flag.option
+        if raw is None and environ.get(flag.env_var):
+            raw, source = environ[flag.env_var], f"{flag.option} (from {flag.env_var})"
+        if raw is None:
+            continue  # the dataclass default applies
+        try:
+            values[flag.field] = flag.parse(raw)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {exc}") from None
+    config = ServerConfig(**values)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigurationError(
+            "--tls-cert/--tls-key: expected both or neither, got only "
+            + ("--tls-cert" if config.tls_cert is not None else "--tls-key")
+        )
+    return config
+
+
+def load_config_or_exit(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """CLI wrapper: parse_config, or print the error to stderr and exit 2 (no traceback)."""
+    try:
+        return parse_config(argv, os.environ if environ is None else environ)
+    except ConfigurationError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
