@@ -1,0 +1,320 @@
+"""Matchmaking: which room a FindOrCreate / JoinRoom / Resume lands in (WIRE.md rules 2 and 7).
+
+Operations: ``find_or_create`` (join the fullest fitting room of a region+mode, else create one;
+hold the rest of the party's seats), ``join_room`` (consume a held seat, else a free one),
+``release`` (a player left or their avatar expired), ``hold_for_resume``/``resume`` (a dropped
+player's seat is kept for the resume window), ``close_room``, ``restore_room`` (crash recovery)
+and ``rooms()`` for ``GET /rooms``.
+
+Goals: never overfill a room. Every method is synchronous and contains no ``await``, so on the
+event loop each call is atomic: concurrent requests are serialised by the loop itself and need
+no lock. Time comes from an injectable ``clock`` so tests need no sleeping; expired holds are
+swept lazily at the start of each call (no timers, no tasks).
+
+Seat accounting per room: ``players`` (seats taken, including dropped players still inside
+their resume window) + live party holds <= ``capacity``.
+
+Limits: MAX_ROOMS live rooms; the scan in find_or_create is O(rooms of that region+mode), fine
+for request-rate work (it is not on the tick path). Benchmark: none (not a per-tick path).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from astranet.errors import (
+    BadRequest,
+    InvalidState,
+    ResumeDenied,
+    RoomFull,
+    RoomNotFound,
+    UnknownRegion,
+)
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_HOLD_SECONDS",
+    "MAX_PARTY_SIZE",
+    "MAX_ROOMS",
+    "Matchmaker",
+    "RoomInfo",
+    "Seat",
+    "new_room_id",
+]
+
+DEFAULT_CAPACITY = 4  # WIRE rule 2
+DEFAULT_HOLD_SECONDS = 30.0  # WIRE rule 2: party seats are held 30 s
+DEFAULT_RESUME_SECONDS = 30.0  # WIRE rule 7: a dropped player's seat is held 30 s
+MAX_PARTY_SIZE = 4  # WIRE rule 2: party_size 1..4
+MAX_ROOMS = 10_000  # each room is an esper world ticking at 30 Hz; far beyond one process
+MAX_EXPIRED_BACKLOG = MAX_ROOMS  # undrained resume expiries kept; oldest dropped beyond this
+ROOM_ID_LENGTH = 8
+ROOM_ID_ALPHABET = string.ascii_letters + string.digits
+ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9]{8}")
+GAME_MODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")  # WIRE rule 2
+
+
+def new_room_id() -> str:
+    """A fresh 8-character ``[A-Za-z0-9]`` id from ``secrets`` (62**8 ~ 2e14 values)."""
+    return "".join(secrets.choice(ROOM_ID_ALPHABET) for _ in range(ROOM_ID_LENGTH))
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """Where a request landed. ``created``: the room is new; ``held``: a held seat was used."""
+
+    room_id: str
+    created: bool = False
+    held: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """One row of ``GET /rooms`` minus ``tick`` (the room's simulation owns that)."""
+
+    room_id: str
+    region: str
+    game_mode: str
+    players: int
+    capacity: int
+    held_seats: int
+
+    def as_json(self, tick: int) -> dict[str, object]:
+        """The WIRE.md /rooms object for this room at ``tick``."""
+        return {
+            "room_id": self.room_id,
+            "region": self.region,
+            "game_mode": self.game_mode,
+            "players": self.players,
+            "capacity": self.capacity,
+            "tick": tick,
+        }
+
+
+@dataclass(slots=True)
+class _Room:
+    room_id: str
+    region: str
+    game_mode: str
+    capacity: int
+    players: int = 0
+    party_holds: list[float] = field(default_factory=list)  # expiry times, seats not yet taken
+    resume_holds: dict[str, float] = field(default_factory=dict)  # player_id -> expiry
+
+    @property
+    def occupied(self) -> int:
+        return self.players + len(self.party_holds)
+
+    def info(self) -> RoomInfo:
+        return RoomInfo(
+            self.room_id,
+            self.region,
+            self.game_mode,
+            self.players,
+            self.capacity,
+            len(self.party_holds),
+        )
+
+
+class Matchmaker:
+    """Seat bookkeeping for every live room of one server. Not thread-safe; loop-atomic."""
+
+    def __init__(
+        self,
+        regions: Sequence[str],
+        game_modes: Sequence[str] | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        hold_seconds: float = DEFAULT_HOLD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        room_id_factory: Callable[[], str] = new_room_id,
+        resume_seconds: float = DEFAULT_RESUME_SECONDS,
+        max_rooms: int = MAX_ROOMS,
+    ) -> None:
+        if not regions:
+            raise InvalidState("a Matchmaker needs at least one region")
+        if capacity < 1 or hold_seconds < 0 or resume_seconds < 0 or max_rooms < 1:
+            raise InvalidState("capacity/max_rooms must be >= 1 and hold times >= 0")
+        self.regions: tuple[str, ...] = tuple(regions)
+        self.game_modes: frozenset[str] | None = (
+            None if game_modes is None else frozenset(game_modes)
+        )
+        self.capacity = capacity
+        self.hold_seconds = hold_seconds
+        self.resume_seconds = resume_seconds
+        self.max_rooms = max_rooms
+        self._clock = clock
+        self._new_room_id = room_id_factory
+        self._rooms: dict[str, _Room] = {}  # insertion order = creation order (tie-break)
+        self._expired_resumes: deque[tuple[str, str]] = deque(maxlen=MAX_EXPIRED_BACKLOG)
+        # Earliest expiry of any hold: lets _sweep skip the scan on the common no-expiry call.
+        self._next_expiry = float("inf")
+
+    # --- requests from clients -------------------------------------------------------------
+
+    def find_or_create(self, region: str, game_mode: str, party_size: int) -> Seat:
+        """FindOrCreate: the joiner takes a seat; ``party_size - 1`` more are held."""
+        self._check_region(region)
+        self._check_game_mode(game_mode)
+        if type(party_size) is not int or not 1 <= party_size <= min(MAX_PARTY_SIZE, self.capacity):
+            raise BadRequest(
+                f"party_size must be an integer 1..{MAX_PARTY_SIZE}, got {party_size!r}"
+            )
+        now = self._sweep()
+        fitting = [
+            room
+            for room in self._rooms.values()
+            if room.region == region
+            and room.game_mode == game_mode
+            and room.occupied + party_size <= room.capacity
+        ]
+        created = not fitting
+        if created:
+            room = self._create(region, game_mode)
+        else:
+            # Fullest first so rooms fill up instead of many half-empty ones; max() keeps the
+            # first (oldest) room on ties, which makes placement deterministic.
+            room = max(fitting, key=lambda candidate: candidate.occupied)
+        room.players += 1
+        if party_size > 1:
+            room.party_holds.extend([now + self.hold_seconds] * (party_size - 1))
+            self._next_expiry = min(self._next_expiry, now + self.hold_seconds)
+        return Seat(room.room_id, created=created)
+
+    def join_room(self, room_id: str) -> Seat:
+        """JoinRoom: consume a held party seat if one is live, else take a free seat."""
+        self._sweep()
+        room = self._get(room_id)
+        if room.party_holds:
+            room.party_holds.remove(min(room.party_holds))  # the hold closest to expiry
+            room.players += 1
+            return Seat(room.room_id, held=True)
+        if room.occupied >= room.capacity:
+            raise RoomFull(f"room {room_id} is full ({room.capacity} players)")
+        room.players += 1
+        return Seat(room.room_id)
+
+    def release(self, room_id: str) -> None:
+        """A player left (Leave) or their avatar expired: free one seat."""
+        self._sweep()
+        room = self._get(room_id)
+        if room.players <= 0:
+            raise InvalidState(f"room {room_id} has no player to release")
+        room.players -= 1
+
+    def hold_for_resume(self, room_id: str, player_id: str) -> None:
+        """An abrupt disconnect: keep the player's seat for ``resume_seconds``.
+
+        The seat stays counted. If the window passes without ``resume``, the sweep frees the
+        seat and queues ``(room_id, player_id)`` for ``drain_expired_resumes`` (despawn).
+        """
+        now = self._sweep()
+        room = self._get(room_id)
+        if player_id in room.resume_holds or room.players <= len(room.resume_holds):
+            raise InvalidState(f"player {player_id!r} has no connected seat in room {room_id}")
+        room.resume_holds[player_id] = now + self.resume_seconds
+        self._next_expiry = min(self._next_expiry, now + self.resume_seconds)
+
+    def resume(self, room_id: str, player_id: str) -> Seat:
+        """Resume: the dropped player takes their held seat back."""
+        self._sweep()
+        room = self._rooms.get(room_id)
+        if room is None or room.resume_holds.pop(player_id, None) is None:
+            raise ResumeDenied(f"no seat held for player {player_id!r} in room {room_id!r}")
+        return Seat(room_id, held=True)
+
+    def drain_expired_resumes(self) -> list[tuple[str, str]]:
+        """``(room_id, player_id)`` whose resume window passed since the last drain; once."""
+        self._sweep()
+        expired = list(self._expired_resumes)
+        self._expired_resumes.clear()
+        return expired
+
+    # --- server-side lifecycle -------------------------------------------------------------
+
+    def close_room(self, room_id: str) -> bool:
+        """Forget a room and its holds (empty past its grace, or shut down). False if unknown."""
+        return self._rooms.pop(room_id, None) is not None
+
+    def restore_room(self, room_id: str, region: str, game_mode: str, players: int) -> None:
+        """Register a room restored from a checkpoint, its players all awaiting Resume."""
+        if not ROOM_ID_PATTERN.fullmatch(room_id):
+            raise InvalidState(f"restored room id {room_id!r} is not 8 chars [A-Za-z0-9]")
+        if room_id in self._rooms:
+            raise InvalidState(f"room {room_id} is already live")
+        self._check_region(region)
+        self._check_game_mode(game_mode)
+        if not 0 <= players <= self.capacity:
+            raise InvalidState(f"restored room {room_id} has {players} players")
+        self._sweep()
+        room = self._create(region, game_mode, room_id=room_id)
+        room.players = players
+
+    def room(self, room_id: str) -> RoomInfo:
+        """The current row of one room (RoomNotFound if it is not live)."""
+        self._sweep()
+        return self._get(room_id).info()
+
+    def rooms(self) -> list[RoomInfo]:
+        """Every live room, oldest first."""
+        self._sweep()
+        return [room.info() for room in self._rooms.values()]
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _sweep(self) -> float:
+        """Drop expired party holds and resume holds; returns ``now`` for the caller."""
+        now = self._clock()
+        if now < self._next_expiry:
+            return now
+        self._next_expiry = float("inf")
+        for room in self._rooms.values():
+            if room.party_holds:
+                room.party_holds = [expiry for expiry in room.party_holds if expiry > now]
+            if room.resume_holds:
+                expired = [pid for pid, expiry in room.resume_holds.items() if expiry <= now]
+                for player_id in expired:
+                    del room.resume_holds[player_id]
+                    room.players -= 1
+                    self._expired_resumes.append((room.room_id, player_id))
+            self._next_expiry = min(
+                (self._next_expiry, *room.party_holds, *room.resume_holds.values())
+            )
+        return now
+
+    def _create(self, region: str, game_mode: str, room_id: str | None = None) -> _Room:
+        if len(self._rooms) >= self.max_rooms:
+            raise RoomFull(f"server is at its limit of {self.max_rooms} rooms")
+        if room_id is None:
+            room_id = self._new_room_id()
+            while room_id in self._rooms:  # unique among live rooms; collisions are ~1e-10
+                room_id = self._new_room_id()
+        room = _Room(room_id, region, game_mode, self.capacity)
+        self._rooms[room_id] = room
+        return room
+
+    def _get(self, room_id: str) -> _Room:
+        room = self._rooms.get(room_id) if isinstance(room_id, str) else None
+        if room is None:
+            raise RoomNotFound("room ID does not exist")
+        return room
+
+    def _check_region(self, region: str) -> None:
+        if region not in self.regions:
+            raise UnknownRegion(
+                f"unknown region {region!r}; this server serves: " + ", ".join(self.regions)
+            )
+
+    def _check_game_mode(self, game_mode: str) -> None:
+        if not isinstance(game_mode, str) or not GAME_MODE_PATTERN.fullmatch(game_mode):
+            raise BadRequest(f"game_mode must be 1-32 characters [A-Za-z0-9_-], got {game_mode!r}")
+        if self.game_modes is not None and game_mode not in self.game_modes:
+            raise BadRequest(
+                f"game_mode {game_mode!r} is not served; this server serves: "
+                + ", ".join(sorted(self.game_modes))
+            )
