@@ -1,0 +1,234 @@
+"""Sans-I/O client side of the protocol: method calls and bytes in, messages and bytes out.
+
+The asyncio client (and any test) drives it like the server side::
+
+    conn = ClientConnection()
+    conn.hello(); conn.find_or_create("us-east", "coop")   # pipelining is allowed
+    for data in conn.data_to_send(): await ws.send(data)
+    conn.receive_data(await ws.recv())
+    for msg in conn.messages_received(): ...             # HelloAck, MatchResult, JoinAccepted..
+    seq = conn.send_input(blob, tick_ms)                   # numbered and signed for you
+
+It tracks what a client must remember: ``phase``, ``session_key``, ``room_id``, ``player_id``,
+``resume_token``, ``entity``, the next input ``seq`` (continuing across a resume, so the
+server's replay guard keeps working) and the last ``MAX_ACK_HISTORY`` acked snapshot ids.
+
+Reconnecting: keep the object, call ``reset_transport()`` when the WebSocket drops, then on
+the new socket ``hello()`` and ``resume()`` (which defaults to the remembered identity).
+
+A server message that does not decode is dropped, stored in ``last_error``, and makes
+``close_expected()`` return ``(1002, reason)`` (``1009`` when oversize): a client should not
+keep talking to a server that breaks the protocol. Clock: none needed; nothing here reads
+time. Benchmark: none separate (the client path is the server path mirrored).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
+from astranet.net.limits import (
+    MAX_ACK_HISTORY,
+    MAX_MESSAGE_BYTES,
+    MAX_PENDING_EVENTS,
+    MAX_PENDING_MESSAGES,
+    PROTOCOL_VERSION,
+    U32_MAX,
+)
+from astranet.net.messages import (
+    Ack,
+    ClientMessage,
+    FindOrCreate,
+    Hello,
+    HelloAck,
+    InputFrame,
+    JoinAccepted,
+    JoinRoom,
+    Leave,
+    MatchResult,
+    Ping,
+    Resume,
+    ServerMessage,
+    decode_server_message,
+    encode,
+)
+from astranet.net.signing import InputSigner
+
+__all__ = ["ClientConnection", "ClientPhase"]
+
+
+class ClientPhase(enum.Enum):
+    IDLE = "idle"  # nothing sent on this socket yet
+    AWAIT_HELLO_ACK = "await_hello_ack"
+    LOBBY = "lobby"
+    IN_ROOM = "in_room"
+    LEAVING = "leaving"  # Leave sent; the server closes 1000
+    CLOSED = "closed"
+
+
+_C = ClientPhase
+_BEFORE_ROOM = frozenset({_C.AWAIT_HELLO_ACK, _C.LOBBY})
+_TALKING = frozenset({_C.AWAIT_HELLO_ACK, _C.LOBBY, _C.IN_ROOM})
+#: Phase changes on messages received: (phase, message type) -> next phase.
+TRANSITIONS: dict[tuple[ClientPhase, type], ClientPhase] = {
+    (_C.AWAIT_HELLO_ACK, HelloAck): _C.LOBBY,
+    (_C.AWAIT_HELLO_ACK, JoinAccepted): _C.IN_ROOM,  # pipelined Hello + FindOrCreate
+    (_C.LOBBY, JoinAccepted): _C.IN_ROOM,
+}
+
+
+class ClientConnection:
+    """Protocol state of one player, as seen by the client. See the module docstring."""
+
+    def __init__(self, *, first_seq: int = 1, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        if type(first_seq) is not int or not 0 <= first_seq <= U32_MAX:
+            raise LocalProtocolError(f"first_seq must be a u32, got {first_seq!r}")
+        self.max_message_bytes = max_message_bytes
+        self.phase = ClientPhase.IDLE
+        self.session_key: bytes | None = None
+        self.room_id: str | None = None
+        self.player_id: str | None = None
+        self.resume_token: bytes | None = None
+        self.entity: int | None = None
+        self.tick_hz: int | None = None
+        self.last_acked_snapshot_id: int | None = None
+        self.last_error: ProtocolError | None = None
+        self.next_seq = first_seq
+        self._acked: deque[int] = deque(maxlen=MAX_ACK_HISTORY)
+        self._signer: InputSigner | None = None
+        self._events: list[ServerMessage] = []
+        self._writes: list[bytes] = []
+        self._close: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------------------- sending
+
+    def hello(self) -> None:
+        self._require(frozenset({_C.IDLE}), "hello")
+        self._queue(Hello(PROTOCOL_VERSION))
+        self.phase = ClientPhase.AWAIT_HELLO_ACK
+
+    def find_or_create(self, region: str, game_mode: str, party_size: int = 1) -> None:
+        self._require(_BEFORE_ROOM, "find_or_create")
+        self._queue(FindOrCreate(region, game_mode, party_size))
+
+    def join_room(self, room_id: str) -> None:
+        self._require(_BEFORE_ROOM, "join_room")
+        self._queue(JoinRoom(room_id))
+
+    def resume(
+        self,
+        room_id: str | None = None,
+        player_id: str | None = None,
+        resume_token: bytes | None = None,
+    ) -> None:
+        """Ask for the held seat back; arguments default to the remembered identity."""
+        self._require(_BEFORE_ROOM, "resume")
+        room_id = room_id if room_id is not None else self.room_id
+        player_id = player_id if player_id is not None else self.player_id
+        resume_token = resume_token if resume_token is not None else self.resume_token
+        if room_id is None or player_id is None or resume_token is None:
+            raise InvalidState("resume needs room_id, player_id and resume_token")
+        self._queue(Resume(room_id, player_id, resume_token))
+
+    def send_input(self, blob: bytes, tick_ms: int) -> int:
+        """Number, sign and queue one input frame; returns its ``seq``."""
+        self._require(frozenset({_C.IN_ROOM}), "send_input")
+        assert self._signer is not None  # IN_ROOM implies JoinAccepted installed it
+        seq = self.next_seq
+        if seq > U32_MAX:
+            raise LocalProtocolError("input seq space (u32) exhausted; reconnect as a new player")
+        frame = InputFrame(seq, tick_ms, blob, self._signer.sign(seq, tick_ms, blob))
+        self._queue(frame)
+        self.next_seq = seq + 1
+        return seq
+
+    def ack(self, snapshot_id: int) -> None:
+        """Acknowledge a snapshot so the server may delta against it."""
+        self._require(frozenset({_C.IN_ROOM}), "ack")
+        self._queue(Ack(snapshot_id))
+        self._acked.append(snapshot_id)
+        self.last_acked_snapshot_id = snapshot_id
+
+    @property
+    def acked_snapshot_ids(self) -> tuple[int, ...]:
+        """The last ``MAX_ACK_HISTORY`` acked ids, oldest first."""
+        return tuple(self._acked)
+
+    def ping(self, nonce: int, client_time_ms: int) -> None:
+        self._require(_TALKING, "ping")
+        self._queue(Ping(nonce, client_time_ms))
+
+    def leave(self) -> None:
+        self._require(_TALKING, "leave")
+        self._queue(Leave())
+        self.phase = ClientPhase.LEAVING
+
+    # ----------------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Take one complete WebSocket message from the server; then drain the outboxes."""
+        if self._close is not None:
+            return
+        try:
+            msg = decode_server_message(data, max_bytes=self.max_message_bytes)
+        except ProtocolError as exc:
+            self.last_error = exc
+            self.fail(exc.close_code or 1002, f"bad server message: {exc.message}")
+            return
+        kind = type(msg)
+        if kind is JoinAccepted:
+            self._start_session(msg)  # type: ignore[arg-type]
+        elif kind is MatchResult:
+            self.room_id = msg.room_id  # type: ignore[union-attr]
+        self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self.fail(1011, "receive queue overflow: caller is not draining")
+            return
+        self._events.append(msg)
+
+    def messages_received(self) -> list[ServerMessage]:
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        writes, self._writes = self._writes, []
+        return writes
+
+    def close_expected(self) -> tuple[int, str] | None:
+        return self._close
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Decide to close (the first close wins); further input is ignored."""
+        if self._close is None:
+            self._close = (code, reason[:123])
+            self.phase = ClientPhase.CLOSED
+
+    def reset_transport(self) -> None:
+        """Forget the dropped socket, keep identity and seq: ready for hello() + resume()."""
+        self.phase = ClientPhase.IDLE
+        self.session_key = None
+        self._signer = None
+        self._events = []
+        self._writes = []
+        self._close = None
+
+    # ------------------------------------------------------------------------ internals
+
+    def _start_session(self, accepted: JoinAccepted) -> None:
+        self.session_key = accepted.session_key
+        self._signer = InputSigner(accepted.session_key)
+        self.room_id = accepted.room_id
+        self.player_id = accepted.player_id
+        self.resume_token = accepted.resume_token
+        self.entity = accepted.entity
+        self.tick_hz = accepted.tick_hz
+
+    def _require(self, phases: frozenset[ClientPhase], action: str) -> None:
+        if self.phase not in phases:
+            raise InvalidState(f"cannot {action} in phase {self.phase.name}")
+
+    def _queue(self, msg: ClientMessage) -> None:
+        if len(self._writes) >= MAX_PENDING_MESSAGES:
+            raise InvalidState(f"send queue full ({MAX_PENDING_MESSAGES}); drain data_to_send()")
+        self._writes.append(encode(msg))

@@ -1,0 +1,423 @@
+"""Wire messages of protocol v1: one frozen, slotted dataclass per WIRE.md message, plus codec.
+
+Operations: build a message (validated in ``__post_init__``; a bad value raises
+``LocalProtocolError``), ``encode(msg) -> bytes``, and the direction-specific decoders
+``decode_client_message`` (server side) and ``decode_server_message`` (client side).
+
+Goals: decoding is the server's first line of defence, so it
+  * refuses input over ``max_bytes`` before parsing (``PayloadTooLarge``);
+  * lets msgpack allocate no more than the input justifies (every ``max_*_len`` is bounded by
+    the input length, so ``b"\\xdf\\xff\\xff\\xff\\xff"`` cannot reserve 4 G map slots);
+  * checks exact types (a bool is not an int, bin is not str) and every range and length;
+  * lets only ``astranet.errors`` types escape: ``MalformedMessage``, ``UnknownMessageType``,
+    ``PayloadTooLarge``, and for three *well-formed but refused* requests the reply the server
+    owes (below);
+  * never returns a half-built object.
+Encoding is deterministic: ``t`` first, then every field in declaration order, optional
+fields as ``nil``, ints in msgpack's smallest width. Unknown keys on input are ignored.
+
+Refused-but-well-formed requests (WIRE rule 2 asks for these codes, not ``malformed``):
+``FindOrCreate`` with ``party_size`` outside 1-4 or a ``game_mode`` outside
+``[A-Za-z0-9_-]{1,32}`` raises ``BadRequest``; ``JoinRoom`` whose ``room_id`` is not 8
+``[A-Za-z0-9]`` raises ``RoomNotFound("room ID does not exist")`` (no such room can exist);
+``Resume`` with such a ``room_id`` raises ``ResumeDenied``. ``ServerConnection`` replies with
+those codes and counts no strike. Building such a message locally raises
+``LocalProtocolError`` — test code that wants to send one must pack the map by hand.
+
+Limits: see ``astranet.net.limits`` (message 64 KiB, input_blob 8 KiB, strings 64 chars...).
+Benchmark: ``benchmarks/protocol.py`` (encode+decode InputFrame and a 1 KiB Snapshot).
+Don't subclass the message classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+from astranet.errors import (
+    BadRequest,
+    LocalProtocolError,
+    MalformedMessage,
+    PayloadTooLarge,
+    ResumeDenied,
+    RoomNotFound,
+    UnknownMessageType,
+)
+from astranet.net import _fields as f
+from astranet.net.limits import (
+    GAME_MODE_MAX_CHARS,
+    MAX_ERROR_CODE_CHARS,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_INPUT_BLOB_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_PLAYER_ID_CHARS,
+    MAX_REGION_CHARS,
+    MAX_RESUME_TOKEN_BYTES,
+    MAX_SNAPSHOT_PAYLOAD_BYTES,
+    MAX_TICK_HZ,
+    PARTY_SIZE_MAX,
+    PARTY_SIZE_MIN,
+    SESSION_KEY_BYTES,
+    SIG_BYTES,
+)
+
+__all__ = [
+    "CLIENT_MESSAGES",
+    "SERVER_MESSAGES",
+    "Ack",
+    "ClientMessage",
+    "ErrorMessage",
+    "FindOrCreate",
+    "Hello",
+    "HelloAck",
+    "InputFrame",
+    "JoinAccepted",
+    "JoinRoom",
+    "Leave",
+    "MatchResult",
+    "Message",
+    "Ping",
+    "Pong",
+    "RateLimited",
+    "Resume",
+    "ServerMessage",
+    "Snapshot",
+    "decode_client_message",
+    "decode_server_message",
+    "encode",
+]
+
+
+class Message:
+    """Base of every wire message. ``TYPE`` is the wire ``t``; ``FIELDS`` the wire keys."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        self._check(remote=False)
+
+    def _check(self, remote: bool) -> None:
+        """Validate every field; raise ``MalformedMessage`` if ``remote`` else local."""
+        raise NotImplementedError
+
+    def to_map(self) -> dict[str, Any]:
+        """The msgpack map of this message: ``t`` first, then fields in order."""
+        wire: dict[str, Any] = {"t": self.TYPE}
+        for name in self.FIELDS:
+            wire[name] = getattr(self, name)
+        return wire
+
+    @classmethod
+    def from_map(cls: type[_M], wire: dict[str, Any]) -> _M:
+        """Build from a decoded map whose ``t`` already selected ``cls``; absent == nil."""
+        msg = object.__new__(cls)
+        for name in cls.FIELDS:
+            # Frozen dataclass: assign through object, then validate as remote input.
+            object.__setattr__(msg, name, wire.get(name))
+        msg._check(remote=True)
+        return msg
+
+
+_M = TypeVar("_M", bound=Message)
+
+CLIENT_MESSAGES: dict[str, type[Message]] = {}
+SERVER_MESSAGES: dict[str, type[Message]] = {}
+
+
+def _message(t: str, registry: dict[str, type[Message]]) -> Callable[[type[_M]], type[_M]]:
+    """Make a frozen slotted dataclass, name its wire type, and register it (h11 READERS)."""
+
+    def wrap(cls: type[_M]) -> type[_M]:
+        built = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        built.TYPE = t
+        built.FIELDS = tuple(field.name for field in dataclasses.fields(built))
+        registry[t] = built
+        return built
+
+    return wrap
+
+
+def _err(remote: bool) -> f.ErrorClass:
+    return MalformedMessage if remote else LocalProtocolError
+
+
+# --------------------------------------------------------------------- client -> server
+
+
+@_message("Hello", CLIENT_MESSAGES)
+class Hello(Message):
+    # Any u32: a client of another version must decode fine and get ``protocol_mismatch``.
+    protocol: int
+
+    def _check(self, remote: bool) -> None:
+        f.check_u32("protocol", self.protocol, _err(remote))
+
+
+@_message("FindOrCreate", CLIENT_MESSAGES)
+class FindOrCreate(Message):
+    region: str
+    game_mode: str
+    party_size: int = 1
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_str("region", self.region, MAX_REGION_CHARS, err)
+        f.check_str("game_mode", self.game_mode, MAX_MESSAGE_BYTES, err)
+        f.check_any_int("party_size", self.party_size, err)
+        refuse = BadRequest if remote else LocalProtocolError
+        if not f.is_game_mode(self.game_mode):
+            raise refuse(
+                f"game_mode must be 1-{GAME_MODE_MAX_CHARS} chars of [A-Za-z0-9_-], "
+                f"got {f.preview(self.game_mode)}"
+            )
+        if not PARTY_SIZE_MIN <= self.party_size <= PARTY_SIZE_MAX:
+            raise refuse(
+                f"party_size must be {PARTY_SIZE_MIN}-{PARTY_SIZE_MAX}, got {self.party_size}"
+            )
+
+
+@_message("JoinRoom", CLIENT_MESSAGES)
+class JoinRoom(Message):
+    room_id: str
+
+    def _check(self, remote: bool) -> None:
+        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, _err(remote))
+        if not f.is_room_id(self.room_id):
+            if remote:
+                raise RoomNotFound("room ID does not exist")
+            raise LocalProtocolError(
+                f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}"
+            )
+
+
+@_message("Resume", CLIENT_MESSAGES)
+class Resume(Message):
+    room_id: str
+    player_id: str
+    resume_token: bytes
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
+        f.check_str("player_id", self.player_id, MAX_PLAYER_ID_CHARS, err, min_chars=1)
+        f.check_bytes("resume_token", self.resume_token, MAX_RESUME_TOKEN_BYTES, err)
+        if not f.is_room_id(self.room_id):
+            if remote:
+                raise ResumeDenied("resume denied: room ID does not exist")
+            raise LocalProtocolError(
+                f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}"
+            )
+
+
+@_message("InputFrame", CLIENT_MESSAGES)
+class InputFrame(Message):
+    seq: int
+    tick_ms: int
+    input_blob: bytes
+    sig: bytes
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_u32("seq", self.seq, err)
+        f.check_u64("tick_ms", self.tick_ms, err)
+        f.check_bytes("input_blob", self.input_blob, MAX_INPUT_BLOB_BYTES, err)
+        f.check_exact_bytes("sig", self.sig, SIG_BYTES, err)
+
+
+@_message("Ack", CLIENT_MESSAGES)
+class Ack(Message):
+    snapshot_id: int
+
+    def _check(self, remote: bool) -> None:
+        f.check_u32("snapshot_id", self.snapshot_id, _err(remote))
+
+
+@_message("Ping", CLIENT_MESSAGES)
+class Ping(Message):
+    nonce: int
+    client_time_ms: int
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_u64("nonce", self.nonce, err)
+        f.check_u64("client_time_ms", self.client_time_ms, err)
+
+
+@_message("Leave", CLIENT_MESSAGES)
+class Leave(Message):
+    def _check(self, remote: bool) -> None:
+        return None
+
+
+# --------------------------------------------------------------------- server -> client
+
+
+@_message("HelloAck", SERVER_MESSAGES)
+class HelloAck(Message):
+    protocol: int
+
+    def _check(self, remote: bool) -> None:
+        f.check_u32("protocol", self.protocol, _err(remote))
+
+
+@_message("MatchResult", SERVER_MESSAGES)
+class MatchResult(Message):
+    room_id: str
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
+        if not f.is_room_id(self.room_id):
+            raise err(f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}")
+
+
+@_message("JoinAccepted", SERVER_MESSAGES)
+class JoinAccepted(Message):
+    room_id: str
+    player_id: str
+    tick_hz: int
+    session_key: bytes
+    resume_token: bytes
+    entity: int | None = None
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
+        if not f.is_room_id(self.room_id):
+            raise err(f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}")
+        f.check_str("player_id", self.player_id, MAX_PLAYER_ID_CHARS, err, min_chars=1)
+        f.check_int("tick_hz", self.tick_hz, 1, MAX_TICK_HZ, err)
+        f.check_exact_bytes("session_key", self.session_key, SESSION_KEY_BYTES, err)
+        f.check_bytes("resume_token", self.resume_token, MAX_RESUME_TOKEN_BYTES, err)
+        f.check_optional_u32("entity", self.entity, err)
+
+
+@_message("Snapshot", SERVER_MESSAGES)
+class Snapshot(Message):
+    id: int
+    server_tick: int
+    base_id: int | None
+    compressed: bool
+    payload: bytes
+    last_input_seq: int | None = None
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_u32("id", self.id, err)
+        f.check_u64("server_tick", self.server_tick, err)
+        f.check_optional_u32("base_id", self.base_id, err)
+        f.check_bool("compressed", self.compressed, err)
+        f.check_bytes("payload", self.payload, MAX_SNAPSHOT_PAYLOAD_BYTES, err)
+        f.check_optional_u32("last_input_seq", self.last_input_seq, err)
+
+
+@_message("Pong", SERVER_MESSAGES)
+class Pong(Message):
+    nonce: int
+    client_time_ms: int
+    server_time_ms: int
+    server_tick: int
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_u64("nonce", self.nonce, err)
+        f.check_u64("client_time_ms", self.client_time_ms, err)
+        f.check_u64("server_time_ms", self.server_time_ms, err)
+        f.check_u64("server_tick", self.server_tick, err)
+
+
+@_message("RateLimited", SERVER_MESSAGES)
+class RateLimited(Message):
+    retry_after_ms: int
+
+    def _check(self, remote: bool) -> None:
+        f.check_u32("retry_after_ms", self.retry_after_ms, _err(remote))
+
+
+@_message("ProtocolError", SERVER_MESSAGES)
+class ErrorMessage(Message):
+    """The wire ``ProtocolError`` reply (named apart from the exception class)."""
+
+    code: str
+    message: str = ""
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_str("code", self.code, MAX_ERROR_CODE_CHARS, err, min_chars=1)
+        f.check_str("message", self.message, MAX_ERROR_MESSAGE_CHARS, err)
+
+
+ClientMessage = Hello | FindOrCreate | JoinRoom | Resume | InputFrame | Ack | Ping | Leave
+ServerMessage = HelloAck | MatchResult | JoinAccepted | Snapshot | Pong | RateLimited | ErrorMessage
+
+# ----------------------------------------------------------------------------- codec
+
+# msgpack's own failures: ExtraData/FormatError/StackError/"incomplete input" are all
+# ValueError subclasses; UnpackException covers the rest of its tree.
+_MSGPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
+
+
+def encode(msg: Message) -> bytes:
+    """Serialize ``msg``; deterministic (same message, same bytes)."""
+    return msgpack.packb(msg.to_map(), use_bin_type=True)
+
+
+def _decode(
+    data: bytes | bytearray | memoryview | str,
+    max_bytes: int,
+    registry: dict[str, type[Message]],
+    other: dict[str, type[Message]],
+) -> Message:
+    if isinstance(data, str):
+        raise MalformedMessage("text frames are not allowed; send binary messages")
+    size = len(data)
+    if size > max_bytes:
+        raise PayloadTooLarge(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        # Every container/str/bin length is capped by the input size: nothing declared
+        # larger than the bytes we actually hold can be allocated.
+        wire = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=False,
+            strict_map_key=True,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
+            max_ext_len=size,
+        )
+    except _MSGPACK_ERRORS as exc:
+        raise MalformedMessage(f"undecodable msgpack: {type(exc).__name__}") from exc
+    if type(wire) is not dict:
+        raise MalformedMessage(f"message must be a msgpack map, got {type(wire).__name__}")
+    for key in wire:
+        if type(key) is not str:
+            raise MalformedMessage("message map keys must be str")
+    t = wire.get("t")
+    if type(t) is not str:
+        raise MalformedMessage(f"message needs a str 't', got {f.preview(t)}")
+    cls = registry.get(t)
+    if cls is None:
+        where = " in this direction" if t in other else ""
+        raise UnknownMessageType(f"unknown message type {f.preview(t)}{where}")
+    return cls.from_map(wire)
+
+
+def decode_client_message(
+    data: bytes | bytearray | memoryview | str, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> ClientMessage:
+    """Decode one client->server message (what the server receives)."""
+    return _decode(data, max_bytes, CLIENT_MESSAGES, SERVER_MESSAGES)  # type: ignore[return-value]
+
+
+def decode_server_message(
+    data: bytes | bytearray | memoryview | str, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> ServerMessage:
+    """Decode one server->client message (what the client receives)."""
+    return _decode(data, max_bytes, SERVER_MESSAGES, CLIENT_MESSAGES)  # type: ignore[return-value]

@@ -1,0 +1,342 @@
+"""Sans-I/O server side of one client connection: bytes in, messages and bytes out.
+
+The asyncio server is a thin shell around this class (websockets' ``Protocol`` style)::
+
+    conn.receive_data(ws_message)          # one complete WebSocket message, bytes or str
+    for msg in conn.messages_received():   # act: matchmaking, queue input, reply Pong...
+        ...
+        conn.send(reply)                   # encode + queue; JoinAccepted starts the session
+    for data in conn.data_to_send():       # write each as one *binary* WebSocket message
+        await ws.send(data)
+    if (close := conn.close_expected()):   # then close with that code and reason
+        await ws.close(*close)
+
+What it enforces (WIRE.md rules):
+  1. the first message must be ``Hello`` of version 1 (else a ``ProtocolError`` reply and
+     close 1002); ``Hello`` is answered with ``HelloAck`` here and also surfaced, so the shell
+     can cancel its handshake timer.
+  3. ``InputFrame``\\ s come out already signature-checked (HMAC with the ``session_key`` of
+     the ``JoinAccepted`` the shell sent) and replay-checked. ``sig_failure_policy="kick"``
+     closes 1008; ``"warn"`` drops the frame and replies ``bad_signature``/``replay``.
+  5. a token bucket (``astranet.net.ratelimit``) charges every message before it is decoded.
+  6. undecodable, ill-typed, unknown-type, text and out-of-phase messages are dropped with a
+     ``ProtocolError`` reply and a *strike*; more than ``max_malformed`` strikes in quick
+     succession (strikes are forgiven at ``max_malformed`` per ``STRIKE_WINDOW_S``) closes
+     1008 ``too many malformed messages``. A message over ``max_message_bytes`` closes 1009.
+Out of phase means: ``InputFrame``/``Ack`` before ``JoinAccepted`` was sent, or
+``FindOrCreate``/``JoinRoom``/``Resume`` after it, or a second ``Hello``: ``bad_request``.
+``Leave`` is surfaced and then the connection closes 1000 ``leave``: free the seat, then
+close. Matchmaking refusals raised by decoding (``bad_request`` for party_size/game_mode,
+``room_not_found`` for an impossible room id) are replied here with no strike.
+
+Once a close is decided, further input is ignored and ``send`` raises ``InvalidState``;
+whatever was queued before (e.g. the ``expected_hello`` reply) is still in ``data_to_send``.
+Counters for ``/metrics`` are in ``conn.stats``.
+
+Benchmark: ``benchmarks/protocol.py`` ("server InputFrame path"): decode, verify, replay
+check and rate limit of one frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from astranet.errors import (
+    BadRequest,
+    BadSignature,
+    ExpectedHello,
+    InvalidState,
+    LocalProtocolError,
+    MalformedMessage,
+    PayloadTooLarge,
+    ProtocolError,
+    ProtocolMismatch,
+    RateLimitExceeded,
+    ReplayedInput,
+    UnknownMessageType,
+)
+from astranet.net.limits import (
+    MAX_CLOSE_REASON_BYTES,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_MESSAGE_BYTES,
+    MAX_PENDING_EVENTS,
+    MAX_PENDING_MESSAGES,
+    PROTOCOL_VERSION,
+)
+from astranet.net.messages import (
+    Ack,
+    ClientMessage,
+    ErrorMessage,
+    FindOrCreate,
+    Hello,
+    HelloAck,
+    InputFrame,
+    JoinAccepted,
+    JoinRoom,
+    Leave,
+    MatchResult,
+    Ping,
+    Pong,
+    RateLimited,
+    Resume,
+    ServerMessage,
+    Snapshot,
+    decode_client_message,
+    encode,
+)
+from astranet.net.ratelimit import Admission, Clock, FloodGuard, RateLimitConfig, TokenBucket
+from astranet.net.signing import InputSigner, ReplayGuard
+
+__all__ = [
+    "DEFAULT_MAX_MALFORMED",
+    "STRIKE_WINDOW_S",
+    "ConnectionStats",
+    "OutOfPhase",
+    "ServerConnection",
+    "ServerPhase",
+]
+
+#: Strikes (malformed / unknown type / out of phase) tolerated in quick succession. A
+#: correct client never earns one; ten lets a buggy-but-honest client log its errors.
+DEFAULT_MAX_MALFORMED = 10
+#: Strikes are forgiven at ``max_malformed`` per this many seconds (a leaky bucket), so a
+#: long session with a rare bug is not closed, but a burst of garbage is.
+STRIKE_WINDOW_S = 60.0
+
+
+class OutOfPhase(BadRequest):
+    """A well-formed message the current phase does not allow (``bad_request``, a strike)."""
+
+
+class ServerPhase(enum.Enum):
+    AWAIT_HELLO = "await_hello"
+    LOBBY = "lobby"
+    IN_ROOM = "in_room"
+    CLOSED = "closed"
+
+
+_P = ServerPhase
+
+#: Client messages each phase accepts (h11 READERS-style). Anything else is out of phase.
+ACCEPTS: dict[ServerPhase, frozenset[type]] = {
+    _P.AWAIT_HELLO: frozenset({Hello}),
+    _P.LOBBY: frozenset({FindOrCreate, JoinRoom, Resume, Ping, Leave}),
+    _P.IN_ROOM: frozenset({InputFrame, Ack, Ping, Leave}),
+    _P.CLOSED: frozenset(),
+}
+#: Server messages the shell (or this class) may send in each phase.
+SENDS: dict[ServerPhase, frozenset[type]] = {
+    _P.AWAIT_HELLO: frozenset({HelloAck, ErrorMessage, RateLimited}),
+    _P.LOBBY: frozenset({MatchResult, JoinAccepted, Pong, ErrorMessage, RateLimited}),
+    _P.IN_ROOM: frozenset({Snapshot, Pong, ErrorMessage, RateLimited}),
+    _P.CLOSED: frozenset(),
+}
+#: Phase changes: (phase, message received or sent) -> next phase. Closing (any phase ->
+#: CLOSED) happens through ``_close`` only.
+TRANSITIONS: dict[tuple[ServerPhase, type], ServerPhase] = {
+    (_P.AWAIT_HELLO, Hello): _P.LOBBY,
+    (_P.LOBBY, JoinAccepted): _P.IN_ROOM,
+}
+
+# Errors that count as a strike (rule 6); refusals like bad party_size do not.
+_STRIKES = (MalformedMessage, UnknownMessageType, OutOfPhase)
+# Closing errors that still get a ProtocolError reply first (rule 1 asks for one).
+_REPLY_BEFORE_CLOSE = (ExpectedHello, ProtocolMismatch)
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Plain counters the server's ``/metrics`` reads; never reset."""
+
+    messages_in: int = 0
+    bytes_in: int = 0
+    messages_out: int = 0
+    bytes_out: int = 0
+    malformed: int = 0  # malformed + unknown_type + out-of-phase (the strikes)
+    rate_limited: int = 0  # messages dropped by the token bucket
+    signature_failures: int = 0
+    replays: int = 0
+    inputs_accepted: int = 0
+
+
+class ServerConnection:
+    """Protocol state of one client, as seen by the server. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        sig_failure_policy: Literal["kick", "warn"] = "kick",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        clock: Clock = time.monotonic,
+        rate_limit: RateLimitConfig = RateLimitConfig(),  # noqa: B008 - frozen, shared safely
+        max_malformed: int = DEFAULT_MAX_MALFORMED,
+    ) -> None:
+        if sig_failure_policy not in ("kick", "warn"):
+            raise LocalProtocolError(
+                f"sig_failure_policy must be 'kick' or 'warn', got {sig_failure_policy!r}"
+            )
+        self.sig_failure_policy = sig_failure_policy
+        self.max_message_bytes = max_message_bytes
+        self.phase = ServerPhase.AWAIT_HELLO
+        self.stats = ConnectionStats()
+        #: The last protocol error handled (for the shell's logs); ``None`` if none.
+        self.last_error: ProtocolError | None = None
+        self._flood = FloodGuard(rate_limit, clock)
+        # Strikes drain a leaky bucket: empty means "too many in quick succession".
+        self._strikes = TokenBucket(max_malformed / STRIKE_WINDOW_S, max_malformed, clock)
+        self._signer: InputSigner | None = None
+        self._guard = ReplayGuard()
+        self._session_key: bytes | None = None
+        self._events: list[ClientMessage] = []
+        self._writes: list[bytes] = []
+        self._close: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------------ shell-facing API
+
+    @property
+    def session_key(self) -> bytes | None:
+        return self._session_key
+
+    @property
+    def last_input_seq(self) -> int | None:
+        """Highest InputFrame ``seq`` accepted in this session (pass it on to a resume)."""
+        return self._guard.last_seq
+
+    def receive_data(self, data: bytes | str) -> None:
+        """Take one complete WebSocket message (``str`` = a text frame, which is malformed).
+
+        Afterwards call ``messages_received()``, ``data_to_send()`` and ``close_expected()``.
+        """
+        if self._close is not None:
+            return
+        stats = self.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(data)
+        admission = self._flood.admit()
+        if admission is not Admission.ACCEPT:
+            stats.rate_limited += 1
+            if admission is Admission.CLOSE:
+                self._fail(RateLimitExceeded("rate limit exceeded"))
+            elif admission is Admission.DROP_AND_REPLY:
+                self._queue(RateLimited(self._flood.retry_after_ms()))
+            return
+        try:
+            try:
+                msg = decode_client_message(data, max_bytes=self.max_message_bytes)
+            except ProtocolError as exc:
+                if self.phase is ServerPhase.AWAIT_HELLO and not isinstance(exc, PayloadTooLarge):
+                    raise ExpectedHello("expected Hello") from exc
+                raise
+            self._dispatch(msg)
+        except ProtocolError as exc:
+            self._fail(exc)
+
+    def messages_received(self) -> list[ClientMessage]:
+        """Validated messages since the last call, oldest first (each delivered once)."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Encoded messages to write, in order, each as one binary WebSocket message."""
+        writes, self._writes = self._writes, []
+        return writes
+
+    def close_expected(self) -> tuple[int, str] | None:
+        """``(close code, reason)`` once the connection must close, else ``None``."""
+        return self._close
+
+    def send(self, msg: ServerMessage, *, last_input_seq: int | None = None) -> None:
+        """Queue ``msg``. Sending ``JoinAccepted`` starts the session.
+
+        It installs ``msg.session_key`` for signature checks and restarts the replay guard at
+        ``last_input_seq`` (``None``: any seq; on ``Resume`` pass the previous session's
+        ``last_input_seq`` so older frames stay refused). Raises ``InvalidState`` when closed
+        or when the phase does not allow ``msg`` (e.g. a Snapshot before JoinAccepted).
+        """
+        if self._close is not None:
+            raise InvalidState(f"connection is closing ({self._close[0]}); cannot send")
+        kind = type(msg)
+        if kind not in SENDS[self.phase]:
+            raise InvalidState(f"cannot send {kind.__name__} in phase {self.phase.name}")
+        if kind is JoinAccepted:
+            self._signer = InputSigner(msg.session_key)  # type: ignore[union-attr]
+            self._session_key = msg.session_key  # type: ignore[union-attr]
+            self._guard = ReplayGuard(last_input_seq)
+        elif last_input_seq is not None:
+            raise LocalProtocolError("last_input_seq only applies to JoinAccepted")
+        self._queue(msg)
+        self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Decide to close (handshake timeout, shutdown 1001, ...). The first close wins."""
+        self._close_with(code, reason)
+
+    # ------------------------------------------------------------------------ internals
+
+    def _dispatch(self, msg: ClientMessage) -> None:
+        kind = type(msg)
+        if kind not in ACCEPTS[self.phase]:
+            if self.phase is ServerPhase.AWAIT_HELLO:
+                raise ExpectedHello("expected Hello")
+            raise OutOfPhase(f"{kind.TYPE} is not allowed in phase {self.phase.name}")
+        if kind is InputFrame:
+            self._check_input(msg)  # type: ignore[arg-type]
+            self.stats.inputs_accepted += 1
+        elif kind is Hello:
+            if msg.protocol != PROTOCOL_VERSION:  # type: ignore[union-attr]
+                raise ProtocolMismatch(
+                    f"protocol mismatch: client={msg.protocol}, server={PROTOCOL_VERSION}"  # type: ignore[union-attr]
+                )
+            self._queue(HelloAck(PROTOCOL_VERSION))
+        self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self._close_with(1011, "receive queue overflow: shell is not draining")
+            return
+        self._events.append(msg)
+        if kind is Leave:
+            self._close_with(1000, "leave")
+
+    def _check_input(self, frame: InputFrame) -> None:
+        # Signature first, so an unsigned frame cannot probe the replay guard.
+        assert self._signer is not None  # IN_ROOM implies a JoinAccepted was sent
+        kick = 1008 if self.sig_failure_policy == "kick" else None
+        if not self._signer.verify(frame.seq, frame.tick_ms, frame.input_blob, frame.sig):
+            self.stats.signature_failures += 1
+            raise BadSignature("input frame signature verification failed", close_code=kick)
+        if not self._guard.is_fresh(frame.seq):
+            self.stats.replays += 1
+            raise ReplayedInput("input frame replayed", close_code=kick)
+        self._guard.accept(frame.seq)
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """The one place a protocol error becomes a reply, a strike and/or a close."""
+        self.last_error = exc
+        close_code = exc.close_code
+        if close_code is None or isinstance(exc, _REPLY_BEFORE_CLOSE):
+            self._queue(ErrorMessage(exc.code, exc.message[:MAX_ERROR_MESSAGE_CHARS]))
+        if close_code is not None:
+            self._close_with(close_code, exc.message)
+        elif isinstance(exc, _STRIKES):
+            self.stats.malformed += 1
+            if not self._strikes.try_take():
+                self._close_with(1008, "too many malformed messages")
+
+    def _queue(self, msg: ServerMessage) -> None:
+        if len(self._writes) >= MAX_PENDING_MESSAGES:
+            self._close_with(1011, "send queue overflow: shell is not draining")
+            return
+        data = encode(msg)
+        self._writes.append(data)
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(data)
+
+    def _close_with(self, code: int, reason: str) -> None:
+        if self._close is not None:
+            return
+        # A close frame holds at most 123 bytes of UTF-8 reason.
+        encoded = reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES]
+        self._close = (code, encoded.decode("utf-8", "ignore"))
+        self.phase = ServerPhase.CLOSED

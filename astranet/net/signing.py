@@ -1,0 +1,90 @@
+"""Input-frame signatures and replay protection (WIRE rule 3).
+
+``sig`` = the first 16 bytes of ``HMAC-SHA256(session_key, seq u32 LE || tick_ms u64 LE ||
+input_blob)``. Verification uses ``hmac.compare_digest`` (constant time in the sig bytes).
+
+Operations: ``sign``/``verify`` one-shot functions (for tests, tools and the test vector);
+``InputSigner`` for the hot path, which keys the HMAC once per session and ``copy()``s the
+keyed state per frame, saving the two key-pad compressions a fresh ``hmac.new`` costs;
+``ReplayGuard``, strictly increasing ``seq`` per session, gaps allowed.
+
+Limits: keys of any length are accepted by HMAC, but the protocol issues 32-byte keys
+(``SESSION_KEY_BYTES``); ``seq`` is u32 and ``tick_ms`` u64 (``struct.error`` otherwise, so
+callers validate first — the message classes do).
+Benchmark: ``benchmarks/protocol.py`` ("sign+verify").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+
+from astranet.errors import LocalProtocolError, ReplayedInput
+from astranet.net.limits import SIG_BYTES, U32_MAX
+
+__all__ = ["InputSigner", "ReplayGuard", "sign", "verify"]
+
+# seq as u32 little-endian, then tick_ms as u64 little-endian: 12 bytes before the blob.
+_SIGNED_HEADER = struct.Struct("<IQ")
+
+
+def _check_header(seq: int, tick_ms: int) -> bytes:
+    try:
+        return _SIGNED_HEADER.pack(seq, tick_ms)
+    except struct.error as exc:
+        raise LocalProtocolError(f"seq/tick_ms out of range: {seq}, {tick_ms}") from exc
+
+
+def sign(key: bytes, seq: int, tick_ms: int, blob: bytes) -> bytes:
+    """The 16-byte signature of one input frame."""
+    digest = hmac.new(key, _check_header(seq, tick_ms) + blob, hashlib.sha256).digest()
+    return digest[:SIG_BYTES]
+
+
+def verify(key: bytes, seq: int, tick_ms: int, blob: bytes, sig: bytes) -> bool:
+    """True when ``sig`` is the signature of the frame under ``key`` (constant time)."""
+    return hmac.compare_digest(sign(key, seq, tick_ms, blob), sig)
+
+
+class InputSigner:
+    """Signs and verifies frames of one session; the key is absorbed once, at construction."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, key: bytes) -> None:
+        # "sha256" by name selects OpenSSL's HMAC, whose copy() is a cheap C struct copy.
+        self._keyed = hmac.new(key, digestmod="sha256")
+
+    def sign(self, seq: int, tick_ms: int, blob: bytes) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(_check_header(seq, tick_ms))
+        mac.update(blob)
+        return mac.digest()[:SIG_BYTES]
+
+    def verify(self, seq: int, tick_ms: int, blob: bytes, sig: bytes) -> bool:
+        return hmac.compare_digest(self.sign(seq, tick_ms, blob), sig)
+
+
+class ReplayGuard:
+    """Accepts each ``seq`` only if it is greater than every one accepted before.
+
+    ``last_seq`` is the highest accepted so far (``None``: nothing yet, so any u32 passes).
+    A resumed session passes the previous session's last accepted seq to continue from it.
+    """
+
+    __slots__ = ("last_seq",)
+
+    def __init__(self, last_seq: int | None = None) -> None:
+        if last_seq is not None and not (type(last_seq) is int and 0 <= last_seq <= U32_MAX):
+            raise LocalProtocolError(f"last_seq must be a u32 or None, got {last_seq!r}")
+        self.last_seq = last_seq
+
+    def is_fresh(self, seq: int) -> bool:
+        return self.last_seq is None or seq > self.last_seq
+
+    def accept(self, seq: int) -> None:
+        """Record ``seq``; raise ``ReplayedInput`` if it is not newer than the last one."""
+        if not self.is_fresh(seq):
+            raise ReplayedInput(f"input frame replayed: seq {seq} <= {self.last_seq}")
+        self.last_seq = seq
