@@ -1,0 +1,104 @@
+"""Pure vectorised quantizers: float columns <-> unsigned integer codes.
+
+Operations: linear range quantization (``lo..hi`` in steps of ``step``), angle wrapping to
+``bits`` codes per turn, smallest-three quaternion packing, and booleans as one bit.
+Goals: whole columns at once (no per-entity Python); ``quantize(dequantize(c)) == c`` for linear,
+angle and bool codes, so the state the server sends is a fixed point the server may also simulate
+with; codes are plain unsigned integers so the codec can delta and bit-pack them uniformly.
+Limits: codes are at most 32 bits; float work is done in float64 and results are float32.
+Smallest-three is idempotent except at exact ties between the two largest components, where the
+re-quantized index may differ (the dequantized rotation is still within one step).
+Benchmark: benchmarks/test_bench_replication.py (capture = quantize every column).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "QUAT_COMPONENT_LIMIT",
+    "dequantize_angle",
+    "dequantize_linear",
+    "dequantize_quaternion",
+    "quantize_angle",
+    "quantize_linear",
+    "quantize_quaternion",
+]
+
+# After dropping the largest |component| of a unit quaternion, each remaining one lies within
+# +-1/sqrt(2): if two were larger, their squares alone would exceed 1.
+QUAT_COMPONENT_LIMIT = float(1.0 / np.sqrt(2.0))
+
+_TAU = 2.0 * np.pi
+
+
+def quantize_linear(values: np.ndarray, lo: float, step: float, max_code: int) -> np.ndarray:
+    """Map floats to ``round((clip(v) - lo) / step)`` as uint32; NaN maps to code 0."""
+    scaled = (np.asarray(values, dtype=np.float64) - lo) / step
+    # NaN would make astype() undefined behaviour; pin it to the low end instead.
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=max_code, neginf=0.0)
+    return np.clip(np.rint(scaled), 0, max_code).astype(np.uint32)
+
+
+def dequantize_linear(codes: np.ndarray, lo: float, step: float) -> np.ndarray:
+    """Inverse of :func:`quantize_linear` (exact for codes, float32 out)."""
+    return (lo + np.asarray(codes, dtype=np.float64) * step).astype(np.float32)
+
+
+def quantize_angle(radians: np.ndarray, bits: int) -> np.ndarray:
+    """Wrap angles to one turn and map them to ``bits``-bit codes (code 0 is angle 0)."""
+    turns = np.asarray(radians, dtype=np.float64) / _TAU
+    turns = np.nan_to_num(turns, nan=0.0, posinf=0.0, neginf=0.0)
+    full = 1 << bits
+    # rint then mod, so an angle just below a full turn wraps to code 0 instead of code 2**bits.
+    return (np.rint((turns - np.floor(turns)) * full).astype(np.int64) % full).astype(np.uint32)
+
+
+def dequantize_angle(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of :func:`quantize_angle`; results lie in ``[-pi, pi)``."""
+    full = 1 << bits
+    signed = np.asarray(codes, dtype=np.int64)
+    signed = np.where(signed >= full // 2, signed - full, signed)
+    return (signed * (_TAU / full)).astype(np.float32)
+
+
+def quantize_quaternion(quats: np.ndarray, bits: int) -> np.ndarray:
+    """Smallest-three: ``(n, 4)`` x,y,z,w floats -> ``(n, 4)`` codes ``[index, a, b, c]``.
+
+    ``index`` (2 bits) names the dropped largest component; ``a, b, c`` are the other three in
+    x,y,z,w order, each quantized to ``bits`` over +-QUAT_COMPONENT_LIMIT. The sign is chosen so
+    the dropped component is positive (q and -q are the same rotation). A zero or non-finite
+    quaternion is encoded as the identity.
+    """
+    q = np.asarray(quats, dtype=np.float64).reshape(-1, 4)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    valid = np.isfinite(norm[:, 0]) & (norm[:, 0] > 1e-12)
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    unit = np.where(valid[:, None], q / np.where(valid[:, None], norm, 1.0), identity)
+    largest = np.argmax(np.abs(unit), axis=1)
+    rows = np.arange(len(unit))
+    sign = np.where(unit[rows, largest] < 0.0, -1.0, 1.0)
+    unit *= sign[:, None]
+    # Columns kept: all but `largest`, in x,y,z,w order.
+    keep = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    rest = np.take_along_axis(unit, keep, axis=1)
+    max_code = (1 << bits) - 1
+    step = 2.0 * QUAT_COMPONENT_LIMIT / max_code
+    codes = quantize_linear(rest, -QUAT_COMPONENT_LIMIT, step, max_code)
+    return np.concatenate([largest.astype(np.uint32)[:, None], codes], axis=1)
+
+
+def dequantize_quaternion(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of :func:`quantize_quaternion`: ``(n, 4)`` codes -> ``(n, 4)`` float32 x,y,z,w."""
+    codes = np.asarray(codes).reshape(-1, 4)
+    largest = codes[:, 0].astype(np.int64) & 3
+    max_code = (1 << bits) - 1
+    step = 2.0 * QUAT_COMPONENT_LIMIT / max_code
+    rest = -QUAT_COMPONENT_LIMIT + codes[:, 1:].astype(np.float64) * step
+    dropped = np.sqrt(np.maximum(0.0, 1.0 - np.sum(rest * rest, axis=1)))
+    out = np.empty((len(codes), 4), dtype=np.float64)
+    rows = np.arange(len(codes))
+    keep = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    np.put_along_axis(out, keep, rest, axis=1)
+    out[rows, largest] = dropped
+    return out.astype(np.float32)

@@ -1,0 +1,39 @@
+"""Bit packing of unsigned integer runs (LSB first), vectorised with numpy.
+
+A run of ``m`` values of ``width`` bits occupies ``ceil(m * width / 8)`` bytes: value ``i`` is
+bits ``i*width .. i*width+width-1`` of the run, least significant bit first, and bit ``j`` of
+the run is bit ``j % 8`` (LSB = 0) of byte ``j // 8``. Unused high bits of the last byte are 0.
+Limits: width 0..32 (a width of 0 means every value is 0 and takes no bytes).
+Benchmark: benchmarks/test_bench_replication.py (encode/decode).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["pack_bits", "packed_size", "unpack_bits"]
+
+
+def packed_size(count: int, width: int) -> int:
+    """Bytes taken by ``count`` values of ``width`` bits."""
+    return (count * width + 7) // 8
+
+
+def pack_bits(values: np.ndarray, width: int) -> bytes:
+    """Pack ``values`` (each < 2**width) into a run; see the module docstring for the layout."""
+    if width == 0 or len(values) == 0:
+        return b""
+    as_bytes = np.ascontiguousarray(values, dtype="<u4").view(np.uint8).reshape(-1, 4)
+    bits = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width]
+    return np.packbits(bits.ravel(), bitorder="little").tobytes()
+
+
+def unpack_bits(run: bytes | memoryview, count: int, width: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``count`` uint32 values (``run`` must be packed_size long)."""
+    if width == 0 or count == 0:
+        return np.zeros(count, dtype=np.uint32)
+    bits = np.unpackbits(np.frombuffer(run, dtype=np.uint8), count=count * width,
+                         bitorder="little").reshape(count, width)
+    padded = np.zeros((count, 32), dtype=np.uint8)
+    padded[:, :width] = bits
+    return np.packbits(padded, axis=1, bitorder="little").view("<u4").ravel().astype(np.uint32)
