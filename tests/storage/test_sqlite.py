@@ -1,0 +1,291 @@
+"""SQLiteStorage on real files: schema, migrations, refusal of foreign/corrupt/newer files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from astranet.errors import StorageError
+from astranet.storage.base import (
+    Checkpoint,
+    PlayerRecord,
+    RoomRecord,
+    Storage,
+    hash_resume_token,
+    token_matches,
+)
+from astranet.storage.sqlite import ASTRANET_APPLICATION_ID, SCHEMA_VERSION, SQLiteStorage
+
+pytestmark = pytest.mark.timeout(30)
+
+ROW = np.dtype([("net_id", "<u4"), ("x", "<f4"), ("y", "<f4")])
+
+
+def _room(room_id: str = "Room0001", created_at: float = 100.0) -> RoomRecord:
+    return RoomRecord(room_id, "us-east", "coop", 4, created_at)
+
+
+def _player(player_id: str = "p1", room_id: str = "Room0001", token: bytes = b"t" * 32):
+    return PlayerRecord(player_id, room_id, 17, hash_resume_token(token), 101.0)
+
+
+def _state(tick: int) -> dict[str, np.ndarray]:
+    rows = np.zeros(50, ROW)
+    rows["net_id"] = np.arange(50)
+    rows["x"] = tick
+    return {"rows": rows, "hp": np.full((50, 2), tick % 100, "<i2")}
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    storage = SQLiteStorage(tmp_path / "astranet.db")
+    yield storage
+    storage.close()
+
+
+def test_sqlite_storage_satisfies_the_protocol(db: SQLiteStorage) -> None:
+    assert isinstance(db, Storage)
+
+
+def test_missing_file_is_created_and_migrated_from_empty(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    storage = SQLiteStorage(path)
+    assert storage.schema_version() == SCHEMA_VERSION == 2
+    storage.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == ASTRANET_APPLICATION_ID
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    finally:
+        conn.close()
+    assert tables == {"schema_version", "rooms", "players", "checkpoints"}
+
+
+def test_old_schema_is_migrated_forward_keeping_data(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    old = SQLiteStorage(path, target_version=1)
+    assert old.schema_version() == 1
+    old.save_room(_room())
+    old.close()
+    storage = SQLiteStorage(path)
+    try:
+        assert storage.schema_version() == SCHEMA_VERSION
+        assert storage.open_rooms() == [_room()]
+        storage.save_checkpoint(Checkpoint("Room0001", 1, 1.0, _state(1)))  # v2 table exists
+    finally:
+        storage.close()
+
+
+def test_reopen_keeps_rooms_players_and_checkpoints(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    storage = SQLiteStorage(path)
+    storage.save_room(_room())
+    storage.save_player(_player())
+    storage.update_last_input_seq({"p1": 42})
+    storage.save_checkpoint(Checkpoint("Room0001", 300, 10.0, _state(300)))
+    storage.close()
+
+    storage = SQLiteStorage(path)
+    try:
+        assert storage.open_rooms() == [_room()]
+        [player] = storage.players_in_room("Room0001")
+        assert player.last_input_seq == 42 and player.entity_net_id == 17
+        checkpoint = storage.load_checkpoint("Room0001")
+        assert checkpoint is not None and checkpoint.tick == 300
+        np.testing.assert_array_equal(checkpoint.state["rows"], _state(300)["rows"])
+    finally:
+        storage.close()
+
+
+def test_rooms_close_and_players_leave(db: SQLiteStorage) -> None:
+    db.save_room(_room("Room0001", created_at=2.0))
+    db.save_room(_room("Room0002", created_at=1.0))
+    db.save_player(_player("p1"))
+    db.save_player(_player("p2"))
+    assert [r.room_id for r in db.open_rooms()] == ["Room0002", "Room0001"]  # oldest first
+    db.close_room("Room0002", 5.0)
+    assert [r.room_id for r in db.open_rooms()] == ["Room0001"]
+    db.player_left("p2", 7.0)
+    left = {p.player_id: p.left_at for p in db.players_in_room("Room0001")}
+    assert left == {"p1": None, "p2": 7.0}
+
+
+def test_save_player_is_an_upsert(db: SQLiteStorage) -> None:
+    db.save_room(_room())
+    db.save_player(_player())
+    moved = PlayerRecord("p1", "Room0001", 99, hash_resume_token(b"new"), 101.0)
+    db.save_player(moved)
+    assert db.players_in_room("Room0001") == [moved]
+
+
+def test_batched_last_input_seq_updates_many_and_ignores_unknown(db: SQLiteStorage) -> None:
+    db.save_room(_room())
+    for pid in ("a", "b", "c"):
+        db.save_player(_player(pid))
+    db.update_last_input_seq({"a": 1, "b": 2**32 - 1, "ghost": 5})
+    seqs = {p.player_id: p.last_input_seq for p in db.players_in_room("Room0001")}
+    assert seqs == {"a": 1, "b": 2**32 - 1, "c": None}
+    with pytest.raises(StorageError, match="u32"):
+        db.update_last_input_seq({"a": 2**32})
+
+
+def test_unknown_ids_and_dangling_references_are_storage_errors(db: SQLiteStorage) -> None:
+    with pytest.raises(StorageError, match="no room"):
+        db.close_room("Nope0000", 1.0)
+    with pytest.raises(StorageError, match="no player"):
+        db.player_left("ghost", 1.0)
+    with pytest.raises(StorageError, match="FOREIGN KEY"):
+        db.save_player(_player(room_id="Nope0000"))
+    with pytest.raises(StorageError, match="FOREIGN KEY"):
+        db.save_checkpoint(Checkpoint("Nope0000", 1, 1.0, {}))
+
+
+def test_latest_checkpoint_wins_and_older_ticks_do_not_regress(db: SQLiteStorage) -> None:
+    db.save_room(_room())
+    assert db.load_checkpoint("Room0001") is None
+    for tick in (10, 20, 30):
+        db.save_checkpoint(Checkpoint("Room0001", tick, float(tick), _state(tick)))
+    db.save_checkpoint(Checkpoint("Room0001", 25, 99.0, _state(25)))  # late and stale
+    checkpoint = db.load_checkpoint("Room0001")
+    assert checkpoint is not None and checkpoint.tick == 30 and checkpoint.saved_at == 30.0
+    assert int(checkpoint.state["rows"]["x"][0]) == 30
+    count = db._conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+    assert count == 1  # only the latest row is kept
+
+
+def test_token_hash_is_not_the_token_and_token_never_hits_disk(tmp_path: Path) -> None:
+    token = os.urandom(32)
+    stored = hash_resume_token(token)
+    assert stored != token and len(stored) == 32
+    assert token_matches(stored, token)
+    assert not token_matches(stored, token[:-1] + bytes([token[-1] ^ 1]))
+
+    path = tmp_path / "tok.db"
+    storage = SQLiteStorage(path)
+    storage.save_room(_room())
+    storage.save_player(_player(token=token))
+    [player] = storage.players_in_room("Room0001")
+    assert token_matches(player.resume_token_hash, token)
+    storage.close()
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert token not in on_disk
+    assert stored in on_disk  # sanity: we did look at the bytes that hold the row
+
+
+def test_plaintext_token_is_refused_as_a_hash() -> None:
+    with pytest.raises(StorageError, match="not the token"):
+        PlayerRecord("p1", "Room0001", None, b"short-plaintext-token", 1.0)
+
+
+def test_newer_schema_is_refused_naming_file_and_versions(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    SQLiteStorage(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = 9")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError) as info:
+        SQLiteStorage(path)
+    message = str(info.value)
+    assert str(path) in message and "v9" in message and f"v{SCHEMA_VERSION}" in message
+
+
+def test_random_bytes_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "random.db"
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(StorageError, match="not an SQLite database") as info:
+        SQLiteStorage(path)
+    assert str(path) in str(info.value)
+    assert path.stat().st_size == 8192  # untouched, never reset
+
+
+@pytest.mark.parametrize("application_id", [0, 0x12345678])
+def test_foreign_sqlite_database_is_refused_untouched(tmp_path: Path, application_id) -> None:
+    path = tmp_path / "other_app.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {application_id}")
+    conn.execute("CREATE TABLE inventory (item TEXT)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match="not an astranet database") as info:
+        SQLiteStorage(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+
+
+def _filled_database(path: Path, rooms: int = 150) -> None:
+    storage = SQLiteStorage(path)
+    for i in range(rooms):
+        room_id = f"Room{i:04d}"
+        storage.save_room(_room(room_id))
+        storage.save_checkpoint(Checkpoint(room_id, i, 1.0, _state(i)))
+    storage.close()  # checkpoints the WAL into the main file
+
+
+def test_overwritten_pages_are_reported_as_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.db"
+    _filled_database(path)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    rng = np.random.default_rng(1)
+    for start in range(3 * page, len(data) - page, 7 * page):  # garbage inside b-tree pages
+        data[start + 8 : start + page] = rng.bytes(page - 8)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="corrupt") as info:
+        SQLiteStorage(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_file_is_reported_as_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.db"
+    _filled_database(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StorageError, match="corrupt") as info:
+        SQLiteStorage(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_checkpoint_blob_is_a_storage_error_on_load(db: SQLiteStorage) -> None:
+    db.save_room(_room())
+    db.save_checkpoint(Checkpoint("Room0001", 5, 1.0, _state(5)))
+    db._conn.execute("UPDATE checkpoints SET blob = substr(blob, 1, 30)")
+    with pytest.raises(StorageError, match="Room0001"):
+        db.load_checkpoint("Room0001")
+
+
+def test_backup_produces_a_valid_database(db: SQLiteStorage, tmp_path: Path) -> None:
+    db.save_room(_room())
+    db.save_player(_player())
+    db.save_checkpoint(Checkpoint("Room0001", 9, 1.0, _state(9)))
+    target = tmp_path / "backup.db"
+    db.backup(target)
+    db.save_room(_room("Room0002"))  # the live file keeps working after a backup
+    copy = SQLiteStorage(target)
+    try:
+        assert [r.room_id for r in copy.open_rooms()] == ["Room0001"]
+        assert len(copy.players_in_room("Room0001")) == 1
+        checkpoint = copy.load_checkpoint("Room0001")
+        assert checkpoint is not None and checkpoint.tick == 9
+    finally:
+        copy.close()
+
+
+def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        SQLiteStorage(tmp_path / "no" / "such" / "dir" / "x.db")
+
+
+def test_calls_after_close_are_storage_errors(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "c.db")
+    storage.close()
+    storage.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        storage.open_rooms()
