@@ -37,7 +37,9 @@ interval, nor above ``MAX_INTERPOLATION_DELAY_MS``.
 Limits: ``MAX_BUFFERED_SNAPSHOTS`` (32) snapshots, the oldest dropped first; a snapshot not newer
 than the newest buffered one is ignored (``push`` returns False). Arithmetic is float64; the
 result has the newer snapshot's dtype.
-Benchmark: benchmarks/replication/bench_interpolation.py (1000 entities x 4 columns) - pending.
+Benchmark: benchmarks/replication/bench_interpolation.py (1000 entities x 4 columns), not yet
+written; an ad-hoc timeit on the 2-core dev machine gave ~42 us per ``sample`` with unchanged
+ids (one angle column) and ~75 us when the pair's ids differ (``np.intersect1d``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ JITTER_MULTIPLIER = 2.0
 JITTER_GAIN = 1.0 / 16.0
 DELAY_RISE_GAIN = 0.25  # ~4 snapshots to follow a jitter increase
 DELAY_FALL_GAIN = 0.02  # ~50 snapshots (1.7 s at 30 Hz) to relax after it
+
+
+# Row selector of the entities two snapshots share: index arrays, or slice(None) for "all".
+_Rows = np.ndarray | slice
 
 
 class InvalidSnapshotError(AstranetError, ValueError):
@@ -142,10 +148,10 @@ class SnapshotBuffer:
         mask = np.zeros(width, dtype=bool) if angle_columns is None else np.asarray(angle_columns)
         if mask.dtype != np.bool_ or mask.shape != (width,):
             raise InvalidSnapshotError(f"angle_columns must be a bool mask of shape ({width},)")
-        self._angle_columns = mask
+        self._angle_columns = np.flatnonzero(mask)
         self._snapshots: deque[_Snapshot] = deque(maxlen=capacity)
         self._times: deque[float] = deque(maxlen=capacity)  # parallel to _snapshots
-        self._pair_cache: tuple[_Snapshot, _Snapshot, np.ndarray, np.ndarray, np.ndarray] | None
+        self._pair_cache: tuple[_Snapshot, _Snapshot, _Rows, _Rows] | None
         self._pair_cache = None
         self._starving = False
         self.starvations = 0
@@ -241,28 +247,32 @@ class SnapshotBuffer:
         in_older, in_newer = self._match(older, newer)
         start = older.values[in_older].astype(np.float64)
         end = newer.values[in_newer].astype(np.float64)
-        if self._angle_columns.any():
+        angles = self._angle_columns  # column indices; only these pay for the wrapping
+        if angles.size:
             # Shortest arc: unwrap the end so that |end - start| <= pi on angle columns.
-            turn = np.remainder(end - start + math.pi, _TWO_PI) - math.pi
-            end = np.where(self._angle_columns, start + turn, end)
+            turn = np.remainder(end[:, angles] - start[:, angles] + math.pi, _TWO_PI) - math.pi
+            end[:, angles] = start[:, angles] + turn
         blended = (1.0 - alpha) * start + alpha * end
-        if self._angle_columns.any():
-            wrapped = np.remainder(blended + math.pi, _TWO_PI) - math.pi
-            blended = np.where(self._angle_columns, wrapped, blended)
+        if angles.size:
+            blended[:, angles] = np.remainder(blended[:, angles] + math.pi, _TWO_PI) - math.pi
         out = newer.values.copy()  # rows only in newer keep newer's values
         out[in_newer] = blended
         return out
 
-    def _match(self, older: _Snapshot, newer: _Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    def _match(self, older: _Snapshot, newer: _Snapshot) -> tuple[_Rows, _Rows]:
         """Row indices of the entities present in both, cached per pair (render runs many
         frames between two snapshots)."""
         cache = self._pair_cache
         if cache is not None and cache[0] is older and cache[1] is newer:
-            return cache[3], cache[4]
-        common, in_older, in_newer = np.intersect1d(
-            older.net_ids, newer.net_ids, assume_unique=True, return_indices=True
-        )
-        self._pair_cache = (older, newer, common, in_older, in_newer)
+            return cache[2], cache[3]
+        if np.array_equal(older.net_ids, newer.net_ids):
+            # The common case (no spawn or despawn): whole arrays, no gather.
+            in_older = in_newer = slice(None)
+        else:
+            _, in_older, in_newer = np.intersect1d(
+                older.net_ids, newer.net_ids, assume_unique=True, return_indices=True
+            )
+        self._pair_cache = (older, newer, in_older, in_newer)
         return in_older, in_newer
 
 
