@@ -286,6 +286,7 @@ class LinkConditioner:
         self._server: asyncio.Server | None = None
         self._links: dict[_Link, asyncio.Task[None]] = {}
         self._blocked = False
+        self._closing = False
         self._connections_total = 0
         self._connections_refused = 0
         self._chunks_delayed_by_loss = 0
@@ -304,6 +305,7 @@ class LinkConditioner:
 
     async def close(self) -> None:
         """Stop listening and reset every connection."""
+        self._closing = True  # handshakes still connecting to the target are refused
         if self._server is not None:
             self._server.close()
         await self.sever()
@@ -379,7 +381,7 @@ class LinkConditioner:
         )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._blocked or len(self._links) >= MAX_CONNECTIONS:
+        if self._blocked or self._closing or len(self._links) >= MAX_CONNECTIONS:
             self._connections_refused += 1
             _reset(writer)
             return
@@ -393,7 +395,7 @@ class LinkConditioner:
             self._connections_refused += 1
             _reset(writer)
             return
-        if self._blocked:  # blocked while we were connecting
+        if self._blocked or self._closing:  # went down while we were connecting
             self._connections_refused += 1
             _reset(writer)
             _reset(target[1])
