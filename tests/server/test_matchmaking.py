@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astranet.errors import (
     BadRequest,
@@ -296,3 +299,55 @@ async def test_1000_concurrent_mixed_parties_never_overfill(mm: Matchmaker) -> N
     assert sum(row.held_seats for row in rows.values()) == sum(sizes) - 1000
     for seat, region in zip(seats, regions, strict=True):
         assert rows[seat.room_id].region == region
+
+
+def expected_choice(rows: list[RoomInfo], region: str, mode: str, size: int) -> str | None:
+    """Brute-force reference of the placement rule over a rooms() listing (oldest first)."""
+    fitting = [
+        row
+        for row in rows
+        if (row.region, row.game_mode) == (region, mode)
+        and row.players + row.held_seats + size <= row.capacity
+    ]
+    if not fitting:
+        return None
+    fullest = max(row.players + row.held_seats for row in fitting)
+    return next(row.room_id for row in fitting if row.players + row.held_seats == fullest)
+
+
+# Few keys and few room indices so operations collide on the same rooms (ties, refills).
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("find"), st.sampled_from(REGIONS[:1]), st.sampled_from("aab"),
+                  st.integers(1, 4)),
+        st.tuples(st.sampled_from(["join", "release", "release", "close"]), st.integers(0, 3)),
+        st.tuples(st.just("wait"), st.sampled_from([1.0, 15.0, 30.0])),
+    ),
+    max_size=60,
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(OPERATIONS)
+def test_placement_matches_reference_under_random_operations(operations: list) -> None:
+    clock = FakeClock()
+    mm = Matchmaker(REGIONS, None, clock=clock)
+    for op in operations:
+        rows = mm.rooms()
+        ids = [row.room_id for row in rows]
+        if op[0] == "find":
+            _, region, mode, size = op
+            expected = expected_choice(rows, region, mode, size)
+            seat = mm.find_or_create(region, mode, size)
+            assert seat.created == (expected is None)
+            if expected is not None:
+                assert seat.room_id == expected
+        elif op[0] == "wait":
+            clock.now += op[1]
+        elif ids:
+            room_id = ids[op[1] % len(ids)]
+            with contextlib.suppress(RoomFull, InvalidState):
+                {"join": mm.join_room, "release": mm.release, "close": mm.close_room}[op[0]](
+                    room_id
+                )
+        assert all(row.players + row.held_seats <= row.capacity for row in mm.rooms())

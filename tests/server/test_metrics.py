@@ -91,3 +91,28 @@ def test_occupancy_gauges_and_byte_counters() -> None:
     assert got[("astranet_players", ())] == 4
     assert got[("astranet_bytes_sent_total", ())] == 100
     assert got[("astranet_snapshot_bytes_total", ())] == 60
+
+
+async def test_tick_loop_callbacks_plug_into_metrics() -> None:
+    from astranet.server.scheduler import TickLoop
+
+    metrics = ServerMetrics()
+    now = [0.0]
+    loop: TickLoop
+
+    def step(tick: int) -> None:
+        now[0] += 0.5  # far over a 30 Hz period: every later burst skips
+        if tick == 2:
+            loop.stop()
+
+    loop = TickLoop(
+        30,
+        step,
+        clock=lambda: now[0],
+        on_tick=metrics.observe_tick,
+        on_skip=metrics.record_skipped,
+    )
+    await loop.run()
+    got = samples(metrics)
+    assert got[("astranet_tick_duration_seconds_count", ())] == 3
+    assert got[("astranet_skipped_ticks_total", ())] == loop.stats.skipped_ticks == 28
