@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from astranet.errors import (
     BadRequest,
+    ConfigurationError,
     InvalidState,
     ResumeDenied,
     RoomFull,
@@ -141,9 +142,9 @@ class Matchmaker:
         max_rooms: int = MAX_ROOMS,
     ) -> None:
         if not regions:
-            raise InvalidState("a Matchmaker needs at least one region")
+            raise ConfigurationError("a Matchmaker needs at least one region")
         if capacity < 1 or hold_seconds < 0 or resume_seconds < 0 or max_rooms < 1:
-            raise InvalidState("capacity/max_rooms must be >= 1 and hold times >= 0")
+            raise ConfigurationError("capacity/max_rooms must be >= 1 and hold times >= 0")
         self.regions: tuple[str, ...] = tuple(regions)
         self.game_modes: frozenset[str] | None = (
             None if game_modes is None else frozenset(game_modes)
@@ -231,7 +232,7 @@ class Matchmaker:
     def resume(self, room_id: str, player_id: str) -> Seat:
         """Resume: the dropped player takes their held seat back."""
         self._sweep()
-        room = self._rooms.get(room_id)
+        room = self._rooms.get(room_id) if isinstance(room_id, str) else None
         if room is None or room.resume_holds.pop(player_id, None) is None:
             raise ResumeDenied(f"no seat held for player {player_id!r} in room {room_id!r}")
         return Seat(room_id, held=True)
@@ -253,19 +254,40 @@ class Matchmaker:
         self._open.get((room.region, room.game_mode), {}).pop(room_id, None)
         return True
 
-    def restore_room(self, room_id: str, region: str, game_mode: str, players: int) -> None:
-        """Register a room restored from a checkpoint, its players all awaiting Resume."""
+    def restore_room(
+        self,
+        room_id: str,
+        region: str,
+        game_mode: str,
+        players: int,
+        *,
+        resumable_player_ids: Sequence[str] = (),
+    ) -> None:
+        """Register a room restored from a checkpoint with ``players`` seats taken.
+
+        Each of ``resumable_player_ids`` (at most ``players``) gets a resume hold of
+        ``resume_seconds`` from now, so those players can ``Resume`` after a server restart;
+        if they do not, their seats free themselves and show up in ``drain_expired_resumes``.
+        """
         if not ROOM_ID_PATTERN.fullmatch(room_id):
             raise InvalidState(f"restored room id {room_id!r} is not 8 chars [A-Za-z0-9]")
         if room_id in self._rooms:
             raise InvalidState(f"room {room_id} is already live")
         self._check_region(region)
         self._check_game_mode(game_mode)
-        if not 0 <= players <= self.capacity:
-            raise InvalidState(f"restored room {room_id} has {players} players")
-        self._sweep()
+        if type(players) is not int or not 0 <= players <= self.capacity:
+            raise InvalidState(f"restored room {room_id} has {players!r} players")
+        if (
+            len(set(resumable_player_ids)) != len(resumable_player_ids)
+            or len(resumable_player_ids) > players
+        ):
+            raise InvalidState(f"restored room {room_id}: resumable ids must be distinct seats")
+        now = self._sweep()
         room = self._create(region, game_mode, room_id=room_id)
         room.players = players
+        room.resume_holds = dict.fromkeys(resumable_player_ids, now + self.resume_seconds)
+        if resumable_player_ids:
+            self._next_expiry = min(self._next_expiry, now + self.resume_seconds)
         self._reindex(room)
 
     def room(self, room_id: str) -> RoomInfo:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from astranet.errors import (
     BadRequest,
+    ConfigurationError,
     InvalidState,
     MatchmakingError,
     ResumeDenied,
@@ -351,3 +352,22 @@ def test_placement_matches_reference_under_random_operations(operations: list) -
                     room_id
                 )
         assert all(row.players + row.held_seats <= row.capacity for row in mm.rooms())
+
+
+def test_restored_players_can_resume_or_expire(clock: FakeClock) -> None:
+    mm = Matchmaker(REGIONS, None, clock=clock, resume_seconds=30.0)
+    mm.restore_room("Crashed1", "us-east", "coop", 3, resumable_player_ids=["p1", "p2"])
+    assert mm.room("Crashed1").players == 3
+    assert mm.resume("Crashed1", "p1").room_id == "Crashed1"
+    clock.now += 30.0
+    assert mm.drain_expired_resumes() == [("Crashed1", "p2")]
+    assert mm.room("Crashed1").players == 2
+    with pytest.raises(InvalidState):
+        mm.restore_room("Crashed2", "us-east", "coop", 1, resumable_player_ids=["a", "b"])
+
+
+def test_bad_constructor_arguments_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        Matchmaker([], None)
+    with pytest.raises(ConfigurationError):
+        Matchmaker(REGIONS, None, capacity=0)
