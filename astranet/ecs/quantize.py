@@ -62,6 +62,12 @@ def dequantize_angle(codes: np.ndarray, bits: int) -> np.ndarray:
     return (signed * (_TAU / full)).astype(np.float32)
 
 
+def _quat_max_code(bits: int) -> int:
+    # An even code count minus one leaves 0.0 exactly representable (the middle code), so the
+    # identity and axis-aligned rotations survive quantization exactly.
+    return (1 << bits) - 2
+
+
 def quantize_quaternion(quats: np.ndarray, bits: int) -> np.ndarray:
     """Smallest-three: ``(n, 4)`` x,y,z,w floats -> ``(n, 4)`` codes ``[index, a, b, c]``.
 
@@ -82,7 +88,7 @@ def quantize_quaternion(quats: np.ndarray, bits: int) -> np.ndarray:
     # Columns kept: all but `largest`, in x,y,z,w order.
     keep = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
     rest = np.take_along_axis(unit, keep, axis=1)
-    max_code = (1 << bits) - 1
+    max_code = _quat_max_code(bits)
     step = 2.0 * QUAT_COMPONENT_LIMIT / max_code
     codes = quantize_linear(rest, -QUAT_COMPONENT_LIMIT, step, max_code)
     return np.concatenate([largest.astype(np.uint32)[:, None], codes], axis=1)
@@ -92,7 +98,7 @@ def dequantize_quaternion(codes: np.ndarray, bits: int) -> np.ndarray:
     """Inverse of :func:`quantize_quaternion`: ``(n, 4)`` codes -> ``(n, 4)`` float32 x,y,z,w."""
     codes = np.asarray(codes).reshape(-1, 4)
     largest = codes[:, 0].astype(np.int64) & 3
-    max_code = (1 << bits) - 1
+    max_code = _quat_max_code(bits)
     step = 2.0 * QUAT_COMPONENT_LIMIT / max_code
     rest = -QUAT_COMPONENT_LIMIT + codes[:, 1:].astype(np.float64) * step
     dropped = np.sqrt(np.maximum(0.0, 1.0 - np.sum(rest * rest, axis=1)))

@@ -206,6 +206,11 @@ class Quaternion(Encoding):
     def code_bits(self) -> tuple[int, ...]:
         return (2, self.bits, self.bits, self.bits)
 
+    @property
+    def max_codes(self) -> tuple[int, ...]:
+        top = (1 << self.bits) - 2  # see astranet.ecs.quantize._quat_max_code
+        return (3, top, top, top)
+
     def quantize(self, column: np.ndarray) -> np.ndarray:
         return q.quantize_quaternion(column, self.bits).astype(self.code_dtype)
 

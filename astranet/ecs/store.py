@@ -126,6 +126,8 @@ class ColumnStore:
         self._ensure_capacity(first + n)
         self._ids[first:first + n] = ids
         self.count += n
+        for col in self._columns:  # rows past the old count hold stale values after despawns
+            col[first:first + n] = 0
         for key, value in values.items():
             self._columns[self.schema.index(key.replace("__", "."))][first:first + n] = value
         if n and first and int(ids.min()) < int(self._ids[first - 1]):

@@ -1,0 +1,197 @@
+"""Payload codec: deltas reproduce the quantized state exactly; bad bytes raise typed errors."""
+
+import contextlib
+import struct
+
+import lz4.frame
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from astranet.ecs.schema import Quantized, Schema, replicated
+from astranet.ecs.store import ColumnStore
+from astranet.errors import SnapshotDecodeError
+from astranet.replication.codec import (
+    HEADER,
+    MAX_DECODED_BYTES,
+    DesyncError,
+    decode_delta,
+    decode_payload,
+    encode_delta,
+    encode_payload,
+)
+from astranet.replication.snapshot import SnapshotHistory
+from tests.replication.helpers import SCHEMA, evolve, make_store
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def _history(seed: int, n: int, ticks: int, **evolve_kw) -> list:
+    rng = np.random.default_rng(seed)
+    store = make_store(rng, n)
+    history = SnapshotHistory(store, capacity=ticks + 1)
+    snaps = [history.capture(0)]
+    for tick in range(1, ticks):
+        evolve(store, rng, **evolve_kw)
+        snaps.append(history.capture(tick))
+    return snaps
+
+
+@settings(max_examples=200)
+@given(seeds, st.integers(0, 40), st.integers(1, 8), st.booleans(), st.booleans())
+def test_delta_over_any_base_reproduces_state(seed, n, ticks, checksum, compress) -> None:
+    snaps = _history(seed, n, ticks)
+    rng = np.random.default_rng(seed + 1)
+    cur = snaps[-1]
+    base = snaps[int(rng.integers(0, len(snaps)))]
+    payload, compressed = encode_payload(SCHEMA, cur, base, checksum=checksum, compress=compress)
+    assert decode_payload(SCHEMA, payload, compressed, base).same_state(cur)
+    full, full_compressed = encode_payload(SCHEMA, cur, None, checksum=checksum)
+    assert decode_payload(SCHEMA, full, full_compressed, None).same_state(cur)
+    assert decode_payload(SCHEMA, full, full_compressed, base).same_state(cur)  # base ignored
+
+
+@settings(max_examples=200)
+@given(seeds, st.integers(0, 30), st.integers(2, 6))
+def test_visibility_filtered_delta_reproduces_client_view(seed, n, ticks) -> None:
+    snaps = _history(seed, n, ticks)
+    rng = np.random.default_rng(seed)
+    base, cur = snaps[0], snaps[-1]
+    base_view = base.select(rng.random(len(base)) < 0.6)
+    cur_visible = rng.random(len(cur)) < 0.6
+    raw = encode_delta(SCHEMA, cur.select(cur_visible), base_view, checksum=True)
+    assert decode_delta(SCHEMA, raw, base_view).same_state(cur.select(cur_visible))
+
+
+def test_unchanged_state_is_just_a_header() -> None:
+    snaps = _history(7, 50, 1)
+    raw = encode_delta(SCHEMA, snaps[0], snaps[0])
+    assert len(raw) == HEADER.size
+    assert decode_delta(SCHEMA, raw, snaps[0]).same_state(snaps[0])
+
+
+def test_empty_and_one_row_snapshots_round_trip() -> None:
+    for n in (0, 1):
+        snap = _history(3, n, 1)[0]
+        assert decode_delta(SCHEMA, encode_delta(SCHEMA, snap)).same_state(snap)
+
+
+def test_compression_only_when_smaller() -> None:
+    snaps = _history(11, 400, 2, change=0.0, spawn=0, despawn=0.0)
+    _, compressed = encode_payload(SCHEMA, snaps[1], snaps[0])
+    assert not compressed  # 24-byte header: a frame would be larger
+    payload, compressed = encode_payload(SCHEMA, snaps[1], None)
+    assert compressed or len(payload) <= len(lz4.frame.compress(payload))
+
+
+@replicated
+class Tiny:
+    x = Quantized(0.0, 15.0, 1.0)
+
+
+def test_golden_bytes_of_a_tiny_full_and_delta_payload() -> None:
+    """The worked example in docs/snapshot-payload.md."""
+    schema = Schema(Tiny)
+    store = ColumnStore(schema)
+    store.spawn(2, Tiny__x=[3.0, 5.0])
+    history = SnapshotHistory(store)
+    first = history.capture(1)
+    store["Tiny.x"][1] = 6.0
+    store.despawn([1])
+    store.spawn(1, Tiny__x=9.0)
+    second = history.capture(2)
+    full = encode_delta(schema, first)
+    fp = struct.pack("<I", schema.fingerprint)
+    assert full == (bytes([1, 0, 1, 0]) + fp + struct.pack("<IIII", 2, 0, 0, 2)
+                    + struct.pack("<II", 1, 2) + bytes([0x53]))
+    delta = encode_delta(schema, second, first)
+    assert delta == (bytes([1, 1, 1, 0]) + fp + struct.pack("<IIII", 1, 1, 1, 2)
+                     + struct.pack("<I", 1) + struct.pack("<I", 3) + bytes([0x09])
+                     + bytes([0x01]) + bytes([0x01]) + bytes([2, 0x02]))
+    assert decode_delta(schema, delta, first).same_state(second)
+
+
+# -- malformed input ----------------------------------------------------------------------
+
+
+def _sample_payload(checksum: bool = True) -> tuple[bytes, object, object]:
+    snaps = _history(5, 30, 4)
+    return encode_delta(SCHEMA, snaps[-1], snaps[0], checksum=checksum), snaps[0], snaps[-1]
+
+
+def test_every_truncation_raises() -> None:
+    raw, base, _ = _sample_payload()
+    for cut in range(len(raw)):
+        with pytest.raises(SnapshotDecodeError):
+            decode_delta(SCHEMA, raw[:cut], base)
+    with pytest.raises(SnapshotDecodeError):
+        decode_delta(SCHEMA, raw + b"\0", base)
+
+
+@settings(max_examples=1500)
+@given(st.data())
+def test_bit_flips_raise_or_decode_the_same_state(data) -> None:
+    raw, base, cur = SAMPLE
+    bit = data.draw(st.integers(0, 8 * len(raw) - 1))
+    flipped = bytearray(raw)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    try:
+        result = decode_delta(SCHEMA, bytes(flipped), base)
+    except SnapshotDecodeError:
+        return
+    # With the checksum on, only a flip in padding bits can go unnoticed.
+    assert result.same_state(cur)
+
+
+SAMPLE = _sample_payload()
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200), st.booleans())
+def test_random_bytes_never_raise_anything_else(junk, compressed) -> None:
+    raw, base, _ = SAMPLE
+    for payload in (junk, raw[:HEADER.size] + junk):
+        with contextlib.suppress(SnapshotDecodeError):
+            decode_payload(SCHEMA, payload, compressed, base)
+
+
+def test_oversize_declared_counts_raise_before_allocating() -> None:
+    raw, base, _ = _sample_payload(checksum=False)
+    head = list(HEADER.unpack(raw[:HEADER.size]))
+    for index, value in ((4, 2**32 - 1), (7, 2**32 - 1), (5, 2**31), (6, 2**31), (4, 5000)):
+        bad = list(head)
+        bad[index] = value
+        with pytest.raises(SnapshotDecodeError):
+            decode_delta(SCHEMA, HEADER.pack(*bad) + raw[HEADER.size:], base)
+
+
+def test_unknown_base_wrong_schema_and_version_raise() -> None:
+    raw, base, _ = _sample_payload()
+    with pytest.raises(SnapshotDecodeError, match="base"):
+        decode_delta(SCHEMA, raw, None)
+    with pytest.raises(SnapshotDecodeError, match="schema"):
+        decode_delta(Schema(Tiny), raw, base)
+    with pytest.raises(SnapshotDecodeError, match="version"):
+        decode_delta(SCHEMA, bytes([2]) + raw[1:], base)
+
+
+def test_checksum_mismatch_is_a_desync() -> None:
+    raw, base, _ = _sample_payload()
+    crc_offset = HEADER.size
+    tampered = raw[:crc_offset] + bytes([raw[crc_offset] ^ 1]) + raw[crc_offset + 1:]
+    with pytest.raises(DesyncError):
+        decode_delta(SCHEMA, tampered, base)
+
+
+def test_lz4_bombs_truncation_and_junk_raise() -> None:
+    raw, base, _ = _sample_payload()
+    bomb = lz4.frame.compress(b"\0" * (MAX_DECODED_BYTES + 1))
+    assert len(bomb) < 100_000
+    good = lz4.frame.compress(raw)
+    for payload in (bomb, good[:-3], good + b"junk", b"not a frame", b""):
+        with pytest.raises(SnapshotDecodeError):
+            decode_payload(SCHEMA, payload, True, base)
+    with pytest.raises(SnapshotDecodeError):
+        decode_payload(SCHEMA, b"\0" * (MAX_DECODED_BYTES + 1), False, base)
+    decode_payload(SCHEMA, good, True, base)  # and the intact frame decodes
