@@ -42,7 +42,7 @@ import random
 import signal
 import socket
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from astranet.errors import ConfigurationError, InvalidState
 
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(
     listen: tuple[str, int], target: tuple[str, int], profile: LinkProfile, seed: str | None
 ) -> None:
-    conditioner = LinkConditioner(*target, upstream=profile, downstream=replace(profile),
+    conditioner = LinkConditioner(*target, upstream=profile, downstream=profile,
                                   seed=seed)
     port = await conditioner.start(*listen)
     stop = asyncio.Event()
