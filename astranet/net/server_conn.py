@@ -29,6 +29,9 @@ Out of phase means: ``InputFrame``/``Ack`` before ``JoinAccepted`` was sent, or
 close. Matchmaking refusals raised by decoding (``bad_request`` for party_size/game_mode,
 ``room_not_found`` for an impossible room id) are replied here with no strike.
 
+Matchmaking refusals the shell decides (``unknown_region``, ``room_full``, ...) go out with
+``conn.send_error(exc)``, which turns any ``astranet.errors.ProtocolError`` into the reply.
+
 Once a close is decided, further input is ignored and ``send`` raises ``InvalidState``;
 whatever was queued before (e.g. the ``expected_hello`` reply) is still in ``data_to_send``.
 Counters for ``/metrics`` are in ``conn.stats``.
@@ -269,6 +272,19 @@ class ServerConnection:
             raise LocalProtocolError("last_input_seq only applies to JoinAccepted")
         self._queue(msg)
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
+
+    def send_error(self, exc: ProtocolError) -> None:
+        """Reply to a refused request with ``exc``'s wire code and message (truncated to fit).
+
+        For the shell's matchmaking errors: ``except MatchmakingError as exc:
+        conn.send_error(exc)``. If ``exc.close_code`` is set the connection then closes.
+        Never a strike.
+        """
+        if self._close is not None:
+            raise InvalidState(f"connection is closing ({self._close[0]}); cannot send")
+        self._queue(ErrorMessage(exc.code, exc.message[:MAX_ERROR_MESSAGE_CHARS]))
+        if exc.close_code is not None:
+            self._close_with(exc.close_code, exc.message)
 
     def fail(self, code: int, reason: str = "") -> None:
         """Decide to close (handshake timeout, shutdown 1001, ...). The first close wins."""

@@ -299,3 +299,12 @@ def test_impossible_room_id_is_room_not_found(room_id: str) -> None:
 def test_building_a_bad_message_raises_local_protocol_error(build) -> None:
     with pytest.raises(LocalProtocolError):
         build()
+
+
+def test_largest_snapshot_fits_one_message() -> None:
+    biggest = m.Snapshot(
+        U32_MAX, U64_MAX, U32_MAX, True, bytes(MAX_SNAPSHOT_PAYLOAD_BYTES), U32_MAX
+    )
+    data = m.encode(biggest)
+    assert len(data) <= 65536
+    assert m.decode_server_message(data) == biggest

@@ -326,3 +326,15 @@ def test_stats_count_bytes_and_messages() -> None:
     assert conn.stats.messages_in == 2
     assert conn.stats.bytes_in == len(HELLO) + len(data)
     assert conn.stats.messages_out == 2  # HelloAck, JoinAccepted
+
+
+def test_send_error_replies_with_the_exception_code_truncated() -> None:
+    from astranet.errors import RoomFull, UnknownRegion
+
+    conn = in_lobby()
+    conn.send_error(UnknownRegion("unknown region; served: " + ", ".join(["us-east"] * 300)))
+    conn.send_error(RoomFull("room is full"))
+    first, second = replies(conn)
+    assert first.code == "unknown_region" and len(first.message) == 1024
+    assert second == m.ErrorMessage("room_full", "room is full")
+    assert conn.close_expected() is None and conn.stats.malformed == 0
