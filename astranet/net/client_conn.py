@@ -18,13 +18,15 @@ the new socket ``hello()`` and ``resume()`` (which defaults to the remembered id
 
 A server message that does not decode is dropped, stored in ``last_error``, and makes
 ``close_expected()`` return ``(1002, reason)`` (``1009`` when oversize): a client should not
-keep talking to a server that breaks the protocol. Clock: none needed; nothing here reads
-time. Benchmark: none separate (the client path is the server path mirrored).
+keep talking to a server that breaks the protocol. Clock: nothing here reads time except
+through the injected ``clock`` (defaults for ``tick_ms``/``client_time_ms``).
+Benchmark: none separate (the client path is the server path mirrored).
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 
 from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
@@ -53,6 +55,7 @@ from astranet.net.messages import (
     decode_server_message,
     encode,
 )
+from astranet.net.ratelimit import Clock
 from astranet.net.signing import InputSigner
 
 __all__ = ["ClientConnection", "ClientPhase"]
@@ -81,10 +84,18 @@ TRANSITIONS: dict[tuple[ClientPhase, type], ClientPhase] = {
 class ClientConnection:
     """Protocol state of one player, as seen by the client. See the module docstring."""
 
-    def __init__(self, *, first_seq: int = 1, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        first_seq: int = 1,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        """``clock`` (seconds) only supplies default ``tick_ms``/``client_time_ms``."""
         if type(first_seq) is not int or not 0 <= first_seq <= U32_MAX:
             raise LocalProtocolError(f"first_seq must be a u32, got {first_seq!r}")
         self.max_message_bytes = max_message_bytes
+        self._clock = clock
         self.phase = ClientPhase.IDLE
         self.session_key: bytes | None = None
         self.room_id: str | None = None
@@ -131,9 +142,14 @@ class ClientConnection:
             raise InvalidState("resume needs room_id, player_id and resume_token")
         self._queue(Resume(room_id, player_id, resume_token))
 
-    def send_input(self, blob: bytes, tick_ms: int) -> int:
-        """Number, sign and queue one input frame; returns its ``seq``."""
+    def send_input(self, blob: bytes, tick_ms: int | None = None) -> int:
+        """Number, sign and queue one input frame; returns its ``seq``.
+
+        ``tick_ms`` defaults to the injected clock in milliseconds.
+        """
         self._require(frozenset({_C.IN_ROOM}), "send_input")
+        if tick_ms is None:
+            tick_ms = self._now_ms()
         assert self._signer is not None  # IN_ROOM implies JoinAccepted installed it
         seq = self.next_seq
         if seq > U32_MAX:
@@ -155,8 +171,11 @@ class ClientConnection:
         """The last ``MAX_ACK_HISTORY`` acked ids, oldest first."""
         return tuple(self._acked)
 
-    def ping(self, nonce: int, client_time_ms: int) -> None:
+    def ping(self, nonce: int, client_time_ms: int | None = None) -> None:
+        """Queue a Ping; ``client_time_ms`` defaults to the injected clock in ms."""
         self._require(_TALKING, "ping")
+        if client_time_ms is None:
+            client_time_ms = self._now_ms()
         self._queue(Ping(nonce, client_time_ms))
 
     def leave(self) -> None:
@@ -214,6 +233,9 @@ class ClientConnection:
         self._close = None
 
     # ------------------------------------------------------------------------ internals
+
+    def _now_ms(self) -> int:
+        return max(0, int(self._clock() * 1000))
 
     def _start_session(self, accepted: JoinAccepted) -> None:
         self.session_key = accepted.session_key

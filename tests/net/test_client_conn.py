@@ -131,3 +131,14 @@ def test_full_session_in_process_with_resume() -> None:
     assert [x.seq for x in server.messages_received()[:1]] == [4]
     assert server.close_expected() == (1000, "leave")
     assert server.stats.signature_failures == 0 and server.stats.replays == 0
+
+
+def test_clock_supplies_default_times() -> None:
+    client = ClientConnection(clock=lambda: 12.3456)
+    client.hello()
+    client.ping(1)
+    client.receive_data(m.encode(m.JoinAccepted(ROOM, "p1", 30, KEY, b"tok")))
+    client.send_input(b"")
+    _, ping, frame = sent(client)
+    assert ping == m.Ping(1, 12345)
+    assert frame.tick_ms == 12345
