@@ -76,6 +76,22 @@ def _zigzag_delta(cur: np.ndarray, base: np.ndarray, bits: int) -> np.ndarray:
     return ((signed << 1) ^ (signed >> 63)).astype(np.uint32)
 
 
+_ROW_VIEW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _rows_differ(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-row "any code differs" for ``(n, k)`` code arrays, without a slow short-axis reduce."""
+    row_bytes = cur.shape[1] * cur.itemsize
+    if row_bytes in _ROW_VIEW and cur.flags.c_contiguous and base.flags.c_contiguous:
+        # One row is one machine word: compare whole rows as integers.
+        as_word = _ROW_VIEW[row_bytes]
+        return cur.view(as_word)[:, 0] != base.view(as_word)[:, 0]
+    changed = cur[:, 0] != base[:, 0]
+    for comp in range(1, cur.shape[1]):
+        changed |= cur[:, comp] != base[:, comp]
+    return changed
+
+
 def _pack_mask(mask: np.ndarray) -> bytes:
     return np.packbits(mask, bitorder="little").tobytes()
 
@@ -107,7 +123,7 @@ def encode_delta(schema: Schema, current: Snapshot, base: Snapshot | None = None
         despawn_ids = base_ids[~kept]
 
     field_changed = [
-        np.any(c[common_cur] != b[common_base], axis=1)
+        _rows_differ(c[common_cur], b[common_base])
         for c, b in zip(current.codes, base.codes, strict=True)
     ]
     any_changed = np.logical_or.reduce(field_changed) if field_changed else None
