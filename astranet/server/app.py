@@ -1,0 +1,368 @@
+"""GameServer: assembles rooms, sessions, matchmaking, the tick loop, HTTP and storage.
+
+Shape (STYLE.md): the protocol lives in the sans-I/O ``ServerConnection``; a
+:class:`~astranet.server.session.Session` is the asyncio shell of one socket; a
+:class:`~astranet.server.room.Room` is one esper world stepped synchronously; this module only
+routes between them. One :class:`~astranet.server.scheduler.TickLoop` task steps every room
+(never a loop per room or connection): a 30 Hz budget is shared, so a room is a few hundred
+microseconds of Python and numpy, and one task keeps all rooms on the same absolute schedule.
+
+A room that raises while stepping is closed (its players get 1011) and the others go on.
+Shutdown (WIRE rule 8): stop accepting, stop ticking, checkpoint every room, close every
+client 1001, flush storage, return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Iterable
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection as WebSocket
+from websockets.asyncio.server import serve
+
+from astranet.errors import InvalidState, MatchmakingError, ResumeDenied
+from astranet.game import Game
+from astranet.net.messages import (
+    Ack,
+    ClientMessage,
+    FindOrCreate,
+    InputFrame,
+    JoinAccepted,
+    JoinRoom,
+    Leave,
+    MatchResult,
+    Ping,
+    Pong,
+    Resume,
+)
+from astranet.server.config import ServerConfig
+from astranet.server.http import HttpSidePort
+from astranet.server.matchmaking import Matchmaker
+from astranet.server.metrics import ServerMetrics
+from astranet.server.room import Player, Room
+from astranet.server.scheduler import TickLoop
+from astranet.server.session import SHUTDOWN_REASON, TAKEOVER_REASON, Session
+from astranet.storage import hash_resume_token, token_matches
+
+__all__ = ["GameServer"]
+
+log = logging.getLogger("astranet.server")
+
+SESSION_KEY_BYTES = 32
+RESUME_TOKEN_BYTES = 32
+# Seconds given to clients to complete the closing handshake on shutdown (rule 8 wants the
+# process gone within 10 s in all).
+SHUTDOWN_CLOSE_TIMEOUT_S = 3.0
+
+# Close reasons (from ServerConnection and the room) -> the bounded `kicks{reason}` label.
+_KICK_LABELS = {
+    "input frame signature verification failed": "bad_signature",
+    "input frame replayed": "replay",
+    "rate limit exceeded": "rate_limited",
+    "too many malformed messages": "malformed",
+}
+
+
+def _kick_label(code: int, reason: str) -> str | None:
+    if code == 1009:
+        return "too_large"
+    if code != 1008:
+        return None
+    if reason.startswith("movement sanity"):
+        return "movement_sanity"
+    if reason.startswith("handshake timeout"):
+        return "handshake_timeout"
+    if reason == TAKEOVER_REASON:
+        return None  # the player is fine; their old socket is not
+    return _KICK_LABELS.get(reason, "other")
+
+
+class GameServer:
+    """The authoritative server for one game. ``await start()``, then ``await shutdown()``."""
+
+    def __init__(self, config: ServerConfig, game: Game, *, storage: object | None = None) -> None:
+        self.config = config
+        self.game = game
+        self.metrics = ServerMetrics()
+        self.matchmaker = Matchmaker(
+            config.regions, config.game_modes, resume_seconds=config.resume_window)
+        self.rooms: dict[str, Room] = {}
+        self.sessions: set[Session] = set()
+        self.tick = 0
+        self.storage = storage
+        self.ws_port: int | None = None
+        self.http_port: int | None = None
+        self._ws_server: WsServer | None = None
+        self._http = HttpSidePort(lambda: list(config.regions), self._rooms_json, self.metrics)
+        self._ticker = TickLoop(config.tick_hz, self._step_all,
+                                on_tick=self.metrics.observe_tick,
+                                on_skip=self.metrics.record_skipped)
+        self._tick_task: asyncio.Task[None] | None = None
+        self._sweep_every = max(1, config.tick_hz)  # housekeeping once a second
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> tuple[int, int]:
+        """Bind both ports and start ticking; returns ``(ws_port, http_port)``."""
+        config = self.config
+        tls = self._tls_context()
+        self._ws_server = await serve(
+            self._handler, config.host, config.ws_port, ssl=tls,
+            max_size=config.max_message_bytes,  # websockets closes 1009 above it (rule 6)
+            compression=None,  # payloads are already LZ4; permessage-deflate only costs CPU
+            server_header=None,
+        )
+        self.ws_port = self._ws_server.sockets[0].getsockname()[1]
+        self.http_port = await self._http.start(config.host, config.http_port, ssl=tls)
+        self._tick_task = asyncio.create_task(self._ticker.run(), name="astranet-tick")
+        scheme = "wss" if tls else "ws"
+        log.info("listening ws=%d http=%d", self.ws_port, self.http_port)
+        log.info("serving %s (%s://%s:%d) regions=%s tick=%d Hz", self.game.name, scheme,
+                 config.host, self.ws_port, ",".join(config.regions), config.tick_hz)
+        return self.ws_port, self.http_port
+
+    async def shutdown(self) -> None:
+        """Graceful stop (rule 8): stop accepting, checkpoint, close clients 1001."""
+        if self._ws_server is not None:
+            self._ws_server.close(close_connections=False)  # stop accepting, keep clients
+        self._ticker.stop()
+        if self._tick_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        self.checkpoint_all()
+        for session in list(self.sessions):
+            session.close(1001, SHUTDOWN_REASON)
+        if self.sessions:
+            runs = [s.closed.wait() for s in self.sessions]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT_S):
+                    await asyncio.gather(*runs)
+        if self._ws_server is not None:
+            self._ws_server.close(close_connections=True)
+            await self._ws_server.wait_closed()
+        await self._http.close()
+        for room in list(self.rooms.values()):
+            room.close()
+        log.info("shut down after tick %d", self.tick)
+
+    def checkpoint_all(self) -> None:
+        """Hand every room's state to storage (no-op without storage)."""
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.config.tls_enabled:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
+
+    async def _handler(self, ws: WebSocket) -> None:
+        session = Session(self, ws)
+        self.sessions.add(session)
+        self._update_occupancy()
+        await session.run()
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def _step_all(self, tick: int) -> None:
+        self.tick = tick
+        timings: dict[str, float] = {}
+        for room in list(self.rooms.values()):
+            try:
+                for name, seconds in room.step(tick).items():
+                    timings[name] = timings.get(name, 0.0) + seconds
+            except Exception:
+                # One room's bug must not stop every other room's clock.
+                log.exception("room %s failed at tick %d; closing it", room.room_id, tick)
+                self._close_room(room, code=1011, reason="room failed")
+                continue
+            self._enforce_sanity(room)
+            undecodable = room.ingestion.undecodable
+            if undecodable > room.undecodable_reported:
+                self.metrics.undecodable_inputs.inc(undecodable - room.undecodable_reported)
+                room.undecodable_reported = undecodable
+        self.metrics.observe_systems(timings.items())
+        if tick % self._sweep_every == 0:
+            self._housekeeping()
+
+    def _enforce_sanity(self, room: Room) -> None:
+        for player in room.players.values():
+            reason = player.inputs.kick_reason
+            if reason is not None:
+                player.inputs.kick_reason = None
+                session = player.session
+                if isinstance(session, Session):
+                    log.warning("kicking %s (player %s): %s", session.peer, player.player_id,
+                                reason)
+                    session.close(1008, reason)
+
+    def _housekeeping(self) -> None:
+        for room_id, player_id in self.matchmaker.drain_expired_resumes():
+            room = self.rooms.get(room_id)
+            if room is not None:
+                log.info("player %s did not resume in time; removing avatar", player_id)
+                room.remove_player(player_id)
+        now = time.monotonic()
+        for room in list(self.rooms.values()):
+            idle = room.empty_since is not None and now - room.empty_since
+            if idle and idle >= self.config.empty_room_grace and not self._has_holds(room):
+                log.info("closing empty room %s", room.room_id)
+                self._close_room(room)
+        self._update_occupancy()
+
+    def _has_holds(self, room: Room) -> bool:
+        try:
+            return self.matchmaker.room(room.room_id).held_seats > 0
+        except MatchmakingError:
+            return False
+
+    def _close_room(self, room: Room, *, code: int = 1001, reason: str = "room closed") -> None:
+        for player in room.players.values():
+            if isinstance(player.session, Session):
+                player.session.close(code, reason)
+                player.session.player = None
+        self.matchmaker.close_room(room.room_id)
+        self.rooms.pop(room.room_id, None)
+        room.close()
+
+    # -- messages from sessions ------------------------------------------------------------
+
+    def handle(self, session: Session, message: ClientMessage) -> None:
+        """Act on one validated client message (called synchronously by the session)."""
+        try:
+            if isinstance(message, InputFrame):
+                self._on_input(session, message)
+            elif isinstance(message, Ack):
+                if session.player is not None:
+                    session.player.baseline.ack(message.snapshot_id)
+            elif isinstance(message, Ping):
+                session.send(Pong(message.nonce, message.client_time_ms,
+                                  time.time_ns() // 1_000_000, self.tick))
+            elif isinstance(message, FindOrCreate):
+                seat = self.matchmaker.find_or_create(
+                    message.region, message.game_mode, message.party_size)
+                room = self.rooms.get(seat.room_id)
+                if room is None:
+                    room = self._create_room(seat.room_id, message.region, message.game_mode)
+                self._seat_new_player(session, room)
+            elif isinstance(message, JoinRoom):
+                self.matchmaker.join_room(message.room_id)
+                self._seat_new_player(session, self.rooms[message.room_id])
+            elif isinstance(message, Resume):
+                self._on_resume(session, message)
+            elif isinstance(message, Leave):
+                self._on_leave(session)
+        except MatchmakingError as exc:
+            session.conn.send_error(exc)
+
+    def _on_input(self, session: Session, frame: InputFrame) -> None:
+        player = session.player
+        if player is None:
+            return  # room closed under this connection; it is being closed too
+        player.inputs.push(frame.seq, frame.input_blob)
+        player.last_accepted_seq = frame.seq
+
+    def _create_room(self, room_id: str, region: str, game_mode: str) -> Room:
+        room = Room(room_id, region, game_mode, self.game, tick_hz=self.config.tick_hz)
+        self.rooms[room_id] = room
+        log.info("created room %s (%s, %s)", room_id, region, game_mode)
+        return room
+
+    def _seat_new_player(self, session: Session, room: Room) -> None:
+        player_id = secrets.token_hex(8)
+        resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
+        player = room.add_player(player_id, hash_resume_token(resume_token))
+        self._attach(session, room, player, resume_token)
+        log.info("player %s joined room %s (entity %d)", player_id, room.room_id, player.net_id)
+
+    def _on_resume(self, session: Session, message: Resume) -> None:
+        room = self.rooms.get(message.room_id)
+        player = room.players.get(message.player_id) if room is not None else None
+        if player is None or room is None or not token_matches(player.token_hash,
+                                                               message.resume_token):
+            raise ResumeDenied("resume denied: unknown player or wrong token")
+        previous = player.session
+        if isinstance(previous, Session):
+            # Takeover: the old socket may not know it is dead yet (WIRE rule 7).
+            previous.player = None
+            previous.close(1008, TAKEOVER_REASON)
+        else:
+            self.matchmaker.resume(room.room_id, player.player_id)
+        resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
+        player.token_hash = hash_resume_token(resume_token)
+        player.baseline.reset()  # the next snapshot is full
+        self._attach(session, room, player, resume_token, resumed=True)
+        log.info("player %s resumed in room %s", player.player_id, room.room_id)
+
+    def _attach(self, session: Session, room: Room, player: Player, resume_token: bytes, *,
+                resumed: bool = False) -> None:
+        session.room, session.player = room, player
+        player.session = session
+        if not resumed:
+            session.send(MatchResult(room.room_id))
+        session.send(
+            JoinAccepted(room.room_id, player.player_id, self.config.tick_hz,
+                         secrets.token_bytes(SESSION_KEY_BYTES), resume_token, player.net_id),
+            last_input_seq=player.last_accepted_seq,
+        )
+        self._update_occupancy()
+
+    def _on_leave(self, session: Session) -> None:
+        session.left = True
+        player, room = session.player, session.room
+        if player is None or room is None:
+            return
+        session.player = None
+        player.session = None
+        self.matchmaker.release(room.room_id)
+        room.remove_player(player.player_id)
+        self._update_occupancy()
+
+    # -- notifications from sessions -------------------------------------------------------
+
+    def session_ended(self, session: Session) -> None:
+        """The socket is gone: hold the seat for Resume unless the player left."""
+        self.sessions.discard(session)
+        if session.ws.close_code == 1009:
+            self.count_kick("too_large")
+        player, room = session.player, session.room
+        if player is not None and room is not None and player.session is session:
+            player.session = None
+            player.inputs.clear()
+            player.baseline.reset()
+            if room.room_id in self.rooms:
+                try:
+                    self.matchmaker.hold_for_resume(room.room_id, player.player_id)
+                except InvalidState:
+                    log.debug("no seat to hold for %s", player.player_id)
+        self._update_occupancy()
+
+    def note_close(self, session: Session, code: int, reason: str) -> None:
+        label = _kick_label(code, reason)
+        if label is not None:
+            self.count_kick(label)
+            log.info("closing %s: %d %s", session.peer, code, reason)
+
+    def note_oversized_snapshot(self, session: Session, exc: Exception) -> None:
+        log.error("snapshot for %s does not fit in a message: %s", session.peer, exc)
+
+    def count_kick(self, reason: str) -> None:
+        self.metrics.count_kick(reason)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def _rooms_json(self) -> list[dict[str, object]]:
+        return [info.as_json(self.tick) for info in self.matchmaker.rooms()]
+
+    def _update_occupancy(self) -> None:
+        players = sum(len(room.players) for room in self.rooms.values())
+        self.metrics.set_occupancy(connections=len(self.sessions), rooms=len(self.rooms),
+                                   players=players)
+
+    def connected(self) -> Iterable[Session]:
+        return iter(self.sessions)

@@ -1,0 +1,58 @@
+"""The headless runner: parse flags (astranet.server.config), load the game, serve until a signal.
+
+Exit codes: 0 after a graceful SIGTERM/SIGINT (WIRE rule 8); 2 for a bad flag, an unloadable
+game or an unusable database (one line on stderr, no traceback); 1 if a port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from astranet.errors import AstranetError, ConfigurationError
+from astranet.game import load_game
+from astranet.server.app import GameServer
+from astranet.server.config import ServerConfig, load_config_or_exit
+
+__all__ = ["main", "run"]
+
+log = logging.getLogger("astranet.server")
+
+
+async def run(config: ServerConfig) -> None:
+    """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully."""
+    game = load_game(config.game)
+    server = GameServer(config, game)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("signal received; shutting down")
+    finally:
+        await server.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config_or_exit(list(argv) if argv is not None else None)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run(config))
+    except ConfigurationError as exc:
+        print(f"astranet-server: error: {exc}", file=sys.stderr)
+        return 2
+    except AstranetError as exc:
+        print(f"astranet-server: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"astranet-server: error: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,189 @@
+"""A room: one esper world, one column store, its players, stepped synchronously per tick.
+
+Isolation: each room owns an esper world named ``astranet.room.<room_id>``. :meth:`Room.step`
+switches to it, runs every processor (InputIngestion -> the game's systems ->
+SnapshotReplication, ordered by :mod:`astranet.systems.stages`) and returns; nothing awaits in
+between, so no other room's code can run inside this room's world.
+
+Players: a :class:`Player` is the server's memory of one seat: the avatar's net id, the input
+queue, the replication baseline and, while connected, the session that receives snapshots. A
+player whose connection dropped keeps all of it (seat held for Resume) but gets no snapshots.
+
+Limits: room capacity comes from the matchmaker (4); per-player work is Python, per-entity work
+is the game's vectorised systems. Benchmark: benchmarks/server_load.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import esper
+import numpy as np
+
+from astranet.ecs import ColumnStore
+from astranet.game import Game, SimContext
+from astranet.replication import (
+    ClientBaseline,
+    EncodedSnapshot,
+    SnapshotFanout,
+    SnapshotHistory,
+)
+from astranet.systems import (
+    IngestionStats,
+    InputIngestionSystem,
+    InputQueue,
+    SnapshotReplicationSystem,
+    Stage,
+    add_system,
+)
+
+__all__ = ["Player", "Room", "SnapshotSink"]
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotSink(Protocol):
+    """The connected session of a player, as the room sees it."""
+
+    def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
+        """Take this tick's snapshot without blocking (newest wins if the writer is behind)."""
+
+
+@dataclass(eq=False, slots=True)
+class Player:
+    """One seat of a room, connected or held for Resume."""
+
+    player_id: str
+    net_id: int
+    token_hash: bytes
+    inputs: InputQueue
+    baseline: ClientBaseline = field(default_factory=ClientBaseline)
+    session: SnapshotSink | None = None
+    #: Highest seq the replay guard accepted (continues across Resume, WIRE rule 7).
+    last_accepted_seq: int | None = None
+    #: Interest mask hook (None: sees everything); see SnapshotSubscriber.visible.
+    visible: np.ndarray | None = None
+
+    def deliver(self, snapshot: EncodedSnapshot) -> None:
+        if self.session is not None:
+            self.session.offer_snapshot(snapshot, self.inputs.last_input_seq)
+
+
+class Room:
+    """One match: an esper world plus the replication state of its players."""
+
+    def __init__(self, room_id: str, region: str, game_mode: str, game: Game, *,
+                 tick_hz: int = 30, checksum: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.room_id = room_id
+        self.region = region
+        self.game_mode = game_mode
+        self.game = game
+        self.tick_hz = tick_hz
+        self.tick = 0
+        self.world = f"astranet.room.{room_id}"
+        self.players: dict[str, Player] = {}
+        self.store = ColumnStore(game.schema)
+        self.sim = SimContext(self.store, 0, 1.0 / tick_hz, room_id, authoritative=True)
+        self.history = SnapshotHistory(self.store)
+        self.fanout = SnapshotFanout(game.schema, self.history, checksum=checksum)
+        self.ingestion = IngestionStats()
+        self.undecodable_reported = 0  # ingestion.undecodable already counted in /metrics
+        self.empty_since: float | None = clock()
+        self._clock = clock
+        with self.activated():
+            add_system(InputIngestionSystem(game, self._input_queues, self.ingestion),
+                       Stage.INPUT)
+            self.replication = add_system(
+                SnapshotReplicationSystem(self.history, self.fanout, self._subscribers),
+                Stage.REPLICATE)
+            game.setup(self.sim)
+
+    # -- structure -------------------------------------------------------------------------
+
+    def activated(self) -> _WorldSwitch:
+        """Context manager: make this room's world esper's current one."""
+        return _WorldSwitch(self.world)
+
+    def add_player(self, player_id: str, token_hash: bytes) -> Player:
+        with self.activated():
+            net_id = int(self.game.spawn_player(self.sim, player_id))
+        player = Player(player_id, net_id, token_hash, InputQueue(player_id, net_id))
+        self.players[player_id] = player
+        self.empty_since = None
+        return player
+
+    def restore_player(self, player_id: str, net_id: int, token_hash: bytes,
+                       last_input_seq: int | None) -> Player:
+        """Re-seat a player from storage (crash recovery); the avatar is in the checkpoint."""
+        player = Player(player_id, net_id, token_hash,
+                        InputQueue(player_id, net_id, last_input_seq),
+                        last_accepted_seq=last_input_seq)
+        self.players[player_id] = player
+        self.empty_since = None
+        return player
+
+    def remove_player(self, player_id: str) -> None:
+        player = self.players.pop(player_id, None)
+        if player is None:
+            return
+        with self.activated():
+            self.game.despawn_player(self.sim, player_id, player.net_id)
+        if not self.players:
+            self.empty_since = self._clock()
+
+    def close(self) -> None:
+        """Delete the room's esper world (the room must not be stepped afterwards)."""
+        if esper.current_world == self.world:
+            esper.switch_world("default")
+        if self.world in esper.list_worlds():
+            esper.delete_world(self.world)
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def step(self, tick: int) -> dict[str, float]:
+        """Run one tick of this room; returns seconds spent per system (by class name)."""
+        self.tick = tick
+        self.sim.tick = tick
+        timings: dict[str, float] = {}
+        with self.activated():
+            # esper.process() plus per-system timing. esper's own timed_process() records
+            # whole milliseconds of CPU time, too coarse for a 33 ms budget, so we time with
+            # perf_counter over the world's processor list (already sorted by priority).
+            esper.clear_dead_entities()
+            for processor in list(esper._processors):  # private, read-only: see above
+                started = time.perf_counter()
+                processor.process(self.sim)
+                name = type(processor).__name__
+                timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started)
+        return timings
+
+    def connected_players(self) -> Iterator[Player]:
+        return (p for p in self.players.values() if p.session is not None)
+
+    def _input_queues(self) -> Iterator[InputQueue]:
+        return (p.inputs for p in self.players.values())
+
+    def _subscribers(self) -> Iterator[Player]:
+        return self.connected_players()
+
+
+class _WorldSwitch:
+    """Switch esper to a world and back; synchronous only (never await inside)."""
+
+    __slots__ = ("_previous", "_world")
+
+    def __init__(self, world: str) -> None:
+        self._world = world
+        self._previous = "default"
+
+    def __enter__(self) -> None:
+        self._previous = esper.current_world
+        esper.switch_world(self._world)
+
+    def __exit__(self, *exc: object) -> None:
+        esper.switch_world(self._previous)

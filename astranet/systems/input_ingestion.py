@@ -1,0 +1,144 @@
+"""InputIngestionSystem: apply each player's queued inputs, in seq order, at the tick.
+
+Connections only enqueue (``InputQueue.push``) verified frames; this system is the one place
+inputs touch the world, synchronously inside the room's tick. One input is one fixed step of
+the player's movement (``Game.apply_input``), exactly what the client predicted.
+
+Why an input budget: a client may send inputs in bursts (network bunching) and the server
+should catch up, but a client that sends faster than the tick rate must not move faster. Each
+player earns one input per tick, banks at most ``MAX_INPUT_CREDIT`` (so a burst after a stall
+is applied within a few ticks), and a queue longer than ``MAX_QUEUED_INPUTS`` drops its oldest
+frames and counts as a sanity violation.
+
+Movement sanity: ``Game.check_input`` may refuse a command (impossible speed, fire rate). A
+refused or undecodable command is replaced by ``Game.empty_input()`` and its seq still counts
+as applied (WIRE rule 3). ``MAX_VIOLATIONS`` violations within ``VIOLATION_WINDOW_TICKS`` set
+``InputQueue.kick_reason``; the server closes that connection after the tick.
+
+Limits: MAX_QUEUED_INPUTS per player; per-player Python work only (players <= room capacity).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import esper
+
+from astranet.game import Game, InputError, SimContext
+
+__all__ = [
+    "MAX_INPUT_CREDIT",
+    "MAX_QUEUED_INPUTS",
+    "MAX_VIOLATIONS",
+    "VIOLATION_WINDOW_TICKS",
+    "IngestionStats",
+    "InputIngestionSystem",
+    "InputQueue",
+]
+
+log = logging.getLogger(__name__)
+
+# 8 frames ~ 270 ms at 30 Hz: deeper queues only add latency to a player who is already late.
+MAX_QUEUED_INPUTS = 8
+# Inputs a player may have applied in one tick after a stall (3 ~ 100 ms of catch-up).
+MAX_INPUT_CREDIT = 3
+# Violations tolerated within the window before a kick: a glitchy client survives a few.
+MAX_VIOLATIONS = 10
+VIOLATION_WINDOW_TICKS = 300  # 10 s at 30 Hz
+
+
+@dataclass(slots=True)
+class IngestionStats:
+    """Room-wide counters read by /metrics."""
+
+    applied: int = 0
+    undecodable: int = 0
+    violations: int = 0
+    dropped: int = 0  # inputs dropped because a player's queue overflowed
+
+
+class InputQueue:
+    """One player's verified inputs waiting for the next tick."""
+
+    __slots__ = ("_frames", "_violation_ticks", "credit", "kick_reason", "last_input_seq",
+                 "net_id", "player_id")
+
+    def __init__(self, player_id: str, net_id: int, last_input_seq: int | None = None) -> None:
+        self.player_id = player_id
+        self.net_id = net_id
+        #: Highest seq the simulation applied (goes out as Snapshot.last_input_seq).
+        self.last_input_seq = last_input_seq
+        self.credit = 1.0
+        self.kick_reason: str | None = None
+        self._frames: deque[tuple[int, bytes]] = deque()
+        self._violation_ticks: deque[int] = deque(maxlen=MAX_VIOLATIONS)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, seq: int, blob: bytes) -> bool:
+        """Queue a verified frame (seqs arrive increasing: the replay guard saw to that).
+
+        Returns False when the queue was full and its oldest frame was dropped.
+        """
+        self._frames.append((seq, blob))
+        if len(self._frames) > MAX_QUEUED_INPUTS:
+            self._frames.popleft()
+            return False
+        return True
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+    def record_violation(self, tick: int, reason: str) -> None:
+        window = self._violation_ticks
+        window.append(tick)
+        if len(window) == MAX_VIOLATIONS and tick - window[0] < VIOLATION_WINDOW_TICKS:
+            self.kick_reason = f"movement sanity: {reason}"
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """Frames to apply this tick (spends credit; one credit is earned per tick)."""
+        self.credit = min(self.credit + 1.0, float(MAX_INPUT_CREDIT))
+        n = min(len(self._frames), int(self.credit))
+        self.credit -= n
+        return [self._frames.popleft() for _ in range(n)]
+
+
+class InputIngestionSystem(esper.Processor):
+    """Stage.INPUT: decode, sanity-check and apply every player's due inputs."""
+
+    def __init__(self, game: Game, queues: Callable[[], Iterable[InputQueue]],
+                 stats: IngestionStats | None = None) -> None:
+        self.game = game
+        self.queues = queues
+        self.stats = stats if stats is not None else IngestionStats()
+
+    def process(self, sim: SimContext) -> None:
+        game, stats = self.game, self.stats
+        for queue in self.queues():
+            for seq, blob in queue.take():
+                command = self._decode(blob)
+                reason = game.check_input(sim, queue.net_id, command)
+                if reason is not None:
+                    stats.violations += 1
+                    queue.record_violation(sim.tick, reason)
+                    log.info("player %s: input refused (%s)", queue.player_id, reason)
+                    command = game.empty_input()
+                game.apply_input(sim, queue.net_id, command)
+                queue.last_input_seq = seq
+                stats.applied += 1
+
+    def _decode(self, blob: bytes) -> object:
+        try:
+            return self.game.decode_input(blob)
+        except InputError:
+            pass
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+            # A game decoder that trips over hostile bytes is the same outcome as one that
+            # refuses them cleanly; log it so the game author can tighten the decoder.
+            log.debug("decode_input raised %r; treating the blob as undecodable", exc)
+        self.stats.undecodable += 1
+        return self.game.empty_input()
