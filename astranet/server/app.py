@@ -42,6 +42,7 @@ from astranet.net.messages import (
     Resume,
 )
 from astranet.server.config import ServerConfig
+from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
 from astranet.server.matchmaking import Matchmaker
 from astranet.server.metrics import ServerMetrics
@@ -86,7 +87,8 @@ def _kick_label(code: int, reason: str) -> str | None:
 class GameServer:
     """The authoritative server for one game. ``await start()``, then ``await shutdown()``."""
 
-    def __init__(self, config: ServerConfig, game: Game, *, storage: object | None = None) -> None:
+    def __init__(self, config: ServerConfig, game: Game, *,
+                 persistence: Persistence | None = None) -> None:
         self.config = config
         self.game = game
         self.metrics = ServerMetrics()
@@ -95,7 +97,7 @@ class GameServer:
         self.rooms: dict[str, Room] = {}
         self.sessions: set[Session] = set()
         self.tick = 0
-        self.storage = storage
+        self.persistence: Persistence = persistence if persistence is not None else NoPersistence()
         self.ws_port: int | None = None
         self.http_port: int | None = None
         self._ws_server: WsServer | None = None
@@ -105,6 +107,8 @@ class GameServer:
                                 on_skip=self.metrics.record_skipped)
         self._tick_task: asyncio.Task[None] | None = None
         self._sweep_every = max(1, config.tick_hz)  # housekeeping once a second
+        interval = self.persistence.checkpoint_interval
+        self._checkpoint_every = max(1, round(interval * config.tick_hz)) if interval > 0 else 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class GameServer:
         """Bind both ports and start ticking; returns ``(ws_port, http_port)``."""
         config = self.config
         tls = self._tls_context()
+        await self.persistence.restore(self)  # before listening: held seats exist from tick 0
         self._ws_server = await serve(
             self._handler, config.host, config.ws_port, ssl=tls,
             max_size=config.max_message_bytes,  # websockets closes 1009 above it (rule 6)
@@ -147,12 +152,14 @@ class GameServer:
             self._ws_server.close(close_connections=True)
             await self._ws_server.wait_closed()
         await self._http.close()
+        await self.persistence.close()
         for room in list(self.rooms.values()):
             room.close()
         log.info("shut down after tick %d", self.tick)
 
     def checkpoint_all(self) -> None:
-        """Hand every room's state to storage (no-op without storage)."""
+        """Queue a checkpoint of every room's state (copied now, written off the loop)."""
+        self.persistence.checkpoint(list(self.rooms.values()), self.tick)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_enabled:
@@ -189,6 +196,8 @@ class GameServer:
         self.metrics.observe_systems(timings.items())
         if tick % self._sweep_every == 0:
             self._housekeeping()
+        if self._checkpoint_every and tick % self._checkpoint_every == 0:
+            self.checkpoint_all()
 
     def _enforce_sanity(self, room: Room) -> None:
         for player in room.players.values():
@@ -204,9 +213,11 @@ class GameServer:
     def _housekeeping(self) -> None:
         for room_id, player_id in self.matchmaker.drain_expired_resumes():
             room = self.rooms.get(room_id)
-            if room is not None:
+            player = room.players.get(player_id) if room is not None else None
+            if room is not None and player is not None:
                 log.info("player %s did not resume in time; removing avatar", player_id)
                 room.remove_player(player_id)
+                self.persistence.player_left(room, player)
         now = time.monotonic()
         for room in list(self.rooms.values()):
             idle = room.empty_since is not None and now - room.empty_since
@@ -228,6 +239,7 @@ class GameServer:
                 player.session.player = None
         self.matchmaker.close_room(room.room_id)
         self.rooms.pop(room.room_id, None)
+        self.persistence.room_closed(room)
         room.close()
 
     # -- messages from sessions ------------------------------------------------------------
@@ -270,6 +282,7 @@ class GameServer:
     def _create_room(self, room_id: str, region: str, game_mode: str) -> Room:
         room = Room(room_id, region, game_mode, self.game, tick_hz=self.config.tick_hz)
         self.rooms[room_id] = room
+        self.persistence.room_created(room)
         log.info("created room %s (%s, %s)", room_id, region, game_mode)
         return room
 
@@ -277,6 +290,7 @@ class GameServer:
         player_id = secrets.token_hex(8)
         resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
         player = room.add_player(player_id, hash_resume_token(resume_token))
+        self.persistence.player_joined(room, player)
         self._attach(session, room, player, resume_token)
         log.info("player %s joined room %s (entity %d)", player_id, room.room_id, player.net_id)
 
@@ -293,10 +307,10 @@ class GameServer:
             previous.close(1008, TAKEOVER_REASON)
         else:
             self.matchmaker.resume(room.room_id, player.player_id)
-        resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
-        player.token_hash = hash_resume_token(resume_token)
         player.baseline.reset()  # the next snapshot is full
-        self._attach(session, room, player, resume_token, resumed=True)
+        # The token stays valid: had this JoinAccepted been lost with the connection, a
+        # rotated token would lock the player out of their own seat.
+        self._attach(session, room, player, message.resume_token, resumed=True)
         log.info("player %s resumed in room %s", player.player_id, room.room_id)
 
     def _attach(self, session: Session, room: Room, player: Player, resume_token: bytes, *,
@@ -321,6 +335,7 @@ class GameServer:
         player.session = None
         self.matchmaker.release(room.room_id)
         room.remove_player(player.player_id)
+        self.persistence.player_left(room, player)
         self._update_occupancy()
 
     # -- notifications from sessions -------------------------------------------------------

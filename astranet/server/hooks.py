@@ -1,0 +1,68 @@
+"""The seam between the game server and durable storage.
+
+``GameServer`` calls these hooks at each change worth surviving a crash; every call is
+synchronous and must return at once (queue the write, never touch the disk on the tick loop).
+:class:`NoPersistence` is the do-nothing default used by tests that need no database; the
+SQLite-backed implementation lives in ``astranet.server.persistence``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from astranet.server.app import GameServer
+    from astranet.server.room import Player, Room
+
+__all__ = ["NoPersistence", "Persistence"]
+
+
+class Persistence(Protocol):
+    """What the server tells storage. All methods but ``restore``/``close`` are synchronous."""
+
+    #: Seconds between checkpoints of every room (``--checkpoint-interval``); 0 disables.
+    checkpoint_interval: float
+
+    async def restore(self, server: GameServer) -> None:
+        """At start-up, before listening: recreate open rooms and held seats from storage."""
+
+    def room_created(self, room: Room) -> None: ...
+
+    def room_closed(self, room: Room) -> None: ...
+
+    def player_joined(self, room: Room, player: Player) -> None: ...
+
+    def player_left(self, room: Room, player: Player) -> None: ...
+
+    def checkpoint(self, rooms: list[Room], tick: int) -> None:
+        """Queue a checkpoint of every room (state copied now, written off the loop)."""
+
+    async def close(self) -> None:
+        """Flush everything queued (graceful shutdown) and release the database."""
+
+
+class NoPersistence:
+    """Keeps nothing: for tests and throwaway servers."""
+
+    checkpoint_interval = 0.0
+
+    async def restore(self, server: GameServer) -> None:
+        return None
+
+    def room_created(self, room: Room) -> None:
+        return None
+
+    def room_closed(self, room: Room) -> None:
+        return None
+
+    def player_joined(self, room: Room, player: Player) -> None:
+        return None
+
+    def player_left(self, room: Room, player: Player) -> None:
+        return None
+
+    def checkpoint(self, rooms: list[Room], tick: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
