@@ -7,10 +7,15 @@ Sans-I/O core (no sockets, no asyncio, no wall-clock reads; clocks are injected)
     server_conn   ``ServerConnection``: rules 1, 3, 5 and 6 for one client
     client_conn   ``ClientConnection``: handshake, session key, seq numbering, acks
     limits        every named bound of the protocol
+    clock         RTT smoothing and server-clock estimation from Ping/Pong (client side)
+    backoff       reconnect delays with jitter
+Asyncio edges: ``linkconditioner`` (a degrading loopback proxy for tests; not re-exported).
 The byte-level contract for client authors is ``docs/protocol.md``.
 """
 
+from astranet.net.backoff import Backoff
 from astranet.net.client_conn import ClientConnection, ClientPhase
+from astranet.net.clock import RttEstimator, ServerClock
 from astranet.net.messages import (
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
@@ -45,6 +50,7 @@ __all__ = [
     "SERVER_MESSAGES",
     "Ack",
     "Admission",
+    "Backoff",
     "ClientConnection",
     "ClientMessage",
     "ClientPhase",
@@ -67,6 +73,8 @@ __all__ = [
     "RateLimited",
     "ReplayGuard",
     "Resume",
+    "RttEstimator",
+    "ServerClock",
     "ServerConnection",
     "ServerMessage",
     "ServerPhase",

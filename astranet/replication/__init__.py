@@ -2,7 +2,8 @@
 
 Server, per room tick: ``snap = history.capture(tick)``, ``fanout.begin_tick(snap)``, then
 ``fanout.encode_for(client_baseline, visible)`` per client; ``client_baseline.ack(id)`` on Ack.
-Client: ``replica.apply(id, base_id, payload, compressed, server_tick)`` then Ack ``id``.
+Client: ``replica.apply(id, base_id, payload, compressed, server_tick)`` then Ack ``id``;
+remote entities are sampled at render time from a ``SnapshotBuffer`` (interpolation).
 Payload bytes: docs/snapshot-payload.md. Overview: docs/replication.md.
 """
 
@@ -18,6 +19,13 @@ from astranet.replication.codec import (
     encode_payload,
 )
 from astranet.replication.fanout import ClientBaseline, EncodedSnapshot, SnapshotFanout
+from astranet.replication.interpolation import (
+    InterpolationDelay,
+    InterpolationResult,
+    InterpolationStatus,
+    InvalidSnapshotError,
+    SnapshotBuffer,
+)
 from astranet.replication.replica import Replica, ReplicaUpdate
 from astranet.replication.snapshot import (
     DEFAULT_RING,
@@ -34,9 +42,14 @@ __all__ = [
     "ClientBaseline",
     "DesyncError",
     "EncodedSnapshot",
+    "InterpolationDelay",
+    "InterpolationResult",
+    "InterpolationStatus",
+    "InvalidSnapshotError",
     "Replica",
     "ReplicaUpdate",
     "Snapshot",
+    "SnapshotBuffer",
     "SnapshotFanout",
     "SnapshotHistory",
     "capture",
