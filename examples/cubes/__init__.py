@@ -1,0 +1,193 @@
+"""cubes: the server-load benchmark game (benchmarks/server_load.py).
+
+Each room holds ``entities`` scenery cubes in a 1000 x 1000 box plus one avatar cube per
+player. A fixed subset of the scenery -- ``moving_fraction`` of it, evenly spread (every 10th
+cube at 0.1) -- moves every tick (``pos += vel * dt``, bouncing off the walls) in one
+vectorised step; the rest never moves, so snapshots carry only the moving cubes and the
+avatars. Each player's input moves their own avatar, with the same blob as examples.dots.
+
+Choosing N and the fraction (the server loads a game as ``--game MODULE:ATTR``):
+
+* ``examples.cubes:game`` reads ``ASTRANET_CUBES_ENTITIES`` (default 1000) and
+  ``ASTRANET_CUBES_MOVING_FRACTION`` (default 0.1) from the environment **at import**, so a
+  server subprocess is configured by its environment;
+* ``examples.cubes:game_100`` is the fixed N=100, 10 % variant (the 1,000-client scenario);
+* or build ``Cubes(entities=..., moving_fraction=...)`` in your own module.
+
+Input blob (2 bytes): ``int8 dx, int8 dy`` -- a direction scaled by 127 (``encode_input``).
+A vector longer than 127 is an impossible speed; ``check_input`` refuses it (movement sanity).
+Replicated: ``Cube.pos`` only, on a 1/64-unit grid (16 bits per axis). Scenery velocities are
+server-only state held by the room's :class:`BounceSystem` (clients see positions).
+
+Limits: ``MAX_CUBES`` scenery cubes per room. Benchmark: benchmarks/server_load.py
+(docs/benchmarks.md, "Server load").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import zlib
+from collections.abc import Mapping
+
+import esper
+import numpy as np
+
+from astranet.ecs import ColumnStore, NetEntity, Quantized, Schema, replicated
+from astranet.errors import ConfigurationError
+from astranet.game import Game, InputError, SimContext
+from astranet.systems import Stage, add_system
+
+__all__ = [
+    "BOX",
+    "ENTITIES_ENV",
+    "GRID",
+    "MOVING_FRACTION_ENV",
+    "BounceSystem",
+    "Cube",
+    "Cubes",
+    "encode_input",
+    "game",
+    "game_100",
+    "moving_rows",
+]
+
+BOX = 1000.0  # the box is [0, BOX]^2 units
+GRID = 64  # positions replicate on a 1/64 grid: 64,000 codes per axis = 16 bits
+AVATAR_SPEED = 100.0  # units per second at full input (a tenth of the box per second)
+MAX_SCENERY_SPEED = 50.0  # units per second; 1.7 units (107 codes) per tick at 30 Hz
+# 100k cubes is far beyond what one 30 Hz room can replicate; a typo in the env var (an extra
+# zero or two) should fail at start-up, not exhaust memory.
+MAX_CUBES = 100_000
+ENTITIES_ENV = "ASTRANET_CUBES_ENTITIES"
+MOVING_FRACTION_ENV = "ASTRANET_CUBES_MOVING_FRACTION"
+_INPUT = struct.Struct("<bb")
+
+
+@replicated
+class Cube:
+    pos = Quantized(0.0, BOX, 1 / GRID, size=2)
+
+
+def encode_input(dx: float, dy: float) -> bytes:
+    """The input blob for a direction with components in [-1, 1]."""
+    return _INPUT.pack(round(max(-1.0, min(1.0, dx)) * 127), round(max(-1.0, min(1.0, dy)) * 127))
+
+
+def snap(values: np.ndarray) -> np.ndarray:
+    """Round to the replication grid, so the server's state is exactly what clients decode."""
+    return np.round(values * GRID) / GRID
+
+
+def moving_rows(entities: int, moving_fraction: float) -> np.ndarray:
+    """Indices of the moving scenery cubes: ``round(entities * fraction)`` evenly spread."""
+    count = round(entities * moving_fraction)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    return (np.arange(count, dtype=np.int64) * entities) // count
+
+
+class BounceSystem(esper.Processor):
+    """Stage.SIMULATE: moves the moving scenery cubes one step and bounces them off the walls.
+
+    Holds the cubes' net ids and velocities (server-only state). Rows are looked up by net id
+    each tick (one ``searchsorted``) because player spawns and despawns may shift rows.
+    """
+
+    def __init__(self, net_ids: np.ndarray, velocities: np.ndarray) -> None:
+        self.net_ids = net_ids
+        self.velocities = velocities  # (n, 2) float64, units per second
+
+    def process(self, sim: SimContext) -> None:
+        if len(self.net_ids) == 0:
+            return
+        rows = sim.store.rows(self.net_ids)
+        pos = sim.store["Cube.pos"]
+        moved = pos[rows] + self.velocities * sim.dt_s
+        # Reflect off both walls: a cube past a wall comes back by the distance it overshot.
+        below, above = moved < 0.0, moved > BOX
+        moved = np.where(below, -moved, np.where(above, 2 * BOX - moved, moved))
+        self.velocities = np.where(below | above, -self.velocities, self.velocities)
+        pos[rows] = np.clip(moved, 0.0, BOX)
+
+
+class Cubes(Game):
+    """N scenery cubes (a fraction moving) plus one avatar per player."""
+
+    name = "cubes"
+    schema = Schema(Cube)
+
+    def __init__(self, entities: int = 1000, moving_fraction: float = 0.1) -> None:
+        if type(entities) is not int or not 0 <= entities <= MAX_CUBES:
+            raise ConfigurationError(f"cubes entities: expected 0..{MAX_CUBES}, got {entities!r}")
+        if not (math.isfinite(moving_fraction) and 0.0 <= moving_fraction <= 1.0):
+            raise ConfigurationError(
+                f"cubes moving fraction: expected 0..1, got {moving_fraction!r}")
+        self.entities = entities
+        self.moving_fraction = float(moving_fraction)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Cubes:
+        """Read N and the moving fraction from the environment (module docstring)."""
+        env = os.environ if environ is None else environ
+        raw_n = env.get(ENTITIES_ENV) or "1000"
+        raw_f = env.get(MOVING_FRACTION_ENV) or "0.1"
+        try:
+            entities = int(raw_n)
+        except ValueError:
+            raise ConfigurationError(
+                f"{ENTITIES_ENV}: expected an integer, got {raw_n!r}") from None
+        try:
+            fraction = float(raw_f)
+        except ValueError:
+            raise ConfigurationError(
+                f"{MOVING_FRACTION_ENV}: expected a number 0..1, got {raw_f!r}") from None
+        return cls(entities, fraction)
+
+    def setup(self, sim: SimContext) -> None:
+        # Deterministic per room id, so runs and replays are reproducible.
+        rng = np.random.default_rng(zlib.crc32(sim.room_id.encode()))
+        ids = sim.store.spawn(self.entities,
+                              Cube__pos=snap(rng.uniform(0.0, BOX, (self.entities, 2))))
+        moving = moving_rows(self.entities, self.moving_fraction)
+        angles = rng.uniform(0.0, 2 * math.pi, len(moving))
+        speeds = rng.uniform(MAX_SCENERY_SPEED / 5, MAX_SCENERY_SPEED, len(moving))
+        velocities = np.stack([np.cos(angles), np.sin(angles)], axis=1) * speeds[:, None]
+        add_system(BounceSystem(ids[moving].copy(), velocities), Stage.SIMULATE)
+
+    def spawn_player(self, sim: SimContext, player_id: str) -> int:
+        seed = zlib.crc32(player_id.encode())
+        start = snap(np.array([seed % 1000, (seed >> 10) % 1000], dtype=np.float64))
+        net_id = int(sim.store.spawn(1, Cube__pos=start)[0])
+        esper.create_entity(NetEntity(net_id))
+        return net_id
+
+    def decode_input(self, blob: bytes) -> tuple[int, int]:
+        if len(blob) != _INPUT.size:
+            raise InputError(f"cubes input is {_INPUT.size} bytes, got {len(blob)}")
+        return _INPUT.unpack(blob)
+
+    def empty_input(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def check_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> str | None:
+        dx, dy = command
+        if dx * dx + dy * dy > 127 * 127 + 1:  # +1: rounding of a unit diagonal
+            return "impossible speed"
+        return None
+
+    def apply_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> None:
+        move_avatar(sim.store, net_id, command, sim.dt_s)
+
+
+def move_avatar(store: ColumnStore, net_id: int, command: tuple[int, int], dt_s: float) -> None:
+    """One input step, shared by the server and a client's prediction."""
+    rows = store.rows([net_id])
+    direction = np.array(command, dtype=np.float64) / 127.0
+    pos = store["Cube.pos"]
+    pos[rows] = snap(np.clip(pos[rows] + direction * AVATAR_SPEED * dt_s, 0.0, BOX))
+
+
+game = Cubes.from_environ()
+game_100 = Cubes(100, 0.1)
