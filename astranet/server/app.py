@@ -26,7 +26,7 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve
 
-from astranet.errors import InvalidState, MatchmakingError, ResumeDenied
+from astranet.errors import BadRequest, InvalidState, MatchmakingError, ResumeDenied
 from astranet.game import Game
 from astranet.net.messages import (
     Ack,
@@ -269,7 +269,9 @@ class GameServer:
                 self._on_resume(session, message)
             elif isinstance(message, Leave):
                 self._on_leave(session)
-        except MatchmakingError as exc:
+        except (MatchmakingError, BadRequest) as exc:
+            # Refusals of well-formed requests (unknown region, mode not served, room full):
+            # a reply, no strike, and the client stays in the lobby to try again.
             session.conn.send_error(exc)
 
     def _on_input(self, session: Session, frame: InputFrame) -> None:
@@ -343,7 +345,8 @@ class GameServer:
     def session_ended(self, session: Session) -> None:
         """The socket is gone: hold the seat for Resume unless the player left."""
         self.sessions.discard(session)
-        if session.ws.close_code == 1009:
+        if session.ws.close_code == 1009 and session.conn.close_expected() is None:
+            # websockets itself closed 1009 (max_size); our own 1009 went through note_close.
             self.count_kick("too_large")
         player, room = session.player, session.room
         if player is not None and room is not None and player.session is session:

@@ -121,7 +121,7 @@ class Session:
                 else:
                     data = await self.ws.recv()
             except TimeoutError:
-                self.server.count_kick("handshake_timeout")
+                # Counted once, by the writer's note_close (kick label handshake_timeout).
                 self.close(1008, HANDSHAKE_TIMEOUT_REASON)
                 break
             except WsConnectionClosed:
