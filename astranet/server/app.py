@@ -97,6 +97,9 @@ class GameServer:
         self.rooms: dict[str, Room] = {}
         self.sessions: set[Session] = set()
         self.tick = 0
+        #: Added to the tick loop's count: a restored server continues above the ticks its
+        #: predecessor sent (set by ``persistence.restore``; server_tick never decreases).
+        self.tick_offset = 0
         self.persistence: Persistence = persistence if persistence is not None else NoPersistence()
         self.ws_port: int | None = None
         self.http_port: int | None = None
@@ -176,7 +179,8 @@ class GameServer:
 
     # -- the tick --------------------------------------------------------------------------
 
-    def _step_all(self, tick: int) -> None:
+    def _step_all(self, loop_tick: int) -> None:
+        tick = self.tick_offset + loop_tick
         self.tick = tick
         timings: dict[str, float] = {}
         for room in list(self.rooms.values()):
