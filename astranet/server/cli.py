@@ -12,10 +12,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from astranet.errors import AstranetError, ConfigurationError
+from astranet.errors import AstranetError, ConfigurationError, StorageError
 from astranet.game import load_game
 from astranet.server.app import GameServer
 from astranet.server.config import ServerConfig, load_config_or_exit
+from astranet.server.persistence import open_sqlite_persistence
 
 __all__ = ["main", "run"]
 
@@ -23,10 +24,26 @@ log = logging.getLogger("astranet.server")
 
 
 async def run(config: ServerConfig) -> None:
-    """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully."""
+    """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully.
+
+    Persistence is the SQLite file ``config.db`` (created if missing), checkpointed every
+    ``config.checkpoint_interval`` seconds (0: only at shutdown). An unusable database raises
+    :class:`StorageError` whose message starts with the file's path (``main`` exits 2).
+    """
     game = load_game(config.game)
-    server = GameServer(config, game)
-    await server.start()
+    try:
+        persistence = await open_sqlite_persistence(
+            config.db, checkpoint_interval=config.checkpoint_interval)
+    except StorageError as exc:
+        raise _naming_db(config.db, exc) from None
+    server = GameServer(config, game, persistence=persistence)
+    try:
+        await server.start()
+    except BaseException as exc:
+        await persistence.writer.close()  # release the file; the original error wins
+        if isinstance(exc, StorageError):
+            raise _naming_db(config.db, exc) from None
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -36,6 +53,14 @@ async def run(config: ServerConfig) -> None:
         log.info("signal received; shutting down")
     finally:
         await server.shutdown()
+
+
+def _naming_db(db: str, exc: StorageError) -> StorageError:
+    """One line that names the database file (storage errors usually start with it)."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if db not in message:
+        message = f"{db}: {message}"
+    return StorageError(f"database {message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
