@@ -1,0 +1,116 @@
+"""Smoke run of benchmarks/server_load.py: a real server subprocess, 1 room of 4 clients, ~3 s.
+
+Asserts the ``--json`` contract (every key the issue names) and that the run is sane: all four
+clients stayed connected, snapshots flowed and were acked into deltas, and every input was
+answered by a snapshot. No timing is asserted (benchmarks measure; tests check behaviour),
+except that latency must be finite and positive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from astranet.ecs import ColumnStore
+from examples.cubes import BOX, Cubes, encode_input, moving_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "server_load.py"
+REQUIRED_KEYS = (
+    "clients", "late_tick_fraction", "tick_ms_p50", "tick_ms_p99", "server_cpu_percent",
+    "snapshot_bytes_per_client_per_s", "input_to_snapshot_ms_p50", "input_to_snapshot_ms_p99",
+)
+
+
+@pytest.mark.timeout(90)
+def test_smoke_run_reports_every_key_with_sane_values() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--entities", "100", "--rooms", "1", "--duration", "3",
+         "--warmup", "1", "--json", "--no-progress"],
+        capture_output=True, text=True, timeout=80, cwd=ROOT, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in REQUIRED_KEYS:
+        assert key in report, key
+        assert isinstance(report[key], int | float) and math.isfinite(report[key]), key
+    assert report["clients"] == 4
+    assert report["disconnects"] == 0
+    assert report["server_exit_code"] == 0
+    assert report["snapshot_bytes_per_client_per_s"] > 0
+    assert report["snapshot_payload_bytes_per_client_per_s"] > 0
+    assert report["full_snapshot_fraction"] < 0.5  # acks arrive, so deltas are used
+    assert report["ticks"] > 0 and 0.0 <= report["late_tick_fraction"] <= 1.0
+    assert 0 < report["input_to_snapshot_ms_p50"] <= report["input_to_snapshot_ms_p99"]
+    assert report["latency_samples"] > 0 and report["latency_overflow"] == 0
+    assert report["server_cpu_percent"] > 0
+
+
+def test_moving_subset_is_the_requested_fraction_evenly_spread() -> None:
+    rows = moving_rows(1000, 0.1)
+    assert len(rows) == 100 and (rows == range(0, 1000, 10)).all()
+    assert len(moving_rows(100, 1.0)) == 100
+    assert len(moving_rows(100, 0.0)) == 0
+
+
+def test_cubes_config_from_environment_and_its_errors() -> None:
+    from astranet.errors import ConfigurationError
+
+    game = Cubes.from_environ({"ASTRANET_CUBES_ENTITIES": "250",
+                               "ASTRANET_CUBES_MOVING_FRACTION": "1"})
+    assert (game.entities, game.moving_fraction) == (250, 1.0)
+    for env in ({"ASTRANET_CUBES_ENTITIES": "lots"}, {"ASTRANET_CUBES_MOVING_FRACTION": "2"},
+                {"ASTRANET_CUBES_ENTITIES": "-1"}):
+        with pytest.raises(ConfigurationError):
+            Cubes.from_environ(env)
+
+
+def test_moving_cubes_move_and_stay_in_the_box_while_others_rest() -> None:
+    from astranet.server.room import Room
+
+    room = Room("Cubes123", "us-east", "bench", Cubes(200, 0.1))
+    try:
+        start = room.store["Cube.pos"].copy()
+        for tick in range(300):  # 10 s: the fast cubes reach a wall and bounce
+            room.step(tick)
+        pos = room.store["Cube.pos"]
+        moved = np.any(pos != start, axis=1)
+        assert np.flatnonzero(moved).tolist() == moving_rows(200, 0.1).tolist()
+        assert (pos >= 0).all() and (pos <= BOX).all()
+    finally:
+        room.close()
+
+
+def test_avatar_input_moves_only_its_own_cube_and_sanity_refuses_overspeed() -> None:
+    from astranet.game import SimContext
+
+    game = Cubes(10, 0.0)
+    sim = SimContext(ColumnStore(game.schema), room_id="Cubes123")
+    sim.store.spawn(10)
+    avatar = int(sim.store.spawn(1, Cube__pos=(500.0, 500.0))[0])
+    before = sim.store["Cube.pos"].copy()
+    game.apply_input(sim, avatar, game.decode_input(encode_input(1.0, 0.0)))
+    after = sim.store["Cube.pos"]
+    assert after[-1, 0] > 500.0 and after[-1, 1] == 500.0
+    assert (after[:-1] == before[:-1]).all()
+    assert game.check_input(sim, avatar, (127, 127)) == "impossible speed"
+    assert game.check_input(sim, avatar, game.decode_input(encode_input(0.95, 0.3))) is None
+
+
+def test_bounce_reflects_a_cube_off_the_wall_and_reverses_it() -> None:
+    from astranet.game import SimContext
+    from examples.cubes import BounceSystem
+
+    game = Cubes(2, 1.0)
+    sim = SimContext(ColumnStore(game.schema), dt_s=1 / 30)
+    ids = sim.store.spawn(2, Cube__pos=np.array([[999.5, 10.0], [0.25, 500.0]]))
+    system = BounceSystem(ids, np.array([[30.0, 0.0], [-15.0, 0.0]]))
+    system.process(sim)
+    assert sim.store["Cube.pos"].tolist() == [[999.5, 10.0], [0.25, 500.0]]
+    assert system.velocities.tolist() == [[-30.0, 0.0], [15.0, 0.0]]
