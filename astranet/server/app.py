@@ -60,6 +60,9 @@ RESUME_TOKEN_BYTES = 32
 # Seconds given to clients to complete the closing handshake on shutdown (rule 8 wants the
 # process gone within 10 s in all).
 SHUTDOWN_CLOSE_TIMEOUT_S = 3.0
+# Seconds a peer has to answer our close frame before the TCP connection is dropped: a kicked
+# or shut-down client that never answers must not hold a socket (websockets' default is 10).
+CLOSE_TIMEOUT_S = 2.0
 
 # Close reasons (from ServerConnection and the room) -> the bounded `kicks{reason}` label.
 _KICK_LABELS = {
@@ -124,6 +127,7 @@ class GameServer:
             self._handler, config.host, config.ws_port, ssl=tls,
             max_size=config.max_message_bytes,  # websockets closes 1009 above it (rule 6)
             compression=None,  # payloads are already LZ4; permessage-deflate only costs CPU
+            close_timeout=CLOSE_TIMEOUT_S,
             server_header=None,
         )
         self.ws_port = self._ws_server.sockets[0].getsockname()[1]
@@ -349,8 +353,10 @@ class GameServer:
     def session_ended(self, session: Session) -> None:
         """The socket is gone: hold the seat for Resume unless the player left."""
         self.sessions.discard(session)
-        if session.ws.close_code == 1009 and session.conn.close_expected() is None:
-            # websockets itself closed 1009 (max_size); our own 1009 went through note_close.
+        sent = session.ws.protocol.close_sent
+        if sent is not None and sent.code == 1009 and session.conn.close_expected() is None:
+            # websockets itself failed the connection 1009 (max_size) and does not wait for
+            # the peer's reply (so ws.close_code reads 1006); our own closes go via note_close.
             self.count_kick("too_large")
         player, room = session.player, session.room
         if player is not None and room is not None and player.session is session:

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_REASON = "handshake timeout: no Hello received"
 TAKEOVER_REASON = "session resumed by another connection"
 SHUTDOWN_REASON = "server shutting down"
+# Upper bound on draining a closing socket; websockets' own close_timeout (set by the
+# server, CLOSE_TIMEOUT_S in app.py) normally ends it first.
+CLOSE_DRAIN_TIMEOUT_S = 5.0
 
 
 class Session:
@@ -62,6 +65,7 @@ class Session:
         self._pending_snapshot: Snapshot | None = None
         self._wake = asyncio.Event()
         self.closed = asyncio.Event()  # set once the socket is done
+        self.ended = asyncio.Event()  # set after the server forgot this session (all counted)
         self._seen = (0, 0)  # (rate_limited, malformed) already counted in metrics
 
     @property
@@ -108,6 +112,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             self.server.session_ended(self)
+            self.ended.set()
 
     async def _read_loop(self) -> None:
         conn = self.conn
@@ -138,8 +143,14 @@ class Session:
     async def _closed_or_gone(self) -> None:
         if self.conn.close_expected() is None:
             return  # the peer went away: nothing left to send
-        with contextlib.suppress(WsConnectionClosed):
-            await self.ws.wait_closed()
+        # Keep reading (and discarding) until the socket is closed. websockets stops reading
+        # from the transport while undelivered messages queue up (max_queue), so a client
+        # that flooded us before our close frame reached it would leave its close reply stuck
+        # behind its own flood: both sides then wait out the close timeout.
+        with contextlib.suppress(WsConnectionClosed, TimeoutError):
+            async with asyncio.timeout(CLOSE_DRAIN_TIMEOUT_S):
+                while True:
+                    await self.ws.recv()
 
     def _handle(self, message: ClientMessage) -> None:
         self.server.metrics.count_message(message.TYPE)

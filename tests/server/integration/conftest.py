@@ -18,10 +18,12 @@ import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from astranet.ecs import Schema
 from astranet.game import Game, load_game
 from astranet.net.messages import (
     Ack,
@@ -37,6 +39,7 @@ from astranet.net.messages import (
     encode,
 )
 from astranet.net.signing import sign
+from astranet.replication import Replica
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
 
@@ -68,31 +71,31 @@ class WireClient:
     async def send_raw(self, data: bytes | str) -> None:
         await self.ws.send(data)
 
-    async def recv(self, timeout: float = RECV_TIMEOUT_S) -> Message:
-        async with asyncio.timeout(timeout):
+    async def recv(self, within_s: float = RECV_TIMEOUT_S) -> Message:
+        async with asyncio.timeout(within_s):
             data = await self.ws.recv()
         message = decode_server_message(data, max_bytes=1 << 20)
         if isinstance(message, Snapshot):
             self.snapshots.append(message)
         return message
 
-    async def expect(self, kind: type[M], timeout: float = RECV_TIMEOUT_S) -> M:
+    async def expect(self, kind: type[M], within_s: float = RECV_TIMEOUT_S) -> M:
         """The next message that is not a Snapshot (unless a Snapshot is asked for)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             while True:
-                message = await self.recv(timeout)
+                message = await self.recv(within_s)
                 if isinstance(message, kind):
                     return message
                 if isinstance(message, Snapshot):
                     continue
                 raise AssertionError(f"expected {kind.__name__}, got {message!r}")
 
-    async def closed(self, timeout: float = RECV_TIMEOUT_S) -> tuple[int | None, str | None]:
+    async def closed(self, within_s: float = RECV_TIMEOUT_S) -> tuple[int | None, str | None]:
         """Drain until the server closes; returns (close code, reason)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             try:
                 while True:
-                    await self.recv(timeout)
+                    await self.recv(within_s)
             except ConnectionClosed:
                 pass
         return self.ws.close_code, self.ws.close_reason
@@ -128,14 +131,14 @@ class WireClient:
     async def ack(self, snapshot_id: int) -> None:
         await self.send(Ack(snapshot_id))
 
-    async def next_snapshot(self, timeout: float = RECV_TIMEOUT_S) -> Snapshot:
-        return await self.expect(Snapshot, timeout)
+    async def next_snapshot(self, within_s: float = RECV_TIMEOUT_S) -> Snapshot:
+        return await self.expect(Snapshot, within_s)
 
     async def snapshot_where(self, predicate: Callable[[Snapshot], bool],
-                             timeout: float = RECV_TIMEOUT_S) -> Snapshot:
-        async with asyncio.timeout(timeout):
+                             within_s: float = RECV_TIMEOUT_S) -> Snapshot:
+        async with asyncio.timeout(within_s):
             while True:
-                snapshot = await self.next_snapshot(timeout)
+                snapshot = await self.next_snapshot(within_s)
                 if predicate(snapshot):
                     return snapshot
 
@@ -177,6 +180,12 @@ class Running:
         status, _, body = await self.get("/metrics")
         assert status == 200
         return body.decode()
+
+    async def sessions_ended(self) -> None:
+        """Wait until the server has finished with every current connection (bounded)."""
+        async with asyncio.timeout(RECV_TIMEOUT_S):
+            for session in list(self.server.sessions):
+                await session.ended.wait()
 
     async def client(self) -> WireClient:
         return await WireClient.open(self.url)
@@ -225,3 +234,27 @@ async def serve() -> AsyncIterator[StartServer]:
 async def running(serve: StartServer) -> Running:
     """A default server (dots game, kick policy)."""
     return await serve()
+
+
+class DecodedView:
+    """A client's decoded copy of its room (astranet's Replica) fed from a WireClient."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.replica = Replica(schema)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        self.replica.apply(snapshot.id, snapshot.base_id, snapshot.payload, snapshot.compressed,
+                           snapshot.server_tick)
+
+    def position(self, net_id: int) -> np.ndarray:
+        store = self.replica.store
+        row = store.rows([net_id])
+        return np.array(store["Body.pos"][row][0], dtype=np.float64)
+
+
+async def position_after(client: WireClient, view: DecodedView, net_id: int,
+                         predicate: Callable[[Snapshot], bool] = lambda s: True) -> np.ndarray:
+    """Decode snapshots (never acking: each is full) until ``predicate``; the avatar's pos."""
+    snapshot = await client.snapshot_where(predicate)
+    view.apply(snapshot)
+    return view.position(net_id)

@@ -52,7 +52,7 @@ async def test_silent_connection_is_closed_after_handshake_timeout(serve: StartS
     running = await serve("--handshake-timeout", "0.3")
     client = await running.client()
     started = time.monotonic()
-    code, reason = await client.closed(timeout=5)
+    code, reason = await client.closed(within_s=5)
     assert code == 1008 and reason.startswith("handshake timeout")
     assert time.monotonic() - started >= 0.25
     metrics = await running.metrics()
@@ -65,7 +65,7 @@ async def test_hello_in_time_cancels_the_handshake_deadline(serve: StartServer) 
     await client.hello()
     # "Nothing happens" for twice the deadline: bounded wait that must time out (no close).
     with pytest.raises(TimeoutError):
-        await client.recv(timeout=0.6)
+        await client.recv(within_s=0.6)
     await client.send(Ping(3, 4))
     assert (await client.expect(Pong)).nonce == 3
     assert client.ws.close_code is None
