@@ -1,0 +1,219 @@
+"""coop simulation core: pure vectorised functions over position/heading arrays, plus the one
+player step shared by the server and the client's prediction.
+
+Operations: :func:`step_avatar` (one input of one player: move, aim, weapon cooldown),
+:func:`chase` (every drone moves toward its nearest living player), :func:`advance_projectiles`,
+:func:`resolve_hits` (projectiles vs drones), :func:`resolve_contacts` (drones vs players),
+:func:`wave_size` / :func:`drone_hp_for_wave` / :func:`wave_spawn_positions` (waves).
+
+Goals: no per-entity Python loop (pairwise work is numpy broadcasting); determinism: every
+function is a pure function of its arguments (randomness comes from a generator seeded by
+``(room seed, wave)``, so nothing random is stored and a restored checkpoint continues
+identically); positions and headings come back snapped to the replication grids, so the server
+simulates exactly the values its clients decode. :func:`step_avatar` reads and writes only the
+player's own row, which is what makes client prediction of the local player exact.
+Limits: pairwise matrices are computed in chunks of at most ``MAX_PAIR_CELLS`` cells;
+``MAX_DRONES`` and ``MAX_PROJECTILES`` bound the room (enforced by the systems and the game).
+Benchmark: benchmarks/coop_tick.py.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from astranet.ecs import ColumnStore
+from examples.coop.components import ARENA, snap_heading, snap_pos
+from examples.coop.input import Command
+
+__all__ = [
+    "CONTACT_DAMAGE",
+    "CONTACT_RADIUS",
+    "DRONES_PER_WAVE",
+    "DRONE_SPEED",
+    "FIRE_INTERVAL_INPUTS",
+    "HIT_RADIUS",
+    "MAX_DRONES",
+    "MAX_DRONE_HP",
+    "MAX_PAIR_CELLS",
+    "MAX_PROJECTILES",
+    "PLAYER_HP",
+    "PLAYER_SPEED",
+    "PROJECTILE_SPEED",
+    "SCORE_PER_KILL",
+    "advance_projectiles",
+    "chase",
+    "drone_hp_for_wave",
+    "drone_speeds",
+    "resolve_contacts",
+    "resolve_hits",
+    "room_seed",
+    "step_avatar",
+    "wave_size",
+    "wave_spawn_positions",
+]
+
+PLAYER_SPEED = 12.0  # units/s at full input: crosses the arena in 10 s
+PLAYER_HP = 100
+DRONE_SPEED = 5.0  # units/s, mean; each drone gets 0.75..1.25 of it (drone_speeds)
+PROJECTILE_SPEED = 30.0  # 1 unit per 30 Hz tick: never skips a HIT_RADIUS circle
+# One shot every 6 inputs = 5 shots/s at 30 Hz. Counted in inputs, not ticks, because inputs
+# are the player's own clock: bursts of late inputs neither gain nor lose shots.
+FIRE_INTERVAL_INPUTS = 6
+HIT_RADIUS = 1.0  # projectile centre to drone centre
+CONTACT_RADIUS = 1.2  # drone centre to player centre
+CONTACT_DAMAGE = 10  # a drone explodes on contact: ten contacts down a player
+SCORE_PER_KILL = 10
+DRONES_PER_WAVE = 8  # wave k brings 8k drones ...
+MAX_DRONES = 600  # ... up to 600 (wave 75 onwards): what a 30 Hz tick and its snapshots carry
+MAX_DRONE_HP = 10
+# Shots alive at once per room: 4 players x 5 shots/s x 4 s of flight is 80, so 256 is only
+# reached by a runaway; a shot fired at the cap is lost (its cooldown is still spent).
+MAX_PROJECTILES = 256
+# Cells of one pairwise distance matrix (float64): 2**18 cells = 2 MiB, above the
+# MAX_PROJECTILES x MAX_DRONES = 153,600 a room normally needs, so one chunk suffices.
+MAX_PAIR_CELLS = 1 << 18
+
+
+def room_seed(room_id: str) -> int:
+    """The room's random seed: a pure function of its id, so a restart reproduces it."""
+    return zlib.crc32(room_id.encode())
+
+
+# -- players ---------------------------------------------------------------------------------
+
+
+def step_avatar(store: ColumnStore, net_id: int, command: Command, dt_s: float) -> bool:
+    """Apply one input to one player; returns True when it fired a shot.
+
+    Shared verbatim by the server (``Coop.apply_input``) and the client's prediction: it reads
+    and writes only this player's row (position, heading, cooldown; hp is read), so the result
+    depends on nothing the client cannot see. A downed player (hp 0) does nothing.
+    """
+    row = store.rows([net_id])
+    if store["Health.hp"][row][0] <= 0:
+        return False
+    pos = store["Body.pos"]
+    direction = np.array([command.move_x, command.move_y], dtype=np.float64) / 127.0
+    moved = pos[row].astype(np.float64) + direction * (PLAYER_SPEED * dt_s)
+    pos[row] = snap_pos(np.clip(moved, -ARENA, ARENA))  # ARENA is on the grid: stays inside
+    store["Body.heading"][row] = snap_heading(np.array([command.aim_radians]))
+    cooldown = store["Weapon.cooldown"]
+    fired = bool(command.fire) and cooldown[row][0] == 0
+    cooldown[row] = FIRE_INTERVAL_INPUTS - 1 if fired else np.maximum(cooldown[row] - 1, 0)
+    return fired
+
+
+# -- drones ----------------------------------------------------------------------------------
+
+
+def drone_speeds(net_ids: np.ndarray) -> np.ndarray:
+    """Per-drone speed (float64) from a hash of its net id: the swarm spreads out instead of
+    moving as one blob, with no extra column to store or replicate."""
+    mixed = (np.asarray(net_ids, dtype=np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFF)
+    return DRONE_SPEED * (0.75 + 0.5 * mixed.astype(np.float64) / 65536.0)
+
+
+def chase(drone_pos: np.ndarray, speeds: np.ndarray,
+          targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move each drone ``speeds`` (units this tick) toward its nearest target.
+
+    ``drone_pos`` (D, 2), ``speeds`` (D,), ``targets`` (P, 2) with P small (living players).
+    Returns snapped positions (D, 2) and headings (D,). With no target the drones stay put.
+    """
+    pos = np.asarray(drone_pos, dtype=np.float64).reshape(-1, 2)
+    if len(pos) == 0 or len(targets) == 0:
+        return snap_pos(pos), np.zeros(len(pos), dtype=np.float32)
+    offsets = np.asarray(targets, dtype=np.float64)[None, :, :] - pos[:, None, :]  # (D, P, 2)
+    dist_sq = np.einsum("dpk,dpk->dp", offsets, offsets)
+    nearest = dist_sq.argmin(axis=1)  # ties go to the lowest player row: deterministic
+    rows = np.arange(len(pos))
+    to_target = offsets[rows, nearest]
+    dist = np.sqrt(dist_sq[rows, nearest])
+    step = np.minimum(speeds, dist)  # never overshoot the target
+    scale = np.divide(step, dist, out=np.zeros_like(dist), where=dist > 0)
+    moved = np.clip(pos + to_target * scale[:, None], -ARENA, ARENA)
+    heading = np.arctan2(to_target[:, 1], to_target[:, 0])
+    return snap_pos(moved), snap_heading(heading)
+
+
+def wave_size(wave: int) -> int:
+    """Drones in wave ``wave`` (1-based)."""
+    return int(min(DRONES_PER_WAVE * max(wave, 0), MAX_DRONES))
+
+
+def drone_hp_for_wave(wave: int) -> int:
+    """Hit points of each drone of ``wave``: one more every three waves."""
+    return int(min(1 + max(wave - 1, 0) // 3, MAX_DRONE_HP))
+
+
+def wave_spawn_positions(seed: int, wave: int, n: int) -> np.ndarray:
+    """``n`` snapped spawn points on the arena edge for ``wave``, reproducible from the seed."""
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, max(wave, 0)])
+    side = rng.integers(0, 4, n)  # 0 west, 1 east, 2 south, 3 north
+    along = rng.uniform(-ARENA, ARENA, n)
+    x = np.where(side == 0, -ARENA, np.where(side == 1, ARENA, along))
+    y = np.where(side == 2, -ARENA, np.where(side == 3, ARENA, along))
+    return snap_pos(np.stack([x, y], axis=1))
+
+
+# -- projectiles and combat ------------------------------------------------------------------
+
+
+def advance_projectiles(pos: np.ndarray, heading: np.ndarray,
+                        dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Move projectiles one tick along their heading; returns (snapped positions, still
+    inside the arena mask). Projectiles have no lifetime: the arena wall ends them."""
+    start = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
+    angle = np.asarray(heading, dtype=np.float64)
+    direction = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    moved = snap_pos(start + direction * (PROJECTILE_SPEED * dt_s))
+    inside = (np.abs(moved) <= ARENA).all(axis=1)
+    return moved, inside
+
+
+def _nearest_within(sources: np.ndarray, sinks: np.ndarray,
+                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each source, whether a sink lies within ``radius`` and the nearest such sink's
+    index (meaningful only where found). Chunked so no matrix exceeds MAX_PAIR_CELLS."""
+    found = np.zeros(len(sources), dtype=bool)
+    nearest = np.zeros(len(sources), dtype=np.int64)
+    if len(sources) == 0 or len(sinks) == 0:
+        return found, nearest
+    chunk = max(1, MAX_PAIR_CELLS // len(sinks))
+    for start in range(0, len(sources), chunk):  # one pass for normal room sizes
+        part = sources[start:start + chunk]
+        diff = part[:, None, :] - sinks[None, :, :]
+        dist_sq = np.einsum("abk,abk->ab", diff, diff)
+        masked = np.where(dist_sq <= radius * radius, dist_sq, np.inf)
+        found[start:start + len(part)] = np.isfinite(masked).any(axis=1)
+        nearest[start:start + len(part)] = masked.argmin(axis=1)
+    return found, nearest
+
+
+def resolve_hits(projectile_pos: np.ndarray,
+                 drone_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projectiles against drones: returns (spent (P,) bool, hits per drone (D,) int).
+
+    A projectile hits at most one drone (the nearest within HIT_RADIUS) and is spent; a drone
+    may take several hits in one tick.
+    """
+    shots = np.asarray(projectile_pos, dtype=np.float64).reshape(-1, 2)
+    drones = np.asarray(drone_pos, dtype=np.float64).reshape(-1, 2)
+    spent, target = _nearest_within(shots, drones, HIT_RADIUS)
+    hits = np.bincount(target[spent], minlength=len(drones))
+    return spent, hits
+
+
+def resolve_contacts(drone_pos: np.ndarray,
+                     player_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drones against (living) players: returns (exploded (D,) bool, damage per player (P,)).
+
+    A drone touching a player explodes on the nearest one, dealing CONTACT_DAMAGE.
+    """
+    drones = np.asarray(drone_pos, dtype=np.float64).reshape(-1, 2)
+    players = np.asarray(player_pos, dtype=np.float64).reshape(-1, 2)
+    exploded, victim = _nearest_within(drones, players, CONTACT_RADIUS)
+    damage = np.bincount(victim[exploded], minlength=len(players)) * CONTACT_DAMAGE
+    return exploded, damage
