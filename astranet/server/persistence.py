@@ -190,6 +190,7 @@ class StoragePersistence:
                             "resume)", record.room_id, len(seated))
                 self._drop_room(record.room_id, seated, now)
                 rooms_dropped += 1
+                players_dropped += len(seated)
                 continue
             # Ticks the old process may have run after this checkpoint, plus slack.
             ticks_since = math.ceil((max(0.0, now - checkpoint.saved_at) + RESTORE_MARGIN_S)

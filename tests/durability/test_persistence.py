@@ -1,0 +1,139 @@
+"""StoragePersistence.restore against databases seeded directly through astranet.storage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import esper
+import numpy as np
+import pytest
+
+from astranet.ecs import NetEntity
+from astranet.errors import StorageError
+from astranet.server.persistence import ROOM_META_KEY, ROOM_META_VERSION
+from astranet.server.room import Room
+from astranet.storage import Checkpoint, PlayerRecord, RoomRecord, SQLiteStorage, hash_resume_token
+from examples.dots import game
+from tests.durability.conftest import Durable
+
+pytestmark = pytest.mark.timeout(30)
+
+SAVED_TICK = 500
+SAVED_NEXT_SNAPSHOT_ID = 40
+
+
+def room_state(room_id: str, players: int) -> tuple[dict[str, np.ndarray], list[int]]:
+    """A real dots room's exported state with ``players`` avatars, plus their net ids."""
+    room = Room(room_id, "us-east", "coop", game)
+    try:
+        net_ids = [room.add_player(f"seed{i}", bytes(32)).net_id for i in range(players)]
+        state = room.store.export_state()
+    finally:
+        room.close()
+    state[ROOM_META_KEY] = np.array([ROOM_META_VERSION, SAVED_NEXT_SNAPSHOT_ID], np.int64)
+    return state, net_ids
+
+
+def player(player_id: str, room_id: str, net_id: int, **extra: object) -> PlayerRecord:
+    return PlayerRecord(player_id, room_id, net_id, hash_resume_token(player_id.encode()),
+                        time.time(), **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[Path]:
+    """Room AAAA restorable (one live seat, one late joiner, one who left); BBBB has no
+    checkpoint; CCCC is in a region the server does not serve."""
+    db = tmp_path / "seeded.db"
+    storage = SQLiteStorage(db)
+    now = time.time()
+    state, (kept, left) = room_state("AAAAAAAA", 2)
+    for room_id, region in (("AAAAAAAA", "us-east"), ("BBBBBBBB", "us-east"),
+                            ("CCCCCCCC", "mars")):
+        storage.save_room(RoomRecord(room_id, region, "coop", 4, now))
+    storage.save_player(player("kept", "AAAAAAAA", kept, last_input_seq=77))
+    storage.save_player(player("left", "AAAAAAAA", left, left_at=now))
+    storage.save_player(player("late", "AAAAAAAA", 999_999))  # joined after the checkpoint
+    storage.save_player(player("orphan", "BBBBBBBB", 1))
+    storage.save_checkpoint(Checkpoint("AAAAAAAA", SAVED_TICK, now, state))
+    storage.save_checkpoint(Checkpoint("CCCCCCCC", SAVED_TICK, now, state))
+    storage.close()
+    yield db
+
+
+async def test_restore_rebuilds_restorable_rooms_and_drops_the_rest(
+        durable: Durable, seeded: Path) -> None:
+    server = await durable.start(seeded)
+    assert list(server.rooms) == ["AAAAAAAA"]
+    room = server.rooms["AAAAAAAA"]
+    assert list(room.players) == ["kept"]
+    kept = room.players["kept"]
+    assert kept.last_accepted_seq == kept.inputs.last_input_seq == 77
+    assert kept.token_hash == hash_resume_token(b"kept")
+    assert server.matchmaker.room("AAAAAAAA").players == 1
+    summary = server.persistence.summary  # type: ignore[attr-defined]
+    assert (summary.rooms, summary.players, summary.rooms_dropped, summary.players_dropped) == (
+        1, 1, 2, 2)  # rooms BBBB and CCCC; seats of "late" and "orphan"
+    # Numbering restarts above anything the old process could have sent.
+    assert summary.first_tick > SAVED_TICK and server.tick >= summary.first_tick
+    latest = room.history.latest
+    assert latest is None or latest.id > SAVED_NEXT_SNAPSHOT_ID
+    # esper side: the restored avatar has its NetEntity tag, as a fresh spawn would.
+    with room.activated():
+        tags = sorted(tag.net_id for _, tag in esper.get_component(NetEntity))
+    assert tags == [kept.net_id]
+
+    await durable.stop(server)
+    storage = SQLiteStorage(seeded)
+    try:
+        assert [r.room_id for r in storage.open_rooms()] == ["AAAAAAAA"]
+        left_at = {p.player_id: p.left_at for r in ("AAAAAAAA", "BBBBBBBB")
+                   for p in storage.players_in_room(r)}
+    finally:
+        storage.close()
+    assert left_at["kept"] is None  # still held: it may resume after the next start too
+    assert all(left_at[p] is not None for p in ("left", "late", "orphan"))
+
+
+async def test_a_checkpoint_of_another_game_is_refused_naming_the_file(
+        durable: Durable, tmp_path: Path) -> None:
+    db = tmp_path / "other-game.db"
+    state, _ = room_state("DDDDDDDD", 0)
+    state["__fingerprint__"] = state["__fingerprint__"] + 1  # another schema wrote it
+    storage = SQLiteStorage(db)
+    storage.save_room(RoomRecord("DDDDDDDD", "us-east", "coop", 4, time.time()))
+    storage.save_checkpoint(Checkpoint("DDDDDDDD", 3, time.time(), state))
+    storage.close()
+    with pytest.raises(StorageError) as refused:
+        await durable.start(db)
+    assert str(db) in str(refused.value) and "DDDDDDDD" in str(refused.value)
+    assert not any(world.endswith("DDDDDDDD") for world in esper.list_worlds())
+
+
+async def test_a_checkpoint_holds_the_store_and_the_room_meta(
+        durable: Durable, tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    server = await durable.start(db)
+    persistence = server.persistence
+    # A room the server does not tick, so no periodic checkpoint can replace ours.
+    room = Room("EEEEEEEE", "us-east", "coop", game)
+    try:
+        room.step(0)
+        room.step(1)
+        tick, next_id, exported = 7, room.history.latest.id + 1, room.store.export_state()
+        persistence.room_created(room)
+        persistence.checkpoint([room], tick)
+        await persistence.writer.flush()  # type: ignore[attr-defined]
+    finally:
+        room.close()
+    storage = SQLiteStorage(db)  # a second reader beside the live writer (WAL)
+    try:
+        checkpoint = storage.load_checkpoint("EEEEEEEE")
+    finally:
+        storage.close()
+    assert checkpoint is not None and checkpoint.tick == tick
+    assert checkpoint.state[ROOM_META_KEY].tolist() == [ROOM_META_VERSION, next_id]
+    assert set(checkpoint.state) == {*exported, ROOM_META_KEY}
+    for name, array in exported.items():
+        np.testing.assert_array_equal(checkpoint.state[name], array)
