@@ -2,8 +2,19 @@
 
 ``GameServer`` calls these hooks at each change worth surviving a crash; every call is
 synchronous and must return at once (queue the write, never touch the disk on the tick loop).
-:class:`NoPersistence` is the do-nothing default used by tests that need no database; the
-SQLite-backed implementation lives in ``astranet.server.persistence``.
+:class:`NoPersistence` is the do-nothing default of an in-process ``GameServer`` (tests that need
+no database). The real implementation is
+:class:`astranet.server.persistence.StoragePersistence` (any ``astranet.storage.Storage``
+backend on the off-loop writer thread); ``astranet-server`` builds it from ``--db`` and
+``--checkpoint-interval`` with ``open_sqlite_persistence``.
+
+When the server calls what: ``restore`` once in ``start()`` before listening (it may add rooms
+to ``server.rooms``, seats to ``server.matchmaker`` and set ``server.tick_offset``);
+``room_created``/``room_closed`` and ``player_joined``/``player_left`` as they happen (a player
+whose resume window expires counts as left; a graceful shutdown closes no room, so rooms
+restore on the next start); ``checkpoint`` every ``checkpoint_interval`` seconds of ticks and
+once more in ``shutdown()``, followed by ``close``.
+Limits: none here (a protocol); benchmark: benchmarks/checkpoint_overhead.py.
 """
 
 from __future__ import annotations
