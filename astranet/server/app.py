@@ -22,6 +22,7 @@ import ssl
 import time
 from collections.abc import Iterable
 
+from prometheus_client import Counter
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve
@@ -95,6 +96,13 @@ class GameServer:
         self.config = config
         self.game = game
         self.metrics = ServerMetrics()
+        # Ingestion counters ServerMetrics does not define (yet); same private registry.
+        self._input_violations = Counter(
+            "input_violations", "Inputs refused by the game's movement-sanity check",
+            namespace="astranet", registry=self.metrics.registry)
+        self._inputs_dropped = Counter(
+            "inputs_dropped", "Inputs dropped because a player's input queue was full",
+            namespace="astranet", registry=self.metrics.registry)
         self.matchmaker = Matchmaker(
             config.regions, config.game_modes, resume_seconds=config.resume_window)
         self.rooms: dict[str, Room] = {}
@@ -197,15 +205,24 @@ class GameServer:
                 self._close_room(room, code=1011, reason="room failed")
                 continue
             self._enforce_sanity(room)
-            undecodable = room.ingestion.undecodable
-            if undecodable > room.undecodable_reported:
-                self.metrics.undecodable_inputs.inc(undecodable - room.undecodable_reported)
-                room.undecodable_reported = undecodable
+            self._report_ingestion(room)
         self.metrics.observe_systems(timings.items())
         if tick % self._sweep_every == 0:
             self._housekeeping()
         if self._checkpoint_every and tick % self._checkpoint_every == 0:
             self.checkpoint_all()
+
+    def _report_ingestion(self, room: Room) -> None:
+        """Move the room's new ingestion counts into /metrics (deltas since last tick)."""
+        now, seen = room.ingestion, room.reported
+        if now.undecodable > seen.undecodable:
+            self.metrics.undecodable_inputs.inc(now.undecodable - seen.undecodable)
+        if now.violations > seen.violations:
+            self._input_violations.inc(now.violations - seen.violations)
+        if now.dropped > seen.dropped:
+            self._inputs_dropped.inc(now.dropped - seen.dropped)
+        seen.undecodable, seen.violations, seen.dropped = (
+            now.undecodable, now.violations, now.dropped)
 
     def _enforce_sanity(self, room: Room) -> None:
         for player in room.players.values():
@@ -286,7 +303,8 @@ class GameServer:
         player = session.player
         if player is None:
             return  # room closed under this connection; it is being closed too
-        player.inputs.push(frame.seq, frame.input_blob)
+        if not player.inputs.push(frame.seq, frame.input_blob) and session.room is not None:
+            session.room.ingestion.dropped += 1  # sent faster than the tick: oldest dropped
         player.last_accepted_seq = frame.seq
 
     def _create_room(self, room_id: str, region: str, game_mode: str) -> Room:

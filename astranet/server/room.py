@@ -92,7 +92,7 @@ class Room:
         self.history = SnapshotHistory(self.store)
         self.fanout = SnapshotFanout(game.schema, self.history, checksum=checksum)
         self.ingestion = IngestionStats()
-        self.undecodable_reported = 0  # ingestion.undecodable already counted in /metrics
+        self.reported = IngestionStats()  # the part of `ingestion` already in /metrics
         self.empty_since: float | None = clock()
         self._clock = clock
         with self.activated():

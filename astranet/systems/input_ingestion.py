@@ -8,7 +8,8 @@ Why an input budget: a client may send inputs in bursts (network bunching) and t
 should catch up, but a client that sends faster than the tick rate must not move faster. Each
 player earns one input per tick, banks at most ``MAX_INPUT_CREDIT`` (so a burst after a stall
 is applied within a few ticks), and a queue longer than ``MAX_QUEUED_INPUTS`` drops its oldest
-frames and counts as a sanity violation.
+frames (counted in ``IngestionStats.dropped``, not a violation: network bunching is not
+cheating, and the credit already stops a fast sender from moving faster).
 
 Movement sanity: ``Game.check_input`` may refuse a command (impossible speed, fire rate). A
 refused or undecodable command is replaced by ``Game.empty_input()`` and its seq still counts

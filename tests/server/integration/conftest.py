@@ -181,10 +181,16 @@ class Running:
         assert status == 200
         return body.decode()
 
-    async def sessions_ended(self) -> None:
-        """Wait until the server has finished with every current connection (bounded)."""
+    async def ended(self, *clients: WireClient) -> None:
+        """Wait until the server has finished with these clients' connections (bounded).
+
+        A client sees the close frame before the server's handler has finished its
+        bookkeeping (seat hold, kick counters); tests that check those await this.
+        """
+        ports = {client.ws.local_address[1] for client in clients}
+        sessions = [s for s in self.server.sessions if s.ws.remote_address[1] in ports]
         async with asyncio.timeout(RECV_TIMEOUT_S):
-            for session in list(self.server.sessions):
+            for session in sessions:
                 await session.ended.wait()
 
     async def client(self) -> WireClient:

@@ -116,7 +116,7 @@ async def test_message_over_64_kib_closes_1009(running: Running) -> None:
     await client.send_raw(b"\x00" * (64 * 1024 + 1))
     code, _ = await client.closed()
     assert code == 1009
-    await running.sessions_ended()  # the server counts the kick after the close frame left
+    await running.ended(client)  # the server counts the kick after the close frame left
     metrics = await running.metrics()
     assert metric_value(metrics, "astranet_kicks_total", reason="too_large") == 1
 
