@@ -1,0 +1,107 @@
+"""PredictionSystem (Stage.PREDICT): apply the local player's input now, remember it, send it.
+
+Each server tick consumes one input per player, so the client produces inputs at the server's
+tick rate, not its frame rate: a fixed-step accumulator turns frame time into input steps (at
+most ``MAX_INPUT_STEPS_PER_FRAME``, matching the server's input credit, so a long frame does not
+send a burst the server would queue). For each step it:
+
+1. asks the game's input source for the blob (``Callable[[], bytes]``, e.g. keyboard state);
+2. sends it through the link (signed, numbered; ``None`` while reconnecting: nothing is
+   predicted that the server will never apply);
+3. decodes it with the game's ``decode_input`` and checks it with ``check_input`` exactly as
+   the server will (an undecodable or refused blob becomes ``empty_input()``);
+4. applies the game's own ``apply_input`` to the predicted store and records
+   ``(seq, command, state)`` in the :class:`~astranet.replication.prediction.PredictionHistory`.
+
+Limits: prediction starts once the first snapshot containing the avatar was reconciled
+(``LocalPlayer.ready``); the client's step clock is its own monotonic frame time, so over hours
+a drift between client and server clocks shows up as the server's input queue filling
+(it drops the oldest, reconciliation then corrects).
+Benchmark: benchmarks/netcode_feel.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import esper
+import numpy as np
+
+from astranet.game import Game, InputError, SimContext
+from astranet.replication.prediction import PredictionHistory, StateLayout, read_rows
+
+if TYPE_CHECKING:
+    from astranet.systems.clock_sync import ClientFrame, ClientLink
+
+__all__ = ["MAX_INPUT_STEPS_PER_FRAME", "LocalPlayer", "PredictionSystem", "decode_command"]
+
+# The server banks at most 3 inputs of credit per player (systems.input_ingestion); sending more
+# in one frame would only queue them there. A longer stall drops the missed steps instead.
+MAX_INPUT_STEPS_PER_FRAME = 3
+
+
+@dataclass(slots=True)
+class LocalPlayer:
+    """The client's predicted world and what it remembers about its own avatar."""
+
+    sim: SimContext  # sim.store is the predicted store; authoritative=False
+    layout: StateLayout
+    history: PredictionHistory
+    net_id: int | None = None  # the avatar (JoinAccepted.entity)
+    ready: bool = False  # the predicted store holds the avatar
+
+    def state(self) -> np.ndarray:
+        """The avatar's current predicted flat state."""
+        assert self.net_id is not None
+        rows = self.sim.store.rows([self.net_id])
+        return read_rows(self.sim.store, rows)[0]
+
+
+def decode_command(game: Game, sim: SimContext, net_id: int, blob: bytes) -> Any:
+    """The command the server will apply for ``blob`` (same decode and sanity rules)."""
+    try:
+        command = game.decode_input(blob)
+    except InputError:
+        return game.empty_input()
+    if game.check_input(sim, net_id, command) is not None:
+        return game.empty_input()
+    return command
+
+
+class PredictionSystem(esper.Processor):
+    """Stage.PREDICT: one input per server tick, applied immediately and sent."""
+
+    def __init__(self, game: Game, link: ClientLink, local: LocalPlayer,
+                 input_source: Callable[[], bytes]) -> None:
+        self.game = game
+        self.link = link
+        self.local = local
+        self.input_source = input_source
+        self.accumulated_s = 0.0
+        self.inputs_sent = 0
+        self.steps_dropped = 0  # steps not taken because a frame was too long
+
+    def process(self, frame: ClientFrame) -> None:
+        local = self.local
+        if not local.ready or local.net_id is None:
+            self.accumulated_s = 0.0
+            return
+        step_s = local.sim.dt_s
+        self.accumulated_s += frame.dt_s
+        steps = int(self.accumulated_s / step_s)
+        if steps > MAX_INPUT_STEPS_PER_FRAME:
+            self.steps_dropped += steps - MAX_INPUT_STEPS_PER_FRAME
+            self.accumulated_s -= (steps - MAX_INPUT_STEPS_PER_FRAME) * step_s
+            steps = MAX_INPUT_STEPS_PER_FRAME
+        for _ in range(steps):
+            self.accumulated_s -= step_s
+            blob = self.input_source()
+            seq = self.link.send_input(blob)
+            if seq is None:
+                return  # reconnecting: the server would never apply it
+            command = decode_command(self.game, local.sim, local.net_id, blob)
+            self.game.apply_input(local.sim, local.net_id, command)
+            local.history.record(seq, command, local.state())
+            self.inputs_sent += 1
