@@ -1,0 +1,531 @@
+"""GameClient: the asyncio shell around the sans-I/O ``ClientConnection``, with reconnection.
+
+What it does, per socket: say Hello, FindOrCreate (or JoinRoom), wait for JoinAccepted; then a
+*reader* (socket -> ``ClientConnection.receive_data`` -> snapshots to the inbox, Pongs to the
+:class:`~astranet.net.clock.ServerClock`), a *writer* (woken by an event, writes
+``data_to_send()``) and a *pinger* (a Ping every ``ping_interval_s``). Game code hands inputs
+and acks over with :meth:`send_input` / :meth:`ack` and takes snapshots with
+:meth:`drain_snapshots`; these and :meth:`clock_estimate` / :meth:`drain_events` are
+thread-safe (one lock around the sans-I/O state; the writer is woken with
+``call_soon_threadsafe``), so a non-asyncio game loop can run this client in a background
+thread (:class:`astranet.client.threaded.ThreadedClient`).
+
+Reconnection (WIRE rule 7): when the socket drops abnormally (no close frame, 1001/1011-1014,
+or the server silent for ``silence_timeout_s``) the client emits DISCONNECTED, then retries with
+:class:`~astranet.net.backoff.Backoff` (exponential, jittered), each attempt Hello + Resume
+(same player, entity and token; seq numbering continues); success emits RECONNECTED with the
+downtime and starts a new *epoch* (snapshots carry it, so the systems restart prediction from
+the full snapshot that follows). After ``give_up_after_s`` (default 30 s, the server's seat
+hold) or a ``resume_denied`` it emits GAVE_UP and sets ``error`` (:class:`ReconnectGaveUp` or
+``ResumeDenied``). Closes the server means (1000 after Leave, 1002, 1008 kicks, 1009) are final.
+
+Limits: ``MAX_INBOX_SNAPSHOTS`` unconsumed snapshots (the oldest is dropped: it was never
+acked, so no delta depends on it), ``MAX_EVENTS`` events, ``MAX_PINGS_IN_FLIGHT`` pings.
+Benchmark: benchmarks/netcode_feel.py (end to end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection as WebSocket
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+from websockets.exceptions import WebSocketException
+
+from astranet.errors import (
+    AstranetError,
+    BadRequest,
+    ConnectionClosed,
+    InvalidState,
+    ProtocolError,
+    ProtocolMismatch,
+    RemoteProtocolError,
+    ResumeDenied,
+    RoomFull,
+    RoomNotFound,
+    UnknownRegion,
+)
+from astranet.net import ClientConnection, ClientPhase
+from astranet.net.backoff import Backoff
+from astranet.net.clock import ServerClock
+from astranet.net.limits import MAX_MESSAGE_BYTES
+from astranet.net.messages import ErrorMessage, JoinAccepted, Pong, RateLimited, Snapshot
+from astranet.systems.clock_sync import ClockEstimate
+from astranet.systems.reconciliation import ReceivedSnapshot
+
+__all__ = [
+    "MAX_EVENTS",
+    "MAX_INBOX_SNAPSHOTS",
+    "ClientEvent",
+    "ClientOptions",
+    "ClientStats",
+    "ConnectFailed",
+    "EventKind",
+    "GameClient",
+    "ReconnectGaveUp",
+]
+
+# 64 snapshots = 2 s at 30 Hz: a game loop that falls further behind has bigger problems, and
+# dropping the oldest unacked ones is safe.
+MAX_INBOX_SNAPSHOTS = 64
+MAX_EVENTS = 256  # a reconnect storm of 30 s at the 1 s backoff cap is ~100 events
+MAX_PINGS_IN_FLIGHT = 16  # 16 s of unanswered 1 Hz pings; older ones are forgotten
+CLOSE_TIMEOUT_S = 2.0  # Leave -> the server closes 1000 within one RTT; don't wait forever
+# Close codes after which resuming makes sense: the network or the server process failed.
+_RESUMABLE_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+
+_SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
+    "unknown_region": UnknownRegion,
+    "room_not_found": RoomNotFound,
+    "room_full": RoomFull,
+    "resume_denied": ResumeDenied,
+    "bad_request": BadRequest,
+    "protocol_mismatch": ProtocolMismatch,
+}
+
+
+class ConnectFailed(ConnectionClosed):
+    """The WebSocket could not be opened (refused, unreachable, not a WebSocket server)."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(1006, f"cannot connect to {url}: {cause}")
+
+
+class ReconnectGaveUp(ConnectionClosed):
+    """The connection dropped and every resume attempt failed until the deadline."""
+
+    def __init__(self, seconds: float, cause: str) -> None:
+        super().__init__(1006, f"gave up reconnecting after {seconds:.1f} s: {cause}")
+
+
+class EventKind(enum.Enum):
+    CONNECTED = "connected"  # WebSocket open (first connection)
+    JOINED = "joined"  # JoinAccepted: room, player, entity
+    DISCONNECTED = "disconnected"  # the socket dropped; reconnecting follows if resumable
+    RECONNECTING = "reconnecting"  # an attempt is scheduled after delay_s
+    RECONNECTED = "reconnected"  # resumed; downtime_s since the drop
+    GAVE_UP = "gave_up"  # final: see GameClient.error
+    SERVER_ERROR = "server_error"  # a ProtocolError reply that did not end the session
+    CLOSED = "closed"  # final: the session ended (Leave, or a final close code)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """One thing that happened to the connection; ``number`` counts events from 1."""
+
+    number: int
+    kind: EventKind
+    detail: str = ""
+    room_id: str | None = None
+    player_id: str | None = None
+    entity: int | None = None
+    attempt: int = 0
+    delay_s: float = 0.0
+    downtime_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    url: str = "ws://127.0.0.1:8788"
+    region: str = "us-east"
+    game_mode: str = "coop"
+    party_size: int = 1
+    room_id: str | None = None  # JoinRoom this room instead of FindOrCreate
+    ping_interval_s: float = 1.0
+    open_timeout_s: float = 5.0
+    join_timeout_s: float = 5.0
+    silence_timeout_s: float = 3.0  # 90 missed 30 Hz snapshots: the link is dead
+    reconnect: bool = True
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 1.0  # the network back => resumed within ~1 s plus a handshake
+    give_up_after_s: float = 30.0  # WIRE rule 7 holds the seat for 30 s
+    seed: int | None = None  # backoff jitter RNG
+
+
+@dataclass(slots=True)
+class ClientStats:
+    snapshots: int = 0
+    snapshot_bytes: int = 0
+    snapshots_dropped: int = 0  # inbox overflow
+    inputs_sent: int = 0
+    inputs_refused: int = 0  # send_input while not in a room
+    pongs: int = 0
+    rate_limited: int = 0
+    reconnects: int = 0
+
+
+class GameClient:
+    """One player's connection to an astranet server (see the module docstring)."""
+
+    def __init__(self, options: ClientOptions | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_event: Callable[[ClientEvent], None] | None = None) -> None:
+        """``clock`` (seconds, monotonic) stamps arrivals and pings; ``on_event`` is called
+        on the network loop for every event (keep it short; it must not block)."""
+        self.options = options or ClientOptions()
+        self.on_event = on_event
+        self.conn = ClientConnection(clock=clock, max_message_bytes=MAX_MESSAGE_BYTES)
+        self.stats = ClientStats()
+        self.server_clock: ServerClock | None = None
+        self.epoch = 0
+        self.error: AstranetError | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._inbox: deque[ReceivedSnapshot] = deque()
+        self._events: deque[ClientEvent] = deque(maxlen=MAX_EVENTS)  # drained by the game
+        self._log: deque[ClientEvent] = deque(maxlen=MAX_EVENTS)  # for wait_for
+        self._numbers = itertools.count(1)
+        self._pings: dict[int, float] = {}
+        self._nonces = itertools.count(1)
+        self._ws: WebSocket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._event_added = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- thread-safe API for the game loop ---------------------------------------------------
+
+    def now_ms(self) -> float:
+        """The client clock in ms (the clock ``clock_estimate`` and arrivals use)."""
+        return self._clock() * 1000.0
+
+    def send_input(self, blob: bytes) -> int | None:
+        """Sign and send one input; its seq, or None when not in a room (reconnecting)."""
+        with self._lock:
+            if self.conn.phase is not ClientPhase.IN_ROOM:
+                self.stats.inputs_refused += 1
+                return None
+            try:
+                seq = self.conn.send_input(blob)
+            except InvalidState:  # the writer is stuck (send queue full): treat as offline
+                self.stats.inputs_refused += 1
+                return None
+            self.stats.inputs_sent += 1
+        self._poke()
+        return seq
+
+    def ack(self, snapshot_id: int) -> None:
+        """Acknowledge an applied snapshot (ignored while not in a room)."""
+        with self._lock:
+            if self.conn.phase is not ClientPhase.IN_ROOM:
+                return
+            with contextlib.suppress(InvalidState):
+                self.conn.ack(snapshot_id)
+        self._poke()
+
+    def drain_snapshots(self) -> list[ReceivedSnapshot]:
+        with self._lock:
+            snapshots = list(self._inbox)
+            self._inbox.clear()
+        return snapshots
+
+    def drain_events(self) -> list[ClientEvent]:
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+        return events
+
+    def clock_estimate(self, now_ms: float) -> ClockEstimate:
+        with self._lock:
+            clock = self.server_clock
+            if clock is None:
+                return ClockEstimate(None, None, None, None)
+            tick = clock.estimated_server_tick(now_ms) if clock.synced else None
+            return ClockEstimate(tick, clock.rtt.srtt_ms, clock.rtt.rttvar_ms,
+                                 int(clock.tick_hz))
+
+    @property
+    def event_count(self) -> int:
+        """Number of the newest event so far (0 before any): a mark for :meth:`wait_for`."""
+        return self._log[-1].number if self._log else 0
+
+    # -- asyncio API -------------------------------------------------------------------------
+
+    async def connect(self) -> JoinAccepted:
+        """Connect and join; raises ConnectFailed or the server's refusal (RoomNotFound...)."""
+        if self._task is not None:
+            raise InvalidState("GameClient.connect() called twice")
+        self._loop = asyncio.get_running_loop()
+        options = self.options
+        ws = await self._open()
+        self._emit(EventKind.CONNECTED, options.url)
+        with self._lock:
+            self.conn.hello()
+            if options.room_id is not None:
+                self.conn.join_room(options.room_id)
+            else:
+                self.conn.find_or_create(options.region, options.game_mode, options.party_size)
+        accepted = await self._handshake(ws)
+        self._attach(ws, accepted)
+        self._emit(EventKind.JOINED, "", room_id=accepted.room_id,
+                   player_id=accepted.player_id, entity=accepted.entity)
+        self._task = asyncio.create_task(self._run(), name="astranet-client")
+        return accepted
+
+    async def wait_for(self, kind: EventKind, *, after: int = 0) -> ClientEvent:
+        """The first event of ``kind`` numbered above ``after``, waiting for it (bound the
+        wait with ``asyncio.timeout``)."""
+        while True:
+            for event in self._log:
+                if event.number > after and event.kind is kind:
+                    return event
+            self._event_added.clear()
+            await self._event_added.wait()
+
+    async def wait_closed(self) -> None:
+        """Until the session is over (closed, gave up, or a final close)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def close(self) -> None:
+        """Leave the room and close the socket (bounded by CLOSE_TIMEOUT_S)."""
+        self._closing = True
+        with self._lock, contextlib.suppress(InvalidState):
+            self.conn.leave()
+        self._poke()
+        task = self._task
+        if task is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._ws is not None:
+            await self._ws.close()
+
+    # -- internals: sockets ------------------------------------------------------------------
+
+    async def _open(self) -> WebSocket:
+        url = self.options.url
+        try:
+            return await connect(url, open_timeout=self.options.open_timeout_s,
+                                 max_size=MAX_MESSAGE_BYTES, compression=None, proxy=None,
+                                 ping_interval=None, close_timeout=CLOSE_TIMEOUT_S)
+        except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
+            raise ConnectFailed(url, str(exc) or type(exc).__name__) from exc
+
+    async def _handshake(self, ws: WebSocket) -> JoinAccepted:
+        """Flush Hello + join request; read until JoinAccepted (raises the server's refusal)."""
+        try:
+            async with asyncio.timeout(self.options.join_timeout_s):
+                await self._flush(ws)
+                while True:
+                    data = await ws.recv()
+                    if isinstance(data, str):
+                        raise RemoteProtocolError("server sent a text frame")
+                    for message in self._receive(data):
+                        if isinstance(message, JoinAccepted):
+                            return message
+                    close = self.conn.close_expected()
+                    if close is not None:
+                        raise RemoteProtocolError(close[1], close_code=close[0])
+        except BaseException:
+            await ws.close()
+            raise
+
+    async def _flush(self, ws: WebSocket) -> None:
+        with self._lock:
+            writes = self.conn.data_to_send()
+        for data in writes:
+            await ws.send(data)
+
+    def _attach(self, ws: WebSocket, accepted: JoinAccepted) -> None:
+        self._ws = ws
+        with self._lock:
+            self.epoch += 1
+            if self.server_clock is None:
+                self.server_clock = ServerClock(accepted.tick_hz)
+
+    async def _run(self) -> None:
+        """Serve the socket; on a resumable drop, reconnect; repeat until final."""
+        try:
+            while True:
+                assert self._ws is not None
+                code, reason = await self._serve(self._ws)
+                if self._closing or code not in _RESUMABLE_CLOSES or not self.options.reconnect:
+                    if not self._closing and code != 1000:
+                        self.error = ConnectionClosed(code, reason)
+                    self._emit(EventKind.CLOSED, f"{code} {reason}".rstrip())
+                    return
+                self._emit(EventKind.DISCONNECTED, f"{code} {reason}".rstrip())
+                if not await self._reconnect():
+                    return
+        finally:
+            with self._lock:
+                self.conn.fail(1000, "client done")
+
+    async def _serve(self, ws: WebSocket) -> tuple[int, str]:
+        """Run reader, writer and pinger until one ends; returns the close (code, reason)."""
+        self._wake.set()  # flush whatever was queued meanwhile
+        tasks = [asyncio.create_task(coro) for coro in
+                 (self._read_loop(ws), self._write_loop(ws), self._ping_loop())]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        result = next(iter(done)).result()
+        if ws.close_code is None:
+            ws.transport.abort()  # a silent link: do not wait for a closing handshake
+        with self._lock:
+            self.conn.reset_transport()  # send_input now returns None until resumed
+            self._pings.clear()
+        return result if result is not None else (1006, "connection lost")
+
+    async def _read_loop(self, ws: WebSocket) -> tuple[int, str]:
+        while True:
+            try:
+                async with asyncio.timeout(self.options.silence_timeout_s):
+                    data = await ws.recv()
+            except TimeoutError:
+                return 1006, f"server silent for {self.options.silence_timeout_s} s"
+            except WsConnectionClosed as exc:
+                return _close_of(exc)
+            if isinstance(data, str):
+                with self._lock:
+                    self.conn.fail(1003, "text frame from server")
+            else:
+                self._receive(data)
+            close = self.conn.close_expected()
+            if close is not None:
+                self._wake.set()
+                with contextlib.suppress(WsConnectionClosed):
+                    await ws.close(*close)
+                return close
+
+    async def _write_loop(self, ws: WebSocket) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self._flush(ws)
+        except WsConnectionClosed:
+            return  # the reader reports how it closed
+
+    async def _ping_loop(self) -> None:
+        # A timer, not synchronisation: the ping rate is the point.
+        while True:
+            now_ms = self.now_ms()
+            nonce = next(self._nonces)
+            with self._lock:
+                if self.conn.phase is ClientPhase.IN_ROOM:
+                    self.conn.ping(nonce, int(now_ms))
+                    self._pings[nonce] = now_ms
+                    while len(self._pings) > MAX_PINGS_IN_FLIGHT:
+                        del self._pings[next(iter(self._pings))]
+            self._wake.set()
+            await asyncio.sleep(self.options.ping_interval_s)
+
+    def _receive(self, data: bytes) -> list[object]:
+        """Feed one message to the protocol; route snapshots and pongs (one lock hold)."""
+        now_ms = self.now_ms()
+        with self._lock:
+            self.conn.receive_data(data)
+            messages = self.conn.messages_received()
+            for message in messages:
+                if isinstance(message, Snapshot):
+                    self._inbox.append(ReceivedSnapshot(message, now_ms, self.epoch,
+                                                        self.conn.entity))
+                    self.stats.snapshots += 1
+                    self.stats.snapshot_bytes += len(message.payload)
+                    if len(self._inbox) > MAX_INBOX_SNAPSHOTS:
+                        self._inbox.popleft()
+                        self.stats.snapshots_dropped += 1
+                elif isinstance(message, Pong):
+                    sent_ms = self._pings.pop(message.nonce, None)
+                    if sent_ms is not None and self.server_clock is not None:
+                        self.server_clock.add_pong(sent_ms, now_ms, message.server_time_ms,
+                                                   message.server_tick)
+                        self.stats.pongs += 1
+                elif isinstance(message, RateLimited):
+                    self.stats.rate_limited += 1
+        for message in messages:
+            if isinstance(message, ErrorMessage):
+                if self.conn.phase in (ClientPhase.IN_ROOM, ClientPhase.CLOSED):
+                    self._emit(EventKind.SERVER_ERROR, f"{message.code}: {message.message}")
+                else:
+                    raise _server_error(message)
+        return messages
+
+    # -- internals: reconnection -------------------------------------------------------------
+
+    async def _reconnect(self) -> bool:
+        options = self.options
+        backoff = Backoff(options.backoff_initial_s, max(options.backoff_max_s,
+                                                         options.backoff_initial_s),
+                          give_up_after_s=options.give_up_after_s,
+                          rng=random.Random(options.seed))
+        lost_at = self._clock()
+        cause = "connection lost"
+        while not backoff.expired(self._clock() - lost_at):
+            remaining = options.give_up_after_s - (self._clock() - lost_at)
+            delay = max(0.0, min(backoff.next_delay(), remaining))
+            self._emit(EventKind.RECONNECTING, cause, attempt=backoff.attempt, delay_s=delay)
+            await asyncio.sleep(delay)  # the backoff delay itself is the point
+            try:
+                ws = await self._open()
+                with self._lock:
+                    self.conn.reset_transport()
+                    self.conn.hello()
+                    self.conn.resume()
+                accepted = await self._handshake(ws)
+            except ResumeDenied as exc:
+                self.error = exc
+                self._emit(EventKind.GAVE_UP, str(exc))
+                return False
+            except (AstranetError, OSError, TimeoutError, WebSocketException) as exc:
+                cause = str(exc) or type(exc).__name__
+                continue
+            self._attach(ws, accepted)
+            self.stats.reconnects += 1
+            self._emit(EventKind.RECONNECTED, "", room_id=accepted.room_id,
+                       player_id=accepted.player_id, entity=accepted.entity,
+                       attempt=backoff.attempt, downtime_s=self._clock() - lost_at)
+            return True
+        self.error = ReconnectGaveUp(options.give_up_after_s, cause)
+        self._emit(EventKind.GAVE_UP, str(self.error))
+        return False
+
+    # -- internals: events -------------------------------------------------------------------
+
+    def _emit(self, kind: EventKind, detail: str, **fields: object) -> None:
+        event = ClientEvent(next(self._numbers), kind, detail, **fields)  # type: ignore[arg-type]
+        with self._lock:
+            self._events.append(event)
+            self._log.append(event)
+        self._event_added.set()
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _poke(self) -> None:
+        """Wake the writer from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(self._wake.set)
+
+
+def _close_of(exc: WsConnectionClosed) -> tuple[int, str]:
+    if exc.rcvd is not None:
+        return exc.rcvd.code, exc.rcvd.reason
+    return 1006, "connection lost"
+
+
+def _server_error(message: ErrorMessage) -> ProtocolError:
+    kind = _SERVER_ERRORS.get(message.code, RemoteProtocolError)
+    return kind(message.message or message.code, code=message.code)
+
