@@ -72,7 +72,7 @@ class InputQueue:
         self.net_id = net_id
         #: Highest seq the simulation applied (goes out as Snapshot.last_input_seq).
         self.last_input_seq = last_input_seq
-        self.credit = 1.0
+        self.credit = 0.0  # take() earns this tick's one input before spending
         self.kick_reason: str | None = None
         self._frames: deque[tuple[int, bytes]] = deque()
         self._violation_ticks: deque[int] = deque(maxlen=MAX_VIOLATIONS)

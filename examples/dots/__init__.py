@@ -29,6 +29,10 @@ WANDERERS = 8
 PLAYER, WANDERER = 0, 1
 GRID = 512  # positions live on the 1/512 grid the snapshots carry (exact prediction)
 _INPUT = struct.Struct("<bb")
+# A unit vector scaled by 127 and rounded per component can grow by up to half a unit on each
+# axis: |v| <= 127 + sqrt(2)/2. (90, 90), the rounding of a unit diagonal, must pass; a
+# (-128, 0) or (127, 127) must not.
+MAX_INPUT_NORM_SQUARED = (127 + math.sqrt(2) / 2) ** 2
 
 
 @replicated
@@ -97,7 +101,7 @@ class Dots(Game):
 
     def check_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> str | None:
         dx, dy = command
-        if dx * dx + dy * dy > 127 * 127 + 1:  # +1: rounding of a unit diagonal
+        if dx * dx + dy * dy > MAX_INPUT_NORM_SQUARED:
             return "impossible speed"
         return None
 

@@ -1,0 +1,85 @@
+"""InputQueue and InputIngestionSystem: bounds, credit, sanity strikes, undecodable blobs."""
+
+from __future__ import annotations
+
+import esper
+import pytest
+
+from astranet.ecs import ColumnStore
+from astranet.game import SimContext
+from astranet.systems.input_ingestion import (
+    MAX_INPUT_CREDIT,
+    MAX_QUEUED_INPUTS,
+    MAX_VIOLATIONS,
+    VIOLATION_WINDOW_TICKS,
+    IngestionStats,
+    InputIngestionSystem,
+    InputQueue,
+)
+from examples.dots import Dots, encode_input
+
+RIGHT = encode_input(1.0, 0.0)
+
+
+def test_queue_keeps_the_newest_frames_within_its_bound() -> None:
+    queue = InputQueue("p", 1)
+    results = [queue.push(seq, RIGHT) for seq in range(1, MAX_QUEUED_INPUTS + 3)]
+    assert results == [True] * MAX_QUEUED_INPUTS + [False, False]
+    assert len(queue) == MAX_QUEUED_INPUTS
+    queue.credit = float(MAX_QUEUED_INPUTS)  # take everything, to look at what is left
+    assert [seq for seq, _ in queue.take()][:2] == [3, 4]
+
+
+def test_credit_is_one_input_per_tick_banked_up_to_the_cap() -> None:
+    queue = InputQueue("p", 1)
+    for seq in range(1, 9):
+        queue.push(seq, RIGHT)
+    assert len(queue.take()) == 1  # starts with one tick's credit
+    assert len(queue.take()) == 1
+    idle = InputQueue("p", 1)
+    for _ in range(10):  # ten idle ticks bank at most MAX_INPUT_CREDIT
+        idle.take()
+    for seq in range(1, 9):
+        idle.push(seq, RIGHT)
+    assert len(idle.take()) == MAX_INPUT_CREDIT
+
+
+def test_violations_kick_only_when_dense() -> None:
+    sparse = InputQueue("p", 1)
+    for n in range(MAX_VIOLATIONS * 2):
+        sparse.record_violation(n * VIOLATION_WINDOW_TICKS // (MAX_VIOLATIONS - 1), "fast")
+    assert sparse.kick_reason is None
+    dense = InputQueue("p", 1)
+    for tick in range(MAX_VIOLATIONS - 1):
+        dense.record_violation(tick, "fast")
+    assert dense.kick_reason is None
+    dense.record_violation(MAX_VIOLATIONS, "fast")
+    assert dense.kick_reason == "movement sanity: fast"
+
+
+@pytest.fixture
+def world() -> SimContext:
+    esper.switch_world("test-input-ingestion")
+    game = Dots()
+    sim = SimContext(ColumnStore(game.schema), tick=1, room_id="AAAAAAAA")
+    yield sim
+    esper.switch_world("default")
+    esper.delete_world("test-input-ingestion")
+
+
+def test_system_applies_refuses_and_counts(world: SimContext) -> None:
+    game = Dots()
+    net_id = game.spawn_player(world, "player-1")
+    start = world.store["Body.pos"][world.store.rows([net_id])][0].copy()
+    queue = InputQueue("player-1", net_id)
+    stats = IngestionStats()
+    system = InputIngestionSystem(game, lambda: [queue], stats)
+    queue.credit = float(MAX_INPUT_CREDIT)
+    queue.push(1, b"\xff")  # undecodable: empty input, seq still applied
+    queue.push(2, bytes([127, 127]))  # impossible speed: refused, empty input
+    queue.push(3, RIGHT)
+    system.process(world)
+    assert queue.last_input_seq == 3
+    assert (stats.applied, stats.undecodable, stats.violations) == (3, 1, 1)
+    moved = world.store["Body.pos"][world.store.rows([net_id])][0] - start
+    assert moved[0] == pytest.approx(10.0 / 30, abs=1 / 512) and moved[1] == 0.0
