@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from astranet.net.messages import ErrorMessage, JoinAccepted, Snapshot
 from astranet.server.session import TAKEOVER_REASON
 from astranet.storage import SQLiteStorage
 from examples.dots import encode_input
-from tests.durability._wire import WireClient
+from tests.durability._wire import WAIT_S, WireClient
 from tests.durability.conftest import Durable, url
 
 pytestmark = pytest.mark.timeout(30)
@@ -129,3 +131,46 @@ async def test_resume_tokens_are_never_written_to_disk(durable: Durable, tmp_pat
     finally:
         storage.close()
     assert record.resume_token_hash != joined.resume_token
+
+
+class LogEvent(logging.Handler):
+    """Sets an asyncio event when a log message containing ``text`` is emitted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()  # the server logs on the loop thread
+
+
+async def test_a_seat_not_resumed_within_the_window_is_freed_and_recorded(
+        durable: Durable, tmp_path: Path) -> None:
+    db = tmp_path / "window.db"
+    server = await durable.start(db, "--resume-window", "0.2")
+    client = WireClient(url(server))
+    joined = await client.join()
+    expired = LogEvent(f"player {joined.player_id} did not resume in time")
+    server_log = logging.getLogger("astranet.server")
+    level = server_log.level
+    server_log.setLevel(logging.INFO)  # the expiry is logged at info
+    server_log.addHandler(expired)
+    try:
+        await client.drop()
+        async with asyncio.timeout(WAIT_S):  # housekeeping runs once a second
+            await expired.seen.wait()
+    finally:
+        server_log.removeHandler(expired)
+        server_log.setLevel(level)
+    await client.resume()
+    assert (await client.expect(ErrorMessage)).code == "resume_denied"
+    assert joined.player_id not in server.rooms[joined.room_id].players
+    await server.persistence.writer.flush()  # type: ignore[attr-defined]
+    storage = SQLiteStorage(db)
+    try:
+        (record,) = storage.players_in_room(joined.room_id)
+    finally:
+        storage.close()
+    assert record.left_at is not None
