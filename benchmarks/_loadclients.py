@@ -84,6 +84,7 @@ class WorkerResult:
     latency_overflow: int = 0
     input_slots: int = 0  # phase-slot wake-ups of the input task
     late_input_slots: int = 0  # wake-ups more than half a slot late (the worker was behind)
+    cpu_s: float = 0.0  # this worker's own CPU seconds inside the window
     latencies_s: array = field(default_factory=lambda: array("d"))
 
 
@@ -216,8 +217,10 @@ class _Worker:
         """Measure during [t0, t1) (time.monotonic), then close every client."""
         await asyncio.sleep(max(0.0, t0 - time.monotonic()))
         self.measuring = True
+        cpu0 = time.process_time()
         await asyncio.sleep(max(0.0, t1 - time.monotonic()))
         self.measuring = False
+        self.result.cpu_s = time.process_time() - cpu0
         self.stopping = True
         await asyncio.gather(*(c.ws.close() for c in self.clients), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)

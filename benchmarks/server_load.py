@@ -42,7 +42,15 @@ from typing import Any
 
 import numpy as np
 from _loadclients import GROUP_SIZE, WorkerResult, worker_main
-from _loadserver import MetricsSample, ServerProcess, cpu_seconds, histogram_quantile, scrape
+from _loadserver import (
+    MetricsSample,
+    ServerProcess,
+    cpu_seconds,
+    histogram_quantile,
+    scrape,
+    start_py_spy,
+    summarise_collapsed,
+)
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -94,6 +102,7 @@ class LoadResult:
     latency_overflow: int
     disconnects: int
     client_late_slot_fraction: float
+    client_cpu_percent: float
     server_exit_code: int
 
 
@@ -112,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, help="write server_load_<label>_*.png here")
     parser.add_argument("--label", default="run", help="name used in plot file names")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE",
+                        help="profile the server during the window (collapsed stacks)")
     args = parser.parse_args(argv)
     if args.rooms < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rooms must be >= 1, --duration > 0, --warmup >= 0")
@@ -183,6 +194,8 @@ def _watch(server: ServerProcess, t0: float, t1: float, args: argparse.Namespace
     """Sample the server at t0 and t1 (plus CPU once a second for the plot)."""
     time.sleep(max(0.0, t0 - time.monotonic()))  # cross-process deadline: nothing to await
     metrics0, cpu0 = scrape(server.http_port), cpu_seconds(server.pid)
+    profiler = None if args.py_spy is None else start_py_spy(server.pid, args.duration,
+                                                              args.py_spy)
     series: list[float] = []
     last_cpu, last_t = cpu0, time.monotonic()
     progress = Progress(TextColumn("measuring"), BarColumn(), TimeRemainingColumn(),
@@ -196,6 +209,8 @@ def _watch(server: ServerProcess, t0: float, t1: float, args: argparse.Namespace
             last_cpu, last_t = cpu, t
             progress.update(task, completed=min(args.duration, t - t0))
     metrics1, cpu1 = scrape(server.http_port), cpu_seconds(server.pid)
+    if profiler is not None:
+        profiler.wait(timeout=30)
     elapsed = time.monotonic() - t0
     return (metrics1.minus(metrics0), 100.0 * (cpu1 - cpu0) / elapsed), series
 
@@ -239,6 +254,7 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
         latency_samples=len(latencies), latency_overflow=total.latency_overflow,
         disconnects=total.disconnects,
         client_late_slot_fraction=total.late_input_slots / max(1, total.input_slots),
+        client_cpu_percent=round(100.0 * sum(r.cpu_s for r in results) / args.duration, 1),
         server_exit_code=exit_code,
     )
     return result, {"latencies_ms": latencies, "cpu_series": cpu_series,
@@ -300,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         for path in _plot(result, raw, args.plot, args.label):
             console.print(f"wrote {path}")
+    if args.py_spy is not None and args.py_spy.exists():
+        console.print("server profile (share of samples: inclusive, self)")
+        for name, inclusive, own in summarise_collapsed(args.py_spy):
+            console.print(f"  {inclusive:6.1%} {own:6.1%}  {name}")
     if args.json:
         print(json.dumps(asdict(result)))
     else:
