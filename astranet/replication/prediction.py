@@ -106,7 +106,9 @@ def read_rows(store: ColumnStore, rows: npt.ArrayLike | slice = slice(None)) -> 
     if not parts:
         return np.zeros((0, 0))
     count = parts[0].shape[0]
-    return np.hstack([part.reshape(count, -1) for part in parts])
+    # Explicit widths: reshape(count, -1) cannot infer them when there are no rows.
+    return np.hstack([part.reshape(count, int(np.prod(part.shape[1:], dtype=np.int64)))
+                      for part in parts])
 
 
 def write_row(store: ColumnStore, net_id: int, state: np.ndarray) -> None:
