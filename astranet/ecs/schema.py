@@ -251,7 +251,7 @@ def replicated(cls: C) -> C:
     """Class decorator: mark ``cls`` as a replicated component; its encoding attributes are fields.
 
     Field order is declaration order, and it is part of the wire format (see
-    docs/snapshot-payload.md), so server and client must import the same declarations.
+    docs/protocol.md, "Snapshot payload"), so server and client must import the same declarations.
     """
     fields = tuple(
         FieldSpec(f"{cls.__name__}.{attr}", value)

@@ -4,7 +4,7 @@ Server, per room tick: ``snap = history.capture(tick)``, ``fanout.begin_tick(sna
 ``fanout.encode_for(client_baseline, visible)`` per client; ``client_baseline.ack(id)`` on Ack.
 Client: ``replica.apply(id, base_id, payload, compressed, server_tick)`` then Ack ``id``;
 remote entities are sampled at render time from a ``SnapshotBuffer`` (interpolation).
-Payload bytes: docs/snapshot-payload.md. Overview: docs/replication.md.
+Payload bytes: docs/protocol.md ("Snapshot payload"). Overview: docs/replication.md.
 """
 
 from astranet.replication.codec import (

@@ -3,7 +3,7 @@
 Operations: :func:`encode_payload` (delta or full, LZ4 frame when smaller) and
 :func:`decode_payload` (the client side), built on the uncompressed :func:`encode_delta` /
 :func:`decode_delta`. A full payload is a delta against the empty snapshot: every row a spawn.
-The byte layout is specified in docs/snapshot-payload.md (format version 1).
+The byte layout is specified in docs/protocol.md, section "Snapshot payload" (format v1).
 
 Delta rules: rows are sorted by net id on both sides, so membership is one ``searchsorted``.
 A row in the current view and not the base is a spawn (all fields, absolute codes); in the base

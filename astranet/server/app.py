@@ -22,7 +22,6 @@ import ssl
 import time
 from collections.abc import Iterable
 
-from prometheus_client import Counter
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve
@@ -96,13 +95,6 @@ class GameServer:
         self.config = config
         self.game = game
         self.metrics = ServerMetrics()
-        # Ingestion counters ServerMetrics does not define (yet); same private registry.
-        self._input_violations = Counter(
-            "input_violations", "Inputs refused by the game's movement-sanity check",
-            namespace="astranet", registry=self.metrics.registry)
-        self._inputs_dropped = Counter(
-            "inputs_dropped", "Inputs dropped because a player's input queue was full",
-            namespace="astranet", registry=self.metrics.registry)
         self.matchmaker = Matchmaker(
             config.regions, config.game_modes, resume_seconds=config.resume_window)
         self.rooms: dict[str, Room] = {}
@@ -228,9 +220,9 @@ class GameServer:
         if now.undecodable > seen.undecodable:
             self.metrics.undecodable_inputs.inc(now.undecodable - seen.undecodable)
         if now.violations > seen.violations:
-            self._input_violations.inc(now.violations - seen.violations)
+            self.metrics.input_violations.inc(now.violations - seen.violations)
         if now.dropped > seen.dropped:
-            self._inputs_dropped.inc(now.dropped - seen.dropped)
+            self.metrics.inputs_dropped.inc(now.dropped - seen.dropped)
         seen.undecodable, seen.violations, seen.dropped = (
             now.undecodable, now.violations, now.dropped)
 

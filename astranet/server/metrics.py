@@ -143,6 +143,18 @@ class ServerMetrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.input_violations = Counter(
+            "input_violations",
+            "Inputs refused by the game's movement-sanity check",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.inputs_dropped = Counter(
+            "inputs_dropped",
+            "Inputs dropped because a player's input queue was full",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.malformed_messages = Counter(
             "malformed_messages",
             "Messages rejected as malformed or of unknown type",

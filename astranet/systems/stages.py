@@ -14,6 +14,8 @@ import enum
 
 import esper
 
+from astranet.errors import ConfigurationError
+
 __all__ = ["Stage", "add_system", "priority_of"]
 
 
@@ -36,7 +38,7 @@ _STRIDE = 100
 def priority_of(stage: Stage, order: int = 0) -> int:
     """esper priority for ``stage``; ``order`` (0..99) orders systems within a stage."""
     if not 0 <= order < _STRIDE:
-        raise ValueError(f"order must be in 0..{_STRIDE - 1}, got {order}")
+        raise ConfigurationError(f"order must be in 0..{_STRIDE - 1}, got {order}")
     return (len(Stage) - int(stage)) * _STRIDE - order
 
 

@@ -91,7 +91,7 @@ class Tiny:
 
 
 def test_golden_bytes_of_a_tiny_full_and_delta_payload() -> None:
-    """The worked example in docs/snapshot-payload.md."""
+    """The worked example in docs/protocol.md, section "Snapshot payload"."""
     schema = Schema(Tiny)
     store = ColumnStore(schema)
     store.spawn(2, Tiny__x=[3.0, 5.0])

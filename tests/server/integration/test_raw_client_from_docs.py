@@ -1,4 +1,4 @@
-"""A client written only from docs/protocol.md and docs/snapshot-payload.md.
+"""A client written only from docs/protocol.md (including its "Snapshot payload" section).
 
 It imports nothing from astranet's codec or messages: raw ``websockets`` + ``msgpack`` +
 ``hmac`` + ``struct``, ``lz4.frame`` for the standard LZ4 frame, and numpy to unpack the
@@ -28,7 +28,7 @@ from .conftest import Running
 pytestmark = pytest.mark.timeout(20)
 
 # examples/dots Body, in schema order: (name, lo, step, code components, bits per code).
-# bits = bit length of M = round((hi - lo) / step)   (snapshot-payload.md "State model").
+# bits = bit length of M = round((hi - lo) / step)   (protocol.md, "Snapshot payload" > "State model").
 DOTS_FIELDS = [
     ("Body.pos", -4096.0, 1 / 512, 2, (8192 * 512).bit_length()),  # M = 4194304 -> 23 bits
     ("Body.vel", -64.0, 1 / 256, 2, (128 * 256).bit_length()),  # M = 32768 -> 16 bits
