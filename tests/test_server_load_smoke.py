@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astranet.ecs import ColumnStore
 from examples.cubes import BOX, Cubes, encode_input, moving_rows
@@ -114,3 +116,19 @@ def test_bounce_reflects_a_cube_off_the_wall_and_reverses_it() -> None:
     system.process(sim)
     assert sim.store["Cube.pos"].tolist() == [[999.5, 10.0], [0.25, 500.0]]
     assert system.velocities.tolist() == [[-30.0, 0.0], [15.0, 0.0]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.floats(0.0, BOX), y=st.floats(0.0, BOX),
+       dx=st.integers(-127, 127), dy=st.integers(-127, 127))
+def test_scalar_avatar_step_matches_the_vectorised_reference(x: float, y: float, dx: int,
+                                                              dy: int) -> None:
+    from examples.cubes import AVATAR_SPEED, GRID, move_avatar
+
+    store = ColumnStore(Cubes(0, 0.0).schema)
+    avatar = int(store.spawn(1, Cube__pos=(x, y))[0])
+    start = store["Cube.pos"][0].astype(np.float64)
+    move_avatar(store, avatar, (dx, dy), 1 / 30)
+    moved = np.clip(start + np.array([dx, dy]) / 127.0 * AVATAR_SPEED / 30, 0.0, BOX)
+    assert store["Cube.pos"][0].tolist() == (np.round(moved * GRID) / GRID).astype(
+        np.float32).tolist()

@@ -91,18 +91,24 @@ def moving_rows(entities: int, moving_fraction: float) -> np.ndarray:
 class BounceSystem(esper.Processor):
     """Stage.SIMULATE: moves the moving scenery cubes one step and bounces them off the walls.
 
-    Holds the cubes' net ids and velocities (server-only state). Rows are looked up by net id
-    each tick (one ``searchsorted``) because player spawns and despawns may shift rows.
+    Holds the cubes' net ids and velocities (server-only state). Rows are cached and checked
+    against the live ids each tick, because player spawns and despawns may shift rows.
     """
 
     def __init__(self, net_ids: np.ndarray, velocities: np.ndarray) -> None:
         self.net_ids = net_ids
         self.velocities = velocities  # (n, 2) float64, units per second
+        self._rows = np.zeros(0, dtype=np.int64)  # rows of net_ids at the last lookup
 
     def process(self, sim: SimContext) -> None:
         if len(self.net_ids) == 0:
             return
-        rows = sim.store.rows(self.net_ids)
+        rows = self._rows
+        live = sim.store.net_ids
+        # Rows only move on spawn/despawn; one gather-compare is cheaper than a searchsorted.
+        if len(rows) != len(self.net_ids) or rows[-1] >= len(live) or not np.array_equal(
+                live[rows], self.net_ids):
+            rows = self._rows = sim.store.rows(self.net_ids)
         pos = sim.store["Cube.pos"]
         moved = pos[rows] + self.velocities * sim.dt_s
         # Reflect off both walls: a cube past a wall comes back by the distance it overshot.
@@ -182,11 +188,18 @@ class Cubes(Game):
 
 
 def move_avatar(store: ColumnStore, net_id: int, command: tuple[int, int], dt_s: float) -> None:
-    """One input step, shared by the server and a client's prediction."""
-    rows = store.rows([net_id])
-    direction = np.array(command, dtype=np.float64) / 127.0
+    """One input step, shared by the server and a client's prediction.
+
+    Scalar Python math on one row: numpy's per-call overhead on a 2-element array was most of
+    the cost of an input (benchmarks/server_load.py profile). ``round`` rounds half to even,
+    as ``np.round`` does, so the grid is the one the snapshots carry.
+    """
+    row = int(store.rows([net_id])[0])
     pos = store["Cube.pos"]
-    pos[rows] = snap(np.clip(pos[rows] + direction * AVATAR_SPEED * dt_s, 0.0, BOX))
+    step = AVATAR_SPEED * dt_s / 127.0
+    x = min(max(float(pos[row, 0]) + command[0] * step, 0.0), BOX)
+    y = min(max(float(pos[row, 1]) + command[1] * step, 0.0), BOX)
+    pos[row] = (round(x * GRID) / GRID, round(y * GRID) / GRID)
 
 
 game = Cubes.from_environ()
