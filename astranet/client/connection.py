@@ -347,8 +347,9 @@ class GameClient:
         self._ws = ws
         with self._lock:
             self.epoch += 1
-            if self.server_clock is None:
-                self.server_clock = ServerClock(accepted.tick_hz)
+            # A fresh clock per session: a restarted server may number its ticks anew, and
+            # the pinger's first Ping (sent at once) re-syncs within one RTT.
+            self.server_clock = ServerClock(accepted.tick_hz)
 
     async def _run(self) -> None:
         """Serve the socket; on a resumable drop, reconnect; repeat until final."""
@@ -362,7 +363,7 @@ class GameClient:
                     self._emit(EventKind.CLOSED, f"{code} {reason}".rstrip())
                     return
                 self._emit(EventKind.DISCONNECTED, f"{code} {reason}".rstrip())
-                if not await self._reconnect():
+                if not await self._reconnect(reason or f"closed {code}"):
                     return
         finally:
             with self._lock:
@@ -462,14 +463,13 @@ class GameClient:
 
     # -- internals: reconnection -------------------------------------------------------------
 
-    async def _reconnect(self) -> bool:
+    async def _reconnect(self, cause: str) -> bool:
         options = self.options
         backoff = Backoff(options.backoff_initial_s, max(options.backoff_max_s,
                                                          options.backoff_initial_s),
                           give_up_after_s=options.give_up_after_s,
                           rng=random.Random(options.seed))
         lost_at = self._clock()
-        cause = "connection lost"
         while not backoff.expired(self._clock() - lost_at):
             remaining = options.give_up_after_s - (self._clock() - lost_at)
             delay = max(0.0, min(backoff.next_delay(), remaining))
@@ -487,7 +487,8 @@ class GameClient:
                 self._emit(EventKind.GAVE_UP, str(exc))
                 return False
             except (AstranetError, OSError, TimeoutError, WebSocketException) as exc:
-                cause = str(exc) or type(exc).__name__
+                cause = exc.reason if isinstance(exc, ConnectionClosed) else str(exc)
+                cause = cause or type(exc).__name__
                 continue
             self._attach(ws, accepted)
             self.stats.reconnects += 1
