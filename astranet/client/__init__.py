@@ -1,5 +1,7 @@
 """astranet.client: connect to an astranet server and run the client netcode.
 
+    events      ClientOptions, ClientEvent / EventKind, ClientStats, ConnectFailed,
+                ReconnectGaveUp (the small types game code handles)
     connection  GameClient: asyncio shell of the sans-I/O ClientConnection; pings, clock sync,
                 reconnection with backoff (events: ClientEvent / EventKind)
     threaded    ThreadedClient: the same on a background thread, for non-asyncio game loops
@@ -10,15 +12,13 @@
 Guide: docs/client.md.
 """
 
-from astranet.client.connection import (
-    MAX_EVENTS,
-    MAX_INBOX_SNAPSHOTS,
+from astranet.client.connection import MAX_EVENTS, MAX_INBOX_SNAPSHOTS, GameClient
+from astranet.client.events import (
     ClientEvent,
     ClientOptions,
     ClientStats,
     ConnectFailed,
     EventKind,
-    GameClient,
     ReconnectGaveUp,
 )
 from astranet.client.threaded import ThreadedClient

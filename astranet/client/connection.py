@@ -28,32 +28,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.exceptions import WebSocketException
 
+from astranet.client.events import (
+    ClientEvent,
+    ClientOptions,
+    ClientStats,
+    ConnectFailed,
+    EventKind,
+    ReconnectGaveUp,
+    server_error,
+)
 from astranet.errors import (
     AstranetError,
-    BadRequest,
     ConnectionClosed,
     InvalidState,
-    ProtocolError,
-    ProtocolMismatch,
     RemoteProtocolError,
     ResumeDenied,
-    RoomFull,
-    RoomNotFound,
-    UnknownRegion,
 )
 from astranet.net import ClientConnection, ClientPhase
 from astranet.net.backoff import Backoff
@@ -63,17 +64,8 @@ from astranet.net.messages import ErrorMessage, JoinAccepted, Pong, RateLimited,
 from astranet.systems.clock_sync import ClockEstimate
 from astranet.systems.reconciliation import ReceivedSnapshot
 
-__all__ = [
-    "MAX_EVENTS",
-    "MAX_INBOX_SNAPSHOTS",
-    "ClientEvent",
-    "ClientOptions",
-    "ClientStats",
-    "ConnectFailed",
-    "EventKind",
-    "GameClient",
-    "ReconnectGaveUp",
-]
+__all__ = ["CLOSE_TIMEOUT_S", "MAX_EVENTS", "MAX_INBOX_SNAPSHOTS", "MAX_PINGS_IN_FLIGHT",
+           "GameClient"]
 
 # 64 snapshots = 2 s at 30 Hz: a game loop that falls further behind has bigger problems, and
 # dropping the oldest unacked ones is safe.
@@ -83,86 +75,6 @@ MAX_PINGS_IN_FLIGHT = 16  # 16 s of unanswered 1 Hz pings; older ones are forgot
 CLOSE_TIMEOUT_S = 2.0  # Leave -> the server closes 1000 within one RTT; don't wait forever
 # Close codes after which resuming makes sense: the network or the server process failed.
 _RESUMABLE_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
-
-_SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
-    "unknown_region": UnknownRegion,
-    "room_not_found": RoomNotFound,
-    "room_full": RoomFull,
-    "resume_denied": ResumeDenied,
-    "bad_request": BadRequest,
-    "protocol_mismatch": ProtocolMismatch,
-}
-
-
-class ConnectFailed(ConnectionClosed):
-    """The WebSocket could not be opened (refused, unreachable, not a WebSocket server)."""
-
-    def __init__(self, url: str, cause: str) -> None:
-        super().__init__(1006, f"cannot connect to {url}: {cause}")
-
-
-class ReconnectGaveUp(ConnectionClosed):
-    """The connection dropped and every resume attempt failed until the deadline."""
-
-    def __init__(self, seconds: float, cause: str) -> None:
-        super().__init__(1006, f"gave up reconnecting after {seconds:.1f} s: {cause}")
-
-
-class EventKind(enum.Enum):
-    CONNECTED = "connected"  # WebSocket open (first connection)
-    JOINED = "joined"  # JoinAccepted: room, player, entity
-    DISCONNECTED = "disconnected"  # the socket dropped; reconnecting follows if resumable
-    RECONNECTING = "reconnecting"  # an attempt is scheduled after delay_s
-    RECONNECTED = "reconnected"  # resumed; downtime_s since the drop
-    GAVE_UP = "gave_up"  # final: see GameClient.error
-    SERVER_ERROR = "server_error"  # a ProtocolError reply that did not end the session
-    CLOSED = "closed"  # final: the session ended (Leave, or a final close code)
-
-
-@dataclass(frozen=True, slots=True)
-class ClientEvent:
-    """One thing that happened to the connection; ``number`` counts events from 1."""
-
-    number: int
-    kind: EventKind
-    detail: str = ""
-    room_id: str | None = None
-    player_id: str | None = None
-    entity: int | None = None
-    attempt: int = 0
-    delay_s: float = 0.0
-    downtime_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class ClientOptions:
-    url: str = "ws://127.0.0.1:8788"
-    region: str = "us-east"
-    game_mode: str = "coop"
-    party_size: int = 1
-    room_id: str | None = None  # JoinRoom this room instead of FindOrCreate
-    ping_interval_s: float = 1.0
-    open_timeout_s: float = 5.0
-    join_timeout_s: float = 5.0
-    silence_timeout_s: float = 3.0  # 90 missed 30 Hz snapshots: the link is dead
-    reconnect: bool = True
-    backoff_initial_s: float = 0.05
-    backoff_max_s: float = 1.0  # the network back => resumed within ~1 s plus a handshake
-    give_up_after_s: float = 30.0  # WIRE rule 7 holds the seat for 30 s
-    seed: int | None = None  # backoff jitter RNG
-
-
-@dataclass(slots=True)
-class ClientStats:
-    snapshots: int = 0
-    snapshot_bytes: int = 0
-    snapshots_dropped: int = 0  # inbox overflow
-    inputs_sent: int = 0
-    inputs_refused: int = 0  # send_input while not in a room
-    pongs: int = 0
-    rate_limited: int = 0
-    reconnects: int = 0
-
 
 class GameClient:
     """One player's connection to an astranet server (see the module docstring)."""
@@ -458,7 +370,7 @@ class GameClient:
                 if self.conn.phase in (ClientPhase.IN_ROOM, ClientPhase.CLOSED):
                     self._emit(EventKind.SERVER_ERROR, f"{message.code}: {message.message}")
                 else:
-                    raise _server_error(message)
+                    raise server_error(message)
         return messages
 
     # -- internals: reconnection -------------------------------------------------------------
@@ -524,9 +436,3 @@ def _close_of(exc: WsConnectionClosed) -> tuple[int, str]:
     if exc.rcvd is not None:
         return exc.rcvd.code, exc.rcvd.reason
     return 1006, "connection lost"
-
-
-def _server_error(message: ErrorMessage) -> ProtocolError:
-    kind = _SERVER_ERRORS.get(message.code, RemoteProtocolError)
-    return kind(message.message or message.code, code=message.code)
-

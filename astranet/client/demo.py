@@ -30,7 +30,8 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
-from astranet.client.connection import ClientEvent, ClientOptions, EventKind, GameClient
+from astranet.client.connection import GameClient
+from astranet.client.events import ClientEvent, ClientOptions, EventKind
 from astranet.client.world import ClientWorld
 from astranet.errors import (
     AstranetError,

@@ -27,7 +27,8 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from astranet.client.connection import ClientEvent, ClientOptions, ClientStats, GameClient
+from astranet.client.connection import GameClient
+from astranet.client.events import ClientEvent, ClientOptions, ClientStats
 from astranet.errors import AstranetError, InvalidState
 from astranet.net.messages import JoinAccepted
 from astranet.systems.clock_sync import ClockEstimate

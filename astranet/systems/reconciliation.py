@@ -148,7 +148,8 @@ class ReconciliationSystem(esper.Processor):
         if not frame.applied or local.net_id is None:
             return
         net_id = local.net_id
-        rewind = False
+        # A new session: adopt the server's state (the history was just cleared).
+        rewind = frame.reconnected
         for applied in frame.applied:
             server_state = _row_of(applied, net_id)
             if server_state is None:

@@ -1,0 +1,123 @@
+"""What the client tells its game: options, events, counters, and its own error classes.
+
+Split from ``astranet.client.connection`` (the socket shell) so game code and the systems can
+import these small frozen types without the asyncio machinery.
+
+Errors (both :class:`astranet.errors.ConnectionClosed`, code 1006): :class:`ConnectFailed`
+when the WebSocket cannot be opened, :class:`ReconnectGaveUp` when every resume attempt failed
+until the deadline. A server refusal maps to the astranet.errors class of its wire ``code``
+(:func:`server_error`).
+Limits: none (plain values). Benchmark: none.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from astranet.errors import (
+    BadRequest,
+    ConnectionClosed,
+    ProtocolError,
+    ProtocolMismatch,
+    RemoteProtocolError,
+    ResumeDenied,
+    RoomFull,
+    RoomNotFound,
+    UnknownRegion,
+)
+from astranet.net.messages import ErrorMessage
+
+__all__ = [
+    "ClientEvent",
+    "ClientOptions",
+    "ClientStats",
+    "ConnectFailed",
+    "EventKind",
+    "ReconnectGaveUp",
+    "server_error",
+]
+
+_SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
+    "unknown_region": UnknownRegion,
+    "room_not_found": RoomNotFound,
+    "room_full": RoomFull,
+    "resume_denied": ResumeDenied,
+    "bad_request": BadRequest,
+    "protocol_mismatch": ProtocolMismatch,
+}
+
+
+class ConnectFailed(ConnectionClosed):
+    """The WebSocket could not be opened (refused, unreachable, not a WebSocket server)."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(1006, f"cannot connect to {url}: {cause}")
+
+
+class ReconnectGaveUp(ConnectionClosed):
+    """The connection dropped and every resume attempt failed until the deadline."""
+
+    def __init__(self, seconds: float, cause: str) -> None:
+        super().__init__(1006, f"gave up reconnecting after {seconds:.1f} s: {cause}")
+
+
+class EventKind(enum.Enum):
+    CONNECTED = "connected"  # WebSocket open (first connection)
+    JOINED = "joined"  # JoinAccepted: room, player, entity
+    DISCONNECTED = "disconnected"  # the socket dropped; reconnecting follows if resumable
+    RECONNECTING = "reconnecting"  # an attempt is scheduled after delay_s
+    RECONNECTED = "reconnected"  # resumed; downtime_s since the drop
+    GAVE_UP = "gave_up"  # final: see GameClient.error
+    SERVER_ERROR = "server_error"  # a ProtocolError reply that did not end the session
+    CLOSED = "closed"  # final: the session ended (Leave, or a final close code)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """One thing that happened to the connection; ``number`` counts events from 1."""
+
+    number: int
+    kind: EventKind
+    detail: str = ""
+    room_id: str | None = None
+    player_id: str | None = None
+    entity: int | None = None
+    attempt: int = 0
+    delay_s: float = 0.0
+    downtime_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    url: str = "ws://127.0.0.1:8788"
+    region: str = "us-east"
+    game_mode: str = "coop"
+    party_size: int = 1
+    room_id: str | None = None  # JoinRoom this room instead of FindOrCreate
+    ping_interval_s: float = 1.0
+    open_timeout_s: float = 5.0
+    join_timeout_s: float = 5.0
+    silence_timeout_s: float = 3.0  # 90 missed 30 Hz snapshots: the link is dead
+    reconnect: bool = True
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 1.0  # the network back => resumed within ~1 s plus a handshake
+    give_up_after_s: float = 30.0  # WIRE rule 7 holds the seat for 30 s
+    seed: int | None = None  # backoff jitter RNG
+
+
+@dataclass(slots=True)
+class ClientStats:
+    snapshots: int = 0
+    snapshot_bytes: int = 0
+    snapshots_dropped: int = 0  # inbox overflow
+    inputs_sent: int = 0
+    inputs_refused: int = 0  # send_input while not in a room
+    pongs: int = 0
+    rate_limited: int = 0
+    reconnects: int = 0
+
+
+def server_error(message: ErrorMessage) -> ProtocolError:
+    kind = _SERVER_ERRORS.get(message.code, RemoteProtocolError)
+    return kind(message.message or message.code, code=message.code)
