@@ -28,7 +28,8 @@ from .conftest import Running
 pytestmark = pytest.mark.timeout(20)
 
 # examples/dots Body, in schema order: (name, lo, step, code components, bits per code).
-# bits = bit length of M = round((hi - lo) / step)   (protocol.md, "Snapshot payload" > "State model").
+# bits = bit length of M = round((hi - lo) / step)
+# (protocol.md, "Snapshot payload" > "State model").
 DOTS_FIELDS = [
     ("Body.pos", -4096.0, 1 / 512, 2, (8192 * 512).bit_length()),  # M = 4194304 -> 23 bits
     ("Body.vel", -64.0, 1 / 256, 2, (128 * 256).bit_length()),  # M = 32768 -> 16 bits
