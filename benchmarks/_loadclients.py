@@ -40,7 +40,7 @@ from websockets.asyncio.client import ClientConnection as WsClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
-from astranet.errors import AstranetError
+from astranet.errors import AstranetError, InvalidState
 from astranet.net import ClientConnection, ErrorMessage, Snapshot
 from examples.cubes import encode_input
 
@@ -171,8 +171,10 @@ class _Worker:
                             result.latencies_s.append(now - sent_at)
                 for out in conn.data_to_send():
                     await ws.send(out)
-        except WsConnectionClosed:
-            pass
+                if conn.close_expected() is not None:
+                    break  # the server broke the protocol: stop talking (counted below)
+        except (WsConnectionClosed, InvalidState):
+            pass  # InvalidState: ack() after the connection decided to close
         if not self.stopping:
             result.disconnects += 1
 
