@@ -34,6 +34,7 @@ __all__ = [
     "MAX_INPUT_CREDIT",
     "MAX_QUEUED_INPUTS",
     "MAX_VIOLATIONS",
+    "STANDING_QUEUE_TICKS",
     "VIOLATION_WINDOW_TICKS",
     "IngestionStats",
     "InputIngestionSystem",
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_INPUTS = 8
 # Inputs a player may have applied in one tick after a stall (3 ~ 100 ms of catch-up).
 MAX_INPUT_CREDIT = 3
+# Ticks a queue may stay non-empty before one extra frame is applied (1 s at 30 Hz).
+STANDING_QUEUE_TICKS = 30
 # Violations tolerated within the window before a kick: a glitchy client survives a few.
 MAX_VIOLATIONS = 10
 VIOLATION_WINDOW_TICKS = 300  # 10 s at 30 Hz
@@ -64,7 +67,8 @@ class IngestionStats:
 class InputQueue:
     """One player's verified inputs waiting for the next tick."""
 
-    __slots__ = ("_frames", "_violation_ticks", "credit", "kick_reason", "last_input_seq",
+    __slots__ = ("_frames", "_standing_ticks", "_violation_ticks", "credit", "kick_reason",
+                 "last_input_seq",
                  "net_id", "player_id")
 
     def __init__(self, player_id: str, net_id: int, last_input_seq: int | None = None) -> None:
@@ -73,6 +77,7 @@ class InputQueue:
         #: Highest seq the simulation applied (goes out as Snapshot.last_input_seq).
         self.last_input_seq = last_input_seq
         self.credit = 0.0  # take() earns this tick's one input before spending
+        self._standing_ticks = 0  # consecutive ticks that ended with frames still queued
         self.kick_reason: str | None = None
         self._frames: deque[tuple[int, bytes]] = deque()
         self._violation_ticks: deque[int] = deque(maxlen=MAX_VIOLATIONS)
@@ -101,10 +106,24 @@ class InputQueue:
             self.kick_reason = f"movement sanity: {reason}"
 
     def take(self) -> list[tuple[int, bytes]]:
-        """Frames to apply this tick (spends credit; one credit is earned per tick)."""
+        """Frames to apply this tick (spends credit; one credit is earned per tick).
+
+        A stall longer than the credit cap leaves a *standing queue*: a client sending one
+        frame per tick then stays k frames behind forever (k ticks of added latency). After
+        STANDING_QUEUE_TICKS ticks that all ended with frames left over, one extra frame is
+        applied, which drains the backlog at the cost of letting a cheater gain at most
+        1/STANDING_QUEUE_TICKS (3 %) of extra speed.
+        """
         self.credit = min(self.credit + 1.0, float(MAX_INPUT_CREDIT))
         n = min(len(self._frames), int(self.credit))
         self.credit -= n
+        if len(self._frames) > n:
+            self._standing_ticks += 1
+            if self._standing_ticks >= STANDING_QUEUE_TICKS:
+                self._standing_ticks = 0
+                n += 1
+        else:
+            self._standing_ticks = 0
         return [self._frames.popleft() for _ in range(n)]
 
 

@@ -83,3 +83,41 @@ def test_system_applies_refuses_and_counts(world: SimContext) -> None:
     assert (stats.applied, stats.undecodable, stats.violations) == (3, 1, 1)
     moved = world.store["Body.pos"][world.store.rows([net_id])][0] - start
     assert moved[0] == pytest.approx(10.0 / 30, abs=1 / 512) and moved[1] == 0.0
+
+
+def test_a_standing_queue_after_a_stall_drains_instead_of_adding_latency_forever() -> None:
+    from astranet.systems.input_ingestion import MAX_INPUT_CREDIT, STANDING_QUEUE_TICKS
+
+    queue = InputQueue("p", 1)
+    seq = 0
+    # A stall: 6 frames arrive at once, more than the credit cap can absorb.
+    for _ in range(6):
+        seq += 1
+        queue.push(seq, b"")
+    queue.take()
+    backlog = 6 - 1  # the first tick earns one credit
+    # Then the client sends one frame per tick, as a well-behaved client does.
+    depths = []
+    for _ in range(STANDING_QUEUE_TICKS * (backlog + 1)):
+        seq += 1
+        queue.push(seq, b"")
+        queue.take()
+        depths.append(len(queue))
+    assert depths[0] == backlog  # credit is spent every tick, so the backlog stays...
+    assert depths[-1] == 0  # ...until the standing-queue rule drains it
+    assert backlog > MAX_INPUT_CREDIT
+
+
+def test_the_standing_queue_rule_grants_at_most_one_extra_frame_per_window() -> None:
+    from astranet.systems.input_ingestion import STANDING_QUEUE_TICKS
+
+    queue = InputQueue("p", 1)
+    applied = 0
+    seq = 0
+    ticks = STANDING_QUEUE_TICKS * 10
+    for _ in range(ticks):
+        for _ in range(2):  # a speed-hacker sending two frames per tick
+            seq += 1
+            queue.push(seq, b"")
+        applied += len(queue.take())
+    assert applied <= ticks + ticks // STANDING_QUEUE_TICKS + 2
