@@ -1,0 +1,29 @@
+"""Tools around the server: headless co-op bots (``astranet-bots``) and the load test
+(``astranet-loadtest``).
+
+* :mod:`astranet.tools.brain` -- seeded bot personalities (the input source of a ClientWorld)
+* :mod:`astranet.tools.bot` -- one bot through the real client library, and its report
+* :mod:`astranet.tools.fleet` -- R rooms x 4 bots over worker processes
+* :mod:`astranet.tools.bots` -- the ``astranet-bots`` command
+* :mod:`astranet.tools.serverproc` -- a server subprocess, ``/metrics`` and ``/proc`` sampling
+* :mod:`astranet.tools.loadtest` -- the ``astranet-loadtest`` command (live view, plots)
+
+Docs: docs/loadtest.md. Results: docs/benchmarks.md, "Load test (co-op bots)".
+"""
+
+from astranet.tools.bot import Bot, BotReport, MeasuredLink
+from astranet.tools.brain import BotBrain, Personality, Style
+from astranet.tools.fleet import FleetConfig, FleetResult, WorkerSummary, run_fleet
+
+__all__ = [
+    "Bot",
+    "BotBrain",
+    "BotReport",
+    "FleetConfig",
+    "FleetResult",
+    "MeasuredLink",
+    "Personality",
+    "Style",
+    "WorkerSummary",
+    "run_fleet",
+]

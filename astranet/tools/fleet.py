@@ -1,0 +1,272 @@
+"""A fleet of co-op bots: R rooms x 4 bots, spread over worker processes.
+
+Why processes: one Python process cannot step hundreds of client worlds with prediction at
+30 fps (the GIL; each world is a few hundred microseconds per frame), so rooms are dealt
+round-robin to ``workers`` processes (``multiprocessing`` *spawn* context: each worker gets
+fresh esper worlds and its own event loop). Inside a worker one asyncio loop runs every bot's
+network tasks and a single frame task that steps every joined bot's world in turn, 30 times a
+second (one clock per process, never a sleep per bot).
+
+Rooms come out exactly R x 4: per room the first bot sends FindOrCreate with ``party_size``
+4 (the server holds the other three seats for 30 s), the other three JoinRoom that room id.
+
+Phases (reported to the parent through one bounded queue):
+
+1. **join** -- each worker joins its rooms, ``connect_concurrency`` rooms at a time, stepping
+   the bots that already joined; then reports ``ready``.
+2. **play** -- when every worker is ready (or ``join_deadline_s`` passed) the parent sets one
+   ``go`` event; every worker plays ``duration_s`` from then, so the measurement window is
+   the same for all bots. Workers report ``progress`` every second.
+3. **done** -- Leave, and each worker sends its :class:`~astranet.tools.bot.BotReport` list.
+
+Limits: ``MAX_QUEUE_MESSAGES`` queued messages; the parent stops waiting after
+``duration_s + join_deadline_s + SHUTDOWN_GRACE_S`` and terminates the workers it started.
+Benchmark: ``astranet-loadtest`` (docs/loadtest.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue as queue_module
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from typing import Any
+
+from astranet.client import ClientOptions
+from astranet.errors import AstranetError
+from astranet.game import load_game
+from astranet.tools.bot import Bot, BotReport
+
+__all__ = [
+    "BOTS_PER_ROOM",
+    "MAX_QUEUE_MESSAGES",
+    "FleetConfig",
+    "FleetResult",
+    "WorkerSummary",
+    "run_fleet",
+]
+
+BOTS_PER_ROOM = 4  # the coop room capacity (WIRE rule 2)
+MAX_QUEUE_MESSAGES = 1024  # workers x (1 progress/s): the parent drains it continuously
+SHUTDOWN_GRACE_S = 30.0  # Leave + reports after the play phase; generous for a loaded box
+PROGRESS_INTERVAL_S = 1.0
+GAME = "examples.coop:game"
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    url: str = "ws://127.0.0.1:8788"
+    region: str = "us-east"
+    game_mode: str = "coop"
+    rooms: int = 1
+    duration_s: float = 10.0
+    workers: int = 0  # 0: one per core, at most one per room
+    fps: float = 30.0  # frames per second each bot steps its world (one input per tick)
+    seed: int = 0
+    connect_concurrency: int = 4  # rooms joining at once per worker
+    join_deadline_s: float = 60.0  # play starts then even if some workers are still joining
+
+    def worker_count(self) -> int:
+        wanted = self.workers or (os.cpu_count() or 1)
+        return max(1, min(wanted, self.rooms))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSummary:
+    """What a worker process measured about itself (is the load generator the bottleneck?)."""
+
+    worker: int
+    bots: int
+    cpu_s: float  # process CPU over its whole life
+    frames: int
+    late_frames: int  # frames that started over one frame period late
+    frame_lag_ms_max: float
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class FleetResult:
+    reports: list[BotReport] = field(default_factory=list)
+    workers: list[WorkerSummary] = field(default_factory=list)
+    play_started: float | None = None  # time.monotonic() of the go signal
+    play_ended: float | None = None
+
+
+# -- the worker process ----------------------------------------------------------------------
+
+
+def _worker_main(index: int, config: FleetConfig, room_indices: list[int],
+                 messages: Any, go: Any) -> None:
+    """Entry point of a worker process (must be importable for the spawn context)."""
+    with contextlib.suppress(KeyboardInterrupt):  # the parent was interrupted: it reports
+        asyncio.run(_Worker(index, config, room_indices, messages, go).run())
+
+
+class _Worker:
+    def __init__(self, index: int, config: FleetConfig, room_indices: list[int],
+                 messages: Any, go: Any) -> None:
+        self.index = index
+        self.config = config
+        self.room_indices = room_indices
+        self.messages = messages
+        self.go = go
+        self.game = load_game(GAME)
+        self.bots: list[Bot] = []  # every bot created (joined or not), for the reports
+        self.playing: list[Bot] = []  # joined bots, stepped every frame
+        self.frames = 0
+        self.late_frames = 0
+        self.lag_max_ms = 0.0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        frame_task = asyncio.create_task(self._frames())
+        error: str | None = None
+        try:
+            limit = asyncio.Semaphore(self.config.connect_concurrency)
+            await asyncio.gather(*(self._join_room(room, limit) for room in self.room_indices))
+            self._send("ready", joined=len(self.playing), bots=len(self.bots))
+            await asyncio.get_running_loop().run_in_executor(None, self.go.wait)
+            await asyncio.sleep(self.config.duration_s)  # the play phase's length
+        except AstranetError as exc:  # unexpected, but the parent still gets the reports
+            error = str(exc)
+        finally:
+            self._stop.set()
+            await frame_task
+            await asyncio.gather(*(bot.close() for bot in self.bots), return_exceptions=True)
+        summary = WorkerSummary(self.index, len(self.bots), time.process_time(), self.frames,
+                                self.late_frames, self.lag_max_ms, error)
+        self._send("done", reports=[bot.report().to_dict() for bot in self.bots],
+                   summary=summary)
+
+    async def _join_room(self, room_index: int, limit: asyncio.Semaphore) -> None:
+        config = self.config
+        options = ClientOptions(url=config.url, region=config.region,
+                                game_mode=config.game_mode, party_size=BOTS_PER_ROOM,
+                                seed=config.seed + room_index)
+        first = room_index * BOTS_PER_ROOM
+
+        def make(seat: int, opts: ClientOptions) -> Bot:
+            bot = Bot(first + seat, room_index, opts, self.game, config.seed * 7919 + first + seat)
+            self.bots.append(bot)
+            return bot
+
+        async with limit:
+            leader = make(0, options)
+            room_id = await self._join(leader)
+            followers = [make(seat, replace(options, party_size=1, room_id=room_id))
+                         for seat in range(1, BOTS_PER_ROOM)]
+            if room_id is None:
+                for bot in followers:
+                    bot.error = f"leader could not join: {leader.error}"
+                return
+            await asyncio.gather(*(self._join(bot) for bot in followers))
+
+    async def _join(self, bot: Bot) -> str | None:
+        try:
+            room_id = await bot.join()
+        except AstranetError as exc:  # ConnectFailed, RoomFull, ...: reported, not raised
+            bot.error = f"{type(exc).__name__}: {exc}"
+            return None
+        self.playing.append(bot)
+        return room_id
+
+    async def _frames(self) -> None:
+        """Step every joined bot once per frame period (frame pacing, not synchronisation)."""
+        period = 1.0 / self.config.fps
+        next_frame = time.monotonic()
+        next_progress = next_frame + PROGRESS_INTERVAL_S
+        while not self._stop.is_set():
+            now = time.monotonic()
+            lag = now - next_frame
+            if lag > period:
+                self.late_frames += 1
+                self.lag_max_ms = max(self.lag_max_ms, lag * 1000.0)
+                next_frame = now  # do not try to catch up: the systems cap steps per frame
+            for bot in self.playing:
+                bot.step()
+            self.frames += 1
+            if now >= next_progress:
+                next_progress = now + PROGRESS_INTERVAL_S
+                self._progress()
+            next_frame += period
+            await asyncio.sleep(max(0.0, next_frame - time.monotonic()))
+
+    def _progress(self) -> None:
+        self._send("progress", joined=len(self.playing),
+                   snapshots=sum(bot.client.stats.snapshots for bot in self.playing),
+                   disconnects=sum(bot.disconnects for bot in self.bots),
+                   late_frames=self.late_frames, cpu_s=time.process_time())
+
+    def _send(self, kind: str, **payload: Any) -> None:
+        with contextlib.suppress(queue_module.Full):  # progress is best effort; done is tiny
+            self.messages.put((kind, self.index, payload), timeout=5.0)
+
+
+# -- the parent ------------------------------------------------------------------------------
+
+ProgressCallback = Callable[[str, int, dict[str, Any]], None]
+
+
+def run_fleet(config: FleetConfig, on_message: ProgressCallback | None = None) -> FleetResult:
+    """Run the fleet to completion (blocking); ``on_message(kind, worker, payload)`` sees
+    every ``ready``/``progress``/``done`` message, and ``("play", -1, {})`` at the go signal."""
+    context = get_context("spawn")
+    messages = context.Queue(MAX_QUEUE_MESSAGES)
+    go = context.Event()
+    count = config.worker_count()
+    assignments = [list(range(config.rooms))[w::count] for w in range(count)]
+    processes = [context.Process(target=_worker_main, args=(w, config, rooms, messages, go),
+                                 name=f"astranet-bots-{w}", daemon=True)
+                 for w, rooms in enumerate(assignments)]
+    for process in processes:
+        process.start()
+    result = FleetResult()
+    ready: set[int] = set()
+    done: set[int] = set()
+    started = time.monotonic()
+    deadline = started + config.join_deadline_s + config.duration_s + SHUTDOWN_GRACE_S
+    try:
+        while len(done) < count and time.monotonic() < deadline:
+            if not go.is_set() and (len(ready) == count
+                                    or time.monotonic() - started > config.join_deadline_s):
+                go.set()
+                result.play_started = time.monotonic()
+                if on_message is not None:
+                    on_message("play", -1, {})
+            try:
+                kind, worker, payload = messages.get(timeout=0.25)
+            except queue_module.Empty:
+                _note_dead_workers(processes, done, result)
+                continue
+            if kind == "ready":
+                ready.add(worker)
+            elif kind == "done":
+                done.add(worker)
+                result.reports.extend(BotReport.from_dict(d) for d in payload["reports"])
+                result.workers.append(payload["summary"])
+                if result.play_ended is None:
+                    result.play_ended = time.monotonic()
+            if on_message is not None:
+                on_message(kind, worker, payload)
+    finally:
+        go.set()
+        for process in processes:
+            process.join(timeout=5.0)
+            if process.is_alive():  # ours, by handle: a worker stuck past every deadline
+                process.terminate()
+                process.join(timeout=5.0)
+    result.reports.sort(key=lambda report: report.bot)
+    return result
+
+
+def _note_dead_workers(processes: list[Any], done: set[int], result: FleetResult) -> None:
+    """A worker that died without reporting (crash, OOM) counts as done with an error."""
+    for index, process in enumerate(processes):
+        if index not in done and not process.is_alive() and process.exitcode not in (None, 0):
+            done.add(index)
+            result.workers.append(WorkerSummary(index, 0, 0.0, 0, 0, 0.0,
+                                                f"worker exited with {process.exitcode}"))
