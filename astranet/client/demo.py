@@ -3,7 +3,7 @@
 Usage::
 
     astranet-client [--url ws://127.0.0.1:8788] [--region us-east] [--game-mode coop]
-                    [--room ROOMID] [--duration 10] [--every 30] [--game examples.dots:game]
+                    [--room ROOMID] [--duration 10] [--every 30] [--game examples.coop:game]
                     [--seed N]
 
 ``AW_WS_URL`` and ``AW_REGION`` set the defaults of ``--url`` and ``--region`` (WIRE.md,
@@ -13,7 +13,7 @@ Exit status: 0 after ``--duration`` seconds; 2 when it cannot connect (wrong URL
 3 when the server refuses the join (unknown region, room not found or full); 4 when the session
 ends early (kicked, gave up reconnecting); 64 for a bad ``--game``. Never a traceback.
 
-The bot steers with ``MODULE.encode_input(dx, dy)`` of the game's module (the dots example has
+The bot steers with ``MODULE.encode_input(dx, dy)`` of the game's module (dots and co-op have
 one): a random walk that changes direction about once a second, at 98 % speed (full-speed
 diagonals would round past the server's speed check).
 Limits: one player per process. Benchmark: benchmarks/netcode_feel.py uses the same bot.
@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--room", default=None, help="JoinRoom this room id")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to play")
     parser.add_argument("--every", type=int, default=30, help="print every Nth snapshot")
-    parser.add_argument("--game", default="examples.dots:game", help="MODULE:ATTR")
+    parser.add_argument("--game", default="examples.coop:game",
+                        help="MODULE:ATTR of the game the server plays")
     parser.add_argument("--seed", type=int, default=None)
     return parser
 

@@ -59,7 +59,7 @@ __all__ = [
 
 PROG = "astranet-server"
 # The eventual default is "examples.coop:game"; the lead switches it once that module exists.
-DEFAULT_GAME = "examples.dots:game"
+DEFAULT_GAME = "examples.coop:game"
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east", "us-west", "eu-central")
 SIG_FAILURE_POLICIES: tuple[str, ...] = ("kick", "warn")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")

@@ -50,7 +50,9 @@ class Net:
 
     async def start(self, game: Game = DOTS, latency_ms: float = 0.0,
                     jitter_ms: float = 0.0, seed: int = 7) -> None:
-        config = parse_config(["--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0"], {})
+        config = parse_config([
+            "--game", "examples.dots:game", "--host", "127.0.0.1", "--ws-port", "0",
+            "--http-port", "0"], {})
         self.server = GameServer(config, game)
         await self.server.start()
         profile = LinkProfile(latency_ms=latency_ms, jitter_ms=jitter_ms)

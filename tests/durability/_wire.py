@@ -128,7 +128,8 @@ class ServerProcess:
     @classmethod
     async def start(cls, db: Path, *flags: str, cwd: Path | None = None) -> ServerProcess:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "astranet.server", "--host", "127.0.0.1", "--ws-port", "0",
+            sys.executable, "-m", "astranet.server", "--game", "examples.dots:game",
+            "--host", "127.0.0.1", "--ws-port", "0",
             "--http-port", "0", "--db", str(db), *flags,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=cwd,
         )

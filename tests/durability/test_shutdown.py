@@ -64,7 +64,8 @@ async def test_sigterm_closes_1001_checkpoints_and_exits_0(tmp_path: Path) -> No
 def run_server_cli(db: Path) -> tuple[int, str]:
     """Run the real CLI against ``db``; it must refuse before binding (ports 0 anyway)."""
     done = subprocess.run(
-        [sys.executable, "-m", "astranet.server", "--ws-port", "0", "--http-port", "0",
+        [sys.executable, "-m", "astranet.server", "--game", "examples.dots:game",
+         "--ws-port", "0", "--http-port", "0",
          "--db", str(db)],
         capture_output=True, text=True, timeout=30,
     )

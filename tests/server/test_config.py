@@ -25,7 +25,7 @@ def test_defaults_match_wire_md() -> None:
     assert config.db == "astranet.db"
     assert config.sig_failure_policy == "kick"
     assert config.tick_hz == 30
-    assert config.game == DEFAULT_GAME == "examples.dots:game"
+    assert config.game == DEFAULT_GAME == "examples.coop:game"
     assert config.game_modes is None
     assert config.checkpoint_interval == 1.0
     assert config.tls_cert is None and config.tls_key is None and not config.tls_enabled

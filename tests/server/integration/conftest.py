@@ -224,7 +224,8 @@ async def serve() -> AsyncIterator[StartServer]:
     started: list[GameServer] = []
 
     async def start(*flags: str, game: Game | str = "examples.dots:game") -> Running:
-        config = parse_config(["--ws-port", "0", "--http-port", "0", *flags], {})
+        config = parse_config(
+            ["--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0", *flags], {})
         loaded = load_game(game) if isinstance(game, str) else game
         server = GameServer(config, loaded)
         await server.start()

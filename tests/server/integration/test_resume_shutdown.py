@@ -125,7 +125,8 @@ async def test_shutdown_is_bounded_when_clients_never_answer(serve: StartServer)
 @pytest.mark.timeout(40)
 async def test_sigterm_closes_clients_1001_and_exits_0(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
-        str(SERVER_BIN), "--ws-port", "0", "--http-port", "0", "--db",
+        str(SERVER_BIN), "--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0",
+        "--db",
         str(tmp_path / "astranet.db"), "--log-level", "info",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
