@@ -79,9 +79,10 @@ class MeasuredLink:
     def drain_snapshots(self) -> list[ReceivedSnapshot]:
         received = self.client.drain_snapshots()
         for item in received:
-            if item.epoch != self._epoch:  # a new session: the old seqs will never be acked
+            if item.epoch != self._epoch:
+                if self._epoch is not None:  # a new session: old seqs will never be applied
+                    self._pending.clear()  # (costs the samples of its first few inputs)
                 self._epoch = item.epoch
-                self._pending.clear()
             applied = item.message.last_input_seq
             if applied is None:
                 continue
