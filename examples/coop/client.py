@@ -45,7 +45,7 @@ from examples.coop import ARENA, DRONE, PLAYER, PROJECTILE, TEAM, encode_input, 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stdout for our own lines
 import pygame  # after the environment variable above, which it reads at import
 
-__all__ = ["BotPilot", "HumanPilot", "MeteredLink", "Renderer", "main", "run"]
+__all__ = ["BotPilot", "HumanPilot", "MeteredLink", "Pilot", "Renderer", "main", "run", "to_screen"]
 
 EXIT_OK, EXIT_CONNECT, EXIT_JOIN, EXIT_SESSION, EXIT_DISPLAY = 0, 2, 3, 4, 5
 PROG = "astranet-coop"
@@ -58,7 +58,8 @@ HUD_PX = 40  # score/wave bar at the top
 MARGIN_PX = 20
 ARENA_PX = 720  # 120 units across at 6 px per unit
 SCALE = ARENA_PX / (2.0 * ARENA)
-WINDOW_SIZE = (ARENA_PX + 2 * MARGIN_PX, ARENA_PX + HUD_PX + 2 * MARGIN_PX)
+FOOTER_PX = 40  # two lines under the arena: connection status, then the controls
+WINDOW_SIZE = (ARENA_PX + 2 * MARGIN_PX, HUD_PX + MARGIN_PX + ARENA_PX + FOOTER_PX)
 PLAYER_RADIUS_PX, DRONE_RADIUS_PX, SHOT_RADIUS_PX = 9, 5, 3
 AIM_LINE_PX = 26
 PLAYER_MAX_HP = 100.0
@@ -127,7 +128,7 @@ def _aim_to_nearest(view: RenderView, origin: np.ndarray, kind: int) -> float | 
     return math.atan2(nearest[1], nearest[0])
 
 
-class _Pilot:
+class Pilot:
     """Builds the input blob each time the prediction system asks (once per server tick)."""
 
     def __init__(self) -> None:
@@ -154,7 +155,7 @@ class _Pilot:
         raise NotImplementedError
 
 
-class HumanPilot(_Pilot):
+class HumanPilot(Pilot):
     """WASD/arrows, mouse aim (from the own avatar's screen position), left button/space."""
 
     def __init__(self) -> None:
@@ -177,7 +178,7 @@ class HumanPilot(_Pilot):
         return dx, dy, self.aim, fire
 
 
-class BotPilot(_Pilot):
+class BotPilot(Pilot):
     """Circles the centre (radius varies with time), aims at the nearest drone, fires."""
 
     def __init__(self, seed: int = 0) -> None:
@@ -218,6 +219,9 @@ class Renderer:
         self.overlay = pygame.Surface((330, 270), pygame.SRCALPHA)  # reused every frame
         self.show_overlay = True
         self.status_line = ""
+        self.controls_hint = self.font.render(  # rendered once: it never changes
+            "WASD/arrows move   mouse aim   click/space fire   F3/TAB overlay   Esc quit", True,
+            (140, 145, 160))
 
     def draw(self, view: RenderView, world: ClientWorld, link: MeteredLink, fps: float) -> None:
         screen = self.screen
@@ -266,9 +270,11 @@ class Renderer:
         text = (f"SCORE {score}    WAVE {wave}    players {players}    drones {drones}"
                 f"    hp {hp_text}")
         self.screen.blit(self.big_font.render(text, True, TEXT_COLOUR), (MARGIN_PX, 12))
+        footer_y = self.arena_rect.bottom + 4
+        self.screen.blit(self.controls_hint, (MARGIN_PX, footer_y + 18))
         if self.status_line:
             line = self.font.render(self.status_line, True, (255, 200, 120))
-            self.screen.blit(line, (MARGIN_PX, WINDOW_SIZE[1] - MARGIN_PX + 2))
+            self.screen.blit(line, (MARGIN_PX, footer_y))
 
     def _draw_overlay(self, view: RenderView, world: ClientWorld, link: MeteredLink,
                       fps: float) -> None:
@@ -365,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {reason}", file=sys.stderr)
         return EXIT_CONNECT
     link = MeteredLink(client)
-    pilot: _Pilot = BotPilot(args.seed) if args.bot else HumanPilot()
+    pilot: Pilot = BotPilot(args.seed) if args.bot else HumanPilot()
     world = ClientWorld(game, link, pilot, tick_hz=accepted.tick_hz)
     pilot.world = world
     try:

@@ -15,15 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astranet.client import ClientWorld
 from astranet.game import load_game
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
+from examples.coop import ARENA, PLAYER, decode_command, game
 from examples.coop.client import (
+    ARENA_PX,
     DRONE_COLOUR,
     EXIT_CONNECT,
     EXIT_JOIN,
+    HUD_PX,
+    MARGIN_PX,
     OWN_COLOUR,
     WINDOW_SIZE,
+    Pilot,
+    to_screen,
 )
 
 pytestmark = pytest.mark.timeout(40)
@@ -124,3 +131,47 @@ async def test_unknown_room_is_a_refused_join(server: GameServer) -> None:
     assert status == EXIT_JOIN
     assert "join refused: room_not_found" in stderr
     assert "Traceback" not in stderr + stdout
+
+
+# -- the pure pieces, without a window or a server ---------------------------------------------
+
+
+class _SilentLink:
+    """A link that never delivers anything (ClientWorld only stores it until stepped)."""
+
+    def now_ms(self) -> float:
+        return 0.0
+
+
+class _TriggerHeld(Pilot):
+    """A pilot whose player holds the trigger all the time."""
+
+    def decide(self) -> tuple[float, float, float, bool]:
+        return 0.0, 0.0, 0.0, True
+
+
+def test_fire_is_only_sent_when_the_weapon_is_ready() -> None:
+    world = ClientWorld(game, _SilentLink(), lambda: b"")  # type: ignore[arg-type]
+    try:
+        pilot = _TriggerHeld()
+        assert decode_command(pilot()).fire is False  # no world yet
+        pilot.world = world
+        store = world.local.sim.store
+        net_id = int(store.spawn(1, Body__kind=PLAYER, Health__hp=100, Weapon__cooldown=3)[0])
+        world.local.net_id, world.local.ready = net_id, True
+        assert decode_command(pilot()).fire is False  # cooling down
+        store["Weapon.cooldown"][store.rows([net_id])] = 0
+        assert decode_command(pilot()).fire is True
+        store["Health.hp"][store.rows([net_id])] = 0
+        assert decode_command(pilot()).fire is False  # downed
+    finally:
+        world.close()
+
+
+def test_to_screen_maps_the_arena_corners_with_y_up() -> None:
+    corners = np.array([[-ARENA, ARENA], [ARENA, -ARENA], [0.0, 0.0]])
+    screen = to_screen(corners)
+    top_left = (MARGIN_PX, HUD_PX + MARGIN_PX)
+    assert screen[0].tolist() == list(top_left)
+    assert screen[1].tolist() == [top_left[0] + ARENA_PX, top_left[1] + ARENA_PX]
+    assert screen[2].tolist() == [top_left[0] + ARENA_PX // 2, top_left[1] + ARENA_PX // 2]
