@@ -140,6 +140,7 @@ class Bot:
         self.client = GameClient(options, on_event=self._on_event)
         self.link = MeasuredLink(self.client)
         self.world: ClientWorld | None = None
+        self.joined = False
         self.room_id: str | None = None
         self.error: str | None = None
         self.disconnects = 0
@@ -158,6 +159,7 @@ class Bot:
         Raises the client's errors (``ConnectFailed``, ``RoomNotFound``, ...)."""
         accepted = await self.client.connect()
         self.room_id = accepted.room_id
+        self.joined = True
         self.world = ClientWorld(self.game, self.link, self.brain, tick_hz=accepted.tick_hz,
                                  world=f"astranet.bot.{self.index}")
         self.brain.bind(self.world.local.sim.store, accepted.entity)
@@ -170,6 +172,9 @@ class Bot:
             return
         self.brain.net_id = world.local.net_id  # same entity after a resume; set once joined
         world.step()
+        self._sample_rtt()
+
+    def _sample_rtt(self) -> None:
         now_ms = self.client.now_ms()
         if now_ms >= self._next_rtt_ms:
             self._next_rtt_ms = now_ms + RTT_SAMPLE_INTERVAL_MS
@@ -189,7 +194,7 @@ class Bot:
         recon = world.reconciliation.stats if world is not None else None
         return BotReport(
             bot=self.index, room_index=self.room_index, room_id=self.room_id,
-            style=self.personality.style.value, joined=world is not None,
+            style=self.personality.style.value, joined=self.joined,
             error=self.error or (str(error) if error is not None else None),
             kicked=close_code == KICK_CLOSE_CODE, close_code=close_code,
             disconnects=self.disconnects, reconnects=self.reconnects,

@@ -3,12 +3,13 @@
 Usage::
 
     astranet-bots [--url ws://127.0.0.1:8788] [--region us-east] [--game-mode coop]
-                  [--rooms 1] [--duration 10] [--workers 0] [--fps 30] [--seed 0] [--json]
+                  [--rooms 1] [--duration 10] [--workers 0] [--fps 30] [--seed 0] [--lite] [--json]
 
 ``AW_WS_URL`` and ``AW_REGION`` set the defaults of ``--url`` and ``--region`` (as for
 ``astranet-client``). Each bot is a real client (``GameClient`` + ``ClientWorld`` with
 prediction) steered by a seeded personality (:mod:`astranet.tools.brain`); rooms are formed
-exactly R x 4 and spread over worker processes (:mod:`astranet.tools.fleet`).
+exactly R x 4 and spread over worker processes (:mod:`astranet.tools.fleet`). ``--lite`` uses
+:class:`~astranet.tools.litebot.LiteBot` s instead: the same traffic, no prediction.
 
 Output: a table with one line per bot (room, style, RTT, input-to-snapshot p99, snapshots,
 corrections, max prediction error, disconnects, kicked) and a totals line; with ``--json``
@@ -148,13 +149,15 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=_positive(float), default=30.0,
                         help="frames per second each bot steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lite", action="store_true",
+                        help="LiteBots: real protocol traffic, no prediction (capacity runs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def fleet_config(args: argparse.Namespace, url: str) -> FleetConfig:
     return FleetConfig(url=url, region=args.region, game_mode=args.game_mode, rooms=args.rooms,
                        duration_s=args.duration, workers=args.workers, fps=args.fps,
-                       seed=args.seed)
+                       seed=args.seed, lite=args.lite)
 
 
 def _parser() -> argparse.ArgumentParser:

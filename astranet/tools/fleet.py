@@ -7,6 +7,9 @@ fresh esper worlds and its own event loop). Inside a worker one asyncio loop run
 network tasks and a single frame task that steps every joined bot's world in turn, 30 times a
 second (one clock per process, never a sleep per bot).
 
+With ``lite`` the bots are :class:`~astranet.tools.litebot.LiteBot` s (the same protocol
+traffic, no client-side simulation) so a small machine can load a server with more players.
+
 Rooms come out exactly R x 4: per room the first bot sends FindOrCreate with ``party_size``
 4 (the server holds the other three seats for 30 s), the other three JoinRoom that room id.
 
@@ -40,6 +43,7 @@ from astranet.client import ClientOptions
 from astranet.errors import AstranetError
 from astranet.game import load_game
 from astranet.tools.bot import Bot, BotReport
+from astranet.tools.litebot import LiteBot
 
 __all__ = [
     "BOTS_PER_ROOM",
@@ -69,6 +73,7 @@ class FleetConfig:
     seed: int = 0
     connect_concurrency: int = 4  # rooms joining at once per worker
     join_deadline_s: float = 60.0  # play starts then even if some workers are still joining
+    lite: bool = False  # LiteBot (no prediction, no decoding) instead of the full Bot
 
     def worker_count(self) -> int:
         wanted = self.workers or (os.cpu_count() or 1)
@@ -150,7 +155,8 @@ class _Worker:
         first = room_index * BOTS_PER_ROOM
 
         def make(seat: int, opts: ClientOptions) -> Bot:
-            bot = Bot(first + seat, room_index, opts, self.game, config.seed * 7919 + first + seat)
+            kind = LiteBot if config.lite else Bot
+            bot = kind(first + seat, room_index, opts, self.game, config.seed * 7919 + first + seat)
             self.bots.append(bot)
             return bot
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    astranet-loadtest [--rooms 25] [--duration 30] [--workers 0] [--fps 30] [--seed 0]
+    astranet-loadtest [--rooms 25] [--duration 30] [--workers 0] [--fps 30] [--seed 0] [--lite]
                       [--url ws://HOST:PORT --http-url http://HOST:PORT] [--region us-east]
                       [--out loadtest-out] [--interval 1.0] [--json]
 
@@ -249,8 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if server is not None:
             server.close()
-    title = (f"coop load test: {config.rooms} rooms x 4 bots, {config.worker_count()} bot"
-             f" workers")
+    title = (f"coop load test: {config.rooms} rooms x 4 {'lite ' if config.lite else ''}bots,"
+             f" {config.worker_count()} bot workers")
     all_rtts = [s for r in result.reports for s in r.rtt_samples_ms]
     all_latency = [s for r in result.reports for s in r.input_to_snapshot_ms]
     plots = write_plots(args.out, list(test.intervals), test.window, all_rtts, all_latency,

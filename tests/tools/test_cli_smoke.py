@@ -15,7 +15,7 @@ import pytest
 
 from astranet.tools import bots, loadtest
 from astranet.tools.plots import PLOT_NAMES
-from astranet.tools.serverproc import ServerProcess
+from astranet.tools.serverproc import ServerProcess, scrape
 
 LOADTEST_KEYS = {"clients", "late_tick_fraction", "tick_ms_p99",
                  "snapshot_bytes_per_client_per_s", "input_to_snapshot_ms_p99",
@@ -85,3 +85,16 @@ def test_loadtest_needs_both_urls() -> None:
     with pytest.raises(SystemExit) as exit_info:
         loadtest.main(["--url", "ws://127.0.0.1:9"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.timeout(60)
+def test_lite_bots_load_the_server_without_being_refused(
+        server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    status = bots.main(["--url", server.ws_url, "--rooms", "1", "--duration", "3", "--json",
+                        "--lite", "--seed", "9"])
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert status == 0
+    assert summary["clients"] == 4 and summary["rooms_full"] == 1 and summary["kicked"] == 0
+    assert summary["inputs_sent"] > 4 * 60 and summary["shots"] > 0
+    assert summary["predictions_compared"] == 0  # no ClientWorld: nothing predicted
+    assert scrape(server.http_url).input_violations == 0  # blind FIRE stays within the rate
