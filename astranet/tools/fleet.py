@@ -17,13 +17,13 @@ Phases (reported to the parent through one bounded queue):
 
 1. **join** -- each worker joins its rooms, ``connect_concurrency`` rooms at a time, stepping
    the bots that already joined; then reports ``ready``.
-2. **play** -- when every worker is ready (or ``join_deadline_s`` passed) the parent sets one
+2. **play** -- when every worker is ready (or ``join_deadline()`` passed) the parent sets one
    ``go`` event; every worker plays ``duration_s`` from then, so the measurement window is
    the same for all bots. Workers report ``progress`` every second.
 3. **done** -- Leave, and each worker sends its :class:`~astranet.tools.bot.BotReport` list.
 
 Limits: ``MAX_QUEUE_MESSAGES`` queued messages; the parent stops waiting after
-``duration_s + join_deadline_s + SHUTDOWN_GRACE_S`` and terminates the workers it started.
+``duration_s + join_deadline() + SHUTDOWN_GRACE_S`` and terminates the workers it started.
 Benchmark: ``astranet-loadtest`` (docs/loadtest.md).
 """
 
@@ -72,8 +72,14 @@ class FleetConfig:
     fps: float = 30.0  # frames per second each bot steps its world (one input per tick)
     seed: int = 0
     connect_concurrency: int = 4  # rooms joining at once per worker
-    join_deadline_s: float = 60.0  # play starts then even if some workers are still joining
+    join_deadline_s: float | None = None  # play starts then even if workers still join;
+    # None: 30 s + 0.5 s per room (an overloaded server accepts ~10 joins a second)
     lite: bool = False  # LiteBot (no prediction, no decoding) instead of the full Bot
+
+    def join_deadline(self) -> float:
+        if self.join_deadline_s is not None:
+            return self.join_deadline_s
+        return 30.0 + 0.5 * self.rooms
 
     def worker_count(self) -> int:
         wanted = self.workers or (os.cpu_count() or 1)
@@ -128,24 +134,40 @@ class _Worker:
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         frame_task = asyncio.create_task(self._frames())
+        joining = asyncio.create_task(self._join_all())
+        go = asyncio.ensure_future(loop.run_in_executor(None, self.go.wait))
         error: str | None = None
         try:
-            limit = asyncio.Semaphore(self.config.connect_concurrency)
-            await asyncio.gather(*(self._join_room(room, limit) for room in self.room_indices))
-            self._send("ready", joined=len(self.playing), bots=len(self.bots))
-            await asyncio.get_running_loop().run_in_executor(None, self.go.wait)
+            # Play starts at the parent's go, even if this worker is still joining (an
+            # overloaded server): the late joiners are cancelled at the end and reported.
+            await asyncio.wait({joining, go}, return_when=asyncio.FIRST_COMPLETED)
+            await go
             await asyncio.sleep(self.config.duration_s)  # the play phase's length
-        except AstranetError as exc:  # unexpected, but the parent still gets the reports
-            error = str(exc)
         finally:
+            joining.cancel()
+            try:
+                await joining
+            except asyncio.CancelledError:
+                pass
+            except AstranetError as exc:  # unexpected: the parent still gets the reports
+                error = str(exc)
             self._stop.set()
             await frame_task
             await asyncio.gather(*(bot.close() for bot in self.bots), return_exceptions=True)
+        for bot in self.bots:
+            if not bot.joined and bot.error is None:
+                bot.error = "still joining when the play phase ended"
         summary = WorkerSummary(self.index, len(self.bots), time.process_time(), self.frames,
                                 self.late_frames, self.lag_max_ms, error)
         self._send("done", reports=[bot.report().to_dict() for bot in self.bots],
                    summary=summary)
+
+    async def _join_all(self) -> None:
+        limit = asyncio.Semaphore(self.config.connect_concurrency)
+        await asyncio.gather(*(self._join_room(room, limit) for room in self.room_indices))
+        self._send("ready", joined=len(self.playing), bots=len(self.bots))
 
     async def _join_room(self, room_index: int, limit: asyncio.Semaphore) -> None:
         config = self.config
@@ -234,11 +256,11 @@ def run_fleet(config: FleetConfig, on_message: ProgressCallback | None = None) -
     ready: set[int] = set()
     done: set[int] = set()
     started = time.monotonic()
-    deadline = started + config.join_deadline_s + config.duration_s + SHUTDOWN_GRACE_S
+    deadline = started + config.join_deadline() + config.duration_s + SHUTDOWN_GRACE_S
     try:
         while len(done) < count and time.monotonic() < deadline:
             if not go.is_set() and (len(ready) == count
-                                    or time.monotonic() - started > config.join_deadline_s):
+                                    or time.monotonic() - started > config.join_deadline()):
                 go.set()
                 result.play_started = time.monotonic()
                 if on_message is not None:
