@@ -3,10 +3,12 @@
 
 * :mod:`astranet.tools.brain` -- seeded bot personalities (the input source of a ClientWorld)
 * :mod:`astranet.tools.bot` -- one bot through the real client library, and its report
+* :mod:`astranet.tools.litebot` -- a bot with the same traffic and no prediction (capacity)
 * :mod:`astranet.tools.fleet` -- R rooms x 4 bots over worker processes
 * :mod:`astranet.tools.bots` -- the ``astranet-bots`` command
 * :mod:`astranet.tools.serverproc` -- a server subprocess, ``/metrics`` and ``/proc`` sampling
-* :mod:`astranet.tools.loadtest` -- the ``astranet-loadtest`` command (live view, plots)
+* :mod:`astranet.tools.loadtest` -- the ``astranet-loadtest`` command (live view, summary)
+* :mod:`astranet.tools.plots` -- its PNGs
 
 Docs: docs/loadtest.md. Results: docs/benchmarks.md, "Load test (co-op bots)".
 """
@@ -14,6 +16,7 @@ Docs: docs/loadtest.md. Results: docs/benchmarks.md, "Load test (co-op bots)".
 from astranet.tools.bot import Bot, BotReport, MeasuredLink
 from astranet.tools.brain import BotBrain, Personality, Style
 from astranet.tools.fleet import FleetConfig, FleetResult, WorkerSummary, run_fleet
+from astranet.tools.litebot import LiteBot
 
 __all__ = [
     "Bot",
@@ -21,6 +24,7 @@ __all__ = [
     "BotReport",
     "FleetConfig",
     "FleetResult",
+    "LiteBot",
     "MeasuredLink",
     "Personality",
     "Style",
