@@ -42,25 +42,26 @@ from typing import Any
 
 import numpy as np
 from _loadclients import GROUP_SIZE, WorkerResult, worker_main
-from _loadserver import (
-    MetricsSample,
-    ServerProcess,
-    cpu_seconds,
-    histogram_quantile,
-    scrape,
-    start_py_spy,
-    summarise_collapsed,
-)
+from _loadserver import start_py_spy, summarise_collapsed
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from astranet.errors import AstranetError
+from astranet.tools.serverproc import (
+    MetricsSample,
+    ServerProcess,
+    cpu_seconds,
+    histogram_quantile,
+    scrape,
+)
 
 __all__ = ["LoadResult", "main", "run"]
 
 READY_TIMEOUT_S = 60.0  # 1,000 handshakes + joins on a busy 2-core box take a few seconds
 RESULT_GRACE_S = 30.0  # after the window: workers close sockets and pickle their samples
+# An overloaded server answers /metrics late (the HTTP side port shares the event loop).
+SCRAPE_TIMEOUT_S = 30.0
 
 
 class LoadRunError(AstranetError):
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
     pipes: list[Any] = []
-    with ServerProcess("examples.cubes:game", env, cpu=cpus[0] if pinned else None) as server:
+    with ServerProcess("examples.cubes:game", ("--regions", "us-east"), env=env,
+                       cpu=cpus[0] if pinned else None) as server:
         try:
             for groups in _split(args.rooms, workers):
                 parent_end, child_end = ctx.Pipe()
@@ -189,7 +191,7 @@ def _watch(server: ServerProcess, t0: float, t1: float, args: argparse.Namespace
            console: Console) -> tuple[tuple[MetricsSample, float], list[float]]:
     """Sample the server at t0 and t1 (plus CPU once a second for the plot)."""
     time.sleep(max(0.0, t0 - time.monotonic()))  # cross-process deadline: nothing to await
-    metrics0, cpu0 = scrape(server.http_port), cpu_seconds(server.pid)
+    metrics0, cpu0 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
     profiler = None if args.py_spy is None else start_py_spy(server.pid, args.duration,
                                                               args.py_spy)
     series: list[float] = []
@@ -204,7 +206,7 @@ def _watch(server: ServerProcess, t0: float, t1: float, args: argparse.Namespace
             series.append(100.0 * (cpu - last_cpu) / (t - last_t))
             last_cpu, last_t = cpu, t
             progress.update(task, completed=min(args.duration, t - t0))
-    metrics1, cpu1 = scrape(server.http_port), cpu_seconds(server.pid)
+    metrics1, cpu1 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
     if profiler is not None:
         profiler.wait(timeout=30)
     elapsed = time.monotonic() - t0
@@ -223,7 +225,7 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
                      "late_input_slots"):
             setattr(total, name, getattr(total, name) + getattr(r, name))
     per_client_s = max(1, clients) * args.duration
-    slots = window.tick_count + window.skipped_ticks
+    slots = window.ticks + window.skipped_ticks
 
     def pct(q: float) -> float:
         return float(np.percentile(latencies, q)) if len(latencies) else math.nan
@@ -232,12 +234,12 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
         clients=clients, rooms=args.rooms, entities=args.entities,
         moving_fraction=args.moving_fraction, duration_s=args.duration, workers=workers,
         pinned=pinned, server_cpu_percent=round(cpu_percent, 1),
-        ticks=int(window.tick_count), late_ticks=int(window.late_ticks),
+        ticks=int(window.ticks), late_ticks=int(window.late_ticks),
         skipped_ticks=int(window.skipped_ticks),
         late_tick_fraction=(window.late_ticks + window.skipped_ticks) / slots if slots else 0.0,
         tick_ms_p50=round(1000 * histogram_quantile(0.5, window.tick_buckets), 3),
         tick_ms_p99=round(1000 * histogram_quantile(0.99, window.tick_buckets), 3),
-        tick_ms_mean=round(1000 * window.tick_sum_s / max(1.0, window.tick_count), 3),
+        tick_ms_mean=round(1000 * window.tick_sum_s / max(1.0, window.ticks), 3),
         snapshot_bytes_per_client_per_s=round(total.snapshot_bytes / per_client_s, 1),
         snapshot_payload_bytes_per_client_per_s=round(
             total.snapshot_payload_bytes / per_client_s, 1),

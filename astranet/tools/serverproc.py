@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +72,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 class ServerProcess:
-    """``python -m astranet.server`` with the coop game on free ports (a context manager)."""
+    """``python -m astranet.server`` with the coop game on free ports (a context manager).
 
-    def __init__(self, game: str = "examples.coop:game", extra_args: Sequence[str] = ()) -> None:
+    ``env`` is added to this process's environment for the server (a game's settings);
+    ``cpu`` pins the server to that one CPU (``sched_setaffinity``) right after it starts.
+    """
+
+    def __init__(self, game: str = "examples.coop:game", extra_args: Sequence[str] = (), *,
+                 env: Mapping[str, str] | None = None, cpu: int | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="astranet-loadtest-")
         self.log_path = Path(self._dir.name) / "server.log"
         args = [sys.executable, "-m", "astranet.server", "--game", game,
@@ -82,7 +87,10 @@ class ServerProcess:
                 "--db", str(Path(self._dir.name) / "loadtest.db"), "--log-level", "info",
                 *extra_args]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
+        if cpu is not None:
+            os.sched_setaffinity(self.proc.pid, {cpu})
         self.ws_port, self.http_port = self._wait_listening()
 
     @property
