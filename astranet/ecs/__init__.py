@@ -25,7 +25,13 @@ from astranet.ecs.store import (
     ColumnStore,
     UnknownEntityError,
 )
-from astranet.ecs.world import EntityMirror, NetEntity, despawn_networked, spawn_networked
+from astranet.ecs.world import (
+    EntityMirror,
+    NetEntity,
+    WorldSwitch,
+    despawn_networked,
+    spawn_networked,
+)
 
 __all__ = [
     "DEFAULT_QUARANTINE",
@@ -45,6 +51,7 @@ __all__ = [
     "Schema",
     "SchemaError",
     "UnknownEntityError",
+    "WorldSwitch",
     "despawn_networked",
     "replicated",
     "spawn_networked",

@@ -8,7 +8,8 @@ per-tick math, which systems do on whole columns.
 Server: :func:`spawn_networked` / :func:`despawn_networked` create or delete esper entities and
 their rows together. Client: :class:`EntityMirror` follows the spawns and despawns a replica
 reports, creating and deleting esper entities in the current world.
-All functions act on esper's *current* world (call ``esper.switch_world(room_id)`` first).
+All functions act on esper's *current* world (call ``esper.switch_world(room_id)`` first, or
+enter a :class:`WorldSwitch`, which switches back on exit).
 Limits: none beyond the store's; the mirror's map holds one entry per live replicated entity.
 Benchmark: structural only, not on the hot path (benchmarks/tick.py covers the per-tick part).
 """
@@ -24,9 +25,30 @@ import numpy as np
 
 from astranet.ecs.store import ColumnStore
 
-__all__ = ["EntityMirror", "NetEntity", "despawn_networked", "spawn_networked"]
+__all__ = ["EntityMirror", "NetEntity", "WorldSwitch", "despawn_networked", "spawn_networked"]
 
 ComponentFactory = Callable[[int], Iterable[Any]]
+
+
+class WorldSwitch:
+    """Context manager: make ``world`` esper's current world, and the previous one on exit.
+
+    Synchronous only (never await inside: esper's current world is process-global). A small
+    slotted class rather than ``contextlib.contextmanager``: rooms enter it every tick.
+    """
+
+    __slots__ = ("_previous", "_world")
+
+    def __init__(self, world: str) -> None:
+        self._world = world
+        self._previous = "default"
+
+    def __enter__(self) -> None:
+        self._previous = esper.current_world
+        esper.switch_world(self._world)
+
+    def __exit__(self, *exc: object) -> None:
+        esper.switch_world(self._previous)
 
 
 @dataclass(slots=True)

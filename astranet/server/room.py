@@ -24,7 +24,7 @@ from typing import Protocol
 import esper
 import numpy as np
 
-from astranet.ecs import ColumnStore
+from astranet.ecs import ColumnStore, WorldSwitch
 from astranet.game import Game, SimContext
 from astranet.replication import (
     ClientBaseline,
@@ -105,9 +105,9 @@ class Room:
 
     # -- structure -------------------------------------------------------------------------
 
-    def activated(self) -> _WorldSwitch:
+    def activated(self) -> WorldSwitch:
         """Context manager: make this room's world esper's current one."""
-        return _WorldSwitch(self.world)
+        return WorldSwitch(self.world)
 
     def add_player(self, player_id: str, token_hash: bytes) -> Player:
         with self.activated():
@@ -171,19 +171,3 @@ class Room:
     def _subscribers(self) -> Iterator[Player]:
         return self.connected_players()
 
-
-class _WorldSwitch:
-    """Switch esper to a world and back; synchronous only (never await inside)."""
-
-    __slots__ = ("_previous", "_world")
-
-    def __init__(self, world: str) -> None:
-        self._world = world
-        self._previous = "default"
-
-    def __enter__(self) -> None:
-        self._previous = esper.current_world
-        esper.switch_world(self._world)
-
-    def __exit__(self, *exc: object) -> None:
-        esper.switch_world(self._previous)

@@ -9,7 +9,13 @@ import pytest
 
 from astranet.ecs.schema import Quantized, Schema, replicated
 from astranet.ecs.store import ColumnStore
-from astranet.ecs.world import EntityMirror, NetEntity, despawn_networked, spawn_networked
+from astranet.ecs.world import (
+    EntityMirror,
+    NetEntity,
+    WorldSwitch,
+    despawn_networked,
+    spawn_networked,
+)
 
 
 @replicated
@@ -50,3 +56,14 @@ def test_mirror_creates_and_deletes_entities() -> None:
     mirror.sync(np.zeros(0, dtype=np.uint32), np.array([9], dtype=np.uint32))
     assert sorted(mirror.entity_of) == [4] and not esper.entity_exists(ent)
     assert len(esper.get_component(NetEntity)) == 1
+
+
+def test_world_switch_enters_a_world_and_restores_the_previous_one(fresh_world: str) -> None:
+    other = uuid.uuid4().hex
+    try:
+        with pytest.raises(RuntimeError), WorldSwitch(other):
+            assert esper.current_world == other
+            raise RuntimeError
+        assert esper.current_world == fresh_world  # restored on an exception too
+    finally:
+        esper.delete_world(other)

@@ -16,7 +16,7 @@ import esper
 import numpy as np
 import pytest
 
-from astranet.ecs import ColumnStore
+from astranet.ecs import ColumnStore, WorldSwitch
 from astranet.game import SimContext
 from examples.coop import DRONE, TEAM, Command, fire_ready, game
 from examples.coop.input import STAND_STILL
@@ -38,8 +38,8 @@ class CoopWorld:
     def store(self) -> ColumnStore:
         return self.sim.store
 
-    def active(self) -> _Switch:
-        return _Switch(self.world)
+    def active(self) -> WorldSwitch:
+        return WorldSwitch(self.world)
 
     def join(self, player_id: str) -> int:
         with self.active():
@@ -77,21 +77,6 @@ class CoopWorld:
         state = {f.name: self.store[f.name].copy() for f in self.store.schema.fields}
         state["net_ids"] = np.asarray(self.store.net_ids).copy()
         return state
-
-
-class _Switch:
-    __slots__ = ("_previous", "_world")
-
-    def __init__(self, world: str) -> None:
-        self._world = world
-        self._previous = "default"
-
-    def __enter__(self) -> None:
-        self._previous = esper.current_world
-        esper.switch_world(self._world)
-
-    def __exit__(self, *exc: object) -> None:
-        esper.switch_world(self._previous)
 
 
 def scripted_command(world: CoopWorld, net_id: int, index: int) -> Command:
