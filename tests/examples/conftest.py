@@ -3,21 +3,24 @@
 :class:`CoopWorld` owns one esper world and one ColumnStore, runs ``Coop.setup`` in it, and
 steps it like ``astranet.server.room.Room`` does (check_input -> apply_input or STAND_STILL,
 then every processor), without sockets or replication. ``scripted_command`` is a deterministic
-bot: it circles, aims at the nearest drone and fires whenever its weapon is ready.
+bot: it circles, aims at the nearest drone and fires whenever its weapon is ready. ``server``
+is an in-process GameServer serving the coop game on 127.0.0.1 (free ports).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import esper
 import numpy as np
 import pytest
 
 from astranet.ecs import ColumnStore, WorldSwitch
-from astranet.game import SimContext
+from astranet.game import SimContext, load_game
+from astranet.server.app import GameServer
+from astranet.server.config import parse_config
 from examples.coop import DRONE, TEAM, Command, fire_ready, game
 from examples.coop.input import STAND_STILL
 
@@ -109,6 +112,19 @@ def make_world() -> Iterator[Callable[..., CoopWorld]]:
     yield make
     for world in made:
         world.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[GameServer]:
+    """An in-process GameServer serving the coop game on 127.0.0.1, free ports."""
+    config = parse_config(["--ws-port", "0", "--http-port", "0", "--host", "127.0.0.1",
+                           "--game", "examples.coop:game"], {})
+    running = GameServer(config, load_game(config.game))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.shutdown()
 
 
 def play(world: CoopWorld, players: list[int], ticks: int) -> None:

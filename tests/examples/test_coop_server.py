@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from astranet.game import load_game
 from astranet.net import ClientConnection, JoinAccepted, Snapshot
 from astranet.replication import Replica
 from astranet.server.app import GameServer
-from astranet.server.config import parse_config
 from examples.coop import DRONE, PLAYER, TEAM, encode_input, fire_ready
 from examples.coop.sim import wave_size
 
@@ -27,18 +25,6 @@ pytestmark = pytest.mark.timeout(30)
 RECV_TIMEOUT_S = 5.0
 # Snapshots to read at most while waiting for a condition (~10 s at 30 Hz).
 MAX_SNAPSHOTS = 300
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[GameServer]:
-    config = parse_config(["--ws-port", "0", "--http-port", "0", "--host", "127.0.0.1",
-                           "--game", "examples.coop:game"], {})
-    running = GameServer(config, load_game(config.game))
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.shutdown()
 
 
 class Player:

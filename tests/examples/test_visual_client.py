@@ -9,16 +9,13 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from astranet.client import ClientWorld
-from astranet.game import load_game
 from astranet.server.app import GameServer
-from astranet.server.config import parse_config
 from examples.coop import ARENA, PLAYER, decode_command, game
 from examples.coop.client import (
     ARENA_PX,
@@ -38,18 +35,6 @@ pytestmark = pytest.mark.timeout(40)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The client imports numpy/pygame and connects in about a second; 3 s of play on top.
 CLIENT_TIMEOUT_S = 25.0
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[GameServer]:
-    config = parse_config(["--ws-port", "0", "--http-port", "0", "--host", "127.0.0.1",
-                           "--game", "examples.coop:game"], {})
-    running = GameServer(config, load_game(config.game))
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.shutdown()
 
 
 async def run_client(*args: str) -> tuple[int, str, str]:
