@@ -258,6 +258,12 @@ class GameServer:
                 log.info("closing empty room %s", room.room_id)
                 self._close_room(room)
         self._update_occupancy()
+        self.report_storage()
+
+    def report_storage(self) -> None:
+        """Mirror the persistence layer's counters into /metrics (once a second)."""
+        for stat, value in self.persistence.counters().items():
+            self.metrics.storage.labels(stat=stat).set(value)
 
     def _has_holds(self, room: Room) -> bool:
         try:

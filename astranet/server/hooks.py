@@ -19,6 +19,7 @@ Limits: none here (a protocol); benchmark: benchmarks/checkpoint_overhead.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class Persistence(Protocol):
     async def close(self) -> None:
         """Flush everything queued (graceful shutdown) and release the database."""
 
+    def counters(self) -> Mapping[str, int]:
+        """Cumulative counts and queue depth for ``/metrics`` (read once a second)."""
+
 
 class NoPersistence:
     """Keeps nothing: for tests and throwaway servers."""
@@ -77,3 +81,6 @@ class NoPersistence:
 
     async def close(self) -> None:
         return None
+
+    def counters(self) -> Mapping[str, int]:
+        return {}

@@ -145,6 +145,14 @@ class ServerMetrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.storage = Gauge(
+            "storage",
+            "Storage writer: cumulative counts (checkpoints_written, writes_failed, ...) "
+            "and the current queue depth (pending_jobs)",
+            ["stat"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.input_violations = Counter(
             "input_violations",
             "Inputs refused by the game's movement-sanity check",

@@ -158,6 +158,18 @@ class StoragePersistence:
         # state, never ahead of it (the replay guard then only admits newer frames anyway).
         self.writer.submit_last_input_seqs(seqs)
 
+    def counters(self) -> dict[str, int]:
+        """The writer's counters, for ``/metrics`` (``astranet_storage{stat=...}``)."""
+        writer = self.writer
+        return {
+            "checkpoints_written": writer.checkpoints_written,
+            "checkpoints_coalesced": writer.checkpoints_coalesced,
+            "checkpoints_dropped": writer.checkpoints_dropped,
+            "writes_failed": writer.writes_failed,
+            "records_refused": self.records_refused,
+            "pending_jobs": writer.pending_jobs,
+        }
+
     async def close(self) -> None:
         """Flush every queued write (the shutdown checkpoint) and close the backend."""
         try:

@@ -137,3 +137,20 @@ async def test_a_checkpoint_holds_the_store_and_the_room_meta(
     assert set(checkpoint.state) == {*exported, ROOM_META_KEY}
     for name, array in exported.items():
         np.testing.assert_array_equal(checkpoint.state[name], array)
+
+
+async def test_the_storage_writer_counters_reach_metrics(durable: Durable, tmp_path: Path) -> None:
+    server = await durable.start(tmp_path / "metrics.db")
+    room = Room("FFFFFFFF", "us-east", "coop", game)
+    try:
+        server.persistence.room_created(room)
+        server.persistence.checkpoint([room], 1)
+        await server.persistence.writer.flush()  # type: ignore[attr-defined]
+    finally:
+        room.close()
+    server.report_storage()
+    text = server.metrics.render().decode()
+    written = [line for line in text.splitlines()
+               if line.startswith('astranet_storage{stat="checkpoints_written"}')]
+    assert written and float(written[0].split()[-1]) >= 1
+    assert 'astranet_storage{stat="writes_failed"} 0.0' in text
