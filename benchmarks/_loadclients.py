@@ -6,9 +6,29 @@ returned room id, so R groups give exactly R rooms of 4. Every client is a real
 :class:`~astranet.net.ClientConnection` (signed inputs, acks) over
 ``websockets.asyncio.client``.
 
-Timing: one task per worker sends every client's input at 30 Hz on an absolute schedule (no
-task-with-sleep per client). Clients are spread over ``PHASE_SLOTS`` phases of the period, as
-real clients' send times are spread relative to the server tick; the task wakes once per slot.
+Timing: one task per worker sends every client's input at 30 Hz (no task-with-sleep per
+client), in one of two input phases (``--input-phase``):
+
+* ``spread`` (default): on the worker's own absolute schedule, clients spread over
+  ``PHASE_SLOTS`` phases of the period, as naive clients' send times are spread relative to
+  the server tick; the task wakes once per slot. An input waits 0..1 period for the next tick.
+* ``aligned``: clients time their inputs to arrive just before the server tick, as real
+  netcode clients do. Each client estimates the tick schedule from its snapshots' arrival
+  times: ``phase = min(arrival - server_tick * period)`` over a sliding window of 1-2 s
+  (``PHASE_BLOCK`` snapshots per block, two blocks), a jitter-robust estimate of when tick 0
+  "arrived" in the client's clock (``time.monotonic``). The worker takes the earliest of its
+  clients' estimates (the one least delayed by the server's write order) and sends every
+  client's input in one burst ``lead_s`` before the next estimated tick ``k``; the input
+  *targets* tick ``k``. Caveat: snapshots leave the server only after the whole tick has
+  stepped (every room), so the estimate is the real tick start *plus* the server's shortest
+  tick-to-first-snapshot delay, and the lead must cover that delay, the burst's own length
+  and the server's reading of the burst (at 100 clients, N=1000, tick mean ~8 ms, leads of
+  6 / 10 / 14 / 18 ms missed ~100 / 49 / 0.8 / 0 % of targets: hence the 18 ms default; a
+  heavier server needs more). ``target_missed`` counts inputs first acknowledged by
+  a snapshot of a later tick than their target (they waited a whole extra period). Until the
+  first snapshot arrives the task sends nothing (as a real client would sync clocks first).
+  Skipped server ticks shift the schedule later; the window forgets the old phase in <= 2 s.
+
 Each client also has a reader task (one ``recv`` loop per socket is unavoidable) that acks
 every snapshot and records:
 
@@ -16,6 +36,9 @@ every snapshot and records:
 * input -> snapshot latency: from sending seq ``s`` to receiving the first snapshot whose
   ``last_input_seq >= s`` (``time.monotonic``, which is system-wide on Linux, so the parent
   can hand all workers one measurement window).
+
+Latency is always measured from the time the input was actually handed to the socket, in
+both phases.
 
 Conversation with the parent over a ``multiprocessing`` pipe: worker sends ``("ready", n)``
 or ``("error", text)``; parent sends ``("start", t0, t1)``; worker measures in [t0, t1),
@@ -45,8 +68,10 @@ from astranet.net import ClientConnection, ErrorMessage, Snapshot
 from examples.cubes import encode_input
 
 __all__ = [
+    "DEFAULT_INPUT_LEAD_MS",
     "GROUP_SIZE",
     "INPUT_HZ",
+    "INPUT_PHASES",
     "MAX_LATENCY_SAMPLES",
     "MAX_PENDING_INPUTS",
     "LoadClientError",
@@ -57,6 +82,9 @@ __all__ = [
 GROUP_SIZE = 4  # one room's capacity (WIRE rule 2)
 INPUT_HZ = 30
 PHASE_SLOTS = 10  # send phases per input period: a 300 Hz wake-up spreading clients
+INPUT_PHASES = ("spread", "aligned")
+DEFAULT_INPUT_LEAD_MS = 18.0  # > the server's tick-to-snapshot delay + burst + read at 100 clients
+PHASE_BLOCK = INPUT_HZ  # snapshots per block of the sliding-window phase minimum (~1 s)
 # 2 s of inputs at 30 Hz: an input unanswered for that long is a stall, not latency.
 MAX_PENDING_INPUTS = 64
 # 1,000 clients x 30 Hz x 60 s = 1.8 M; keep the pickled result a few tens of MB at most.
@@ -82,27 +110,51 @@ class WorkerResult:
     inputs_sent: int = 0
     disconnects: int = 0
     latency_overflow: int = 0
-    input_slots: int = 0  # phase-slot wake-ups of the input task
+    input_slots: int = 0  # wake-ups of the input task (phase slots; periods when aligned)
     late_input_slots: int = 0  # wake-ups more than half a slot late (the worker was behind)
+    targeted_inputs: int = 0  # aligned: answered inputs that had a target tick
+    target_missed: int = 0  # ... whose first acking snapshot was of a later tick
     cpu_s: float = 0.0  # this worker's own CPU seconds inside the window
     latencies_s: array = field(default_factory=lambda: array("d"))
 
 
 class _Client:
-    """One player: protocol state, socket, and its unanswered inputs."""
+    """One player: protocol state, socket, its unanswered inputs and tick-phase estimate."""
 
-    __slots__ = ("conn", "pending", "ws")
+    __slots__ = ("conn", "pending", "phase_cur", "phase_n", "phase_prev", "ws")
 
     def __init__(self, conn: ClientConnection, ws: WsClient) -> None:
         self.conn = conn
         self.ws = ws
-        self.pending: deque[tuple[int, float]] = deque()  # (seq, sent_at), oldest first
+        # (seq, sent_at, target tick or -1), oldest first
+        self.pending: deque[tuple[int, float, int]] = deque()
+        # Sliding-window minimum of (arrival - server_tick * period): two blocks of PHASE_BLOCK.
+        self.phase_cur = math.inf
+        self.phase_prev = math.inf
+        self.phase_n = 0
+
+    def observe_phase(self, value: float) -> None:
+        if value < self.phase_cur:
+            self.phase_cur = value
+        self.phase_n += 1
+        if self.phase_n >= PHASE_BLOCK:
+            self.phase_prev, self.phase_cur, self.phase_n = self.phase_cur, math.inf, 0
+
+    @property
+    def phase(self) -> float:
+        """Estimated arrival time of tick 0's snapshot (inf before any snapshot)."""
+        return min(self.phase_prev, self.phase_cur)
 
 
 class _Worker:
-    def __init__(self, ws_url: str, groups: int) -> None:
+    def __init__(self, ws_url: str, groups: int, input_phase: str = "spread",
+                 input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000) -> None:
+        if input_phase not in INPUT_PHASES:
+            raise ValueError(f"input_phase: expected one of {INPUT_PHASES}, got {input_phase!r}")
         self.ws_url = ws_url
         self.groups = groups
+        self.aligned = input_phase == "aligned"
+        self.input_lead_s = input_lead_s
         self.clients: list[_Client] = []
         self.result = WorkerResult()
         self.measuring = False
@@ -151,6 +203,7 @@ class _Worker:
     async def read_loop(self, client: _Client) -> None:
         conn, ws, result = client.conn, client.ws, self.result
         pending = client.pending
+        aligned, period_s = self.aligned, 1.0 / INPUT_HZ
         try:
             async for data in ws:
                 now = time.monotonic()
@@ -160,15 +213,20 @@ class _Worker:
                         continue
                     conn.ack(msg.id)
                     seq = msg.last_input_seq
+                    if aligned:
+                        client.observe_phase(now - msg.server_tick * period_s)
                     if self.measuring:
                         result.snapshots += 1
                         result.snapshot_bytes += len(data)
                         result.snapshot_payload_bytes += len(msg.payload)
                         result.full_snapshots += msg.base_id is None
                     while pending and seq is not None and pending[0][0] <= seq:
-                        _, sent_at = pending.popleft()
+                        _, sent_at, target = pending.popleft()
                         if self.measuring and len(result.latencies_s) < MAX_LATENCY_SAMPLES:
                             result.latencies_s.append(now - sent_at)
+                        if self.measuring and target >= 0:
+                            result.targeted_inputs += 1
+                            result.target_missed += msg.server_tick > target
                 for out in conn.data_to_send():
                     await ws.send(out)
                 if conn.close_expected() is not None:
@@ -180,6 +238,9 @@ class _Worker:
 
     async def input_loop(self) -> None:
         """Send every client's input at INPUT_HZ, one phase slot of clients per wake-up."""
+        if self.aligned:
+            await self._aligned_input_loop()
+            return
         slot_s = 1.0 / (INPUT_HZ * PHASE_SLOTS)
         slots = [self.clients[i::PHASE_SLOTS] for i in range(PHASE_SLOTS)]
         blobs = _circle_blobs()
@@ -193,22 +254,59 @@ class _Worker:
             if self.measuring:
                 result.input_slots += 1
                 result.late_input_slots += loop.time() - deadline > slot_s / 2
-            blob = blobs[(n // PHASE_SLOTS) % len(blobs)]
-            for client in slots[n % PHASE_SLOTS]:
-                if client.conn.close_expected() is not None:
-                    continue
-                seq = client.conn.send_input(blob)
-                for out in client.conn.data_to_send():
-                    with contextlib.suppress(WsConnectionClosed):
-                        await client.ws.send(out)
-                if len(client.pending) >= MAX_PENDING_INPUTS:
-                    client.pending.popleft()
-                    result.latency_overflow += self.measuring
-                client.pending.append((seq, time.monotonic()))
-                result.inputs_sent += self.measuring
+            await self._send_inputs(slots[n % PHASE_SLOTS],
+                                    blobs[(n // PHASE_SLOTS) % len(blobs)], -1)
             n += 1
             if self.stopping:
                 return
+
+    async def _aligned_input_loop(self) -> None:
+        """Send every client's input in one burst ``input_lead_s`` before the estimated tick."""
+        period_s = 1.0 / INPUT_HZ
+        late_s = period_s / PHASE_SLOTS / 2  # the same threshold as a spread slot's
+        lead_s = self.input_lead_s
+        blobs = _circle_blobs()
+        result = self.result
+        last_target = -1
+        n = 0
+        while True:
+            phase = min((c.phase for c in self.clients), default=math.inf)
+            if math.isinf(phase):
+                # No snapshot yet: send nothing. An untimed input followed by timed ones can
+                # put two frames into one tick (a standing queue of one frame until the
+                # server's drain rule removes it, a period of extra latency meanwhile).
+                await asyncio.sleep(period_s)
+                if self.stopping:
+                    return
+                continue
+            # The next tick we can still send ahead of (never one already targeted).
+            target = max(last_target + 1,
+                         math.ceil((time.monotonic() + lead_s - phase) / period_s))
+            deadline = phase + target * period_s - lead_s
+            last_target = target
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            if self.measuring:
+                result.input_slots += 1
+                result.late_input_slots += time.monotonic() - deadline > late_s
+            await self._send_inputs(self.clients, blobs[n % len(blobs)], target)
+            n += 1
+            if self.stopping:
+                return
+
+    async def _send_inputs(self, clients: list[_Client], blob: bytes, target: int) -> None:
+        result = self.result
+        for client in clients:
+            if client.conn.close_expected() is not None:
+                continue
+            seq = client.conn.send_input(blob)
+            for out in client.conn.data_to_send():
+                with contextlib.suppress(WsConnectionClosed):
+                    await client.ws.send(out)
+            if len(client.pending) >= MAX_PENDING_INPUTS:
+                client.pending.popleft()
+                result.latency_overflow += self.measuring
+            client.pending.append((seq, time.monotonic(), target))  # actual send time
+            result.inputs_sent += self.measuring
 
     def start_traffic(self) -> None:
         """Start reading (and acking) and sending inputs: the warm-up runs before the window."""
@@ -235,8 +333,9 @@ def _circle_blobs(steps: int = INPUT_HZ) -> list[bytes]:
     return [encode_input(0.95 * math.cos(a), 0.95 * math.sin(a)) for a in angles]
 
 
-async def _serve(pipe: Connection, ws_url: str, groups: int) -> None:
-    worker = _Worker(ws_url, groups)
+async def _serve(pipe: Connection, ws_url: str, groups: int, input_phase: str,
+                 input_lead_s: float) -> None:
+    worker = _Worker(ws_url, groups, input_phase, input_lead_s)
     try:
         await worker.join_all()
     except (OSError, TimeoutError, WsConnectionClosed, AstranetError) as exc:
@@ -255,9 +354,10 @@ async def _serve(pipe: Connection, ws_url: str, groups: int) -> None:
     pipe.send(("result", worker.result))
 
 
-def worker_main(pipe: Connection, ws_url: str, groups: int) -> None:
+def worker_main(pipe: Connection, ws_url: str, groups: int, input_phase: str = "spread",
+                input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000) -> None:
     """Process entry point (``multiprocessing`` target)."""
     try:
-        asyncio.run(_serve(pipe, ws_url, groups))
+        asyncio.run(_serve(pipe, ws_url, groups, input_phase, input_lead_s))
     finally:
         pipe.close()

@@ -15,6 +15,13 @@ send signed inputs at 30 Hz and ack every snapshot; after ``--warmup`` seconds w
 * input -> snapshot latency p50/p99: from sending seq ``s`` to the first snapshot with
   ``last_input_seq >= s`` (exact, every input of every client).
 
+``--input-phase`` picks when clients send: ``spread`` (default; comparable with earlier
+numbers) spreads them over the period, so an input waits 0..1 period for the next tick;
+``aligned`` times every input ``--input-lead-ms`` before the next server tick as estimated from
+snapshot arrival times (details and caveats in benchmarks/_loadclients.py), as real netcode
+clients do. ``input_target_miss_fraction`` (aligned only) is the share of inputs applied a tick
+later than the one they were timed for: the lead was too short for them.
+
 Clients run in ``--workers`` separate processes (benchmarks/_loadclients.py), so their CPU is
 never counted as the server's. By default (``--pin``, on a machine with >= 2 cores) the server
 is pinned to CPU 0 and the clients to the other CPUs, so client load cannot delay a tick.
@@ -22,7 +29,8 @@ is pinned to CPU 0 and the clients to the other CPUs, so client load cannot dela
 Usage::
 
     .venv/bin/python benchmarks/server_load.py --entities 1000 --moving-fraction 0.1 \\
-        --rooms 25 --duration 20 [--json] [--plot docs/img --label n1000]
+        --rooms 25 --duration 20 [--input-phase aligned [--input-lead-ms 18]] \\
+        [--json] [--plot docs/img --label n1000]
 
 Results: docs/benchmarks.md, section "Server load".
 """
@@ -41,7 +49,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _loadclients import GROUP_SIZE, WorkerResult, worker_main
+from _loadclients import (
+    DEFAULT_INPUT_LEAD_MS,
+    GROUP_SIZE,
+    INPUT_PHASES,
+    WorkerResult,
+    worker_main,
+)
 from _loadserver import start_py_spy, summarise_collapsed
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -79,6 +93,8 @@ class LoadResult:
     duration_s: float
     workers: int
     pinned: bool
+    input_phase: str
+    input_lead_ms: float | None  # aligned only
     server_cpu_percent: float
     ticks: int
     late_ticks: int
@@ -97,6 +113,7 @@ class LoadResult:
     input_to_snapshot_ms_max: float
     latency_samples: int
     latency_overflow: int
+    input_target_miss_fraction: float | None  # aligned only
     disconnects: int
     client_late_slot_fraction: float
     client_cpu_percent: float
@@ -112,6 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--workers", type=int, default=0,
                         help="client processes (default: 1 up to 200 clients, else 2)")
+    parser.add_argument("--input-phase", choices=INPUT_PHASES, default="spread",
+                        help="spread: client sends spread over the period (default); aligned: "
+                             "timed to arrive just before the estimated server tick")
+    parser.add_argument("--input-lead-ms", type=float, default=DEFAULT_INPUT_LEAD_MS,
+                        help="aligned: send this long before the estimated tick "
+                             f"(default {DEFAULT_INPUT_LEAD_MS:g})")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the server to CPU 0 and the clients elsewhere")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -123,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rooms < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rooms must be >= 1, --duration > 0, --warmup >= 0")
+    if not 0 <= args.input_lead_ms < 1000 / 30:
+        parser.error("--input-lead-ms must be in [0, one period = 33.3)")
     return args
 
 
@@ -160,7 +185,9 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
         try:
             for groups in _split(args.rooms, workers):
                 parent_end, child_end = ctx.Pipe()
-                proc = ctx.Process(target=worker_main, args=(child_end, server.ws_url, groups),
+                proc = ctx.Process(target=worker_main,
+                                   args=(child_end, server.ws_url, groups, args.input_phase,
+                                         args.input_lead_ms / 1000.0),
                                    daemon=True)
                 proc.start()
                 if pinned:
@@ -222,9 +249,10 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
     for r in results:
         for name in ("snapshots", "snapshot_bytes", "snapshot_payload_bytes", "full_snapshots",
                      "inputs_sent", "disconnects", "latency_overflow", "input_slots",
-                     "late_input_slots"):
+                     "late_input_slots", "targeted_inputs", "target_missed"):
             setattr(total, name, getattr(total, name) + getattr(r, name))
     per_client_s = max(1, clients) * args.duration
+    aligned = args.input_phase == "aligned"
     slots = window.ticks + window.skipped_ticks
 
     def pct(q: float) -> float:
@@ -233,7 +261,9 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
     result = LoadResult(
         clients=clients, rooms=args.rooms, entities=args.entities,
         moving_fraction=args.moving_fraction, duration_s=args.duration, workers=workers,
-        pinned=pinned, server_cpu_percent=round(cpu_percent, 1),
+        pinned=pinned, input_phase=args.input_phase,
+        input_lead_ms=args.input_lead_ms if aligned else None,
+        server_cpu_percent=round(cpu_percent, 1),
         ticks=int(window.ticks), late_ticks=int(window.late_ticks),
         skipped_ticks=int(window.skipped_ticks),
         late_tick_fraction=(window.late_ticks + window.skipped_ticks) / slots if slots else 0.0,
@@ -250,6 +280,8 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
         input_to_snapshot_ms_p99=round(pct(99), 2),
         input_to_snapshot_ms_max=round(pct(100), 2),
         latency_samples=len(latencies), latency_overflow=total.latency_overflow,
+        input_target_miss_fraction=(total.target_missed / max(1, total.targeted_inputs)
+                                    if aligned else None),
         disconnects=total.disconnects,
         client_late_slot_fraction=total.late_input_slots / max(1, total.input_slots),
         client_cpu_percent=round(100.0 * sum(r.cpu_s for r in results) / args.duration, 1),

@@ -52,6 +52,29 @@ def test_smoke_run_reports_every_key_with_sane_values() -> None:
     assert 0 < report["input_to_snapshot_ms_p50"] <= report["input_to_snapshot_ms_p99"]
     assert report["latency_samples"] > 0 and report["latency_overflow"] == 0
     assert report["server_cpu_percent"] > 0
+    assert report["input_phase"] == "spread"
+    assert report["input_lead_ms"] is None and report["input_target_miss_fraction"] is None
+
+
+@pytest.mark.timeout(90)
+def test_smoke_run_with_inputs_aligned_to_the_server_tick() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--entities", "100", "--rooms", "1", "--duration", "3",
+         "--warmup", "1", "--json", "--no-progress", "--input-phase", "aligned",
+         "--input-lead-ms", "10"],
+        capture_output=True, text=True, timeout=80, cwd=ROOT, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in REQUIRED_KEYS:
+        assert key in report, key
+    assert report["input_phase"] == "aligned" and report["input_lead_ms"] == 10.0
+    assert report["clients"] == 4 and report["disconnects"] == 0
+    assert report["server_exit_code"] == 0
+    assert report["inputs_per_client_per_s"] > 0
+    assert report["latency_samples"] > 0 and report["latency_overflow"] == 0
+    assert 0 < report["input_to_snapshot_ms_p50"] <= report["input_to_snapshot_ms_p99"]
+    assert 0.0 <= report["input_target_miss_fraction"] <= 1.0  # timing is not asserted
 
 
 def test_moving_subset_is_the_requested_fraction_evenly_spread() -> None:
