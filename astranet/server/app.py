@@ -20,7 +20,6 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Iterable
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection as WebSocket
@@ -369,7 +368,6 @@ class GameServer:
         self._update_occupancy()
 
     def _on_leave(self, session: Session) -> None:
-        session.left = True
         player, room = session.player, session.room
         if player is None or room is None:
             return
@@ -423,6 +421,3 @@ class GameServer:
         players = sum(len(room.players) for room in self.rooms.values())
         self.metrics.set_occupancy(connections=len(self.sessions), rooms=len(self.rooms),
                                    players=players)
-
-    def connected(self) -> Iterable[Session]:
-        return iter(self.sessions)

@@ -145,6 +145,12 @@ class ServerMetrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.snapshots_skipped = Counter(
+            "snapshots_skipped",
+            "Snapshots replaced by a newer one before a slow client's socket took them",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.storage = Gauge(
             "storage",
             "Storage writer: cumulative counts (checkpoints_written, writes_failed, ...) "

@@ -99,7 +99,7 @@ class Room:
             add_system(InputIngestionSystem(game, self._input_queues, self.ingestion),
                        Stage.INPUT)
             self.replication = add_system(
-                SnapshotReplicationSystem(self.history, self.fanout, self._subscribers),
+                SnapshotReplicationSystem(self.history, self.fanout, self.connected_players),
                 Stage.REPLICATE)
             game.setup(self.sim)
 
@@ -167,7 +167,4 @@ class Room:
 
     def _input_queues(self) -> Iterator[InputQueue]:
         return (p.inputs for p in self.players.values())
-
-    def _subscribers(self) -> Iterator[Player]:
-        return self.connected_players()
 

@@ -60,8 +60,6 @@ class Session:
         )
         self.room: Room | None = None
         self.player: Player | None = None
-        self.left = False  # said Leave: the seat is freed, not held
-        self.snapshots_skipped = 0
         self._pending_snapshot: Snapshot | None = None
         self._wake = asyncio.Event()
         self.closed = asyncio.Event()  # set once the socket is done
@@ -83,7 +81,7 @@ class Session:
             self.server.note_oversized_snapshot(self, exc)
             return
         if self._pending_snapshot is not None:
-            self.snapshots_skipped += 1
+            self.server.metrics.snapshots_skipped.inc()
         self._pending_snapshot = message
         self._wake.set()
 

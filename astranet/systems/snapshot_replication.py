@@ -45,7 +45,7 @@ class SnapshotReplicationSystem(esper.Processor):
         self.history = history
         self.fanout = fanout
         self.subscribers = subscribers
-        self.payload_bytes = 0  # bytes of payload handed out (for /metrics)
+        self.payload_bytes = 0  # payload bytes handed to subscribers (a skipped one counts)
 
     def process(self, sim: SimContext) -> None:
         snapshot = self.history.capture(sim.tick)
