@@ -122,12 +122,12 @@ def encode_delta(schema: Schema, current: Snapshot, base: Snapshot | None = None
         kept[common_base] = True
         despawn_ids = base_ids[~kept]
 
-    field_changed = [
-        _rows_differ(c[common_cur], b[common_base])
-        for c, b in zip(current.codes, base.codes, strict=True)
-    ]
-    any_changed = np.logical_or.reduce(field_changed) if field_changed else None
-    updated = np.flatnonzero(any_changed) if any_changed is not None else np.zeros(0, np.intp)
+    # Rows present in both, gathered once (views when nothing spawned or despawned).
+    cur_common = [c[common_cur] for c in current.codes]
+    base_common = [b[common_base] for b in base.codes]
+    field_changed = [_rows_differ(c, b) for c, b in zip(cur_common, base_common, strict=True)]
+    any_changed = np.logical_or.reduce(field_changed)  # a Schema has at least one field
+    updated = np.flatnonzero(any_changed)
 
     parts = [HEADER.pack(FORMAT_VERSION, flags, len(schema), schema.fingerprint,
                          len(spawn_rows), len(despawn_ids), len(updated), len(cur_ids))]
@@ -140,11 +140,8 @@ def encode_delta(schema: Schema, current: Snapshot, base: Snapshot | None = None
         for comp, bits in enumerate(field.encoding.code_bits):
             parts.append(pack_bits(spawned[:, comp], bits))
     if len(updated):
-        assert any_changed is not None
         parts.append(_pack_mask(any_changed))
         parts.extend(_pack_mask(changed[updated]) for changed in field_changed)
-        cur_common = [c[common_cur] for c in current.codes]
-        base_common = [b[common_base] for b in base.codes]
         for f, field in enumerate(schema.fields):
             rows = updated[field_changed[f][updated]]
             if len(rows) == 0:
