@@ -54,6 +54,7 @@ __all__ = [
     "StateLayout",
     "compare_prediction",
     "read_rows",
+    "row_of",
     "write_row",
 ]
 
@@ -113,15 +114,24 @@ def read_rows(store: ColumnStore, rows: npt.ArrayLike | slice = slice(None)) -> 
 
 def write_row(store: ColumnStore, net_id: int, state: np.ndarray) -> None:
     """Write one entity's flat ``state`` back into its columns (the inverse of read_rows)."""
+    columns = store.columns()
+    sizes = [int(np.prod(column.shape[1:], dtype=np.int64)) for column in columns]
+    if sum(sizes) != state.shape[0]:  # checked first: a wrong width must not write half a row
+        raise PredictionError(f"state has {state.shape[0]} columns, the store {sum(sizes)}")
     row = int(store.rows([net_id])[0])
     start = 0
-    for column in store.columns():
-        size = int(np.prod(column.shape[1:], dtype=np.int64))
+    for column, size in zip(columns, sizes, strict=True):
         values = state[start:start + size]
         column[row] = values.reshape(column.shape[1:]) if column.ndim > 1 else values[0]
         start += size
-    if start != state.shape[0]:
-        raise PredictionError(f"state has {state.shape[0]} columns, the store {start}")
+
+
+def row_of(net_ids: np.ndarray, values: np.ndarray, net_id: int) -> np.ndarray | None:
+    """``values``' row for ``net_id`` in ascending ``net_ids`` (None if it is not there)."""
+    index = int(np.searchsorted(net_ids, net_id))
+    if index < net_ids.shape[0] and int(net_ids[index]) == net_id:
+        return values[index]
+    return None
 
 
 @dataclass(frozen=True, slots=True)

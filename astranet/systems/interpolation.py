@@ -33,7 +33,7 @@ from astranet.replication.interpolation import (
     InterpolationStatus,
     SnapshotBuffer,
 )
-from astranet.replication.prediction import CorrectionSmoother, StateLayout
+from astranet.replication.prediction import CorrectionSmoother, StateLayout, row_of
 
 if TYPE_CHECKING:
     from astranet.systems.clock_sync import ClientFrame
@@ -58,10 +58,7 @@ class RenderView:
         return self.values[:, self.layout.slices[name]]
 
     def row(self, net_id: int) -> np.ndarray | None:
-        index = int(np.searchsorted(self.net_ids, net_id))
-        if index < self.net_ids.shape[0] and int(self.net_ids[index]) == net_id:
-            return self.values[index]
-        return None
+        return row_of(self.net_ids, self.values, net_id)
 
 
 @dataclass(slots=True)
@@ -69,9 +66,6 @@ class InterpolationStats:
     frames: int = 0
     sampled: int = 0  # frames with something buffered
     extrapolated: int = 0  # frames past the newest snapshot (starving)
-    #: Sum over sampled frames of (estimated server tick time now - render time): how old the
-    #: drawn remote state is; divide by ``sampled`` for the mean.
-    display_lag_ms_total: float = 0.0
 
 
 class InterpolationSystem(esper.Processor):
@@ -115,9 +109,6 @@ class InterpolationSystem(esper.Processor):
         net_ids, values = sampled.net_ids, np.array(sampled.values, dtype=np.float64)
         if sampled.status is not InterpolationStatus.EMPTY:
             self.stats.sampled += 1
-            now_tick_ms = (frame.server_tick * tick_ms if frame.server_tick is not None
-                           else arriving_ms)
-            self.stats.display_lag_ms_total += now_tick_ms - render_ms
         if sampled.status in (InterpolationStatus.EXTRAPOLATING,
                               InterpolationStatus.HOLDING_NEWEST):
             self.stats.extrapolated += 1

@@ -31,6 +31,7 @@ import numpy as np
 
 from astranet.game import Game, InputError, SimContext
 from astranet.replication.prediction import PredictionHistory, StateLayout, read_rows
+from astranet.systems.input_ingestion import MAX_INPUT_CREDIT
 
 if TYPE_CHECKING:
     from astranet.systems.clock_sync import ClientFrame, ClientLink
@@ -39,7 +40,7 @@ __all__ = ["MAX_INPUT_STEPS_PER_FRAME", "LocalPlayer", "PredictionSystem", "deco
 
 # The server banks at most 3 inputs of credit per player (systems.input_ingestion); sending more
 # in one frame would only queue them there. A longer stall drops the missed steps instead.
-MAX_INPUT_STEPS_PER_FRAME = 3
+MAX_INPUT_STEPS_PER_FRAME = MAX_INPUT_CREDIT
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ from astranet.replication.prediction import (
     CorrectionSmoother,
     compare_prediction,
     read_rows,
+    row_of,
     write_row,
 )
 
@@ -151,7 +152,7 @@ class ReconciliationSystem(esper.Processor):
         # A new session: adopt the server's state (the history was just cleared).
         rewind = frame.reconnected
         for applied in frame.applied:
-            server_state = _row_of(applied, net_id)
+            server_state = row_of(applied.net_ids, applied.rows, net_id)
             if server_state is None:
                 continue
             outcome = compare_prediction(local.history, applied.last_input_seq, server_state,
@@ -190,11 +191,3 @@ class ReconciliationSystem(esper.Processor):
         stats.exact += error <= self.tolerance
         stats.max_error = max(stats.max_error, error)
         stats.errors.append(error)
-
-
-def _row_of(applied: AppliedSnapshot, net_id: int) -> np.ndarray | None:
-    """The local avatar's flat row in an applied snapshot (None if it is not in it)."""
-    index = int(np.searchsorted(applied.net_ids, net_id))
-    if index < applied.net_ids.shape[0] and int(applied.net_ids[index]) == net_id:
-        return applied.rows[index]
-    return None

@@ -32,13 +32,13 @@ from astranet.systems.prediction import MAX_INPUT_STEPS_PER_FRAME
 from astranet.tools.bot import Bot
 from astranet.tools.brain import WANDER_RADIUS
 from examples.coop import encode_input
+from examples.coop.sim import FIRE_INTERVAL_INPUTS, PLAYER_SPEED
 
 __all__ = ["SAFE_FIRE_GAP", "LiteBot"]
 
-# The weapon fires once every 6 applied inputs; 2 more of slack for a dropped input or two.
-SAFE_FIRE_GAP = 8
-TICK_S = 1.0 / 30.0  # the coop server's default tick; one input per tick
-PLAYER_SPEED = 12.0  # units/s at full input (examples/coop/sim.py), for dead reckoning
+# The weapon fires once every FIRE_INTERVAL_INPUTS applied inputs; 2 more of slack for a
+# dropped input or two.
+SAFE_FIRE_GAP = FIRE_INTERVAL_INPUTS + 2
 
 
 class LiteBot(Bot):
@@ -54,13 +54,14 @@ class LiteBot(Bot):
         self.applied_seq = 0  # the server's last_input_seq
         self.last_fire_seq: int | None = None
         self.ticks = 0
-        self.snapshots_acked = 0
+        self.tick_s = 1.0 / 30.0  # one input per server tick; set from JoinAccepted.tick_hz
         self._accumulated_s = 0.0
         self._last_ms: float | None = None
 
     async def join(self) -> str:
         accepted = await self.client.connect()
         self.room_id = accepted.room_id
+        self.tick_s = 1.0 / accepted.tick_hz
         self.joined = True
         return accepted.room_id
 
@@ -69,15 +70,14 @@ class LiteBot(Bot):
             return
         for received in self.link.drain_snapshots():
             self.link.ack(received.message.id)
-            self.snapshots_acked += 1
             if received.message.last_input_seq is not None:
                 self.applied_seq = max(self.applied_seq, received.message.last_input_seq)
         now_ms = self.client.now_ms()
         if self._last_ms is not None:
             self._accumulated_s += (now_ms - self._last_ms) / 1000.0
         self._last_ms = now_ms
-        steps = min(int(self._accumulated_s / TICK_S), MAX_INPUT_STEPS_PER_FRAME)
-        self._accumulated_s = min(self._accumulated_s - steps * TICK_S, TICK_S)
+        steps = min(int(self._accumulated_s / self.tick_s), MAX_INPUT_STEPS_PER_FRAME)
+        self._accumulated_s = min(self._accumulated_s - steps * self.tick_s, self.tick_s)
         for _ in range(steps):
             self._send_one()
         self._sample_rtt()
@@ -97,7 +97,7 @@ class LiteBot(Bot):
                                                 self.aim, fire))
         if seq is None:
             return
-        step = PLAYER_SPEED * TICK_S * p.speed
+        step = PLAYER_SPEED * self.tick_s * p.speed
         self.position = (x + step * math.cos(self.heading), y + step * math.sin(self.heading))
         if fire:
             self.last_fire_seq = seq
@@ -107,6 +107,3 @@ class LiteBot(Bot):
         if self.last_fire_seq is None:
             return self.applied_seq > 0  # the first snapshot: the weapon starts cooled
         return self.applied_seq >= self.last_fire_seq + SAFE_FIRE_GAP
-
-    async def close(self) -> None:
-        await self.client.close()
