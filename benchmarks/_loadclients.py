@@ -328,7 +328,7 @@ class _Worker:
 
 def _circle_blobs(steps: int = INPUT_HZ) -> list[bytes]:
     """Inputs turning through a full circle each second: avatars keep moving (and changing)
-    without hitting a wall. Radius 0.95: a unit diagonal can round past the sanity limit."""
+    without hitting a wall. Radius 0.95 keeps the figures comparable with earlier runs."""
     angles = [2 * math.pi * i / steps for i in range(steps)]
     return [encode_input(0.95 * math.cos(a), 0.95 * math.sin(a)) for a in angles]
 

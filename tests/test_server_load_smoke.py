@@ -155,3 +155,12 @@ def test_scalar_avatar_step_matches_the_vectorised_reference(x: float, y: float,
     moved = np.clip(start + np.array([dx, dy]) / 127.0 * AVATAR_SPEED / 30, 0.0, BOX)
     assert store["Cube.pos"][0].tolist() == (np.round(moved * GRID) / GRID).astype(
         np.float32).tolist()
+
+
+def test_cubes_accepts_every_unit_direction_its_own_encoder_produces() -> None:
+    game = Cubes(10, 0.1)
+    for i in range(360):
+        angle = 2 * math.pi * i / 360
+        command = game.decode_input(encode_input(math.cos(angle), math.sin(angle)))
+        assert game.check_input(None, 0, command) is None, (i, command)  # type: ignore[arg-type]
+    assert game.check_input(None, 0, (127, 127)) == "impossible speed"  # type: ignore[arg-type]

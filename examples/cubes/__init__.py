@@ -38,6 +38,7 @@ from astranet.ecs import ColumnStore, NetEntity, Quantized, Schema, replicated
 from astranet.errors import ConfigurationError
 from astranet.game import Game, InputError, SimContext
 from astranet.systems import Stage, add_system
+from examples.dots import MAX_INPUT_NORM_SQUARED, encode_input
 
 __all__ = [
     "BOX",
@@ -62,17 +63,12 @@ MAX_SCENERY_SPEED = 50.0  # units per second; 1.7 units (107 codes) per tick at 
 MAX_CUBES = 100_000
 ENTITIES_ENV = "ASTRANET_CUBES_ENTITIES"
 MOVING_FRACTION_ENV = "ASTRANET_CUBES_MOVING_FRACTION"
-_INPUT = struct.Struct("<bb")
+_INPUT = struct.Struct("<bb")  # the dots blob: int8 dx, int8 dy (examples.dots.encode_input)
 
 
 @replicated
 class Cube:
     pos = Quantized(0.0, BOX, 1 / GRID, size=2)
-
-
-def encode_input(dx: float, dy: float) -> bytes:
-    """The input blob for a direction with components in [-1, 1]."""
-    return _INPUT.pack(round(max(-1.0, min(1.0, dx)) * 127), round(max(-1.0, min(1.0, dy)) * 127))
 
 
 def snap(values: np.ndarray) -> np.ndarray:
@@ -179,7 +175,7 @@ class Cubes(Game):
 
     def check_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> str | None:
         dx, dy = command
-        if dx * dx + dy * dy > 127 * 127 + 1:  # +1: rounding of a unit diagonal
+        if dx * dx + dy * dy > MAX_INPUT_NORM_SQUARED:  # dots' bound: allows rounded diagonals
             return "impossible speed"
         return None
 
