@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from astranet.errors import ProtocolError
-from astranet.net.limits import I64_MIN, U32_MAX, U64_MAX
+from astranet.net.limits import I64_MIN, MAX_CLOSE_REASON_BYTES, U32_MAX, U64_MAX
 
 ErrorClass = type[ProtocolError]
 
@@ -24,6 +24,12 @@ ROOM_ID_RE = re.compile(r"[A-Za-z0-9]{8}")
 GAME_MODE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 _PREVIEW_CHARS = 32  # keeps error texts short whatever the peer sent
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds: 123 bytes of UTF-8, never half a character."""
+    encoded = reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES]
+    return encoded.decode("utf-8", "ignore")
 
 
 def preview(value: Any) -> str:

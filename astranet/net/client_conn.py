@@ -30,6 +30,7 @@ import time
 from collections import deque
 
 from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
+from astranet.net._fields import close_reason
 from astranet.net.limits import (
     MAX_ACK_HISTORY,
     MAX_MESSAGE_BYTES,
@@ -220,7 +221,7 @@ class ClientConnection:
     def fail(self, code: int, reason: str = "") -> None:
         """Decide to close (the first close wins); further input is ignored."""
         if self._close is None:
-            self._close = (code, reason[:123])
+            self._close = (code, close_reason(reason))
             self.phase = ClientPhase.CLOSED
 
     def reset_transport(self) -> None:

@@ -61,8 +61,8 @@ from astranet.errors import (
     ReplayedInput,
     UnknownMessageType,
 )
+from astranet.net._fields import close_reason
 from astranet.net.limits import (
-    MAX_CLOSE_REASON_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_MESSAGE_BYTES,
     MAX_PENDING_EVENTS,
@@ -352,7 +352,5 @@ class ServerConnection:
     def _close_with(self, code: int, reason: str) -> None:
         if self._close is not None:
             return
-        # A close frame holds at most 123 bytes of UTF-8 reason.
-        encoded = reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES]
-        self._close = (code, encoded.decode("utf-8", "ignore"))
+        self._close = (code, close_reason(reason))
         self.phase = ServerPhase.CLOSED

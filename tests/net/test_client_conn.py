@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from astranet.errors import InvalidState, LocalProtocolError, PayloadTooLarge
@@ -142,3 +143,15 @@ def test_clock_supplies_default_times() -> None:
     _, ping, frame = sent(client)
     assert ping == m.Ping(1, 12345)
     assert frame.tick_ms == 12345
+
+
+def test_a_close_reason_quoting_multibyte_text_fits_a_close_frame() -> None:
+    from astranet.net.limits import MAX_CLOSE_REASON_BYTES
+
+    client = ClientConnection()
+    client.hello()
+    client.receive_data(msgpack.packb({"t": "MatchResult", "room_id": "é" * 40}))
+    code, reason = client.close_expected()  # type: ignore[misc]
+    assert code == 1002
+    assert reason.startswith("bad server message")
+    assert len(reason.encode("utf-8")) <= MAX_CLOSE_REASON_BYTES
