@@ -166,7 +166,9 @@ class FindOrCreate(Message):
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
-        f.check_str("region", self.region, MAX_REGION_CHARS, err)
+        # A peer's over-long region is still just a region this server does not serve: the
+        # server answers unknown_region naming its regions (rule 2), not malformed.
+        f.check_str("region", self.region, MAX_MESSAGE_BYTES if remote else MAX_REGION_CHARS, err)
         f.check_str("game_mode", self.game_mode, MAX_MESSAGE_BYTES, err)
         f.check_any_int("party_size", self.party_size, err)
         refuse = BadRequest if remote else LocalProtocolError

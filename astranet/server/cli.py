@@ -27,7 +27,7 @@ async def run(config: ServerConfig) -> None:
     """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully.
 
     Persistence is the SQLite file ``config.db`` (created if missing), checkpointed every
-    ``config.checkpoint_interval`` seconds (0: only at shutdown). An unusable database raises
+    ``config.checkpoint_interval`` seconds (the flag requires > 0) and at shutdown. An unusable database raises
     :class:`StorageError` whose message starts with the file's path (``main`` exits 2).
     """
     game = load_game(config.game)

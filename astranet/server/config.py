@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 PROG = "astranet-server"
-# The eventual default is "examples.coop:game"; the lead switches it once that module exists.
+# WIRE.md: astranet-server alone serves something playable, the co-op example.
 DEFAULT_GAME = "examples.coop:game"
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east", "us-west", "eu-central")
 SIG_FAILURE_POLICIES: tuple[str, ...] = ("kick", "warn")

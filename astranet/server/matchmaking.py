@@ -352,7 +352,7 @@ class Matchmaker:
     def _check_region(self, region: str) -> None:
         if region not in self.regions:
             raise UnknownRegion(
-                f"unknown region {region!r}; this server serves: " + ", ".join(self.regions)
+                f"unknown region {region[:64]!r}; this server serves: " + ", ".join(self.regions)
             )
 
     def _check_game_mode(self, game_mode: str) -> None:

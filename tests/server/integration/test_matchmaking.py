@@ -146,3 +146,15 @@ async def test_forty_simultaneous_find_or_create_never_overfill(running: Running
     held = {r.room_id: r.held_seats for r in running.server.matchmaker.rooms()}
     for room in listed:
         assert room["players"] + held[room["room_id"]] <= 4
+
+
+@pytest.mark.timeout(10)
+async def test_an_over_long_region_is_an_unknown_region_naming_the_served_ones(
+        running: Running) -> None:
+    client = await running.client()
+    await client.hello()
+    await client.send_raw(msgpack.packb(
+        {"t": "FindOrCreate", "region": "x" * 200, "game_mode": "coop", "party_size": 1}))
+    error = await client.expect(ErrorMessage)
+    assert error.code == "unknown_region"
+    assert "us-east" in error.message
