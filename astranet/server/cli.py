@@ -27,8 +27,9 @@ async def run(config: ServerConfig) -> None:
     """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully.
 
     Persistence is the SQLite file ``config.db`` (created if missing), checkpointed every
-    ``config.checkpoint_interval`` seconds (the flag requires > 0) and at shutdown. An unusable database raises
-    :class:`StorageError` whose message starts with the file's path (``main`` exits 2).
+    ``config.checkpoint_interval`` seconds (the flag requires > 0) and at shutdown. An unusable
+    database raises :class:`StorageError` whose message starts with the file's path (``main``
+    exits 2).
     """
     game = load_game(config.game)
     try:
