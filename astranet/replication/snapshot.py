@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_RING", "Snapshot", "SnapshotHistory", "capture", "empty_snap
 # 64 snapshots = 2.1 s at 30 Hz: longer than any RTT we serve, so a client acking normally
 # always has its base in the ring; older bases get a full snapshot instead.
 DEFAULT_RING = 64
-_MAX_SNAPSHOT_ID = (1 << 32) - 1
+MAX_SNAPSHOT_ID = (1 << 32) - 1  # ids are u32 on the wire
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -99,7 +99,7 @@ class SnapshotHistory:
 
     def capture(self, tick: int) -> Snapshot:
         """Capture the store as the next snapshot id and push it (evicting the oldest)."""
-        if self._next_id > _MAX_SNAPSHOT_ID:
+        if self._next_id > MAX_SNAPSHOT_ID:
             raise InvalidState("snapshot id space (u32) exhausted")
         snap = capture(self.store, self._next_id, tick)
         self._next_id += 1
@@ -108,6 +108,18 @@ class SnapshotHistory:
         while len(self._ring) > self.capacity:
             self._ring.popitem(last=False)
         return snap
+
+    @property
+    def next_id(self) -> int:
+        """The id the next capture will get."""
+        return self._next_id
+
+    def resume_from(self, next_id: int) -> None:
+        """Continue numbering at ``next_id`` (clamped to u32), e.g. above the ids a previous
+        server process sent; only before the first capture."""
+        if self._ring:
+            raise InvalidState("resume_from() after snapshots were captured")
+        self._next_id = max(1, min(MAX_SNAPSHOT_ID, next_id))
 
     def get(self, snapshot_id: int | None) -> Snapshot | None:
         """The snapshot with that id if it is still in the ring, else None."""

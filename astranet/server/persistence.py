@@ -52,6 +52,7 @@ import numpy as np
 
 from astranet.ecs import NetEntity
 from astranet.errors import AstranetError, StorageError
+from astranet.replication.snapshot import MAX_SNAPSHOT_ID
 from astranet.server.matchmaking import DEFAULT_CAPACITY
 from astranet.server.room import Player, Room
 from astranet.storage import (
@@ -82,7 +83,6 @@ ROOM_META_VERSION = 1
 #: Slack added to "ticks since the checkpoint" on restore: covers a late tick's catch-up burst
 #: (at most 4 ticks, astranet.server.scheduler) and the gap between a tick and its saved_at.
 RESTORE_MARGIN_S = 1.0
-_MAX_SNAPSHOT_ID = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +136,7 @@ class StoragePersistence:
                             lambda: self.writer.submit_player(record))
 
     def player_left(self, room: Room, player: Player) -> None:
-        left_at = time.time()
-        self._submit_record(f"departure of player {player.player_id}",
-                            lambda: self.writer.submit_player_left(player.player_id, left_at))
+        self._submit_departure(player.player_id, time.time())
 
     def checkpoint(self, rooms: list[Room], tick: int) -> None:
         """Queue every room's state at ``tick`` and the players' applied seqs (copied now)."""
@@ -146,7 +144,7 @@ class StoragePersistence:
         seqs: dict[str, int] = {}
         for room in rooms:
             state = room.store.export_state()
-            state[ROOM_META_KEY] = np.array([ROOM_META_VERSION, _next_snapshot_id(room)],
+            state[ROOM_META_KEY] = np.array([ROOM_META_VERSION, room.history.next_id],
                                             dtype=np.int64)
             # A dropped checkpoint (queue full) leaves the previous one valid; the writer
             # counts it, and the next interval retries.
@@ -167,6 +165,7 @@ class StoragePersistence:
             "checkpoints_dropped": writer.checkpoints_dropped,
             "writes_failed": writer.writes_failed,
             "records_refused": self.records_refused,
+            "seq_batches_dropped": writer.seq_batches_dropped,
             "pending_jobs": writer.pending_jobs,
         }
 
@@ -213,9 +212,7 @@ class StoragePersistence:
             for gone in (p for p in seated if p not in kept):
                 log.warning("player %s joined room %s after its last checkpoint; seat dropped",
                             gone.player_id, record.room_id)
-                self._submit_record(f"departure of player {gone.player_id}",
-                                    lambda pid=gone.player_id: self.writer.submit_player_left(
-                                        pid, now))
+                self._submit_departure(gone.player_id, now)
             players_dropped += len(seated) - len(kept)
             try:
                 server.matchmaker.restore_room(
@@ -255,8 +252,7 @@ class StoragePersistence:
                 f"into game {server.game.name!r}: {exc}; start with another --db or the game "
                 f"that wrote it") from exc
         # Snapshot ids must exceed every id the old process sent (Replica ignores lower ids).
-        # SnapshotHistory has no public setter; the ring is empty, so only the counter moves.
-        room.history._next_id = min(_MAX_SNAPSHOT_ID, next_id + ticks_since)
+        room.history.resume_from(next_id + ticks_since)
         room.tick = room.sim.tick = checkpoint.tick
         with room.activated():
             live = room.store.contains  # drop setup's tags for entities the checkpoint lacks
@@ -277,18 +273,15 @@ class StoragePersistence:
             else:
                 esper.create_entity(NetEntity(record.entity_net_id))
 
+    def _submit_departure(self, player_id: str, left_at: float) -> None:
+        self._submit_record(f"departure of player {player_id}",
+                            lambda: self.writer.submit_player_left(player_id, left_at))
+
     def _drop_room(self, room_id: str, seated: list[PlayerRecord], now: float) -> None:
         for player in seated:
-            self._submit_record(f"departure of player {player.player_id}",
-                                lambda pid=player.player_id: self.writer.submit_player_left(
-                                    pid, now))
+            self._submit_departure(player.player_id, now)
         self._submit_record(f"close of room {room_id}",
                             lambda: self.writer.submit_close_room(room_id, now))
-
-
-def _next_snapshot_id(room: Room) -> int:
-    latest = room.history.latest
-    return 1 if latest is None else latest.id + 1
 
 
 def _saved_next_snapshot_id(checkpoint: Checkpoint) -> int:
@@ -296,7 +289,7 @@ def _saved_next_snapshot_id(checkpoint: Checkpoint) -> int:
     if meta is None or meta.shape != (2,) or int(meta[0]) != ROOM_META_VERSION:
         raise StorageError(f"checkpoint has no version-{ROOM_META_VERSION} {ROOM_META_KEY!r}")
     next_id = int(meta[1])
-    if not 1 <= next_id <= _MAX_SNAPSHOT_ID:
+    if not 1 <= next_id <= MAX_SNAPSHOT_ID:
         raise StorageError(f"checkpoint's next snapshot id {next_id} is out of range")
     return next_id
 
