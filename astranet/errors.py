@@ -75,8 +75,9 @@ class ProtocolError(AstranetError):
     code: str = "malformed"
     close_code: int | None = None
 
-    def __init__(self, message: str = "", *, code: str | None = None,
-                 close_code: int | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, code: str | None = None, close_code: int | None = None
+    ) -> None:
         super().__init__(message or self.__class__.__name__)
         if code is not None:
             self.code = code

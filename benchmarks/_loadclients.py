@@ -147,8 +147,13 @@ class _Client:
 
 
 class _Worker:
-    def __init__(self, ws_url: str, groups: int, input_phase: str = "spread",
-                 input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        groups: int,
+        input_phase: str = "spread",
+        input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000,
+    ) -> None:
         if input_phase not in INPUT_PHASES:
             raise ValueError(f"input_phase: expected one of {INPUT_PHASES}, got {input_phase!r}")
         self.ws_url = ws_url
@@ -254,8 +259,9 @@ class _Worker:
             if self.measuring:
                 result.input_slots += 1
                 result.late_input_slots += loop.time() - deadline > slot_s / 2
-            await self._send_inputs(slots[n % PHASE_SLOTS],
-                                    blobs[(n // PHASE_SLOTS) % len(blobs)], -1)
+            await self._send_inputs(
+                slots[n % PHASE_SLOTS], blobs[(n // PHASE_SLOTS) % len(blobs)], -1
+            )
             n += 1
             if self.stopping:
                 return
@@ -280,8 +286,7 @@ class _Worker:
                     return
                 continue
             # The next tick we can still send ahead of (never one already targeted).
-            target = max(last_target + 1,
-                         math.ceil((time.monotonic() + lead_s - phase) / period_s))
+            target = max(last_target + 1, math.ceil((time.monotonic() + lead_s - phase) / period_s))
             deadline = phase + target * period_s - lead_s
             last_target = target
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
@@ -333,8 +338,9 @@ def _circle_blobs(steps: int = INPUT_HZ) -> list[bytes]:
     return [encode_input(0.95 * math.cos(a), 0.95 * math.sin(a)) for a in angles]
 
 
-async def _serve(pipe: Connection, ws_url: str, groups: int, input_phase: str,
-                 input_lead_s: float) -> None:
+async def _serve(
+    pipe: Connection, ws_url: str, groups: int, input_phase: str, input_lead_s: float
+) -> None:
     worker = _Worker(ws_url, groups, input_phase, input_lead_s)
     try:
         await worker.join_all()
@@ -354,8 +360,13 @@ async def _serve(pipe: Connection, ws_url: str, groups: int, input_phase: str,
     pipe.send(("result", worker.result))
 
 
-def worker_main(pipe: Connection, ws_url: str, groups: int, input_phase: str = "spread",
-                input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000) -> None:
+def worker_main(
+    pipe: Connection,
+    ws_url: str,
+    groups: int,
+    input_phase: str = "spread",
+    input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000,
+) -> None:
     """Process entry point (``multiprocessing`` target)."""
     try:
         asyncio.run(_serve(pipe, ws_url, groups, input_phase, input_lead_s))

@@ -27,8 +27,21 @@ def start_py_spy(pid: int, duration_s: float, out: Path) -> subprocess.Popen[byt
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
         raise ServerStartError("--py-spy needs py-spy: .venv/bin/pip install py-spy")
-    args = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s))),
-            "--rate", "200", "--format", "raw", "--nonblocking", "-o", str(out)]
+    args = [
+        str(py_spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, round(duration_s))),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--nonblocking",
+        "-o",
+        str(out),
+    ]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -96,14 +96,30 @@ class ModeResult:
     checkpoints_written: int
 
 
-async def run_once(db: Path, *, checkpoints_on: bool, rooms: int, entities: int,
-                   duration_s: float, tick_hz: int) -> tuple[np.ndarray, np.ndarray, int]:
-    config = parse_config(["--ws-port", "0", "--http-port", "0", "--db", str(db),
-                           "--tick-hz", str(tick_hz), "--log-level", "warning"], {})
+async def run_once(
+    db: Path, *, checkpoints_on: bool, rooms: int, entities: int, duration_s: float, tick_hz: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    config = parse_config(
+        [
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(db),
+            "--tick-hz",
+            str(tick_hz),
+            "--log-level",
+            "warning",
+        ],
+        {},
+    )
     persistence = await open_sqlite_persistence(
-        db, checkpoint_interval=1.0 if checkpoints_on else 0.0)
-    server = TimedServer(config, Cubes(entities=entities, moving_fraction=0.1),
-                         persistence=persistence)
+        db, checkpoint_interval=1.0 if checkpoints_on else 0.0
+    )
+    server = TimedServer(
+        config, Cubes(entities=entities, moving_fraction=0.1), persistence=persistence
+    )
     await server.start()
     try:
         for _ in range(rooms):
@@ -120,12 +136,20 @@ async def run_once(db: Path, *, checkpoints_on: bool, rooms: int, entities: int,
     return durations, cpu, persistence.writer.checkpoints_written
 
 
-def summarise(mode: str, durations_s: np.ndarray, cpu_s: np.ndarray,
-              checkpoints: int) -> ModeResult:
+def summarise(
+    mode: str, durations_s: np.ndarray, cpu_s: np.ndarray, checkpoints: int
+) -> ModeResult:
     ms = durations_s * 1000.0
-    return ModeResult(mode, len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
-                      float(ms.max()), float(ms.mean()), float(cpu_s.mean() * 1000.0),
-                      checkpoints)
+    return ModeResult(
+        mode,
+        len(ms),
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        float(ms.max()),
+        float(ms.mean()),
+        float(cpu_s.mean() * 1000.0),
+        checkpoints,
+    )
 
 
 def main() -> None:
@@ -145,27 +169,46 @@ def main() -> None:
         for pair in range(args.repeat):
             for mode in ("off", "on"):
                 db = Path(folder) / f"{mode}-{pair}.db"
-                durations, cpu_s, checkpoints = asyncio.run(run_once(
-                    db, checkpoints_on=mode == "on", rooms=args.rooms, entities=args.entities,
-                    duration_s=args.duration, tick_hz=args.tick_hz))
+                durations, cpu_s, checkpoints = asyncio.run(
+                    run_once(
+                        db,
+                        checkpoints_on=mode == "on",
+                        rooms=args.rooms,
+                        entities=args.entities,
+                        duration_s=args.duration,
+                        tick_hz=args.tick_hz,
+                    )
+                )
                 runs[mode].append(durations)
                 cpu[mode].append(cpu_s)
                 written[mode] += checkpoints
-    results = [summarise(mode, np.concatenate(runs[mode]), np.concatenate(cpu[mode]),
-                         written[mode]) for mode in runs]
+    results = [
+        summarise(mode, np.concatenate(runs[mode]), np.concatenate(cpu[mode]), written[mode])
+        for mode in runs
+    ]
     off, on = results
     ratio = on.p99_ms / off.p99_ms
     if args.json:
-        print(json.dumps({"results": [asdict(r) for r in results], "p99_ratio": ratio,
-                          "args": vars(args)}, indent=2))
+        print(
+            json.dumps(
+                {"results": [asdict(r) for r in results], "p99_ratio": ratio, "args": vars(args)},
+                indent=2,
+            )
+        )
         return
-    print(f"{args.rooms} rooms x {PLAYERS_PER_ROOM} players, cubes N={args.entities}, "
-          f"{args.tick_hz} Hz, {args.repeat} x {args.duration:g} s per mode")
-    print(f"{'mode':<5} {'ticks':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'mean ms':>8} "
-          f"{'cpu ms':>8} {'checkpoints':>11}")
+    print(
+        f"{args.rooms} rooms x {PLAYERS_PER_ROOM} players, cubes N={args.entities}, "
+        f"{args.tick_hz} Hz, {args.repeat} x {args.duration:g} s per mode"
+    )
+    print(
+        f"{'mode':<5} {'ticks':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'mean ms':>8} "
+        f"{'cpu ms':>8} {'checkpoints':>11}"
+    )
     for r in results:
-        print(f"{r.mode:<5} {r.ticks:>6} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.max_ms:>8.3f} "
-              f"{r.mean_ms:>8.3f} {r.cpu_mean_ms:>8.3f} {r.checkpoints_written:>11}")
+        print(
+            f"{r.mode:<5} {r.ticks:>6} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.max_ms:>8.3f} "
+            f"{r.mean_ms:>8.3f} {r.cpu_mean_ms:>8.3f} {r.checkpoints_written:>11}"
+        )
     print(f"p99 on/off = {ratio:.3f} (goal <= 1.10)")
 
 

@@ -73,8 +73,9 @@ class BenchRoom:
                 turns = math.atan2(nearest[1], nearest[0]) / (2 * math.pi)
                 aim = round((turns - math.floor(turns)) * 256) % 256
             phase = self.sim.tick / 40 + i * math.pi / 2
-            commands[net_id] = Command(int(60 * math.cos(phase)), int(60 * math.sin(phase)),
-                                       aim, fire_ready(store, net_id))
+            commands[net_id] = Command(
+                int(60 * math.cos(phase)), int(60 * math.sin(phase)), aim, fire_ready(store, net_id)
+            )
         return commands
 
     def tick(self) -> tuple[float, dict[str, float], float]:
@@ -127,8 +128,12 @@ def measure(drones: int, ticks: int, reps: int, seed: int) -> dict[str, float | 
             replicate_ms.append(replicated * 1000)
             for name, seconds in per_system.items():
                 system_ms.setdefault(name, []).append(seconds * 1000)
-        last = {"delta_bytes": room.delta_bytes, "full_bytes": room.full_bytes(),
-                "drones_left": room.count(DRONE), "projectiles": room.count(PROJECTILE)}
+        last = {
+            "delta_bytes": room.delta_bytes,
+            "full_bytes": room.full_bytes(),
+            "drones_left": room.count(DRONE),
+            "projectiles": room.count(PROJECTILE),
+        }
         room.close()
     return {
         "drones": drones,
@@ -153,17 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"coop tick, {PLAYERS} players firing, {args.ticks} ticks x {args.reps} reps "
-          "(medians; simulation = inputs + 4 systems)")
-    print(f"{'drones':>6} {'tick ms':>8} {'p90 ms':>7} {'chase':>6} {'shots':>6} {'combat':>7} "
-          f"{'wave':>6} {'cap+enc':>8} {'delta B':>8} {'full B':>7} {'left':>5}")
+    print(
+        f"coop tick, {PLAYERS} players firing, {args.ticks} ticks x {args.reps} reps "
+        "(medians; simulation = inputs + 4 systems)"
+    )
+    print(
+        f"{'drones':>6} {'tick ms':>8} {'p90 ms':>7} {'chase':>6} {'shots':>6} {'combat':>7} "
+        f"{'wave':>6} {'cap+enc':>8} {'delta B':>8} {'full B':>7} {'left':>5}"
+    )
     for r in results:
         s = r["systems_ms"]
-        print(f"{r['drones']:>6} {r['tick_ms']:>8.3f} {r['tick_p90_ms']:>7.3f} "
-              f"{s['DroneSystem']:>6.3f} {s['ProjectileSystem']:>6.3f} "
-              f"{s['CombatSystem']:>7.3f} {s['WaveSystem']:>6.3f} "
-              f"{r['capture_encode_ms']:>8.3f} {r['delta_bytes']:>8} {r['full_bytes']:>7} "
-              f"{r['drones_left']:>5}")
+        print(
+            f"{r['drones']:>6} {r['tick_ms']:>8.3f} {r['tick_p90_ms']:>7.3f} "
+            f"{s['DroneSystem']:>6.3f} {s['ProjectileSystem']:>6.3f} "
+            f"{s['CombatSystem']:>7.3f} {s['WaveSystem']:>6.3f} "
+            f"{r['capture_encode_ms']:>8.3f} {r['delta_bytes']:>8} {r['full_bytes']:>7} "
+            f"{r['drones_left']:>5}"
+        )
     return 0
 
 

@@ -76,10 +76,15 @@ def _hamilton(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise quaternion product a*b, x,y,z,w layout."""
     ax, ay, az, aw = a.T
     bx, by, bz, bw = b.T
-    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz], axis=1)
+    return np.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        axis=1,
+    )
 
 
 class CubeScene:
@@ -142,8 +147,9 @@ class CubeScene:
 
 @dataclass
 class Totals:
-    bytes_per_tick: dict[str, list[int]] = field(default_factory=lambda: {
-        "uncompressed": [], "quantized": [], "delta": [], "delta_lz4": []})
+    bytes_per_tick: dict[str, list[int]] = field(
+        default_factory=lambda: {"uncompressed": [], "quantized": [], "delta": [], "delta_lz4": []}
+    )
     moving: list[int] = field(default_factory=list)
     fulls: int = 0
 
@@ -169,8 +175,12 @@ def run(seconds: float, loss: float, rtt_ms: float, seed: int) -> Totals:
         payload, compressed = compress_payload(delta)
         baseline.record_sent(snap.id, None)
         totals.fulls += base is None
-        for name, size in (("uncompressed", uncompressed), ("quantized", len(full)),
-                           ("delta", len(delta)), ("delta_lz4", len(payload))):
+        for name, size in (
+            ("uncompressed", uncompressed),
+            ("quantized", len(full)),
+            ("delta", len(delta)),
+            ("delta_lz4", len(payload)),
+        ):
             totals.bytes_per_tick[name].append(size)
         if rng.random() < loss:
             continue  # lost: never received, never acked
@@ -211,12 +221,16 @@ def plot(totals: Totals, path: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[1.6, 1])
     seconds = np.arange(len(totals.moving)) / HZ
     kernel = np.ones(HZ) / HZ  # 1 s moving average
-    labels = {"uncompressed": "float32", "quantized": "+ quantization",
-              "delta": "+ delta vs acked", "delta_lz4": "+ LZ4"}
+    labels = {
+        "uncompressed": "float32",
+        "quantized": "+ quantization",
+        "delta": "+ delta vs acked",
+        "delta_lz4": "+ LZ4",
+    }
     for name, sizes in totals.bytes_per_tick.items():
         # Trailing 1 s average, only where a full second of samples exists (no edge dips).
         rate = np.convolve(np.asarray(sizes, float) * 8 * HZ, kernel, mode="valid")
-        left.plot(seconds[HZ - 1:], rate / 1000, label=labels[name])
+        left.plot(seconds[HZ - 1 :], rate / 1000, label=labels[name])
     left.set_yscale("log")
     left.set_xlabel("time (s)")
     left.set_ylabel("kbit/s (1 s average)")

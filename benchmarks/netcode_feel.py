@@ -141,8 +141,7 @@ async def measure(rtt_ms: float, seconds: float, jitter_ms: float) -> FeelResult
         for seed in (1, 2):
             client = GameClient(ClientOptions(url=f"ws://127.0.0.1:{port}", seed=seed))
             accepted = await client.connect()
-            source = (SquareWalker(client.now_ms) if seed == 1
-                      else BotInput(encode_input, seed=seed))
+            source = SquareWalker(client.now_ms) if seed == 1 else BotInput(encode_input, seed=seed)
             world = ClientWorld(plain, client, source, tick_hz=accepted.tick_hz)
             clients.append((client, world))
         (client_a, world_a), (client_b, world_b) = clients
@@ -150,8 +149,10 @@ async def measure(rtt_ms: float, seconds: float, jitter_ms: float) -> FeelResult
         assert isinstance(walker, SquareWalker)
         on_a, on_b = TurnWatcher(walker, client_a.now_ms), TurnWatcher(walker, client_b.now_ms)
         on_a.entity = on_b.entity = client_a.conn.entity
-        await asyncio.gather(run_frames(world_a, duration_s=seconds, on_frame=on_a),
-                             run_frames(world_b, duration_s=seconds, on_frame=on_b))
+        await asyncio.gather(
+            run_frames(world_a, duration_s=seconds, on_frame=on_a),
+            run_frames(world_b, duration_s=seconds, on_frame=on_b),
+        )
         errors = [e for _, w in clients for e in w.reconciliation.stats.errors]
         jumps = [c for _, w in clients for c in w.reconciliation.stats.corrections]
         rtts = [c.clock_estimate(c.now_ms()).rtt_ms or 0.0 for c, _ in clients]
@@ -187,7 +188,8 @@ def table(results: list[FeelResult]) -> str:
         f"{r.max_error:.2f} u | {r.corrections} ({r.mean_correction:.2f} u) |"
         f" {r.starvations} | {r.local_delay_ms:.0f} / {r.remote_delay_ms:.0f} ms"
         f" ({r.turns_timed} turns) |"
-        for r in results)
+        for r in results
+    )
     return "\n".join(lines)
 
 
@@ -200,12 +202,19 @@ def plot(results: list[FeelResult], path: str) -> None:
     rtts = [r.rtt_ms for r in results]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     panels = [
-        ("prediction error (units)", [("mean", [r.mean_error for r in results]),
-                                      ("max", [r.max_error for r in results])]),
+        (
+            "prediction error (units)",
+            [("mean", [r.mean_error for r in results]), ("max", [r.max_error for r in results])],
+        ),
         ("correction jump (units)", [("mean", [r.mean_correction for r in results])]),
         ("starvation episodes", [("both clients", [r.starvations for r in results])]),
-        ("input-to-display (ms)", [("own screen", [r.local_delay_ms for r in results]),
-                                   ("other screen", [r.remote_delay_ms for r in results])]),
+        (
+            "input-to-display (ms)",
+            [
+                ("own screen", [r.local_delay_ms for r in results]),
+                ("other screen", [r.remote_delay_ms for r in results]),
+            ],
+        ),
     ]
     for axis, (title, series) in zip(axes, panels, strict=True):
         for label, values in series:
@@ -231,8 +240,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results = [asyncio.run(measure(float(rtt), args.seconds, args.jitter))
-               for rtt in args.rtts.split(",")]
+    results = [
+        asyncio.run(measure(float(rtt), args.seconds, args.jitter)) for rtt in args.rtts.split(",")
+    ]
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:

@@ -127,22 +127,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rooms", type=int, default=25, help="rooms of 4 clients")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="client processes (default: 1 up to 200 clients, else 2)")
-    parser.add_argument("--input-phase", choices=INPUT_PHASES, default="spread",
-                        help="spread: client sends spread over the period (default); aligned: "
-                             "timed to arrive just before the estimated server tick")
-    parser.add_argument("--input-lead-ms", type=float, default=DEFAULT_INPUT_LEAD_MS,
-                        help="aligned: send this long before the estimated tick "
-                             f"(default {DEFAULT_INPUT_LEAD_MS:g})")
-    parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="do not pin the server to CPU 0 and the clients elsewhere")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="client processes (default: 1 up to 200 clients, else 2)",
+    )
+    parser.add_argument(
+        "--input-phase",
+        choices=INPUT_PHASES,
+        default="spread",
+        help="spread: client sends spread over the period (default); aligned: "
+        "timed to arrive just before the estimated server tick",
+    )
+    parser.add_argument(
+        "--input-lead-ms",
+        type=float,
+        default=DEFAULT_INPUT_LEAD_MS,
+        help="aligned: send this long before the estimated tick "
+        f"(default {DEFAULT_INPUT_LEAD_MS:g})",
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the server to CPU 0 and the clients elsewhere",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, help="write server_load_<label>_*.png here")
     parser.add_argument("--label", default="run", help="name used in plot file names")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--py-spy", type=Path, metavar="FILE",
-                        help="profile the server during the window (collapsed stacks)")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="profile the server during the window (collapsed stacks)",
+    )
     args = parser.parse_args(argv)
     if args.rooms < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rooms must be >= 1, --duration > 0, --warmup >= 0")
@@ -175,20 +195,30 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
     workers = args.workers or (1 if clients_wanted <= 200 else 2)
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
-    env = {"ASTRANET_CUBES_ENTITIES": str(args.entities),
-           "ASTRANET_CUBES_MOVING_FRACTION": str(args.moving_fraction)}
+    env = {
+        "ASTRANET_CUBES_ENTITIES": str(args.entities),
+        "ASTRANET_CUBES_MOVING_FRACTION": str(args.moving_fraction),
+    }
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
     pipes: list[Any] = []
-    with ServerProcess("examples.cubes:game", ("--regions", "us-east"), env=env,
-                       cpu=cpus[0] if pinned else None) as server:
+    with ServerProcess(
+        "examples.cubes:game", ("--regions", "us-east"), env=env, cpu=cpus[0] if pinned else None
+    ) as server:
         try:
             for groups in _split(args.rooms, workers):
                 parent_end, child_end = ctx.Pipe()
-                proc = ctx.Process(target=worker_main,
-                                   args=(child_end, server.ws_url, groups, args.input_phase,
-                                         args.input_lead_ms / 1000.0),
-                                   daemon=True)
+                proc = ctx.Process(
+                    target=worker_main,
+                    args=(
+                        child_end,
+                        server.ws_url,
+                        groups,
+                        args.input_phase,
+                        args.input_lead_ms / 1000.0,
+                    ),
+                    daemon=True,
+                )
                 proc.start()
                 if pinned:
                     os.sched_setaffinity(proc.pid, set(cpus[1:]))
@@ -201,8 +231,9 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
             for pipe in pipes:
                 pipe.send(("start", t0, t1))
             before, cpu_series = _watch(server, t0, t1, args, console)
-            results = [_recv(p, args.duration + args.warmup + RESULT_GRACE_S, "results")[1]
-                       for p in pipes]
+            results = [
+                _recv(p, args.duration + args.warmup + RESULT_GRACE_S, "results")[1] for p in pipes
+            ]
         finally:
             for proc in procs:
                 proc.join(timeout=5)
@@ -210,21 +241,26 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
                     proc.kill()
         window, cpu_s = before
         exit_code = server.stop()
-    return _summarise(args, clients, workers, pinned, window, cpu_s, results, exit_code,
-                      cpu_series)
+    return _summarise(args, clients, workers, pinned, window, cpu_s, results, exit_code, cpu_series)
 
 
-def _watch(server: ServerProcess, t0: float, t1: float, args: argparse.Namespace,
-           console: Console) -> tuple[tuple[MetricsSample, float], list[float]]:
+def _watch(
+    server: ServerProcess, t0: float, t1: float, args: argparse.Namespace, console: Console
+) -> tuple[tuple[MetricsSample, float], list[float]]:
     """Sample the server at t0 and t1 (plus CPU once a second for the plot)."""
     time.sleep(max(0.0, t0 - time.monotonic()))  # cross-process deadline: nothing to await
     metrics0, cpu0 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
-    profiler = None if args.py_spy is None else start_py_spy(server.pid, args.duration,
-                                                              args.py_spy)
+    profiler = None if args.py_spy is None else start_py_spy(server.pid, args.duration, args.py_spy)
     series: list[float] = []
     last_cpu, last_t = cpu0, time.monotonic()
-    progress = Progress(TextColumn("measuring"), BarColumn(), TimeRemainingColumn(),
-                        console=console, disable=not args.progress, transient=True)
+    progress = Progress(
+        TextColumn("measuring"),
+        BarColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not args.progress,
+        transient=True,
+    )
     with progress:
         task = progress.add_task("measure", total=args.duration)
         while (now := time.monotonic()) < t1:
@@ -240,16 +276,35 @@ def _watch(server: ServerProcess, t0: float, t1: float, args: argparse.Namespace
     return (metrics1.minus(metrics0), 100.0 * (cpu1 - cpu0) / elapsed), series
 
 
-def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: bool,
-               window: MetricsSample, cpu_percent: float, results: list[WorkerResult],
-               exit_code: int, cpu_series: list[float]) -> tuple[LoadResult, dict[str, Any]]:
-    latencies = np.concatenate([np.frombuffer(r.latencies_s, dtype=np.float64)
-                                for r in results]) * 1000.0
+def _summarise(
+    args: argparse.Namespace,
+    clients: int,
+    workers: int,
+    pinned: bool,
+    window: MetricsSample,
+    cpu_percent: float,
+    results: list[WorkerResult],
+    exit_code: int,
+    cpu_series: list[float],
+) -> tuple[LoadResult, dict[str, Any]]:
+    latencies = (
+        np.concatenate([np.frombuffer(r.latencies_s, dtype=np.float64) for r in results]) * 1000.0
+    )
     total = WorkerResult()
     for r in results:
-        for name in ("snapshots", "snapshot_bytes", "snapshot_payload_bytes", "full_snapshots",
-                     "inputs_sent", "disconnects", "latency_overflow", "input_slots",
-                     "late_input_slots", "targeted_inputs", "target_missed"):
+        for name in (
+            "snapshots",
+            "snapshot_bytes",
+            "snapshot_payload_bytes",
+            "full_snapshots",
+            "inputs_sent",
+            "disconnects",
+            "latency_overflow",
+            "input_slots",
+            "late_input_slots",
+            "targeted_inputs",
+            "target_missed",
+        ):
             setattr(total, name, getattr(total, name) + getattr(r, name))
     per_client_s = max(1, clients) * args.duration
     aligned = args.input_phase == "aligned"
@@ -259,12 +314,18 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
         return float(np.percentile(latencies, q)) if len(latencies) else math.nan
 
     result = LoadResult(
-        clients=clients, rooms=args.rooms, entities=args.entities,
-        moving_fraction=args.moving_fraction, duration_s=args.duration, workers=workers,
-        pinned=pinned, input_phase=args.input_phase,
+        clients=clients,
+        rooms=args.rooms,
+        entities=args.entities,
+        moving_fraction=args.moving_fraction,
+        duration_s=args.duration,
+        workers=workers,
+        pinned=pinned,
+        input_phase=args.input_phase,
         input_lead_ms=args.input_lead_ms if aligned else None,
         server_cpu_percent=round(cpu_percent, 1),
-        ticks=int(window.ticks), late_ticks=int(window.late_ticks),
+        ticks=int(window.ticks),
+        late_ticks=int(window.late_ticks),
         skipped_ticks=int(window.skipped_ticks),
         late_tick_fraction=(window.late_ticks + window.skipped_ticks) / slots if slots else 0.0,
         tick_ms_p50=round(1000 * histogram_quantile(0.5, window.tick_buckets), 3),
@@ -272,23 +333,29 @@ def _summarise(args: argparse.Namespace, clients: int, workers: int, pinned: boo
         tick_ms_mean=round(1000 * window.tick_sum_s / max(1.0, window.ticks), 3),
         snapshot_bytes_per_client_per_s=round(total.snapshot_bytes / per_client_s, 1),
         snapshot_payload_bytes_per_client_per_s=round(
-            total.snapshot_payload_bytes / per_client_s, 1),
+            total.snapshot_payload_bytes / per_client_s, 1
+        ),
         snapshots_per_client_per_s=round(total.snapshots / per_client_s, 2),
         full_snapshot_fraction=total.full_snapshots / max(1, total.snapshots),
         inputs_per_client_per_s=round(total.inputs_sent / per_client_s, 2),
         input_to_snapshot_ms_p50=round(pct(50), 2),
         input_to_snapshot_ms_p99=round(pct(99), 2),
         input_to_snapshot_ms_max=round(pct(100), 2),
-        latency_samples=len(latencies), latency_overflow=total.latency_overflow,
-        input_target_miss_fraction=(total.target_missed / max(1, total.targeted_inputs)
-                                    if aligned else None),
+        latency_samples=len(latencies),
+        latency_overflow=total.latency_overflow,
+        input_target_miss_fraction=(
+            total.target_missed / max(1, total.targeted_inputs) if aligned else None
+        ),
         disconnects=total.disconnects,
         client_late_slot_fraction=total.late_input_slots / max(1, total.input_slots),
         client_cpu_percent=round(100.0 * sum(r.cpu_s for r in results) / args.duration, 1),
         server_exit_code=exit_code,
     )
-    return result, {"latencies_ms": latencies, "cpu_series": cpu_series,
-                    "tick_buckets": window.tick_buckets}
+    return result, {
+        "latencies_ms": latencies,
+        "cpu_series": cpu_series,
+        "tick_buckets": window.tick_buckets,
+    }
 
 
 def _plot(result: LoadResult, raw: dict[str, Any], directory: Path, label: str) -> list[Path]:
@@ -298,8 +365,10 @@ def _plot(result: LoadResult, raw: dict[str, Any], directory: Path, label: str) 
     import matplotlib.pyplot as plt
 
     directory.mkdir(parents=True, exist_ok=True)
-    title = (f"{result.clients} clients, {result.rooms} rooms, N={result.entities}, "
-             f"{result.moving_fraction:.0%} moving")
+    title = (
+        f"{result.clients} clients, {result.rooms} rooms, N={result.entities}, "
+        f"{result.moving_fraction:.0%} moving"
+    )
     latency_path = directory / f"server_load_{label}_latency.png"
     fig, ax = plt.subplots(figsize=(6, 3.5))
     lat = np.sort(raw["latencies_ms"])

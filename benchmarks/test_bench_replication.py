@@ -41,8 +41,12 @@ SCHEMA = Schema(Drone)
 def room():
     rng = np.random.default_rng(0)
     store = ColumnStore(SCHEMA)
-    store.spawn(ENTITIES, Drone__pos=rng.uniform(-500, 500, (ENTITIES, 3)),
-                Drone__rot=rng.normal(size=(ENTITIES, 4)), Drone__alive=True)
+    store.spawn(
+        ENTITIES,
+        Drone__pos=rng.uniform(-500, 500, (ENTITIES, 3)),
+        Drone__rot=rng.normal(size=(ENTITIES, 4)),
+        Drone__alive=True,
+    )
     moving = rng.random(ENTITIES) < 0.1
     store["Drone.vel"][moving] = rng.uniform(-10, 10, (int(moving.sum()), 3))
     history = SnapshotHistory(store)

@@ -65,8 +65,14 @@ class AstranetRoom:
     def __init__(self, rng: np.random.Generator) -> None:
         pos, vel = _initial(rng)
         self.store = ColumnStore(SCHEMA, capacity=ENTITIES)
-        self.store.spawn(ENTITIES, Body__pos=pos, Body__vel=vel, Body__hp=100.0,
-                         Body__alive=True, Body__heading=rng.uniform(-3, 3, ENTITIES))
+        self.store.spawn(
+            ENTITIES,
+            Body__pos=pos,
+            Body__vel=vel,
+            Body__hp=100.0,
+            Body__alive=True,
+            Body__heading=rng.uniform(-3, 3, ENTITIES),
+        )
         self.moving = np.flatnonzero(np.any(vel != 0, axis=1))
         self.history = SnapshotHistory(self.store)
         self.fanout = SnapshotFanout(SCHEMA, self.history)
@@ -142,8 +148,7 @@ class NaiveRoom:
         esper.switch_world(self.world)
         pos, vel = _initial(rng)
         for (px, py), (vx, vy) in zip(pos.tolist(), vel.tolist(), strict=True):
-            esper.create_entity(Position(px, py), Velocity(vx, vy), Heading(0.0),
-                                Health(100, True))
+            esper.create_entity(Position(px, py), Velocity(vx, vy), Heading(0.0), Health(100, True))
         esper.add_processor(MoveProcessor())
         self.payload_bytes = 0
 
@@ -151,8 +156,16 @@ class NaiveRoom:
         esper.switch_world(self.world)
         esper.process(DT_S)
         rows = [
-            {"id": e, "x": p.x, "y": p.y, "vx": v.x, "vy": v.y, "heading": h.angle,
-             "hp": hp.hp, "alive": hp.alive}
+            {
+                "id": e,
+                "x": p.x,
+                "y": p.y,
+                "vx": v.x,
+                "vy": v.y,
+                "heading": h.angle,
+                "hp": hp.hp,
+                "alive": hp.alive,
+            }
             for e, (p, v, h, hp) in esper.get_components(Position, Velocity, Heading, Health)
         ]
         self.payload_bytes = sum(len(msgpack.packb(rows)) for _ in range(CLIENTS))
@@ -200,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:>24}: {value:,.3f}" if isinstance(value, float) else
-                  f"{key:>24}: {value:,}")
+            print(
+                f"{key:>24}: {value:,.3f}" if isinstance(value, float) else f"{key:>24}: {value:,}"
+            )
     return 0
 
 

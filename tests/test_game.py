@@ -21,8 +21,9 @@ def test_load_game_returns_the_object_or_instantiates_a_class() -> None:
     assert isinstance(load_game("examples.dots:Dots"), Dots)
 
 
-@pytest.mark.parametrize("spec", ["examples.dots", "no.such.module:game",
-                                  "examples.dots:nothing", "astranet.game:Game"])
+@pytest.mark.parametrize(
+    "spec", ["examples.dots", "no.such.module:game", "examples.dots:nothing", "astranet.game:Game"]
+)
 def test_load_game_refuses_bad_specs_with_a_configuration_error(spec: str) -> None:
     with pytest.raises(ConfigurationError, match="--game"):
         load_game(spec)
@@ -81,7 +82,8 @@ def test_spawn_is_deterministic_per_player_and_on_the_grid(sim: SimContext) -> N
 @given(st.lists(st.tuples(st.integers(-89, 89), st.integers(-89, 89)), max_size=60))
 @settings(max_examples=200)
 def test_move_avatar_stays_on_the_grid_inside_the_arena_at_bounded_speed(
-        commands: list[tuple[int, int]]) -> None:
+    commands: list[tuple[int, int]],
+) -> None:
     store = ColumnStore(game.schema)
     net_id = int(store.spawn(1, Body__pos=np.array([ARENA - 1, 0.0]), Body__kind=0)[0])
     previous = store["Body.pos"][store.rows([net_id])][0].copy()

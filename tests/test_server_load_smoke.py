@@ -25,17 +25,39 @@ from examples.cubes import BOX, Cubes, encode_input, moving_rows
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "server_load.py"
 REQUIRED_KEYS = (
-    "clients", "late_tick_fraction", "tick_ms_p50", "tick_ms_p99", "server_cpu_percent",
-    "snapshot_bytes_per_client_per_s", "input_to_snapshot_ms_p50", "input_to_snapshot_ms_p99",
+    "clients",
+    "late_tick_fraction",
+    "tick_ms_p50",
+    "tick_ms_p99",
+    "server_cpu_percent",
+    "snapshot_bytes_per_client_per_s",
+    "input_to_snapshot_ms_p50",
+    "input_to_snapshot_ms_p99",
 )
 
 
 @pytest.mark.timeout(90)
 def test_smoke_run_reports_every_key_with_sane_values() -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--entities", "100", "--rooms", "1", "--duration", "3",
-         "--warmup", "1", "--json", "--no-progress"],
-        capture_output=True, text=True, timeout=80, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--entities",
+            "100",
+            "--rooms",
+            "1",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=ROOT,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -59,10 +81,29 @@ def test_smoke_run_reports_every_key_with_sane_values() -> None:
 @pytest.mark.timeout(90)
 def test_smoke_run_with_inputs_aligned_to_the_server_tick() -> None:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--entities", "100", "--rooms", "1", "--duration", "3",
-         "--warmup", "1", "--json", "--no-progress", "--input-phase", "aligned",
-         "--input-lead-ms", "10"],
-        capture_output=True, text=True, timeout=80, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--entities",
+            "100",
+            "--rooms",
+            "1",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            "--no-progress",
+            "--input-phase",
+            "aligned",
+            "--input-lead-ms",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=ROOT,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -87,11 +128,15 @@ def test_moving_subset_is_the_requested_fraction_evenly_spread() -> None:
 def test_cubes_config_from_environment_and_its_errors() -> None:
     from astranet.errors import ConfigurationError
 
-    game = Cubes.from_environ({"ASTRANET_CUBES_ENTITIES": "250",
-                               "ASTRANET_CUBES_MOVING_FRACTION": "1"})
+    game = Cubes.from_environ(
+        {"ASTRANET_CUBES_ENTITIES": "250", "ASTRANET_CUBES_MOVING_FRACTION": "1"}
+    )
     assert (game.entities, game.moving_fraction) == (250, 1.0)
-    for env in ({"ASTRANET_CUBES_ENTITIES": "lots"}, {"ASTRANET_CUBES_MOVING_FRACTION": "2"},
-                {"ASTRANET_CUBES_ENTITIES": "-1"}):
+    for env in (
+        {"ASTRANET_CUBES_ENTITIES": "lots"},
+        {"ASTRANET_CUBES_MOVING_FRACTION": "2"},
+        {"ASTRANET_CUBES_ENTITIES": "-1"},
+    ):
         with pytest.raises(ConfigurationError):
             Cubes.from_environ(env)
 
@@ -142,10 +187,15 @@ def test_bounce_reflects_a_cube_off_the_wall_and_reverses_it() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(x=st.floats(0.0, BOX), y=st.floats(0.0, BOX),
-       dx=st.integers(-127, 127), dy=st.integers(-127, 127))
-def test_scalar_avatar_step_matches_the_vectorised_reference(x: float, y: float, dx: int,
-                                                              dy: int) -> None:
+@given(
+    x=st.floats(0.0, BOX),
+    y=st.floats(0.0, BOX),
+    dx=st.integers(-127, 127),
+    dy=st.integers(-127, 127),
+)
+def test_scalar_avatar_step_matches_the_vectorised_reference(
+    x: float, y: float, dx: int, dy: int
+) -> None:
     from examples.cubes import AVATAR_SPEED, GRID, move_avatar
 
     store = ColumnStore(Cubes(0, 0.0).schema)
@@ -153,8 +203,9 @@ def test_scalar_avatar_step_matches_the_vectorised_reference(x: float, y: float,
     start = store["Cube.pos"][0].astype(np.float64)
     move_avatar(store, avatar, (dx, dy), 1 / 30)
     moved = np.clip(start + np.array([dx, dy]) / 127.0 * AVATAR_SPEED / 30, 0.0, BOX)
-    assert store["Cube.pos"][0].tolist() == (np.round(moved * GRID) / GRID).astype(
-        np.float32).tolist()
+    assert (
+        store["Cube.pos"][0].tolist() == (np.round(moved * GRID) / GRID).astype(np.float32).tolist()
+    )
 
 
 def test_cubes_accepts_every_unit_direction_its_own_encoder_produces() -> None:

@@ -55,8 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "tutorial.md"
 STEPS = ROOT / "examples" / "tutorial"
 # A fence line with an optional source: ```python path:region  or  ```text output:module
-_FENCE = re.compile(r"^```(?P<lang>[\w-]*)(?: (?P<source>\S+))?\n(?P<body>.*?)^```$",
-                    re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(
+    r"^```(?P<lang>[\w-]*)(?: (?P<source>\S+))?\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL
+)
 _MARKER = re.compile(r"^\s*# --8<-- \[(?P<edge>start|end):(?P<name>[\w-]+)\]\s*$")
 SERVER_START_TIMEOUT_S = 15.0  # a cold interpreter importing numpy and websockets
 HTTP_TIMEOUT_S = 5.0
@@ -72,8 +73,10 @@ class Block:
 
 def doc_blocks() -> list[Block]:
     text = DOC.read_text()
-    return [Block(m["lang"], m["source"], m["body"].rstrip("\n"),
-                  text.count("\n", 0, m.start()) + 1) for m in _FENCE.finditer(text)]
+    return [
+        Block(m["lang"], m["source"], m["body"].rstrip("\n"), text.count("\n", 0, m.start()) + 1)
+        for m in _FENCE.finditer(text)
+    ]
 
 
 def file_regions(path: Path) -> dict[str, str]:
@@ -101,9 +104,11 @@ def file_regions(path: Path) -> dict[str, str]:
 
 def all_regions() -> dict[str, str]:
     """``{"examples/tutorial/FILE.py:name": text}`` over every step file."""
-    return {f"{path.relative_to(ROOT)}:{name}": text
-            for path in sorted(STEPS.glob("*.py"))
-            for name, text in file_regions(path).items()}
+    return {
+        f"{path.relative_to(ROOT)}:{name}": text
+        for path in sorted(STEPS.glob("*.py"))
+        for name, text in file_regions(path).items()
+    }
 
 
 QUOTED = [block for block in doc_blocks() if block.lang == "python"]
@@ -121,9 +126,11 @@ def test_every_python_block_is_identical_to_its_file_region(block: Block) -> Non
     regions = all_regions()
     assert block.source in regions, (
         f"docs/tutorial.md:{block.line}: a python block must name a region of a step file "
-        f"(```python examples/tutorial/FILE.py:REGION), got {block.source!r}")
+        f"(```python examples/tutorial/FILE.py:REGION), got {block.source!r}"
+    )
     assert block.body == regions[block.source], (
-        f"docs/tutorial.md:{block.line} differs from {block.source}: copy the region again")
+        f"docs/tutorial.md:{block.line} differs from {block.source}: copy the region again"
+    )
 
 
 def test_every_region_is_quoted_exactly_once() -> None:
@@ -147,8 +154,9 @@ _worlds = itertools.count()
 
 
 @pytest.mark.parametrize("block", OUTPUTS, ids=lambda b: b.source)
-def test_documented_output_is_what_the_step_prints(block: Block, fresh_world: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_documented_output_is_what_the_step_prints(
+    block: Block, fresh_world: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert block.source is not None
     module = importlib.import_module(block.source.removeprefix("output:"))
     module.play(frames=300)  # what main() runs, in this test's world instead of main()'s
@@ -257,9 +265,24 @@ class ServerProcess:
         script = Path(sys.executable).with_name("astranet-server")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "astranet.server"]
         self.process = subprocess.Popen(
-            [*command, "--game", "examples.tutorial.step2_game:game", "--db", "orbs.db",
-             "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0"],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                *command,
+                "--game",
+                "examples.tutorial.step2_game:game",
+                "--db",
+                "orbs.db",
+                "--host",
+                "127.0.0.1",
+                "--ws-port",
+                "0",
+                "--http-port",
+                "0",
+            ],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.log: deque[str] = deque(maxlen=200)  # bounded: only for failure messages
         self.ports: tuple[int, int] | None = None
         self.listening = threading.Event()
@@ -286,7 +309,8 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(tmp_path)
     try:
         assert server.listening.wait(SERVER_START_TIMEOUT_S) and server.ports is not None, (
-            "astranet-server did not report its ports:\n" + "".join(server.log))
+            "astranet-server did not report its ports:\n" + "".join(server.log)
+        )
         yield server
     finally:
         if server.process.poll() is None:
@@ -300,8 +324,9 @@ def _get_json(url: str) -> object:
 
 
 @pytest.mark.timeout(30)
-async def test_step3_the_served_game_shows_up_in_rooms(server_process: ServerProcess,
-                                                       tmp_path: Path) -> None:
+async def test_step3_the_served_game_shows_up_in_rooms(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
     assert server_process.ports is not None
     ws_port, http_port = server_process.ports
     rooms_url = f"http://127.0.0.1:{http_port}/rooms"
@@ -313,7 +338,11 @@ async def test_step3_the_served_game_shows_up_in_rooms(server_process: ServerPro
         assert isinstance(rooms, list) and len(rooms) == 1
         room = rooms[0]
         assert (room["room_id"], room["game_mode"], room["players"], room["capacity"]) == (
-            accepted.room_id, "orbs", 1, 4)
+            accepted.room_id,
+            "orbs",
+            1,
+            4,
+        )
     finally:
         await client.close()
     assert await asyncio.to_thread(server_process.stop) == 0
@@ -325,8 +354,19 @@ async def test_step3_the_served_game_shows_up_in_rooms(server_process: ServerPro
 
 @pytest.fixture
 async def in_process_server(tmp_path: Path) -> AsyncIterator[GameServer]:
-    config = parse_config(["--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
-                           "--db", str(tmp_path / "orbs.db")], {})
+    config = parse_config(
+        [
+            "--host",
+            "127.0.0.1",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(tmp_path / "orbs.db"),
+        ],
+        {},
+    )
     server = GameServer(config, step2.game)
     await server.start()
     try:
@@ -337,11 +377,11 @@ async def in_process_server(tmp_path: Path) -> AsyncIterator[GameServer]:
 
 
 @pytest.mark.timeout(30)
-async def test_step4_the_client_plays_predicts_and_reports(
-        in_process_server: GameServer) -> None:
+async def test_step4_the_client_plays_predicts_and_reports(in_process_server: GameServer) -> None:
     lines: list[str] = []
-    summary = await step4.play(f"ws://127.0.0.1:{in_process_server.ws_port}", duration_s=2.0,
-                               out=lines.append)
+    summary = await step4.play(
+        f"ws://127.0.0.1:{in_process_server.ws_port}", duration_s=2.0, out=lines.append
+    )
     assert lines[0].startswith("joined room ")
     assert any(line.startswith("t=1s me (") for line in lines)
     assert summary.end != summary.start  # it moved
@@ -354,7 +394,8 @@ async def test_step4_the_client_plays_predicts_and_reports(
 
 @pytest.mark.timeout(30)
 def test_step4_main_exits_2_with_a_message_when_it_cannot_connect(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with contextlib.closing(socket.socket()) as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

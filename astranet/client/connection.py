@@ -64,8 +64,13 @@ from astranet.net.messages import ErrorMessage, JoinAccepted, Pong, RateLimited,
 from astranet.systems.clock_sync import ClockEstimate
 from astranet.systems.reconciliation import ReceivedSnapshot
 
-__all__ = ["CLOSE_TIMEOUT_S", "MAX_EVENTS", "MAX_INBOX_SNAPSHOTS", "MAX_PINGS_IN_FLIGHT",
-           "GameClient"]
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "MAX_EVENTS",
+    "MAX_INBOX_SNAPSHOTS",
+    "MAX_PINGS_IN_FLIGHT",
+    "GameClient",
+]
 
 # 64 snapshots = 2 s at 30 Hz: a game loop that falls further behind has bigger problems, and
 # dropping the oldest unacked ones is safe.
@@ -76,12 +81,17 @@ CLOSE_TIMEOUT_S = 2.0  # Leave -> the server closes 1000 within one RTT; don't w
 # Close codes after which resuming makes sense: the network or the server process failed.
 _RESUMABLE_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
 
+
 class GameClient:
     """One player's connection to an astranet server (see the module docstring)."""
 
-    def __init__(self, options: ClientOptions | None = None, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_event: Callable[[ClientEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: ClientOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[ClientEvent], None] | None = None,
+    ) -> None:
         """``clock`` (seconds, monotonic) stamps arrivals and pings; ``on_event`` is called
         on the network loop for every event (keep it short; it must not block)."""
         self.options = options or ClientOptions()
@@ -154,8 +164,7 @@ class GameClient:
             if clock is None:
                 return ClockEstimate(None, None, None, None)
             tick = clock.estimated_server_tick(now_ms) if clock.synced else None
-            return ClockEstimate(tick, clock.rtt.srtt_ms, clock.rtt.rttvar_ms,
-                                 int(clock.tick_hz))
+            return ClockEstimate(tick, clock.rtt.srtt_ms, clock.rtt.rttvar_ms, int(clock.tick_hz))
 
     @property
     def event_count(self) -> int:
@@ -180,8 +189,13 @@ class GameClient:
                 self.conn.find_or_create(options.region, options.game_mode, options.party_size)
         accepted = await self._handshake(ws)
         self._attach(ws, accepted)
-        self._emit(EventKind.JOINED, "", room_id=accepted.room_id,
-                   player_id=accepted.player_id, entity=accepted.entity)
+        self._emit(
+            EventKind.JOINED,
+            "",
+            room_id=accepted.room_id,
+            player_id=accepted.player_id,
+            entity=accepted.entity,
+        )
         self._task = asyncio.create_task(self._run(), name="astranet-client")
         return accepted
 
@@ -224,9 +238,15 @@ class GameClient:
     async def _open(self) -> WebSocket:
         url = self.options.url
         try:
-            return await connect(url, open_timeout=self.options.open_timeout_s,
-                                 max_size=MAX_MESSAGE_BYTES, compression=None, proxy=None,
-                                 ping_interval=None, close_timeout=CLOSE_TIMEOUT_S)
+            return await connect(
+                url,
+                open_timeout=self.options.open_timeout_s,
+                max_size=MAX_MESSAGE_BYTES,
+                compression=None,
+                proxy=None,
+                ping_interval=None,
+                close_timeout=CLOSE_TIMEOUT_S,
+            )
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             raise ConnectFailed(url, str(exc) or type(exc).__name__) from exc
 
@@ -284,8 +304,10 @@ class GameClient:
     async def _serve(self, ws: WebSocket) -> tuple[int, str]:
         """Run reader, writer and pinger until one ends; returns the close (code, reason)."""
         self._wake.set()  # flush whatever was queued meanwhile
-        tasks = [asyncio.create_task(coro) for coro in
-                 (self._read_loop(ws), self._write_loop(ws), self._ping_loop())]
+        tasks = [
+            asyncio.create_task(coro)
+            for coro in (self._read_loop(ws), self._write_loop(ws), self._ping_loop())
+        ]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -350,8 +372,9 @@ class GameClient:
             messages = self.conn.messages_received()
             for message in messages:
                 if isinstance(message, Snapshot):
-                    self._inbox.append(ReceivedSnapshot(message, now_ms, self.epoch,
-                                                        self.conn.entity))
+                    self._inbox.append(
+                        ReceivedSnapshot(message, now_ms, self.epoch, self.conn.entity)
+                    )
                     self.stats.snapshots += 1
                     self.stats.snapshot_bytes += len(message.payload)
                     if len(self._inbox) > MAX_INBOX_SNAPSHOTS:
@@ -360,8 +383,9 @@ class GameClient:
                 elif isinstance(message, Pong):
                     sent_ms = self._pings.pop(message.nonce, None)
                     if sent_ms is not None and self.server_clock is not None:
-                        self.server_clock.add_pong(sent_ms, now_ms, message.server_time_ms,
-                                                   message.server_tick)
+                        self.server_clock.add_pong(
+                            sent_ms, now_ms, message.server_time_ms, message.server_tick
+                        )
                         self.stats.pongs += 1
                 elif isinstance(message, RateLimited):
                     self.stats.rate_limited += 1
@@ -377,10 +401,12 @@ class GameClient:
 
     async def _reconnect(self, cause: str) -> bool:
         options = self.options
-        backoff = Backoff(options.backoff_initial_s, max(options.backoff_max_s,
-                                                         options.backoff_initial_s),
-                          give_up_after_s=options.give_up_after_s,
-                          rng=random.Random(options.seed))
+        backoff = Backoff(
+            options.backoff_initial_s,
+            max(options.backoff_max_s, options.backoff_initial_s),
+            give_up_after_s=options.give_up_after_s,
+            rng=random.Random(options.seed),
+        )
         lost_at = self._clock()
         while not backoff.expired(self._clock() - lost_at):
             remaining = options.give_up_after_s - (self._clock() - lost_at)
@@ -404,9 +430,15 @@ class GameClient:
                 continue
             self._attach(ws, accepted)
             self.stats.reconnects += 1
-            self._emit(EventKind.RECONNECTED, "", room_id=accepted.room_id,
-                       player_id=accepted.player_id, entity=accepted.entity,
-                       attempt=backoff.attempt, downtime_s=self._clock() - lost_at)
+            self._emit(
+                EventKind.RECONNECTED,
+                "",
+                room_id=accepted.room_id,
+                player_id=accepted.player_id,
+                entity=accepted.entity,
+                attempt=backoff.attempt,
+                downtime_s=self._clock() - lost_at,
+            )
             return True
         self.error = ReconnectGaveUp(options.give_up_after_s, cause)
         self._emit(EventKind.GAVE_UP, str(self.error))

@@ -50,8 +50,13 @@ FRAME_HZ = 60.0  # the bot "renders" at 60 fps
 class BotInput:
     """A seeded random walk: a new heading every ``turn_every`` inputs (30 = 1 s at 30 Hz)."""
 
-    def __init__(self, encode: Callable[[float, float], bytes], seed: int = 0,
-                 turn_every: int = 30, speed: float = 0.98) -> None:
+    def __init__(
+        self,
+        encode: Callable[[float, float], bytes],
+        seed: int = 0,
+        turn_every: int = 30,
+        speed: float = 0.98,
+    ) -> None:
         self.encode = encode
         self.rng = random.Random(seed)
         self.turn_every = turn_every
@@ -63,8 +68,7 @@ class BotInput:
         if self.count % self.turn_every == 0:
             self.heading = self.rng.uniform(0, 2 * math.pi)
         self.count += 1
-        return self.encode(self.speed * math.cos(self.heading),
-                           self.speed * math.sin(self.heading))
+        return self.encode(self.speed * math.cos(self.heading), self.speed * math.sin(self.heading))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--room", default=None, help="JoinRoom this room id")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to play")
     parser.add_argument("--every", type=int, default=30, help="print every Nth snapshot")
-    parser.add_argument("--game", default="examples.coop:game",
-                        help="MODULE:ATTR of the game the server plays")
+    parser.add_argument(
+        "--game", default="examples.coop:game", help="MODULE:ATTR of the game the server plays"
+    )
     parser.add_argument("--seed", type=int, default=None)
     return parser
 
@@ -88,8 +93,10 @@ def _describe(event: ClientEvent) -> str:
     if kind is EventKind.RECONNECTING:
         return f"reconnecting: attempt {event.attempt} in {event.delay_s:.2f} s ({event.detail})"
     if kind is EventKind.RECONNECTED:
-        return (f"reconnected to room {event.room_id} as entity {event.entity} after"
-                f" {event.downtime_s:.2f} s")
+        return (
+            f"reconnected to room {event.room_id} as entity {event.entity} after"
+            f" {event.downtime_s:.2f} s"
+        )
     return f"{kind.value} {event.detail}".rstrip()
 
 
@@ -101,8 +108,13 @@ async def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     except (ConfigurationError, AttributeError) as exc:
         out(f"astranet-client: --game {args.game}: {exc}")
         return EXIT_USAGE
-    options = ClientOptions(url=args.url, region=args.region, game_mode=args.game_mode,
-                            room_id=args.room, seed=args.seed)
+    options = ClientOptions(
+        url=args.url,
+        region=args.region,
+        game_mode=args.game_mode,
+        room_id=args.room,
+        seed=args.seed,
+    )
     client = GameClient(options, on_event=lambda event: out(_describe(event)))
     try:
         accepted = await client.connect()
@@ -112,8 +124,9 @@ async def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     except ProtocolError as exc:
         out(f"astranet-client: join refused: {exc.code}: {exc.message}")
         return EXIT_JOIN
-    world = ClientWorld(game, client, BotInput(encode, seed=args.seed or 0),
-                        tick_hz=accepted.tick_hz)
+    world = ClientWorld(
+        game, client, BotInput(encode, seed=args.seed or 0), tick_hz=accepted.tick_hz
+    )
     try:
         status = await _play(world, client, args, out)
     finally:
@@ -122,8 +135,9 @@ async def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     return status
 
 
-async def _play(world: ClientWorld, client: GameClient, args: argparse.Namespace,
-                out: Callable[[str], None]) -> int:
+async def _play(
+    world: ClientWorld, client: GameClient, args: argparse.Namespace, out: Callable[[str], None]
+) -> int:
     started_ms = client.now_ms()
     printed = 0
     while client.now_ms() - started_ms < args.duration * 1000.0:
@@ -143,9 +157,11 @@ async def _play(world: ClientWorld, client: GameClient, args: argparse.Namespace
             return EXIT_SESSION
         await asyncio.sleep(1.0 / FRAME_HZ)  # frame pacing
     recon = world.reconciliation.stats
-    out(f"done: {world.receive.applied_total} snapshots, {recon.exact}/{recon.compared} exact"
+    out(
+        f"done: {world.receive.applied_total} snapshots, {recon.exact}/{recon.compared} exact"
         f" predictions, max error {recon.max_error:g}, {recon.rewinds} corrections,"
-        f" {world.interpolation.starvations} starvations, {client.stats.reconnects} reconnects")
+        f" {world.interpolation.starvations} starvations, {client.stats.reconnects} reconnects"
+    )
     return EXIT_OK
 
 

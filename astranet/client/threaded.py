@@ -40,8 +40,12 @@ __all__ = ["ThreadedClient"]
 class ThreadedClient:
     """A :class:`GameClient` on a background thread; the same thread-safe game-side API."""
 
-    def __init__(self, options: ClientOptions | None = None, *,
-                 on_event: Callable[[ClientEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: ClientOptions | None = None,
+        *,
+        on_event: Callable[[ClientEvent], None] | None = None,
+    ) -> None:
         """``on_event`` runs on the network thread; prefer ``drain_events()`` in the game."""
         self.client = GameClient(options, on_event=on_event)
         self._thread: threading.Thread | None = None

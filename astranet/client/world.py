@@ -61,12 +61,20 @@ class FrameLink(ClientLink):
 class ClientWorld:
     """Replica + predicted store + the five client systems, in their own esper world."""
 
-    def __init__(self, game: Game, link: FrameLink, input_source: Callable[[], bytes], *,
-                 tick_hz: int = 30, world: str | None = None,
-                 smoothing_ms: float = DEFAULT_SMOOTHING_MS,
-                 smoothed_fields: Sequence[str] | None = None,
-                 max_extrapolation_ms: float = DEFAULT_MAX_EXTRAPOLATION_MS,
-                 mirror: EntityMirror | None = None, tolerance: float = 0.0) -> None:
+    def __init__(
+        self,
+        game: Game,
+        link: FrameLink,
+        input_source: Callable[[], bytes],
+        *,
+        tick_hz: int = 30,
+        world: str | None = None,
+        smoothing_ms: float = DEFAULT_SMOOTHING_MS,
+        smoothed_fields: Sequence[str] | None = None,
+        max_extrapolation_ms: float = DEFAULT_MAX_EXTRAPOLATION_MS,
+        mirror: EntityMirror | None = None,
+        tolerance: float = 0.0,
+    ) -> None:
         self.game = game
         self.link = link
         self.world = world or f"astranet.client.{next(_world_numbers)}"
@@ -74,8 +82,9 @@ class ClientWorld:
         self.replica = Replica(game.schema, mirror=mirror)
         predicted = SimContext(ColumnStore(game.schema), 0, 1.0 / tick_hz, authoritative=False)
         self.local = LocalPlayer(predicted, self.layout, PredictionHistory(self.layout.width))
-        self.smoother = CorrectionSmoother(self.layout.width, smoothing_ms,
-                                           self.layout.mask(smoothed_fields))
+        self.smoother = CorrectionSmoother(
+            self.layout.width, smoothing_ms, self.layout.mask(smoothed_fields)
+        )
         interval_ms = 1000.0 / tick_hz
         buffer = SnapshotBuffer(self.layout.width, max_extrapolation_ms=max_extrapolation_ms)
         previous = esper.current_world
@@ -83,15 +92,23 @@ class ClientWorld:
         try:
             self.clock_sync = add_system(ClockSyncSystem(link), Stage.RECEIVE, 0)
             self.receive = add_system(
-                SnapshotReceiveSystem(link, self.replica, self.local), Stage.RECEIVE, 1)
+                SnapshotReceiveSystem(link, self.replica, self.local), Stage.RECEIVE, 1
+            )
             self.reconciliation = add_system(
-                ReconciliationSystem(game, self.replica, self.local, self.smoother,
-                                     tolerance=tolerance), Stage.RECONCILE)
+                ReconciliationSystem(
+                    game, self.replica, self.local, self.smoother, tolerance=tolerance
+                ),
+                Stage.RECONCILE,
+            )
             self.prediction = add_system(
-                PredictionSystem(game, link, self.local, input_source), Stage.PREDICT)
+                PredictionSystem(game, link, self.local, input_source), Stage.PREDICT
+            )
             self.interpolation = add_system(
-                InterpolationSystem(self.layout, self.local, self.smoother, buffer,
-                                    InterpolationDelay(interval_ms)), Stage.INTERPOLATE)
+                InterpolationSystem(
+                    self.layout, self.local, self.smoother, buffer, InterpolationDelay(interval_ms)
+                ),
+                Stage.INTERPOLATE,
+            )
         finally:
             esper.switch_world(previous)
         self._last_ms: float | None = None
@@ -123,8 +140,13 @@ class ClientWorld:
             esper.delete_world(self.world)
 
 
-async def run_frames(world: ClientWorld, *, duration_s: float, fps: float = 60.0,
-                     on_frame: Callable[[RenderView], None] | None = None) -> int:
+async def run_frames(
+    world: ClientWorld,
+    *,
+    duration_s: float,
+    fps: float = 60.0,
+    on_frame: Callable[[RenderView], None] | None = None,
+) -> int:
     """Step ``world`` at ``fps`` for ``duration_s`` on the running loop; returns frames run.
 
     The sleep is frame pacing (what a renderer's vsync does), not synchronisation.

@@ -61,8 +61,9 @@ class ColumnStore:
     :meth:`despawn` for structure, :meth:`rows` to find rows of net ids.
     """
 
-    def __init__(self, schema: Schema, *, capacity: int = 256,
-                 quarantine: int = DEFAULT_QUARANTINE) -> None:
+    def __init__(
+        self, schema: Schema, *, capacity: int = 256, quarantine: int = DEFAULT_QUARANTINE
+    ) -> None:
         self.schema = schema
         self.quarantine = quarantine
         self.count = 0
@@ -124,12 +125,12 @@ class ColumnStore:
         ids = self._allocate(n)
         first = self.count
         self._ensure_capacity(first + n)
-        self._ids[first:first + n] = ids
+        self._ids[first : first + n] = ids
         self.count += n
         for col in self._columns:  # rows past the old count hold stale values after despawns
-            col[first:first + n] = 0
+            col[first : first + n] = 0
         for key, value in values.items():
-            self._columns[self.schema.index(key.replace("__", "."))][first:first + n] = value
+            self._columns[self.schema.index(key.replace("__", "."))][first : first + n] = value
         if n and first and int(ids.min()) < int(self._ids[first - 1]):
             self._resort()  # only after recycling quarantined ids
         return ids

@@ -58,8 +58,13 @@ class NetEntity:
     net_id: int
 
 
-def spawn_networked(store: ColumnStore, n: int = 1, *, components: ComponentFactory | None = None,
-                    **values: np.ndarray | float) -> tuple[list[int], np.ndarray]:
+def spawn_networked(
+    store: ColumnStore,
+    n: int = 1,
+    *,
+    components: ComponentFactory | None = None,
+    **values: np.ndarray | float,
+) -> tuple[list[int], np.ndarray]:
     """Spawn ``n`` rows (``values`` as in :meth:`ColumnStore.spawn`) and an esper entity for each,
     tagged :class:`NetEntity` plus whatever ``components(net_id)`` returns. Returns
     ``(entities, net_ids)``."""

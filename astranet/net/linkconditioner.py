@@ -241,10 +241,16 @@ class _Link:
         self.writers = (client[1], target[1])
         seed = conditioner.seed
         self.pipes = (
-            _Pipe(self, Direction.UPSTREAM, client[0], target[1],
-                  random.Random(f"{seed}:{index}:up")),
-            _Pipe(self, Direction.DOWNSTREAM, target[0], client[1],
-                  random.Random(f"{seed}:{index}:down")),
+            _Pipe(
+                self, Direction.UPSTREAM, client[0], target[1], random.Random(f"{seed}:{index}:up")
+            ),
+            _Pipe(
+                self,
+                Direction.DOWNSTREAM,
+                target[0],
+                client[1],
+                random.Random(f"{seed}:{index}:down"),
+            ),
         )
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -390,8 +396,7 @@ class LinkConditioner:
                 asyncio.open_connection(self.target_host, self.target_port), CONNECT_TIMEOUT_S
             )
         except (OSError, TimeoutError) as exc:
-            logger.warning("cannot reach target %s:%s: %r", self.target_host,
-                           self.target_port, exc)
+            logger.warning("cannot reach target %s:%s: %r", self.target_host, self.target_port, exc)
             self._connections_refused += 1
             _reset(writer)
             return
@@ -460,27 +465,55 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description="Loopback TCP proxy that adds latency, jitter, bandwidth limits, "
         "loss-as-delay and stalls (the same profile in both directions).",
     )
-    parser.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9788),
-                        help="HOST:PORT to listen on (port 0 picks one; default 127.0.0.1:9788)")
-    parser.add_argument("--target", type=_host_port, default=("127.0.0.1", 8788),
-                        help="HOST:PORT of the server (default 127.0.0.1:8788)")
-    parser.add_argument("--latency-ms", type=_non_negative, default=0.0,
-                        help="one-way latency per direction")
-    parser.add_argument("--jitter-ms", type=_non_negative, default=0.0,
-                        help="extra uniform(0, J) delay per chunk")
-    parser.add_argument("--bandwidth-kbps", type=_non_negative, default=0.0,
-                        help="kilobits per second per direction (0 = unlimited)")
-    parser.add_argument("--loss", type=_non_negative, default=0.0,
-                        help="probability in [0, 1] that a chunk is delayed by a retransmission")
-    parser.add_argument("--retransmit-ms", type=_non_negative, default=None,
-                        help="retransmission delay (default max(200, 2 x RTT))")
-    parser.add_argument("--stall-every-ms", type=_non_negative, default=None,
-                        help="schedule a stall every this many ms")
-    parser.add_argument("--stall-ms", type=_non_negative, default=0.0,
-                        help="length of each scheduled stall")
+    parser.add_argument(
+        "--listen",
+        type=_host_port,
+        default=("127.0.0.1", 9788),
+        help="HOST:PORT to listen on (port 0 picks one; default 127.0.0.1:9788)",
+    )
+    parser.add_argument(
+        "--target",
+        type=_host_port,
+        default=("127.0.0.1", 8788),
+        help="HOST:PORT of the server (default 127.0.0.1:8788)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=_non_negative, default=0.0, help="one-way latency per direction"
+    )
+    parser.add_argument(
+        "--jitter-ms", type=_non_negative, default=0.0, help="extra uniform(0, J) delay per chunk"
+    )
+    parser.add_argument(
+        "--bandwidth-kbps",
+        type=_non_negative,
+        default=0.0,
+        help="kilobits per second per direction (0 = unlimited)",
+    )
+    parser.add_argument(
+        "--loss",
+        type=_non_negative,
+        default=0.0,
+        help="probability in [0, 1] that a chunk is delayed by a retransmission",
+    )
+    parser.add_argument(
+        "--retransmit-ms",
+        type=_non_negative,
+        default=None,
+        help="retransmission delay (default max(200, 2 x RTT))",
+    )
+    parser.add_argument(
+        "--stall-every-ms",
+        type=_non_negative,
+        default=None,
+        help="schedule a stall every this many ms",
+    )
+    parser.add_argument(
+        "--stall-ms", type=_non_negative, default=0.0, help="length of each scheduled stall"
+    )
     parser.add_argument("--seed", default=None, help="RNG seed for jitter and loss")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     return parser
 
 
@@ -500,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ConfigurationError as exc:
         parser.error(str(exc))  # exits 2 with the message
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args.listen, args.target, profile, args.seed))
     return 0
@@ -510,16 +544,22 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(
     listen: tuple[str, int], target: tuple[str, int], profile: LinkProfile, seed: str | None
 ) -> None:
-    conditioner = LinkConditioner(*target, upstream=profile, downstream=profile,
-                                  seed=seed)
+    conditioner = LinkConditioner(*target, upstream=profile, downstream=profile, seed=seed)
     port = await conditioner.start(*listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-    logger.info("listening %s:%d -> target %s:%d seed=%s profile=%s",
-                listen[0], port, target[0], target[1], conditioner.seed, profile)
+    logger.info(
+        "listening %s:%d -> target %s:%d seed=%s profile=%s",
+        listen[0],
+        port,
+        target[0],
+        target[1],
+        conditioner.seed,
+        profile,
+    )
     try:
         await stop.wait()
     finally:

@@ -32,8 +32,9 @@ def unpack_bits(run: bytes | memoryview, count: int, width: int) -> np.ndarray:
     """Inverse of :func:`pack_bits`: ``count`` uint32 values (``run`` must be packed_size long)."""
     if width == 0 or count == 0:
         return np.zeros(count, dtype=np.uint32)
-    bits = np.unpackbits(np.frombuffer(run, dtype=np.uint8), count=count * width,
-                         bitorder="little").reshape(count, width)
+    bits = np.unpackbits(
+        np.frombuffer(run, dtype=np.uint8), count=count * width, bitorder="little"
+    ).reshape(count, width)
     padded = np.zeros((count, 32), dtype=np.uint8)
     padded[:, :width] = bits
     return np.packbits(padded, axis=1, bitorder="little").view("<u4").ravel().astype(np.uint32)

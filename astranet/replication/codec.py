@@ -96,8 +96,9 @@ def _pack_mask(mask: np.ndarray) -> bytes:
     return np.packbits(mask, bitorder="little").tobytes()
 
 
-def encode_delta(schema: Schema, current: Snapshot, base: Snapshot | None = None, *,
-                 checksum: bool = False) -> bytes:
+def encode_delta(
+    schema: Schema, current: Snapshot, base: Snapshot | None = None, *, checksum: bool = False
+) -> bytes:
     """Uncompressed payload of ``current`` relative to ``base`` (None: a full payload).
 
     Both snapshots must already be the client's view (see :meth:`Snapshot.select`): the base
@@ -129,8 +130,18 @@ def encode_delta(schema: Schema, current: Snapshot, base: Snapshot | None = None
     any_changed = np.logical_or.reduce(field_changed)  # a Schema has at least one field
     updated = np.flatnonzero(any_changed)
 
-    parts = [HEADER.pack(FORMAT_VERSION, flags, len(schema), schema.fingerprint,
-                         len(spawn_rows), len(despawn_ids), len(updated), len(cur_ids))]
+    parts = [
+        HEADER.pack(
+            FORMAT_VERSION,
+            flags,
+            len(schema),
+            schema.fingerprint,
+            len(spawn_rows),
+            len(despawn_ids),
+            len(updated),
+            len(cur_ids),
+        )
+    ]
     if checksum:
         parts.append(_CRC.pack(current.checksum()))
     parts.append(np.ascontiguousarray(despawn_ids, dtype="<u4").tobytes())
@@ -163,8 +174,14 @@ def compress_payload(raw: bytes) -> tuple[bytes, bool]:
     return (packed, True) if len(packed) < len(raw) else (raw, False)
 
 
-def encode_payload(schema: Schema, current: Snapshot, base: Snapshot | None = None, *,
-                   checksum: bool = False, compress: bool = True) -> tuple[bytes, bool]:
+def encode_payload(
+    schema: Schema,
+    current: Snapshot,
+    base: Snapshot | None = None,
+    *,
+    checksum: bool = False,
+    compress: bool = True,
+) -> tuple[bytes, bool]:
     """The ``(payload, compressed)`` pair of a ``Snapshot`` message."""
     raw = encode_delta(schema, current, base, checksum=checksum)
     return compress_payload(raw) if compress else (raw, False)
@@ -185,7 +202,7 @@ class _Reader:
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.buf):
             raise SnapshotDecodeError(f"payload truncated: need {n} bytes at {self.pos}")
-        view = self.buf[self.pos:self.pos + n]
+        view = self.buf[self.pos : self.pos + n]
         self.pos += n
         return view
 
@@ -196,8 +213,9 @@ class _Reader:
         return ids
 
     def mask(self, n: int) -> np.ndarray:
-        return np.unpackbits(np.frombuffer(self.take(packed_size(n, 1)), np.uint8),
-                             count=n, bitorder="little").astype(bool)
+        return np.unpackbits(
+            np.frombuffer(self.take(packed_size(n, 1)), np.uint8), count=n, bitorder="little"
+        ).astype(bool)
 
 
 def decompress_payload(payload: bytes, compressed: bool) -> bytes:
@@ -222,12 +240,14 @@ def _check_codes(schema: Schema, f: int, codes: np.ndarray) -> None:
         raise SnapshotDecodeError(f"field {schema.fields[f].name} has out-of-range codes")
 
 
-def decode_delta(schema: Schema, raw: bytes, base: Snapshot | None = None, *,
-                 snapshot_id: int = 0, tick: int = 0) -> Snapshot:
+def decode_delta(
+    schema: Schema, raw: bytes, base: Snapshot | None = None, *, snapshot_id: int = 0, tick: int = 0
+) -> Snapshot:
     """Rebuild the state an uncompressed payload describes, applying it to ``base``."""
     reader = _Reader(raw)
-    version, flags, n_fields, fingerprint, n_spawn, n_despawn, n_update, n_total = (
-        HEADER.unpack(reader.take(HEADER.size)))
+    version, flags, n_fields, fingerprint, n_spawn, n_despawn, n_update, n_total = HEADER.unpack(
+        reader.take(HEADER.size)
+    )
     if version != FORMAT_VERSION or flags & ~_KNOWN_FLAGS:
         raise SnapshotDecodeError(f"unsupported payload version {version} / flags {flags:#x}")
     if n_fields != len(schema) or fingerprint != schema.fingerprint:
@@ -249,8 +269,11 @@ def decode_delta(schema: Schema, raw: bytes, base: Snapshot | None = None, *,
     keep = np.ones(len(base_ids), dtype=bool)
     if n_despawn:
         pos = np.searchsorted(base_ids, despawn_ids)
-        if len(base_ids) == 0 or np.any(pos >= len(base_ids)) or np.any(
-                base_ids[np.minimum(pos, len(base_ids) - 1)] != despawn_ids):
+        if (
+            len(base_ids) == 0
+            or np.any(pos >= len(base_ids))
+            or np.any(base_ids[np.minimum(pos, len(base_ids) - 1)] != despawn_ids)
+        ):
             raise SnapshotDecodeError("despawn of a net id that is not in the base")
         keep[pos] = False
     common_ids = base_ids[keep]
@@ -263,8 +286,10 @@ def decode_delta(schema: Schema, raw: bytes, base: Snapshot | None = None, *,
 
     spawn_codes = []
     for f, field in enumerate(schema.fields):
-        comps = [unpack_bits(reader.take(packed_size(n_spawn, bits)), n_spawn, bits)
-                 for bits in field.encoding.code_bits]
+        comps = [
+            unpack_bits(reader.take(packed_size(n_spawn, bits)), n_spawn, bits)
+            for bits in field.encoding.code_bits
+        ]
         codes = np.stack(comps, axis=1).astype(field.encoding.code_dtype)
         _check_codes(schema, f, codes)
         spawn_codes.append(codes)
@@ -308,9 +333,15 @@ def decode_delta(schema: Schema, raw: bytes, base: Snapshot | None = None, *,
     return result
 
 
-def decode_payload(schema: Schema, payload: bytes, compressed: bool,
-                   base: Snapshot | None = None, *, snapshot_id: int = 0,
-                   tick: int = 0) -> Snapshot:
+def decode_payload(
+    schema: Schema,
+    payload: bytes,
+    compressed: bool,
+    base: Snapshot | None = None,
+    *,
+    snapshot_id: int = 0,
+    tick: int = 0,
+) -> Snapshot:
     """Decode a ``Snapshot`` message's payload against ``base`` (the snapshot of ``base_id``)."""
     raw = decompress_payload(payload, compressed)
     return decode_delta(schema, raw, base, snapshot_id=snapshot_id, tick=tick)

@@ -93,8 +93,14 @@ def _mask_key(visible: np.ndarray | None) -> bytes | None:
 class SnapshotFanout:
     """Per-room encoder with a per-tick cache keyed by (base id, base view, current view)."""
 
-    def __init__(self, schema: Schema, history: SnapshotHistory, *, checksum: bool = False,
-                 compress: bool = True) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        history: SnapshotHistory,
+        *,
+        checksum: bool = False,
+        compress: bool = True,
+    ) -> None:
         self.schema = schema
         self.history = history
         self.checksum = checksum
@@ -108,8 +114,9 @@ class SnapshotFanout:
         self._current = snapshot
         self._cache.clear()
 
-    def encode_for(self, client: ClientBaseline,
-                   visible: np.ndarray | None = None) -> EncodedSnapshot:
+    def encode_for(
+        self, client: ClientBaseline, visible: np.ndarray | None = None
+    ) -> EncodedSnapshot:
         """The message fields for ``client`` this tick (shared with clients of the same key).
 
         ``visible`` is a bool mask over the current snapshot's rows (None: all rows). Records
@@ -124,14 +131,17 @@ class SnapshotFanout:
                 raise InvalidState(f"visibility mask shape {visible.shape} != ({len(current)},)")
         base = self.history.get(client.acked_id)
         base_visible = client.visibility_of(base.id) if base is not None else None
-        key = (base.id if base is not None else None, _mask_key(base_visible),
-               _mask_key(visible))
+        key = (base.id if base is not None else None, _mask_key(base_visible), _mask_key(visible))
         encoded = self._cache.get(key)
         if encoded is None:
             base_view = base.select(base_visible) if base is not None else None
             payload, compressed = encode_payload(
-                self.schema, current.select(visible), base_view,
-                checksum=self.checksum, compress=self.compress)
+                self.schema,
+                current.select(visible),
+                base_view,
+                checksum=self.checksum,
+                compress=self.compress,
+            )
             encoded = EncodedSnapshot(current.id, current.tick, key[0], compressed, payload)
             self._cache[key] = encoded
             self.encodes += 1

@@ -163,9 +163,7 @@ class SnapshotBuffer:
     def newest_time_ms(self) -> float | None:
         return self._times[-1] if self._times else None
 
-    def push(
-        self, server_time_ms: float, net_ids: npt.ArrayLike, values: npt.ArrayLike
-    ) -> bool:
+    def push(self, server_time_ms: float, net_ids: npt.ArrayLike, values: npt.ArrayLike) -> bool:
         """Buffer one snapshot. Return False (ignored) if it is not newer than the newest.
 
         Raises InvalidSnapshotError if ids are not a 1-D uint32 array sorted strictly

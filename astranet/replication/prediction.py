@@ -108,8 +108,9 @@ def read_rows(store: ColumnStore, rows: npt.ArrayLike | slice = slice(None)) -> 
         return np.zeros((0, 0))
     count = parts[0].shape[0]
     # Explicit widths: reshape(count, -1) cannot infer them when there are no rows.
-    return np.hstack([part.reshape(count, int(np.prod(part.shape[1:], dtype=np.int64)))
-                      for part in parts])
+    return np.hstack(
+        [part.reshape(count, int(np.prod(part.shape[1:], dtype=np.int64))) for part in parts]
+    )
 
 
 def write_row(store: ColumnStore, net_id: int, state: np.ndarray) -> None:
@@ -121,7 +122,7 @@ def write_row(store: ColumnStore, net_id: int, state: np.ndarray) -> None:
     row = int(store.rows([net_id])[0])
     start = 0
     for column, size in zip(columns, sizes, strict=True):
-        values = state[start:start + size]
+        values = state[start : start + size]
         column[row] = values.reshape(column.shape[1:]) if column.ndim > 1 else values[0]
         start += size
 
@@ -277,8 +278,12 @@ class CorrectionSmoother:
 
     __slots__ = ("_columns", "_offset", "_since_ms", "decay_ms", "width")
 
-    def __init__(self, width: int, decay_ms: float = DEFAULT_SMOOTHING_MS,
-                 columns: npt.NDArray[np.bool_] | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        decay_ms: float = DEFAULT_SMOOTHING_MS,
+        columns: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
         if not (math.isfinite(decay_ms) and decay_ms >= 0):
             raise PredictionError(f"decay_ms must be >= 0, got {decay_ms!r}")
         self.width = width

@@ -46,8 +46,14 @@ class ReplicaUpdate:
 class Replica:
     """A client's copy of one room's replicated state."""
 
-    def __init__(self, schema: Schema, *, keep: int = DEFAULT_RING,
-                 store: ColumnStore | None = None, mirror: EntityMirror | None = None) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        keep: int = DEFAULT_RING,
+        store: ColumnStore | None = None,
+        mirror: EntityMirror | None = None,
+    ) -> None:
         self.schema = schema
         self.keep = keep
         self.store = store if store is not None else ColumnStore(schema)
@@ -59,8 +65,14 @@ class Replica:
         """A kept snapshot by id (None if never received or already evicted)."""
         return self._kept.get(snapshot_id)
 
-    def apply(self, snapshot_id: int, base_id: int | None, payload: bytes, compressed: bool,
-              server_tick: int = 0) -> ReplicaUpdate:
+    def apply(
+        self,
+        snapshot_id: int,
+        base_id: int | None,
+        payload: bytes,
+        compressed: bool,
+        server_tick: int = 0,
+    ) -> ReplicaUpdate:
         """Decode and apply one ``Snapshot`` message; raises SnapshotDecodeError (or its
         subclass DesyncError) without changing anything if it cannot."""
         base = None
@@ -68,8 +80,9 @@ class Replica:
             base = self._kept.get(base_id)
             if base is None:
                 raise SnapshotDecodeError(f"unknown base snapshot {base_id}")
-        state = decode_payload(self.schema, payload, compressed, base,
-                               snapshot_id=snapshot_id, tick=server_tick)
+        state = decode_payload(
+            self.schema, payload, compressed, base, snapshot_id=snapshot_id, tick=server_tick
+        )
         self._kept[snapshot_id] = state
         if len(self._kept) > self.keep:
             del self._kept[min(self._kept)]  # evict the oldest id, not the oldest arrival

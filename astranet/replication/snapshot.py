@@ -45,8 +45,9 @@ class Snapshot:
         """The rows a client may see (``visible`` is a bool mask over rows; None = all)."""
         if visible is None:
             return self
-        return Snapshot(self.id, self.tick, self.net_ids[visible],
-                        tuple(c[visible] for c in self.codes))
+        return Snapshot(
+            self.id, self.tick, self.net_ids[visible], tuple(c[visible] for c in self.codes)
+        )
 
     def same_state(self, other: Snapshot) -> bool:
         """Exact equality of ids and codes (ids/ticks of the snapshots are not compared)."""
@@ -73,17 +74,23 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 def empty_snapshot(schema: Schema) -> Snapshot:
     """A snapshot with no rows: the implicit base of a full encode."""
-    return Snapshot(0, 0, _frozen(np.zeros(0, dtype=np.uint32)), tuple(
-        _frozen(np.zeros((0, len(f.encoding.code_bits)), dtype=f.encoding.code_dtype))
-        for f in schema.fields
-    ))
+    return Snapshot(
+        0,
+        0,
+        _frozen(np.zeros(0, dtype=np.uint32)),
+        tuple(
+            _frozen(np.zeros((0, len(f.encoding.code_bits)), dtype=f.encoding.code_dtype))
+            for f in schema.fields
+        ),
+    )
 
 
 def capture(store: ColumnStore, snapshot_id: int, tick: int) -> Snapshot:
     """Quantize every column of ``store`` (rows already sorted by net id)."""
     codes = store.schema.quantize(store.columns())
-    return Snapshot(snapshot_id, tick, _frozen(store.net_ids.copy()),
-                    tuple(_frozen(c) for c in codes))
+    return Snapshot(
+        snapshot_id, tick, _frozen(store.net_ids.copy()), tuple(_frozen(c) for c in codes)
+    )
 
 
 class SnapshotHistory:

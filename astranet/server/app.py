@@ -89,13 +89,15 @@ def _kick_label(code: int, reason: str) -> str | None:
 class GameServer:
     """The authoritative server for one game. ``await start()``, then ``await shutdown()``."""
 
-    def __init__(self, config: ServerConfig, game: Game, *,
-                 persistence: Persistence | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, game: Game, *, persistence: Persistence | None = None
+    ) -> None:
         self.config = config
         self.game = game
         self.metrics = ServerMetrics()
         self.matchmaker = Matchmaker(
-            config.regions, config.game_modes, resume_seconds=config.resume_window)
+            config.regions, config.game_modes, resume_seconds=config.resume_window
+        )
         self.rooms: dict[str, Room] = {}
         self.sessions: set[Session] = set()
         self.tick = 0
@@ -107,9 +109,12 @@ class GameServer:
         self.http_port: int | None = None
         self._ws_server: WsServer | None = None
         self._http = HttpSidePort(lambda: list(config.regions), self._rooms_json, self.metrics)
-        self._ticker = TickLoop(config.tick_hz, self._step_all,
-                                on_tick=self.metrics.observe_tick,
-                                on_skip=self.metrics.record_skipped)
+        self._ticker = TickLoop(
+            config.tick_hz,
+            self._step_all,
+            on_tick=self.metrics.observe_tick,
+            on_skip=self.metrics.record_skipped,
+        )
         self._tick_task: asyncio.Task[None] | None = None
         self._sweep_every = max(1, config.tick_hz)  # housekeeping once a second
         interval = self.persistence.checkpoint_interval
@@ -123,7 +128,10 @@ class GameServer:
         tls = self._tls_context()
         await self.persistence.restore(self)  # before listening: held seats exist from tick 0
         self._ws_server = await serve(
-            self._handler, config.host, config.ws_port, ssl=tls,
+            self._handler,
+            config.host,
+            config.ws_port,
+            ssl=tls,
             max_size=config.max_message_bytes,  # websockets closes 1009 above it (rule 6)
             compression=None,  # payloads are already LZ4; permessage-deflate only costs CPU
             close_timeout=CLOSE_TIMEOUT_S,
@@ -134,8 +142,15 @@ class GameServer:
         self._tick_task = asyncio.create_task(self._ticker.run(), name="astranet-tick")
         scheme = "wss" if tls else "ws"
         log.info("listening ws=%d http=%d", self.ws_port, self.http_port)
-        log.info("serving %s (%s://%s:%d) regions=%s tick=%d Hz", self.game.name, scheme,
-                 config.host, self.ws_port, ",".join(config.regions), config.tick_hz)
+        log.info(
+            "serving %s (%s://%s:%d) regions=%s tick=%d Hz",
+            self.game.name,
+            scheme,
+            config.host,
+            self.ws_port,
+            ",".join(config.regions),
+            config.tick_hz,
+        )
         return self.ws_port, self.http_port
 
     async def shutdown(self) -> None:
@@ -223,7 +238,10 @@ class GameServer:
         if now.dropped > seen.dropped:
             self.metrics.inputs_dropped.inc(now.dropped - seen.dropped)
         seen.undecodable, seen.violations, seen.dropped = (
-            now.undecodable, now.violations, now.dropped)
+            now.undecodable,
+            now.violations,
+            now.dropped,
+        )
 
     def _enforce_sanity(self, room: Room) -> None:
         for player in room.players.values():
@@ -232,8 +250,9 @@ class GameServer:
                 player.inputs.kick_reason = None
                 session = player.session
                 if isinstance(session, Session):
-                    log.warning("kicking %s (player %s): %s", session.peer, player.player_id,
-                                reason)
+                    log.warning(
+                        "kicking %s (player %s): %s", session.peer, player.player_id, reason
+                    )
                     session.close(1008, reason)
 
     def _housekeeping(self) -> None:
@@ -291,11 +310,18 @@ class GameServer:
                 if session.player is not None:
                     session.player.baseline.ack(message.snapshot_id)
             elif isinstance(message, Ping):
-                session.send(Pong(message.nonce, message.client_time_ms,
-                                  time.time_ns() // 1_000_000, self.tick))
+                session.send(
+                    Pong(
+                        message.nonce,
+                        message.client_time_ms,
+                        time.time_ns() // 1_000_000,
+                        self.tick,
+                    )
+                )
             elif isinstance(message, FindOrCreate):
                 seat = self.matchmaker.find_or_create(
-                    message.region, message.game_mode, message.party_size)
+                    message.region, message.game_mode, message.party_size
+                )
                 room = self.rooms.get(seat.room_id)
                 if room is None:
                     room = self._create_room(seat.room_id, message.region, message.game_mode)
@@ -338,8 +364,11 @@ class GameServer:
     def _on_resume(self, session: Session, message: Resume) -> None:
         room = self.rooms.get(message.room_id)
         player = room.players.get(message.player_id) if room is not None else None
-        if player is None or room is None or not token_matches(player.token_hash,
-                                                               message.resume_token):
+        if (
+            player is None
+            or room is None
+            or not token_matches(player.token_hash, message.resume_token)
+        ):
             raise ResumeDenied("resume denied: unknown player or wrong token")
         previous = player.session
         if isinstance(previous, Session):
@@ -354,15 +383,28 @@ class GameServer:
         self._attach(session, room, player, message.resume_token, resumed=True)
         log.info("player %s resumed in room %s", player.player_id, room.room_id)
 
-    def _attach(self, session: Session, room: Room, player: Player, resume_token: bytes, *,
-                resumed: bool = False) -> None:
+    def _attach(
+        self,
+        session: Session,
+        room: Room,
+        player: Player,
+        resume_token: bytes,
+        *,
+        resumed: bool = False,
+    ) -> None:
         session.room, session.player = room, player
         player.session = session
         if not resumed:
             session.send(MatchResult(room.room_id))
         session.send(
-            JoinAccepted(room.room_id, player.player_id, self.config.tick_hz,
-                         secrets.token_bytes(SESSION_KEY_BYTES), resume_token, player.net_id),
+            JoinAccepted(
+                room.room_id,
+                player.player_id,
+                self.config.tick_hz,
+                secrets.token_bytes(SESSION_KEY_BYTES),
+                resume_token,
+                player.net_id,
+            ),
             last_input_seq=player.last_accepted_seq,
         )
         self._update_occupancy()
@@ -419,5 +461,6 @@ class GameServer:
 
     def _update_occupancy(self) -> None:
         players = sum(len(room.players) for room in self.rooms.values())
-        self.metrics.set_occupancy(connections=len(self.sessions), rooms=len(self.rooms),
-                                   players=players)
+        self.metrics.set_occupancy(
+            connections=len(self.sessions), rooms=len(self.rooms), players=players
+        )

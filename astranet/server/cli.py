@@ -34,7 +34,8 @@ async def run(config: ServerConfig) -> None:
     game = load_game(config.game)
     try:
         persistence = await open_sqlite_persistence(
-            config.db, checkpoint_interval=config.checkpoint_interval)
+            config.db, checkpoint_interval=config.checkpoint_interval
+        )
     except StorageError as exc:
         raise _naming_db(config.db, exc) from None
     server = GameServer(config, game, persistence=persistence)

@@ -99,8 +99,9 @@ class RestoreSummary:
 class StoragePersistence:
     """The server's persistence hooks on a StorageWriter. Create with :meth:`open`."""
 
-    def __init__(self, writer: StorageWriter, *, checkpoint_interval: float = 1.0,
-                 location: str = "storage") -> None:
+    def __init__(
+        self, writer: StorageWriter, *, checkpoint_interval: float = 1.0, location: str = "storage"
+    ) -> None:
         if not math.isfinite(checkpoint_interval) or checkpoint_interval < 0:
             raise StorageError(f"checkpoint_interval must be >= 0 s, got {checkpoint_interval!r}")
         self.writer = writer
@@ -112,8 +113,13 @@ class StoragePersistence:
         self.summary = RestoreSummary()
 
     @classmethod
-    async def open(cls, open_storage: Callable[[], Storage], *, checkpoint_interval: float = 1.0,
-                   location: str = "storage") -> StoragePersistence:
+    async def open(
+        cls,
+        open_storage: Callable[[], Storage],
+        *,
+        checkpoint_interval: float = 1.0,
+        location: str = "storage",
+    ) -> StoragePersistence:
         """Start the writer thread and open the backend on it (StorageError if unusable)."""
         writer = await StorageWriter.start(open_storage)
         return cls(writer, checkpoint_interval=checkpoint_interval, location=location)
@@ -126,14 +132,16 @@ class StoragePersistence:
 
     def room_closed(self, room: Room) -> None:
         closed_at = time.time()
-        self._submit_record(f"close of room {room.room_id}",
-                            lambda: self.writer.submit_close_room(room.room_id, closed_at))
+        self._submit_record(
+            f"close of room {room.room_id}",
+            lambda: self.writer.submit_close_room(room.room_id, closed_at),
+        )
 
     def player_joined(self, room: Room, player: Player) -> None:
-        record = PlayerRecord(player.player_id, room.room_id, player.net_id, player.token_hash,
-                              time.time())
-        self._submit_record(f"player {player.player_id}",
-                            lambda: self.writer.submit_player(record))
+        record = PlayerRecord(
+            player.player_id, room.room_id, player.net_id, player.token_hash, time.time()
+        )
+        self._submit_record(f"player {player.player_id}", lambda: self.writer.submit_player(record))
 
     def player_left(self, room: Room, player: Player) -> None:
         self._submit_departure(player.player_id, time.time())
@@ -144,8 +152,9 @@ class StoragePersistence:
         seqs: dict[str, int] = {}
         for room in rooms:
             state = room.store.export_state()
-            state[ROOM_META_KEY] = np.array([ROOM_META_VERSION, room.history.next_id],
-                                            dtype=np.int64)
+            state[ROOM_META_KEY] = np.array(
+                [ROOM_META_VERSION, room.history.next_id], dtype=np.int64
+            )
             # A dropped checkpoint (queue full) leaves the previous one valid; the writer
             # counts it, and the next interval retries.
             self.writer.submit_checkpoint(Checkpoint(room.room_id, tick, saved_at, state))
@@ -194,30 +203,45 @@ class StoragePersistence:
         first_tick = server.tick_offset
         for record in await self.writer.open_rooms():
             checkpoint = await self.writer.load_checkpoint(record.room_id)
-            seated = [p for p in await self.writer.players_in_room(record.room_id)
-                      if p.left_at is None]
+            seated = [
+                p for p in await self.writer.players_in_room(record.room_id) if p.left_at is None
+            ]
             if checkpoint is None:
-                log.warning("room %s has no checkpoint; closing it (its %d player(s) cannot "
-                            "resume)", record.room_id, len(seated))
+                log.warning(
+                    "room %s has no checkpoint; closing it (its %d player(s) cannot resume)",
+                    record.room_id,
+                    len(seated),
+                )
                 self._drop_room(record.room_id, seated, now)
                 rooms_dropped += 1
                 players_dropped += len(seated)
                 continue
             # Ticks the old process may have run after this checkpoint, plus slack.
-            ticks_since = math.ceil((max(0.0, now - checkpoint.saved_at) + RESTORE_MARGIN_S)
-                                    * tick_hz)
+            ticks_since = math.ceil(
+                (max(0.0, now - checkpoint.saved_at) + RESTORE_MARGIN_S) * tick_hz
+            )
             room = self._rebuild_room(server, record, checkpoint, ticks_since)
-            kept = [p for p in seated if p.entity_net_id is not None
-                    and bool(room.store.contains([p.entity_net_id])[0])]
+            kept = [
+                p
+                for p in seated
+                if p.entity_net_id is not None and bool(room.store.contains([p.entity_net_id])[0])
+            ]
             for gone in (p for p in seated if p not in kept):
-                log.warning("player %s joined room %s after its last checkpoint; seat dropped",
-                            gone.player_id, record.room_id)
+                log.warning(
+                    "player %s joined room %s after its last checkpoint; seat dropped",
+                    gone.player_id,
+                    record.room_id,
+                )
                 self._submit_departure(gone.player_id, now)
             players_dropped += len(seated) - len(kept)
             try:
                 server.matchmaker.restore_room(
-                    record.room_id, record.region, record.game_mode, len(kept),
-                    resumable_player_ids=[p.player_id for p in kept])
+                    record.room_id,
+                    record.region,
+                    record.game_mode,
+                    len(kept),
+                    resumable_player_ids=[p.player_id for p in kept],
+                )
             except AstranetError as exc:  # region/mode no longer served, over capacity...
                 log.warning("cannot restore room %s here (%s); closing it", record.room_id, exc)
                 room.close()
@@ -234,14 +258,27 @@ class StoragePersistence:
         server.tick_offset = server.tick = first_tick
         self.summary = RestoreSummary(rooms, players, rooms_dropped, players_dropped, first_tick)
         if rooms or rooms_dropped:
-            log.info("restored %d room(s) and %d held seat(s) from %s; ticks continue from %d "
-                     "(dropped %d room(s), %d seat(s))", rooms, players, self.location,
-                     first_tick, rooms_dropped, players_dropped)
+            log.info(
+                "restored %d room(s) and %d held seat(s) from %s; ticks continue from %d "
+                "(dropped %d room(s), %d seat(s))",
+                rooms,
+                players,
+                self.location,
+                first_tick,
+                rooms_dropped,
+                players_dropped,
+            )
 
-    def _rebuild_room(self, server: GameServer, record: RoomRecord, checkpoint: Checkpoint,
-                      ticks_since: int) -> Room:
-        room = Room(record.room_id, record.region, record.game_mode, server.game,
-                    tick_hz=server.config.tick_hz)
+    def _rebuild_room(
+        self, server: GameServer, record: RoomRecord, checkpoint: Checkpoint, ticks_since: int
+    ) -> Room:
+        room = Room(
+            record.room_id,
+            record.region,
+            record.game_mode,
+            server.game,
+            tick_hz=server.config.tick_hz,
+        )
         try:
             room.store.import_state(dict(checkpoint.state))  # replaces setup's entities
             next_id = _saved_next_snapshot_id(checkpoint)
@@ -250,22 +287,27 @@ class StoragePersistence:
             raise StorageError(
                 f"{self.location}: checkpoint of room {record.room_id} cannot be restored "
                 f"into game {server.game.name!r}: {exc}; start with another --db or the game "
-                f"that wrote it") from exc
+                f"that wrote it"
+            ) from exc
         # Snapshot ids must exceed every id the old process sent (Replica ignores lower ids).
         room.history.resume_from(next_id + ticks_since)
         room.tick = room.sim.tick = checkpoint.tick
         with room.activated():
             live = room.store.contains  # drop setup's tags for entities the checkpoint lacks
-            stale = [entity for entity, tag in esper.get_component(NetEntity)
-                     if not bool(live([tag.net_id])[0])]
+            stale = [
+                entity
+                for entity, tag in esper.get_component(NetEntity)
+                if not bool(live([tag.net_id])[0])
+            ]
             for entity in stale:
                 esper.delete_entity(entity, immediate=True)
         return room
 
     def _reseat(self, room: Room, record: PlayerRecord) -> None:
         assert record.entity_net_id is not None  # filtered by the caller
-        room.restore_player(record.player_id, record.entity_net_id, record.resume_token_hash,
-                            record.last_input_seq)
+        room.restore_player(
+            record.player_id, record.entity_net_id, record.resume_token_hash, record.last_input_seq
+        )
         with room.activated():
             hook = getattr(room.game, "restore_player", None)
             if callable(hook):
@@ -274,14 +316,17 @@ class StoragePersistence:
                 esper.create_entity(NetEntity(record.entity_net_id))
 
     def _submit_departure(self, player_id: str, left_at: float) -> None:
-        self._submit_record(f"departure of player {player_id}",
-                            lambda: self.writer.submit_player_left(player_id, left_at))
+        self._submit_record(
+            f"departure of player {player_id}",
+            lambda: self.writer.submit_player_left(player_id, left_at),
+        )
 
     def _drop_room(self, room_id: str, seated: list[PlayerRecord], now: float) -> None:
         for player in seated:
             self._submit_departure(player.player_id, now)
-        self._submit_record(f"close of room {room_id}",
-                            lambda: self.writer.submit_close_room(room_id, now))
+        self._submit_record(
+            f"close of room {room_id}", lambda: self.writer.submit_close_room(room_id, now)
+        )
 
 
 def _saved_next_snapshot_id(checkpoint: Checkpoint) -> int:
@@ -294,10 +339,11 @@ def _saved_next_snapshot_id(checkpoint: Checkpoint) -> int:
     return next_id
 
 
-async def open_sqlite_persistence(db_path: str | Path, *,
-                                  checkpoint_interval: float = 1.0) -> StoragePersistence:
+async def open_sqlite_persistence(
+    db_path: str | Path, *, checkpoint_interval: float = 1.0
+) -> StoragePersistence:
     """The default persistence: one SQLite file (created if missing; StorageError if unusable)."""
     path = Path(db_path)
-    return await StoragePersistence.open(lambda: SQLiteStorage(path),
-                                         checkpoint_interval=checkpoint_interval,
-                                         location=str(path))
+    return await StoragePersistence.open(
+        lambda: SQLiteStorage(path), checkpoint_interval=checkpoint_interval, location=str(path)
+    )

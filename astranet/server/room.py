@@ -76,9 +76,17 @@ class Player:
 class Room:
     """One match: an esper world plus the replication state of its players."""
 
-    def __init__(self, room_id: str, region: str, game_mode: str, game: Game, *,
-                 tick_hz: int = 30, checksum: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        region: str,
+        game_mode: str,
+        game: Game,
+        *,
+        tick_hz: int = 30,
+        checksum: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.room_id = room_id
         self.region = region
         self.game_mode = game_mode
@@ -96,11 +104,11 @@ class Room:
         self.empty_since: float | None = clock()
         self._clock = clock
         with self.activated():
-            add_system(InputIngestionSystem(game, self._input_queues, self.ingestion),
-                       Stage.INPUT)
+            add_system(InputIngestionSystem(game, self._input_queues, self.ingestion), Stage.INPUT)
             self.replication = add_system(
                 SnapshotReplicationSystem(self.history, self.fanout, self.connected_players),
-                Stage.REPLICATE)
+                Stage.REPLICATE,
+            )
             game.setup(self.sim)
 
     # -- structure -------------------------------------------------------------------------
@@ -117,12 +125,17 @@ class Room:
         self.empty_since = None
         return player
 
-    def restore_player(self, player_id: str, net_id: int, token_hash: bytes,
-                       last_input_seq: int | None) -> Player:
+    def restore_player(
+        self, player_id: str, net_id: int, token_hash: bytes, last_input_seq: int | None
+    ) -> Player:
         """Re-seat a player from storage (crash recovery); the avatar is in the checkpoint."""
-        player = Player(player_id, net_id, token_hash,
-                        InputQueue(player_id, net_id, last_input_seq),
-                        last_accepted_seq=last_input_seq)
+        player = Player(
+            player_id,
+            net_id,
+            token_hash,
+            InputQueue(player_id, net_id, last_input_seq),
+            last_accepted_seq=last_input_seq,
+        )
         self.players[player_id] = player
         self.empty_since = None
         return player
@@ -167,4 +180,3 @@ class Room:
 
     def _input_queues(self) -> Iterator[InputQueue]:
         return (p.inputs for p in self.players.values())
-

@@ -75,8 +75,14 @@ class Session:
 
     def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
         try:
-            message = Snapshot(snapshot.id, snapshot.server_tick, snapshot.base_id,
-                               snapshot.compressed, snapshot.payload, last_input_seq)
+            message = Snapshot(
+                snapshot.id,
+                snapshot.server_tick,
+                snapshot.base_id,
+                snapshot.compressed,
+                snapshot.payload,
+                last_input_seq,
+            )
         except LocalProtocolError as exc:  # payload over the message limit: a game problem
             self.server.note_oversized_snapshot(self, exc)
             return

@@ -67,9 +67,16 @@ class IngestionStats:
 class InputQueue:
     """One player's verified inputs waiting for the next tick."""
 
-    __slots__ = ("_frames", "_standing_ticks", "_violation_ticks", "credit", "kick_reason",
-                 "last_input_seq",
-                 "net_id", "player_id")
+    __slots__ = (
+        "_frames",
+        "_standing_ticks",
+        "_violation_ticks",
+        "credit",
+        "kick_reason",
+        "last_input_seq",
+        "net_id",
+        "player_id",
+    )
 
     def __init__(self, player_id: str, net_id: int, last_input_seq: int | None = None) -> None:
         self.player_id = player_id
@@ -130,8 +137,12 @@ class InputQueue:
 class InputIngestionSystem(esper.Processor):
     """Stage.INPUT: decode, sanity-check and apply every player's due inputs."""
 
-    def __init__(self, game: Game, queues: Callable[[], Iterable[InputQueue]],
-                 stats: IngestionStats | None = None) -> None:
+    def __init__(
+        self,
+        game: Game,
+        queues: Callable[[], Iterable[InputQueue]],
+        stats: IngestionStats | None = None,
+    ) -> None:
         self.game = game
         self.queues = queues
         self.stats = stats if stats is not None else IngestionStats()

@@ -71,16 +71,28 @@ class InterpolationStats:
 class InterpolationSystem(esper.Processor):
     """Stage.INTERPOLATE: sample remote entities at render time, overlay the local avatar."""
 
-    def __init__(self, layout: StateLayout, local: LocalPlayer, smoother: CorrectionSmoother,
-                 buffer: SnapshotBuffer, delay: InterpolationDelay) -> None:
+    def __init__(
+        self,
+        layout: StateLayout,
+        local: LocalPlayer,
+        smoother: CorrectionSmoother,
+        buffer: SnapshotBuffer,
+        delay: InterpolationDelay,
+    ) -> None:
         self.layout = layout
         self.local = local
         self.smoother = smoother
         self.buffer = buffer
         self.delay = delay
         self.stats = InterpolationStats()
-        self.view = RenderView(np.zeros(0, np.uint32), np.zeros((0, layout.width)), layout,
-                               InterpolationStatus.EMPTY, None, None)
+        self.view = RenderView(
+            np.zeros(0, np.uint32),
+            np.zeros((0, layout.width)),
+            layout,
+            InterpolationStatus.EMPTY,
+            None,
+            None,
+        )
         self._anchor: tuple[float, float] | None = None  # (tick time, client arrival ms)
 
     @property
@@ -95,8 +107,9 @@ class InterpolationSystem(esper.Processor):
         for applied in frame.applied:
             stamp_ms = applied.server_tick * tick_ms
             self.delay.on_snapshot_arrival(applied.arrival_ms, stamp_ms)
-            if self.buffer.push(stamp_ms, applied.net_ids.astype(np.uint32, copy=False),
-                                applied.rows):
+            if self.buffer.push(
+                stamp_ms, applied.net_ids.astype(np.uint32, copy=False), applied.rows
+            ):
                 self._anchor = (stamp_ms, applied.arrival_ms)
         if frame.arrival_time_ms is not None:
             arriving_ms = frame.arrival_time_ms
@@ -109,15 +122,19 @@ class InterpolationSystem(esper.Processor):
         net_ids, values = sampled.net_ids, np.array(sampled.values, dtype=np.float64)
         if sampled.status is not InterpolationStatus.EMPTY:
             self.stats.sampled += 1
-        if sampled.status in (InterpolationStatus.EXTRAPOLATING,
-                              InterpolationStatus.HOLDING_NEWEST):
+        if sampled.status in (
+            InterpolationStatus.EXTRAPOLATING,
+            InterpolationStatus.HOLDING_NEWEST,
+        ):
             self.stats.extrapolated += 1
         net_ids, values = self._overlay_local(frame.now_ms, net_ids, values)
-        self.view = RenderView(net_ids, values, self.layout, sampled.status, render_ms,
-                               self.local.net_id)
+        self.view = RenderView(
+            net_ids, values, self.layout, sampled.status, render_ms, self.local.net_id
+        )
 
-    def _overlay_local(self, now_ms: float, net_ids: np.ndarray,
-                       values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _overlay_local(
+        self, now_ms: float, net_ids: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw the local avatar at prediction + smoothing offset, not interpolated."""
         local = self.local
         if not local.ready or local.net_id is None:
@@ -128,5 +145,7 @@ class InterpolationSystem(esper.Processor):
             values[index] = shown
             return net_ids, values
         # Not (yet) in the interpolated window, e.g. just spawned: insert it in id order.
-        return (np.insert(net_ids, index, np.uint32(local.net_id)),
-                np.insert(values, index, shown, axis=0))
+        return (
+            np.insert(net_ids, index, np.uint32(local.net_id)),
+            np.insert(values, index, shown, axis=0),
+        )

@@ -74,8 +74,9 @@ def decode_command(game: Game, sim: SimContext, net_id: int, blob: bytes) -> Any
 class PredictionSystem(esper.Processor):
     """Stage.PREDICT: one input per server tick, applied immediately and sent."""
 
-    def __init__(self, game: Game, link: ClientLink, local: LocalPlayer,
-                 input_source: Callable[[], bytes]) -> None:
+    def __init__(
+        self, game: Game, link: ClientLink, local: LocalPlayer, input_source: Callable[[], bytes]
+    ) -> None:
         self.game = game
         self.link = link
         self.local = local

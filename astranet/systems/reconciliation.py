@@ -101,8 +101,13 @@ class SnapshotReceiveSystem(esper.Processor):
                 self.local.net_id = received.entity
             message = received.message
             try:
-                update = self.replica.apply(message.id, message.base_id, message.payload,
-                                            message.compressed, message.server_tick)
+                update = self.replica.apply(
+                    message.id,
+                    message.base_id,
+                    message.payload,
+                    message.compressed,
+                    message.server_tick,
+                )
             except SnapshotDecodeError:
                 self.decode_failures += 1
                 continue
@@ -111,9 +116,16 @@ class SnapshotReceiveSystem(esper.Processor):
                 continue
             self.applied_total += 1
             store = self.replica.store
-            frame.applied.append(AppliedSnapshot(
-                message.id, message.server_tick, message.last_input_seq, received.arrival_ms,
-                store.net_ids.copy(), read_rows(store)))
+            frame.applied.append(
+                AppliedSnapshot(
+                    message.id,
+                    message.server_tick,
+                    message.last_input_seq,
+                    received.arrival_ms,
+                    store.net_ids.copy(),
+                    read_rows(store),
+                )
+            )
 
 
 @dataclass(slots=True)
@@ -132,8 +144,15 @@ class ReconciliationStats:
 class ReconciliationSystem(esper.Processor):
     """Stage.RECONCILE: compare with the server, rewind and replay on a mismatch."""
 
-    def __init__(self, game: Game, replica: Replica, local: LocalPlayer,
-                 smoother: CorrectionSmoother, *, tolerance: float = 0.0) -> None:
+    def __init__(
+        self,
+        game: Game,
+        replica: Replica,
+        local: LocalPlayer,
+        smoother: CorrectionSmoother,
+        *,
+        tolerance: float = 0.0,
+    ) -> None:
         self.game = game
         self.replica = replica
         self.local = local
@@ -155,8 +174,9 @@ class ReconciliationSystem(esper.Processor):
             server_state = row_of(applied.net_ids, applied.rows, net_id)
             if server_state is None:
                 continue
-            outcome = compare_prediction(local.history, applied.last_input_seq, server_state,
-                                         tolerance=self.tolerance)
+            outcome = compare_prediction(
+                local.history, applied.last_input_seq, server_state, tolerance=self.tolerance
+            )
             rewind |= outcome.rewind
             if outcome.compared and math.isfinite(outcome.error):
                 self._count(outcome.error)

@@ -40,8 +40,12 @@ class SnapshotSubscriber(Protocol):
 class SnapshotReplicationSystem(esper.Processor):
     """Stage.REPLICATE: one capture per tick, one encode per distinct baseline."""
 
-    def __init__(self, history: SnapshotHistory, fanout: SnapshotFanout,
-                 subscribers: Callable[[], Iterable[SnapshotSubscriber]]) -> None:
+    def __init__(
+        self,
+        history: SnapshotHistory,
+        fanout: SnapshotFanout,
+        subscribers: Callable[[], Iterable[SnapshotSubscriber]],
+    ) -> None:
         self.history = history
         self.fanout = fanout
         self.subscribers = subscribers

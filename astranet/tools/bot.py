@@ -130,8 +130,9 @@ class BotReport:
 class Bot:
     """One player: client + world + brain (see the module docstring)."""
 
-    def __init__(self, index: int, room_index: int, options: ClientOptions, game: Game,
-                 seed: int) -> None:
+    def __init__(
+        self, index: int, room_index: int, options: ClientOptions, game: Game, seed: int
+    ) -> None:
         self.index = index
         self.room_index = room_index
         self.game = game
@@ -160,8 +161,13 @@ class Bot:
         accepted = await self.client.connect()
         self.room_id = accepted.room_id
         self.joined = True
-        self.world = ClientWorld(self.game, self.link, self.brain, tick_hz=accepted.tick_hz,
-                                 world=f"astranet.bot.{self.index}")
+        self.world = ClientWorld(
+            self.game,
+            self.link,
+            self.brain,
+            tick_hz=accepted.tick_hz,
+            world=f"astranet.bot.{self.index}",
+        )
         self.brain.bind(self.world.local.sim.store, accepted.entity)
         return accepted.room_id
 
@@ -193,18 +199,25 @@ class Bot:
         close_code = error.code if isinstance(error, ConnectionClosed) else None
         recon = world.reconciliation.stats if world is not None else None
         return BotReport(
-            bot=self.index, room_index=self.room_index, room_id=self.room_id,
-            style=self.personality.style.value, joined=self.joined,
+            bot=self.index,
+            room_index=self.room_index,
+            room_id=self.room_id,
+            style=self.personality.style.value,
+            joined=self.joined,
             error=self.error or (str(error) if error is not None else None),
-            kicked=close_code == KICK_CLOSE_CODE, close_code=close_code,
-            disconnects=self.disconnects, reconnects=self.reconnects,
-            snapshots=client.stats.snapshots, snapshot_bytes=client.stats.snapshot_bytes,
-            inputs_sent=client.stats.inputs_sent, shots=self.brain.shots,
-            compared=recon.compared if recon else 0, exact=recon.exact if recon else 0,
+            kicked=close_code == KICK_CLOSE_CODE,
+            close_code=close_code,
+            disconnects=self.disconnects,
+            reconnects=self.reconnects,
+            snapshots=client.stats.snapshots,
+            snapshot_bytes=client.stats.snapshot_bytes,
+            inputs_sent=client.stats.inputs_sent,
+            shots=self.brain.shots,
+            compared=recon.compared if recon else 0,
+            exact=recon.exact if recon else 0,
             corrections=recon.rewinds if recon else 0,
             max_error=recon.max_error if recon else 0.0,
             rtt_ms=client.clock_estimate(client.now_ms()).rtt_ms,
             rtt_samples_ms=list(self.rtt_samples),
             input_to_snapshot_ms=list(self.link.latency_ms),
         )
-

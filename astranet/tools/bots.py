@@ -88,8 +88,12 @@ def summarise(result: FleetResult, rooms: int) -> dict[str, Any]:
 def exit_status(summary: dict[str, Any]) -> int:
     if summary["clients"] == 0:
         return EXIT_NO_BOTS
-    degraded = (summary["join_failures"] or summary["kicked"] or summary["sessions_lost"]
-                or summary["worker_errors"])
+    degraded = (
+        summary["join_failures"]
+        or summary["kicked"]
+        or summary["sessions_lost"]
+        or summary["worker_errors"]
+    )
     return EXIT_DEGRADED if degraded else EXIT_OK
 
 
@@ -109,22 +113,52 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def render_table(reports: Sequence[BotReport], summary: dict[str, Any]) -> Table:
-    table = Table(title=f"astranet-bots: {summary['clients']}/{summary['bots_requested']} bots"
-                        f" in {summary['rooms_full']} full rooms")
-    for name in ("bot", "room", "style", "rtt ms", "in→snap p99", "snapshots", "corrections",
-                 "max err", "disconnects", "kicked", "error"):
+    table = Table(
+        title=f"astranet-bots: {summary['clients']}/{summary['bots_requested']} bots"
+        f" in {summary['rooms_full']} full rooms"
+    )
+    for name in (
+        "bot",
+        "room",
+        "style",
+        "rtt ms",
+        "in→snap p99",
+        "snapshots",
+        "corrections",
+        "max err",
+        "disconnects",
+        "kicked",
+        "error",
+    ):
         table.add_column(name, justify="left" if name in ("room", "style", "error") else "right")
     for r in reports:
-        table.add_row(str(r.bot), r.room_id or "-", r.style, _fmt(r.rtt_ms),
-                      _fmt(percentile(r.input_to_snapshot_ms, 99)), str(r.snapshots),
-                      str(r.corrections), f"{r.max_error:g}", str(r.disconnects),
-                      "yes" if r.kicked else "", (r.error or "")[:40])
+        table.add_row(
+            str(r.bot),
+            r.room_id or "-",
+            r.style,
+            _fmt(r.rtt_ms),
+            _fmt(percentile(r.input_to_snapshot_ms, 99)),
+            str(r.snapshots),
+            str(r.corrections),
+            f"{r.max_error:g}",
+            str(r.disconnects),
+            "yes" if r.kicked else "",
+            (r.error or "")[:40],
+        )
     table.add_section()
-    table.add_row("all", "", "", _fmt(summary["rtt_ms_p50"]) + " p50",
-                  _fmt(summary["input_to_snapshot_ms_p99"]), str(summary["snapshots"]),
-                  str(summary["corrections"]), f"{summary['max_prediction_error']:g}",
-                  str(summary["disconnects"]), str(summary["kicked"]),
-                  f"{summary['join_failures']} join failures")
+    table.add_row(
+        "all",
+        "",
+        "",
+        _fmt(summary["rtt_ms_p50"]) + " p50",
+        _fmt(summary["input_to_snapshot_ms_p99"]),
+        str(summary["snapshots"]),
+        str(summary["corrections"]),
+        f"{summary['max_prediction_error']:g}",
+        str(summary["disconnects"]),
+        str(summary["kicked"]),
+        f"{summary['join_failures']} join failures",
+    )
     return table
 
 
@@ -134,6 +168,7 @@ def _positive(kind: type) -> Any:
         if value <= 0:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
         return value
+
     return parse
 
 
@@ -142,22 +177,42 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", default=os.environ.get("AW_REGION", "us-east"))
     parser.add_argument("--game-mode", default="coop")
     parser.add_argument("--rooms", type=_positive(int), default=1, help="rooms of 4 bots")
-    parser.add_argument("--duration", type=_positive(float), default=10.0,
-                        help="seconds of play once every bot joined")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="bot processes (0: one per core, at most one per room)")
-    parser.add_argument("--fps", type=_positive(float), default=30.0,
-                        help="frames per second each bot steps")
+    parser.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=10.0,
+        help="seconds of play once every bot joined",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="bot processes (0: one per core, at most one per room)",
+    )
+    parser.add_argument(
+        "--fps", type=_positive(float), default=30.0, help="frames per second each bot steps"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lite", action="store_true",
-                        help="LiteBots: real protocol traffic, no prediction (capacity runs)")
+    parser.add_argument(
+        "--lite",
+        action="store_true",
+        help="LiteBots: real protocol traffic, no prediction (capacity runs)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def fleet_config(args: argparse.Namespace, url: str) -> FleetConfig:
-    return FleetConfig(url=url, region=args.region, game_mode=args.game_mode, rooms=args.rooms,
-                       duration_s=args.duration, workers=args.workers, fps=args.fps,
-                       seed=args.seed, lite=args.lite)
+    return FleetConfig(
+        url=url,
+        region=args.region,
+        game_mode=args.game_mode,
+        rooms=args.rooms,
+        duration_s=args.duration,
+        workers=args.workers,
+        fps=args.fps,
+        seed=args.seed,
+        lite=args.lite,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -171,16 +226,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = Console(stderr=True)
     config = fleet_config(args, args.url)
-    err.print(f"astranet-bots: {config.rooms} rooms x {BOTS_PER_ROOM} bots on"
-              f" {config.worker_count()} workers -> {config.url}")
+    err.print(
+        f"astranet-bots: {config.rooms} rooms x {BOTS_PER_ROOM} bots on"
+        f" {config.worker_count()} workers -> {config.url}"
+    )
     try:
         result = run_fleet(config)
     except KeyboardInterrupt:
         return EXIT_DEGRADED
     summary = summarise(result, config.rooms)
     if args.json:
-        print(json.dumps({"summary": summary, "bots": bot_rows(result.reports),
-                          "workers": [asdict(w) for w in result.workers]}))
+        print(
+            json.dumps(
+                {
+                    "summary": summary,
+                    "bots": bot_rows(result.reports),
+                    "workers": [asdict(w) for w in result.workers],
+                }
+            )
+        )
     else:
         Console(width=160).print(render_table(result.reports, summary))
     return exit_status(summary)

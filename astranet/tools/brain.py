@@ -82,8 +82,13 @@ def _wrap(angle: float) -> float:
 class BotBrain:
     """A callable input source: ``brain()`` -> the next coop input blob (see module doc)."""
 
-    def __init__(self, personality: Personality, seed: int,
-                 store: ColumnStore | None = None, net_id: int | None = None) -> None:
+    def __init__(
+        self,
+        personality: Personality,
+        seed: int,
+        store: ColumnStore | None = None,
+        net_id: int | None = None,
+    ) -> None:
         self.personality = personality
         self.rng = random.Random(seed)
         self.store = store  # the predicted store; bind() sets it once the world exists
@@ -125,8 +130,10 @@ class BotBrain:
             self.move = self._around_target(me, np.asarray(self.target), style)
 
     def _new_waypoint(self) -> tuple[float, float]:
-        return (self.rng.uniform(-WANDER_RADIUS, WANDER_RADIUS),
-                self.rng.uniform(-WANDER_RADIUS, WANDER_RADIUS))
+        return (
+            self.rng.uniform(-WANDER_RADIUS, WANDER_RADIUS),
+            self.rng.uniform(-WANDER_RADIUS, WANDER_RADIUS),
+        )
 
     def _toward_waypoint(self, me: np.ndarray) -> tuple[float, float]:
         offset = np.asarray(self.waypoint) - me
@@ -140,8 +147,9 @@ class BotBrain:
         scale = self.personality.speed / max(distance, 1e-9)
         return (float(offset[0] * scale), float(offset[1] * scale))
 
-    def _around_target(self, me: np.ndarray, target: np.ndarray,
-                       style: Style) -> tuple[float, float]:
+    def _around_target(
+        self, me: np.ndarray, target: np.ndarray, style: Style
+    ) -> tuple[float, float]:
         p = self.personality
         offset = target - me
         distance = max(float(np.hypot(*offset)), 1e-9)

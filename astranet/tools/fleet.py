@@ -110,16 +110,18 @@ class FleetResult:
 # -- the worker process ----------------------------------------------------------------------
 
 
-def _worker_main(index: int, config: FleetConfig, room_indices: list[int],
-                 messages: Any, go: Any) -> None:
+def _worker_main(
+    index: int, config: FleetConfig, room_indices: list[int], messages: Any, go: Any
+) -> None:
     """Entry point of a worker process (must be importable for the spawn context)."""
     with contextlib.suppress(KeyboardInterrupt):  # the parent was interrupted: it reports
         asyncio.run(_Worker(index, config, room_indices, messages, go).run())
 
 
 class _Worker:
-    def __init__(self, index: int, config: FleetConfig, room_indices: list[int],
-                 messages: Any, go: Any) -> None:
+    def __init__(
+        self, index: int, config: FleetConfig, room_indices: list[int], messages: Any, go: Any
+    ) -> None:
         self.index = index
         self.config = config
         self.room_indices = room_indices
@@ -159,10 +161,16 @@ class _Worker:
         for bot in self.bots:
             if not bot.joined and bot.error is None:
                 bot.error = "still joining when the play phase ended"
-        summary = WorkerSummary(self.index, len(self.bots), time.process_time(), self.frames,
-                                self.late_frames, self.lag_max_ms, error)
-        self._send("done", reports=[bot.report().to_dict() for bot in self.bots],
-                   summary=summary)
+        summary = WorkerSummary(
+            self.index,
+            len(self.bots),
+            time.process_time(),
+            self.frames,
+            self.late_frames,
+            self.lag_max_ms,
+            error,
+        )
+        self._send("done", reports=[bot.report().to_dict() for bot in self.bots], summary=summary)
 
     async def _join_all(self) -> None:
         limit = asyncio.Semaphore(self.config.connect_concurrency)
@@ -171,9 +179,13 @@ class _Worker:
 
     async def _join_room(self, room_index: int, limit: asyncio.Semaphore) -> None:
         config = self.config
-        options = ClientOptions(url=config.url, region=config.region,
-                                game_mode=config.game_mode, party_size=BOTS_PER_ROOM,
-                                seed=config.seed + room_index)
+        options = ClientOptions(
+            url=config.url,
+            region=config.region,
+            game_mode=config.game_mode,
+            party_size=BOTS_PER_ROOM,
+            seed=config.seed + room_index,
+        )
         first = room_index * BOTS_PER_ROOM
 
         def make(seat: int, opts: ClientOptions) -> Bot:
@@ -185,8 +197,10 @@ class _Worker:
         async with limit:
             leader = make(0, options)
             room_id = await self._join(leader)
-            followers = [make(seat, replace(options, party_size=1, room_id=room_id))
-                         for seat in range(1, BOTS_PER_ROOM)]
+            followers = [
+                make(seat, replace(options, party_size=1, room_id=room_id))
+                for seat in range(1, BOTS_PER_ROOM)
+            ]
             if room_id is None:
                 for bot in followers:
                     bot.error = f"leader could not join: {leader.error}"
@@ -224,10 +238,14 @@ class _Worker:
             await asyncio.sleep(max(0.0, next_frame - time.monotonic()))
 
     def _progress(self) -> None:
-        self._send("progress", joined=len(self.playing),
-                   snapshots=sum(bot.client.stats.snapshots for bot in self.playing),
-                   disconnects=sum(bot.disconnects for bot in self.bots),
-                   late_frames=self.late_frames, cpu_s=time.process_time())
+        self._send(
+            "progress",
+            joined=len(self.playing),
+            snapshots=sum(bot.client.stats.snapshots for bot in self.playing),
+            disconnects=sum(bot.disconnects for bot in self.bots),
+            late_frames=self.late_frames,
+            cpu_s=time.process_time(),
+        )
 
     def _send(self, kind: str, **payload: Any) -> None:
         with contextlib.suppress(queue_module.Full):  # progress is best effort; done is tiny
@@ -247,9 +265,15 @@ def run_fleet(config: FleetConfig, on_message: ProgressCallback | None = None) -
     go = context.Event()
     count = config.worker_count()
     assignments = [list(range(config.rooms))[w::count] for w in range(count)]
-    processes = [context.Process(target=_worker_main, args=(w, config, rooms, messages, go),
-                                 name=f"astranet-bots-{w}", daemon=True)
-                 for w, rooms in enumerate(assignments)]
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(w, config, rooms, messages, go),
+            name=f"astranet-bots-{w}",
+            daemon=True,
+        )
+        for w, rooms in enumerate(assignments)
+    ]
     for process in processes:
         process.start()
     result = FleetResult()
@@ -259,8 +283,9 @@ def run_fleet(config: FleetConfig, on_message: ProgressCallback | None = None) -
     deadline = started + config.join_deadline() + config.duration_s + SHUTDOWN_GRACE_S
     try:
         while len(done) < count and time.monotonic() < deadline:
-            if not go.is_set() and (len(ready) == count
-                                    or time.monotonic() - started > config.join_deadline()):
+            if not go.is_set() and (
+                len(ready) == count or time.monotonic() - started > config.join_deadline()
+            ):
                 go.set()
                 result.play_started = time.monotonic()
                 if on_message is not None:
@@ -296,5 +321,6 @@ def _note_dead_workers(processes: list[Any], done: set[int], result: FleetResult
     for index, process in enumerate(processes):
         if index not in done and not process.is_alive() and process.exitcode not in (None, 0):
             done.add(index)
-            result.workers.append(WorkerSummary(index, 0, 0.0, 0, 0, 0.0,
-                                                f"worker exited with {process.exitcode}"))
+            result.workers.append(
+                WorkerSummary(index, 0, 0.0, 0, 0, 0.0, f"worker exited with {process.exitcode}")
+            )

@@ -44,8 +44,9 @@ SAFE_FIRE_GAP = FIRE_INTERVAL_INPUTS + 2
 class LiteBot(Bot):
     """GameClient + ack-everything + blind steering (see the module docstring)."""
 
-    def __init__(self, index: int, room_index: int, options: ClientOptions, game: Game,
-                 seed: int) -> None:
+    def __init__(
+        self, index: int, room_index: int, options: ClientOptions, game: Game, seed: int
+    ) -> None:
         super().__init__(index, room_index, options, game, seed)
         self.rng = random.Random(seed ^ 0x5EED)
         self.position = (0.0, 0.0)  # dead reckoning: players spawn within 6 units of (0, 0)
@@ -92,9 +93,11 @@ class LiteBot(Bot):
         self.ticks += 1
         self.aim += p.aim_turn_rad * 0.2 * p.strafe_sign  # a slow sweep
         fire = self._fire_ready()
-        seq = self.link.send_input(encode_input(p.speed * math.cos(self.heading),
-                                                p.speed * math.sin(self.heading),
-                                                self.aim, fire))
+        seq = self.link.send_input(
+            encode_input(
+                p.speed * math.cos(self.heading), p.speed * math.sin(self.heading), self.aim, fire
+            )
+        )
         if seq is None:
             return
         step = PLAYER_SPEED * self.tick_s * p.speed

@@ -68,8 +68,9 @@ def _ms(seconds: float) -> float | None:
 class LoadTest:
     """One run: sampler thread + fleet + window scrapes; :meth:`summary` after :meth:`run`."""
 
-    def __init__(self, http_url: str, server_pid: int | None, interval_s: float,
-                 console: Console) -> None:
+    def __init__(
+        self, http_url: str, server_pid: int | None, interval_s: float, console: Console
+    ) -> None:
         self.http_url = http_url
         self.server_pid = server_pid
         self.interval_s = interval_s
@@ -108,8 +109,11 @@ class LoadTest:
                 self.intervals.append(self._interval(self._last, point))
             self._last = point
 
-    def _interval(self, before: tuple[float, MetricsSample, float | None],
-                  after: tuple[float, MetricsSample, float | None]) -> Interval:
+    def _interval(
+        self,
+        before: tuple[float, MetricsSample, float | None],
+        after: tuple[float, MetricsSample, float | None],
+    ) -> Interval:
         dt = max(after[0] - before[0], 1e-9)
         window = after[1].minus(before[1])
         clients = max(after[1].players, 1.0)
@@ -122,7 +126,8 @@ class LoadTest:
             bytes_per_client_per_s=window.bytes_sent / dt / clients,
             snapshot_bytes_per_client_per_s=window.snapshot_bytes / dt / clients,
             players=after[1].players,
-            server_cpu_percent=None if cpu is None else cpu * 100.0)
+            server_cpu_percent=None if cpu is None else cpu * 100.0,
+        )
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -141,11 +146,14 @@ class LoadTest:
         sampler = threading.Thread(target=self._sampler, name="loadtest-sampler", daemon=True)
         sampler.start()
         try:
-            with Live(self._live_table(), console=self.console, refresh_per_second=2,
-                      transient=True) as live:
+            with Live(
+                self._live_table(), console=self.console, refresh_per_second=2, transient=True
+            ) as live:
+
                 def update(kind: str, worker: int, payload: dict[str, Any]) -> None:
                     self.on_message(kind, worker, payload)
                     live.update(self._live_table())
+
                 return run_fleet(config, on_message=update)
         finally:
             self._stop.set()
@@ -178,28 +186,45 @@ class LoadTest:
             (t0, start, cpu0), (t1, end, cpu1) = self._edges
             window, seconds = end.minus(start), max(t1 - t0, 1e-9)
             self.window = (t0 - self.started, t1 - self.started)
-            summary.update({
-                "window_s": seconds,
-                "ticks": window.ticks,
-                "late_tick_fraction": window.late_ticks / window.ticks if window.ticks else None,
-                "skipped_ticks": window.skipped_ticks,
-                "tick_ms_mean": window.tick_sum_s / window.ticks * 1000 if window.ticks else None,
-                "tick_ms_p50": _ms(histogram_quantile(0.5, window.tick_buckets)),
-                "tick_ms_p99": _ms(histogram_quantile(0.99, window.tick_buckets)),
-                "snapshot_bytes_per_client_per_s":
-                    window.snapshot_bytes / seconds / clients if clients else None,
-                "bytes_sent_per_client_per_s":
-                    window.bytes_sent / seconds / clients if clients else None,
-                "input_violations": window.input_violations,
-                "inputs_dropped": window.inputs_dropped,
-                "kicks": end.kicks_total,  # since the server started: joins count too
-                "kicks_by_reason": end.kicks,
-                "server_cpu_percent": (cpu1 - cpu0) / seconds * 100
-                if cpu0 is not None and cpu1 is not None else None,
-            })
+            summary.update(
+                {
+                    "window_s": seconds,
+                    "ticks": window.ticks,
+                    "late_tick_fraction": window.late_ticks / window.ticks
+                    if window.ticks
+                    else None,
+                    "skipped_ticks": window.skipped_ticks,
+                    "tick_ms_mean": window.tick_sum_s / window.ticks * 1000
+                    if window.ticks
+                    else None,
+                    "tick_ms_p50": _ms(histogram_quantile(0.5, window.tick_buckets)),
+                    "tick_ms_p99": _ms(histogram_quantile(0.99, window.tick_buckets)),
+                    "snapshot_bytes_per_client_per_s": window.snapshot_bytes / seconds / clients
+                    if clients
+                    else None,
+                    "bytes_sent_per_client_per_s": window.bytes_sent / seconds / clients
+                    if clients
+                    else None,
+                    "input_violations": window.input_violations,
+                    "inputs_dropped": window.inputs_dropped,
+                    "kicks": end.kicks_total,  # since the server started: joins count too
+                    "kicks_by_reason": end.kicks,
+                    "server_cpu_percent": (cpu1 - cpu0) / seconds * 100
+                    if cpu0 is not None and cpu1 is not None
+                    else None,
+                }
+            )
         else:
-            summary.update({key: None for key in (
-                "late_tick_fraction", "tick_ms_p99", "snapshot_bytes_per_client_per_s")})
+            summary.update(
+                {
+                    key: None
+                    for key in (
+                        "late_tick_fraction",
+                        "tick_ms_p99",
+                        "snapshot_bytes_per_client_per_s",
+                    )
+                }
+            )
             summary["kicks"] = None
         summary["scrape_failures"] = self.scrape_failures
         return summary
@@ -249,16 +274,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if server is not None:
             server.close()
-    title = (f"coop load test: {config.rooms} rooms x 4 {'lite ' if config.lite else ''}bots,"
-             f" {config.worker_count()} bot workers")
+    title = (
+        f"coop load test: {config.rooms} rooms x 4 {'lite ' if config.lite else ''}bots,"
+        f" {config.worker_count()} bot workers"
+    )
     all_rtts = [s for r in result.reports for s in r.rtt_samples_ms]
     all_latency = [s for r in result.reports for s in r.input_to_snapshot_ms]
-    plots = write_plots(args.out, list(test.intervals), test.window, all_rtts, all_latency,
-                        title)
+    plots = write_plots(args.out, list(test.intervals), test.window, all_rtts, all_latency, title)
     summary["plots"] = [str(path) for path in plots]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (args.out / "intervals.json").write_text(
-        json.dumps([asdict(i) for i in test.intervals]))
+    (args.out / "intervals.json").write_text(json.dumps([asdict(i) for i in test.intervals]))
     console.print(_summary_table(summary))
     if args.json:
         print(json.dumps(summary))

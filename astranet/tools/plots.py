@@ -25,8 +25,12 @@ import numpy as np
 
 __all__ = ["PLOT_NAMES", "Interval", "write_plots"]
 
-PLOT_NAMES = ("loadtest_tick_duration.png", "loadtest_bandwidth.png",
-              "loadtest_late_ticks.png", "loadtest_rtt.png")
+PLOT_NAMES = (
+    "loadtest_tick_duration.png",
+    "loadtest_bandwidth.png",
+    "loadtest_late_ticks.png",
+    "loadtest_rtt.png",
+)
 TICK_BUDGET_MS = 1000.0 / 30.0
 
 
@@ -44,9 +48,14 @@ class Interval:
     server_cpu_percent: float | None
 
 
-def write_plots(out: Path, intervals: Sequence[Interval], window: tuple[float, float] | None,
-                rtt_ms: Sequence[float], input_to_snapshot_ms: Sequence[float],
-                title: str) -> list[Path]:
+def write_plots(
+    out: Path,
+    intervals: Sequence[Interval],
+    window: tuple[float, float] | None,
+    rtt_ms: Sequence[float],
+    input_to_snapshot_ms: Sequence[float],
+    title: str,
+) -> list[Path]:
     """Write the four PNGs into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     t = np.array([i.t_s for i in intervals], dtype=np.float64)
@@ -60,8 +69,7 @@ def write_plots(out: Path, intervals: Sequence[Interval], window: tuple[float, f
 
     fig, ax = _figure(title, "bytes / s per client", window)
     ax.plot(t, [i.bytes_per_client_per_s for i in intervals], label="all bytes sent")
-    ax.plot(t, [i.snapshot_bytes_per_client_per_s for i in intervals],
-            label="snapshot payload")
+    ax.plot(t, [i.snapshot_bytes_per_client_per_s for i in intervals], label="snapshot payload")
     _save(fig, ax, paths[1])
 
     fig, ax = _figure(title, "late ticks / s", window)
@@ -69,16 +77,19 @@ def write_plots(out: Path, intervals: Sequence[Interval], window: tuple[float, f
     cpu = [i.server_cpu_percent for i in intervals]
     if any(c is not None for c in cpu):
         twin = ax.twinx()
-        twin.plot(t, [np.nan if c is None else c for c in cpu], color="tab:gray",
-                  label="server CPU %")
+        twin.plot(
+            t, [np.nan if c is None else c for c in cpu], color="tab:gray", label="server CPU %"
+        )
         twin.set_ylabel("server CPU (% of one core)")
         twin.legend(loc="upper right")
     _save(fig, ax, paths[2], legend_loc="upper left")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     fig.suptitle(title)
-    for values, label in ((rtt_ms, "RTT (smoothed, 1/s per bot)"),
-                          (input_to_snapshot_ms, "input -> snapshot")):
+    for values, label in (
+        (rtt_ms, "RTT (smoothed, 1/s per bot)"),
+        (input_to_snapshot_ms, "input -> snapshot"),
+    ):
         if len(values):
             ax.hist(values, bins=50, alpha=0.6, label=label)
     ax.set_xlabel("milliseconds")

@@ -67,7 +67,7 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (every thread)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     # The command name (field 2) may contain spaces: split after its closing parenthesis.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # proc(5) fields 14, 15
 
 
@@ -78,17 +78,41 @@ class ServerProcess:
     ``cpu`` pins the server to that one CPU (``sched_setaffinity``) right after it starts.
     """
 
-    def __init__(self, game: str = "examples.coop:game", extra_args: Sequence[str] = (), *,
-                 env: Mapping[str, str] | None = None, cpu: int | None = None) -> None:
+    def __init__(
+        self,
+        game: str = "examples.coop:game",
+        extra_args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cpu: int | None = None,
+    ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="astranet-loadtest-")
         self.log_path = Path(self._dir.name) / "server.log"
-        args = [sys.executable, "-m", "astranet.server", "--game", game,
-                "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
-                "--db", str(Path(self._dir.name) / "loadtest.db"), "--log-level", "info",
-                *extra_args]
+        args = [
+            sys.executable,
+            "-m",
+            "astranet.server",
+            "--game",
+            game,
+            "--host",
+            "127.0.0.1",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(Path(self._dir.name) / "loadtest.db"),
+            "--log-level",
+            "info",
+            *extra_args,
+        ]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=None if env is None else {**os.environ, **env})
+        self.proc = subprocess.Popen(
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
+        )
         if cpu is not None:
             os.sched_setaffinity(self.proc.pid, {cpu})
         self.ws_port, self.http_port = self._wait_listening()
@@ -168,16 +192,23 @@ class MetricsSample:
         """Counters over the window from ``earlier`` to this sample (gauges stay current)."""
         before = dict(earlier.tick_buckets)
         buckets = tuple((le, count - before.get(le, 0.0)) for le, count in self.tick_buckets)
-        kicks = {reason: count - earlier.kicks.get(reason, 0.0)
-                 for reason, count in self.kicks.items()}
+        kicks = {
+            reason: count - earlier.kicks.get(reason, 0.0) for reason, count in self.kicks.items()
+        }
         return MetricsSample(
-            buckets, self.ticks - earlier.ticks, self.tick_sum_s - earlier.tick_sum_s,
-            self.late_ticks - earlier.late_ticks, self.skipped_ticks - earlier.skipped_ticks,
-            self.bytes_sent - earlier.bytes_sent, self.snapshot_bytes - earlier.snapshot_bytes,
+            buckets,
+            self.ticks - earlier.ticks,
+            self.tick_sum_s - earlier.tick_sum_s,
+            self.late_ticks - earlier.late_ticks,
+            self.skipped_ticks - earlier.skipped_ticks,
+            self.bytes_sent - earlier.bytes_sent,
+            self.snapshot_bytes - earlier.snapshot_bytes,
             self.input_violations - earlier.input_violations,
             self.inputs_dropped - earlier.inputs_dropped,
             {reason: count for reason, count in kicks.items() if count},
-            self.players, self.connections)
+            self.players,
+            self.connections,
+        )
 
 
 _COUNTERS = {

@@ -164,10 +164,12 @@ class HumanPilot(Pilot):
 
     def decide(self) -> tuple[float, float, float, bool]:
         keys = pygame.key.get_pressed()
-        dx = float((keys[pygame.K_d] or keys[pygame.K_RIGHT])
-                   - (keys[pygame.K_a] or keys[pygame.K_LEFT]))
-        dy = float((keys[pygame.K_w] or keys[pygame.K_UP])
-                   - (keys[pygame.K_s] or keys[pygame.K_DOWN]))
+        dx = float(
+            (keys[pygame.K_d] or keys[pygame.K_RIGHT]) - (keys[pygame.K_a] or keys[pygame.K_LEFT])
+        )
+        dy = float(
+            (keys[pygame.K_w] or keys[pygame.K_UP]) - (keys[pygame.K_s] or keys[pygame.K_DOWN])
+        )
         own = self.own_position()
         if own is not None:
             mouse_x, mouse_y = pygame.mouse.get_pos()
@@ -220,8 +222,10 @@ class Renderer:
         self.show_overlay = True
         self.status_line = ""
         self.controls_hint = self.font.render(  # rendered once: it never changes
-            "WASD/arrows move   mouse aim   click/space fire   F3/TAB overlay   Esc quit", True,
-            (140, 145, 160))
+            "WASD/arrows move   mouse aim   click/space fire   F3/TAB overlay   Esc quit",
+            True,
+            (140, 145, 160),
+        )
 
     def draw(self, view: RenderView, world: ClientWorld, link: MeteredLink, fps: float) -> None:
         screen = self.screen
@@ -241,8 +245,7 @@ class Renderer:
         for index in np.flatnonzero(kinds == PLAYER).tolist():
             is_own = own_id is not None and int(view.net_ids[index]) == own_id
             own_hp = hps[index] if is_own else own_hp
-            self._draw_player(screen_pos[index], float(headings[index]), float(hps[index]),
-                              is_own)
+            self._draw_player(screen_pos[index], float(headings[index]), float(hps[index]), is_own)
         team = np.flatnonzero(kinds == TEAM)
         score = int(view.field("Team.score")[team[0], 0]) if team.size else 0
         wave = int(view.field("Team.wave")[team[0], 0]) if team.size else 0
@@ -264,11 +267,13 @@ class Renderer:
         bar.width = round(28 * max(0.0, min(1.0, hp / PLAYER_MAX_HP)))
         pygame.draw.rect(self.screen, (60, 220, 90), bar)
 
-    def _draw_hud(self, score: int, wave: int, players: int, drones: int,
-                  own_hp: float | None) -> None:
+    def _draw_hud(
+        self, score: int, wave: int, players: int, drones: int, own_hp: float | None
+    ) -> None:
         hp_text = "-" if own_hp is None else f"{own_hp:.0f}"
-        text = (f"SCORE {score}    WAVE {wave}    players {players}    drones {drones}"
-                f"    hp {hp_text}")
+        text = (
+            f"SCORE {score}    WAVE {wave}    players {players}    drones {drones}    hp {hp_text}"
+        )
         self.screen.blit(self.big_font.render(text, True, TEXT_COLOUR), (MARGIN_PX, 12))
         footer_y = self.arena_rect.bottom + 4
         self.screen.blit(self.controls_hint, (MARGIN_PX, footer_y + 18))
@@ -276,8 +281,9 @@ class Renderer:
             line = self.font.render(self.status_line, True, (255, 200, 120))
             self.screen.blit(line, (MARGIN_PX, footer_y))
 
-    def _draw_overlay(self, view: RenderView, world: ClientWorld, link: MeteredLink,
-                      fps: float) -> None:
+    def _draw_overlay(
+        self, view: RenderView, world: ClientWorld, link: MeteredLink, fps: float
+    ) -> None:
         now_ms = link.now_ms()
         clock = link.clock_estimate(now_ms)
         rate_hz, size_b = link.recent(now_ms)
@@ -288,8 +294,11 @@ class Renderer:
         # Depth that matters: how far the newest buffered snapshot is ahead of render time
         # (it shrinks toward 0 before a starvation).
         newest_ms = interpolation.buffer.newest_time_ms
-        ahead = ("n/a" if newest_ms is None or view.render_time_ms is None
-                 else f"{newest_ms - view.render_time_ms:.0f} ms")
+        ahead = (
+            "n/a"
+            if newest_ms is None or view.render_time_ms is None
+            else f"{newest_ms - view.render_time_ms:.0f} ms"
+        )
         lines = [
             f"RTT {rtt}{jitter}    {fps:.0f} fps",
             f"snapshots {rate_hz:.0f}/s, {size_b:.0f} B avg",
@@ -308,8 +317,9 @@ class Renderer:
         self._draw_timing_graph(panel, link.intervals_ms(), pygame.Rect(8, 172, 314, 90))
         self.screen.blit(panel, (MARGIN_PX + 6, HUD_PX + MARGIN_PX + 6))
 
-    def _draw_timing_graph(self, panel: pygame.Surface, intervals_ms: np.ndarray,
-                           area: pygame.Rect) -> None:
+    def _draw_timing_graph(
+        self, panel: pygame.Surface, intervals_ms: np.ndarray, area: pygame.Rect
+    ) -> None:
         """One bar per snapshot; the line marks the nominal 33 ms, bars above 2x are red."""
         full_scale_ms = 100.0
         pygame.draw.rect(panel, (40, 40, 50, 220), area)
@@ -321,11 +331,14 @@ class Renderer:
         bar_px = max(1, area.width // MAX_TIMING_SAMPLES)
         late = intervals_ms > 2.0 * 1000.0 / 30.0
         first_x = area.right - bar_px * intervals_ms.size
-        for number, (height, is_late) in enumerate(zip(heights.astype(int).tolist(),
-                                                       late.tolist(), strict=True)):
+        for number, (height, is_late) in enumerate(
+            zip(heights.astype(int).tolist(), late.tolist(), strict=True)
+        ):
             colour = (240, 90, 70) if is_late else (110, 200, 255)
-            panel.fill(colour, (first_x + number * bar_px, area.bottom - height,
-                                max(1, bar_px - 1), height))
+            panel.fill(
+                colour,
+                (first_x + number * bar_px, area.bottom - height, max(1, bar_px - 1), height),
+            )
         label = self.font.render(f"{full_scale_ms:.0f}", True, (170, 170, 180))
         panel.blit(label, (area.right - label.get_width() - 2, area.top + 1))
 
@@ -349,9 +362,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="bot seed")
     parser.add_argument("--duration", type=float, default=None, help="quit after S seconds")
     parser.add_argument("--screenshot", default=None, metavar="PATH", help="save a PNG frame")
-    parser.add_argument("--screenshot-after", type=float, default=2.5, metavar="S",
-                        help="seconds before the screenshot (default 2.5; taken at exit if"
-                             " --duration ends first)")
+    parser.add_argument(
+        "--screenshot-after",
+        type=float,
+        default=2.5,
+        metavar="S",
+        help="seconds before the screenshot (default 2.5; taken at exit if --duration ends first)",
+    )
     parser.add_argument("--fps", type=float, default=60.0, help="frame rate cap")
     parser.add_argument("--no-overlay", action="store_true", help="start with the overlay off")
     return parser
@@ -393,8 +410,13 @@ def run(args: argparse.Namespace) -> int:
         pygame.quit()
 
 
-def _loop(args: argparse.Namespace, client: ThreadedClient, link: MeteredLink,
-          world: ClientWorld, renderer: Renderer) -> int:
+def _loop(
+    args: argparse.Namespace,
+    client: ThreadedClient,
+    link: MeteredLink,
+    world: ClientWorld,
+    renderer: Renderer,
+) -> int:
     renderer.show_overlay = not args.no_overlay
     frame_clock = pygame.time.Clock()
     started = time.monotonic()
@@ -426,8 +448,7 @@ def _loop(args: argparse.Namespace, client: ThreadedClient, link: MeteredLink,
         frame_clock.tick(args.fps)  # frame pacing, like vsync
 
 
-def _finish(args: argparse.Namespace, renderer: Renderer, screenshot_due: bool,
-            status: int) -> int:
+def _finish(args: argparse.Namespace, renderer: Renderer, screenshot_due: bool, status: int) -> int:
     """Leave with ``status``, saving the last frame if the screenshot is still due."""
     if screenshot_due and not _save(renderer.screen, args.screenshot):
         return EXIT_DISPLAY

@@ -58,8 +58,9 @@ class Coop(Game):
         angle = (zlib.crc32(player_id.encode()) % 360) * math.pi / 180.0
         start = snap_pos(np.array([math.cos(angle), math.sin(angle)]) * SPAWN_RADIUS)
         start = np.clip(start, -ARENA, ARENA)
-        net_id = int(sim.store.spawn(1, Body__pos=start, Body__kind=PLAYER,
-                                     Health__hp=PLAYER_HP)[0])
+        net_id = int(
+            sim.store.spawn(1, Body__pos=start, Body__kind=PLAYER, Health__hp=PLAYER_HP)[0]
+        )
         esper.create_entity(NetEntity(net_id))
         return net_id
 
@@ -89,8 +90,12 @@ def _spawn_projectile(store: ColumnStore, shooter: int) -> None:
     if int((store["Body.kind"] == PROJECTILE).sum()) >= MAX_PROJECTILES:
         return
     row = store.rows([shooter])
-    store.spawn(1, Body__pos=store["Body.pos"][row], Body__kind=PROJECTILE,
-                Body__heading=store["Body.heading"][row])
+    store.spawn(
+        1,
+        Body__pos=store["Body.pos"][row],
+        Body__kind=PROJECTILE,
+        Body__heading=store["Body.heading"][row],
+    )
 
 
 game = Coop()

@@ -86,8 +86,9 @@ def decode_command(blob: bytes) -> Command:
 def encode_command(command: Command) -> bytes:
     """The blob of ``command`` (raises :class:`InputError` if a field is out of its range)."""
     try:
-        return _LAYOUT.pack(command.move_x, command.move_y, command.aim,
-                            FIRE if command.fire else 0)
+        return _LAYOUT.pack(
+            command.move_x, command.move_y, command.aim, FIRE if command.fire else 0
+        )
     except struct.error as exc:
         raise InputError(f"command does not fit the coop input layout: {command}") from exc
 

@@ -115,8 +115,9 @@ def drone_speeds(net_ids: np.ndarray) -> np.ndarray:
     return DRONE_SPEED * (0.75 + 0.5 * mixed.astype(np.float64) / 65536.0)
 
 
-def chase(drone_pos: np.ndarray, speeds: np.ndarray,
-          targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def chase(
+    drone_pos: np.ndarray, speeds: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Move each drone ``speeds`` (units this tick) toward its nearest target.
 
     ``drone_pos`` (D, 2), ``speeds`` (D,), ``targets`` (P, 2) with P small (living players).
@@ -161,8 +162,9 @@ def wave_spawn_positions(seed: int, wave: int, n: int) -> np.ndarray:
 # -- projectiles and combat ------------------------------------------------------------------
 
 
-def advance_projectiles(pos: np.ndarray, heading: np.ndarray,
-                        dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+def advance_projectiles(
+    pos: np.ndarray, heading: np.ndarray, dt_s: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Move projectiles one tick along their heading; returns (snapped positions, still
     inside the arena mask). Projectiles have no lifetime: the arena wall ends them."""
     start = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
@@ -173,8 +175,9 @@ def advance_projectiles(pos: np.ndarray, heading: np.ndarray,
     return moved, inside
 
 
-def _nearest_within(sources: np.ndarray, sinks: np.ndarray,
-                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_within(
+    sources: np.ndarray, sinks: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     """For each source, whether a sink lies within ``radius`` and the nearest such sink's
     index (meaningful only where found). Chunked so no matrix exceeds MAX_PAIR_CELLS."""
     found = np.zeros(len(sources), dtype=bool)
@@ -183,17 +186,18 @@ def _nearest_within(sources: np.ndarray, sinks: np.ndarray,
         return found, nearest
     chunk = max(1, MAX_PAIR_CELLS // len(sinks))
     for start in range(0, len(sources), chunk):  # one pass for normal room sizes
-        part = sources[start:start + chunk]
+        part = sources[start : start + chunk]
         diff = part[:, None, :] - sinks[None, :, :]
         dist_sq = np.einsum("abk,abk->ab", diff, diff)
         masked = np.where(dist_sq <= radius * radius, dist_sq, np.inf)
-        found[start:start + len(part)] = np.isfinite(masked).any(axis=1)
-        nearest[start:start + len(part)] = masked.argmin(axis=1)
+        found[start : start + len(part)] = np.isfinite(masked).any(axis=1)
+        nearest[start : start + len(part)] = masked.argmin(axis=1)
     return found, nearest
 
 
-def resolve_hits(projectile_pos: np.ndarray,
-                 drone_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def resolve_hits(
+    projectile_pos: np.ndarray, drone_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Projectiles against drones: returns (spent (P,) bool, hits per drone (D,) int).
 
     A projectile hits at most one drone (the nearest within HIT_RADIUS) and is spent; a drone
@@ -206,8 +210,9 @@ def resolve_hits(projectile_pos: np.ndarray,
     return spent, hits
 
 
-def resolve_contacts(drone_pos: np.ndarray,
-                     player_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def resolve_contacts(
+    drone_pos: np.ndarray, player_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Drones against (living) players: returns (exploded (D,) bool, damage per player (P,)).
 
     A drone touching a player explodes on the nearest one, dealing CONTACT_DAMAGE.

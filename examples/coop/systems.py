@@ -71,8 +71,9 @@ class ProjectileSystem(esper.Processor):
         shots = np.flatnonzero(store["Body.kind"] == PROJECTILE)
         if len(shots) == 0:
             return
-        moved, inside = advance_projectiles(store["Body.pos"][shots],
-                                            store["Body.heading"][shots], sim.dt_s)
+        moved, inside = advance_projectiles(
+            store["Body.pos"][shots], store["Body.heading"][shots], sim.dt_s
+        )
         store["Body.pos"][shots[inside]] = moved[inside]
         if not inside.all():
             store.despawn(store.net_ids[shots[~inside]])
@@ -120,7 +121,8 @@ class CombatSystem(esper.Processor):
         if n_killed:
             team = team_row(store)
             store["Team.score"][team] = min(
-                float(store["Team.score"][team]) + SCORE_PER_KILL * n_killed, MAX_SCORE)
+                float(store["Team.score"][team]) + SCORE_PER_KILL * n_killed, MAX_SCORE
+            )
         gone = np.concatenate([shots[spent], drones[killed], survivors[exploded]])
         if len(gone):
             store.despawn(store.net_ids[gone])
@@ -153,8 +155,12 @@ class WaveSystem(esper.Processor):
         players = np.flatnonzero(kind == PLAYER)
         store["Health.hp"][players] = np.maximum(store["Health.hp"][players], PLAYER_HP)
         n = wave_size(wave)
-        store.spawn(n, Body__pos=wave_spawn_positions(room_seed(sim.room_id), wave, n),
-                    Body__kind=DRONE, Health__hp=drone_hp_for_wave(wave))
+        store.spawn(
+            n,
+            Body__pos=wave_spawn_positions(room_seed(sim.room_id), wave, n),
+            Body__kind=DRONE,
+            Health__hp=drone_hp_for_wave(wave),
+        )
 
     @staticmethod
     def _wipe(store: ColumnStore) -> None:

@@ -102,8 +102,11 @@ class BounceSystem(esper.Processor):
         rows = self._rows
         live = sim.store.net_ids
         # Rows only move on spawn/despawn; one gather-compare is cheaper than a searchsorted.
-        if len(rows) != len(self.net_ids) or rows[-1] >= len(live) or not np.array_equal(
-                live[rows], self.net_ids):
+        if (
+            len(rows) != len(self.net_ids)
+            or rows[-1] >= len(live)
+            or not np.array_equal(live[rows], self.net_ids)
+        ):
             rows = self._rows = sim.store.rows(self.net_ids)
         pos = sim.store["Cube.pos"]
         moved = pos[rows] + self.velocities * sim.dt_s
@@ -125,7 +128,8 @@ class Cubes(Game):
             raise ConfigurationError(f"cubes entities: expected 0..{MAX_CUBES}, got {entities!r}")
         if not (math.isfinite(moving_fraction) and 0.0 <= moving_fraction <= 1.0):
             raise ConfigurationError(
-                f"cubes moving fraction: expected 0..1, got {moving_fraction!r}")
+                f"cubes moving fraction: expected 0..1, got {moving_fraction!r}"
+            )
         self.entities = entities
         self.moving_fraction = float(moving_fraction)
 
@@ -139,19 +143,22 @@ class Cubes(Game):
             entities = int(raw_n)
         except ValueError:
             raise ConfigurationError(
-                f"{ENTITIES_ENV}: expected an integer, got {raw_n!r}") from None
+                f"{ENTITIES_ENV}: expected an integer, got {raw_n!r}"
+            ) from None
         try:
             fraction = float(raw_f)
         except ValueError:
             raise ConfigurationError(
-                f"{MOVING_FRACTION_ENV}: expected a number 0..1, got {raw_f!r}") from None
+                f"{MOVING_FRACTION_ENV}: expected a number 0..1, got {raw_f!r}"
+            ) from None
         return cls(entities, fraction)
 
     def setup(self, sim: SimContext) -> None:
         # Deterministic per room id, so runs and replays are reproducible.
         rng = np.random.default_rng(zlib.crc32(sim.room_id.encode()))
-        ids = sim.store.spawn(self.entities,
-                              Cube__pos=snap(rng.uniform(0.0, BOX, (self.entities, 2))))
+        ids = sim.store.spawn(
+            self.entities, Cube__pos=snap(rng.uniform(0.0, BOX, (self.entities, 2)))
+        )
         moving = moving_rows(self.entities, self.moving_fraction)
         angles = rng.uniform(0.0, 2 * math.pi, len(moving))
         speeds = rng.uniform(MAX_SCENERY_SPEED / 5, MAX_SCENERY_SPEED, len(moving))

@@ -49,6 +49,8 @@ class Orb:
 @component
 class Score:
     points: int = 0
+
+
 # --8<-- [end:components]
 
 
@@ -77,6 +79,8 @@ class CollectProcessor(esper.Processor):
                     score.points += 1
                     orb_pos.x = self.rng.uniform(-ARENA, ARENA)
                     orb_pos.y = self.rng.uniform(-ARENA, ARENA)
+
+
 # --8<-- [end:processors]
 
 

@@ -92,6 +92,8 @@ class CollectSystem(esper.Processor):
         winners = touching.argmax(axis=0)[taken]
         store["Score.points"][players] += np.bincount(winners, minlength=len(players))
         pos[orbs[taken]] = snap(self.rng.uniform(-ARENA, ARENA, (int(taken.sum()), 2)))
+
+
 # --8<-- [end:systems]
 
 

@@ -47,6 +47,8 @@ MAX_STICK_SQUARED = (127 + math.sqrt(2) / 2) ** 2
 def encode_input(dx: float, dy: float) -> bytes:
     """The input blob for a stick direction with components in [-1, 1] (the client's side)."""
     return _INPUT.pack(round(max(-1.0, min(1.0, dx)) * 127), round(max(-1.0, min(1.0, dy)) * 127))
+
+
 # --8<-- [end:input]
 
 

@@ -44,8 +44,7 @@ class Summary:
 
 
 # --8<-- [start:play]
-async def play(url: str, duration_s: float = 10.0,
-               out: Callable[[str], None] = print) -> Summary:
+async def play(url: str, duration_s: float = 10.0, out: Callable[[str], None] = print) -> Summary:
     client = GameClient(ClientOptions(url=url, game_mode="orbs"))
     accepted = await client.connect()  # raises ConnectFailed, or the server's refusal
     me = accepted.entity  # our avatar's net id
@@ -62,8 +61,9 @@ async def play(url: str, duration_s: float = 10.0,
         return encode_input(*steer(mine[view.layout.slices["Body.pos"]], orbs))
 
     # Only positions are smoothed after a correction; a score should jump, not slide.
-    world = ClientWorld(game, client, read_stick, tick_hz=accepted.tick_hz,
-                        smoothed_fields=["Body.pos"])
+    world = ClientWorld(
+        game, client, read_stick, tick_hz=accepted.tick_hz, smoothed_fields=["Body.pos"]
+    )
     seen: list[tuple[float, float, int]] = []  # (x, y, score) of our avatar, one per frame
 
     def on_frame(view: RenderView) -> None:
@@ -86,6 +86,8 @@ async def play(url: str, duration_s: float = 10.0,
     stats = world.reconciliation.stats
     start, end = seen[0] if seen else (0.0, 0.0, 0), seen[-1] if seen else (0.0, 0.0, 0)
     return Summary(start[:2], end[:2], end[2], frames, stats.compared, stats.exact)
+
+
 # --8<-- [end:play]
 
 
@@ -99,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConnectionClosed, ProtocolError) as exc:  # cannot connect, or join refused
         print(f"step4_client: {exc}", file=sys.stderr)
         return 2
-    print(f"done: score {summary.score}, {summary.predictions_exact}/"
-          f"{summary.predictions_compared} exact predictions")
+    print(
+        f"done: score {summary.score}, {summary.predictions_exact}/"
+        f"{summary.predictions_compared} exact predictions"
+    )
     return 0
 
 

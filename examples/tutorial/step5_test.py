@@ -25,8 +25,19 @@ from examples.tutorial.step2_game import encode_input, game
 
 @pytest.fixture
 async def orbs_server(tmp_path: Path) -> AsyncIterator[GameServer]:
-    config = parse_config(["--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0",
-                           "--db", str(tmp_path / "orbs.db")], {})
+    config = parse_config(
+        [
+            "--host",
+            "127.0.0.1",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(tmp_path / "orbs.db"),
+        ],
+        {},
+    )
     server = GameServer(config, game)
     await server.start()
     try:
@@ -37,8 +48,9 @@ async def orbs_server(tmp_path: Path) -> AsyncIterator[GameServer]:
 
 @pytest.mark.timeout(20)
 async def test_holding_right_moves_the_player_right(orbs_server: GameServer) -> None:
-    client = GameClient(ClientOptions(url=f"ws://127.0.0.1:{orbs_server.ws_port}",
-                                      game_mode="orbs"))
+    client = GameClient(
+        ClientOptions(url=f"ws://127.0.0.1:{orbs_server.ws_port}", game_mode="orbs")
+    )
     accepted = await client.connect()
     world = ClientWorld(game, client, lambda: encode_input(1.0, 0.0), tick_hz=accepted.tick_hz)
     try:
@@ -53,4 +65,6 @@ async def test_holding_right_moves_the_player_right(orbs_server: GameServer) -> 
     finally:
         await client.close()
         world.close()
+
+
 # --8<-- [end:test]

@@ -48,17 +48,29 @@ class Net:
         self.conditioner: LinkConditioner | None = None
         self.clients: list[tuple[GameClient, ClientWorld]] = []
 
-    async def start(self, game: Game = DOTS, latency_ms: float = 0.0,
-                    jitter_ms: float = 0.0, seed: int = 7) -> None:
-        config = parse_config([
-            "--game", "examples.dots:game", "--host", "127.0.0.1", "--ws-port", "0",
-            "--http-port", "0"], {})
+    async def start(
+        self, game: Game = DOTS, latency_ms: float = 0.0, jitter_ms: float = 0.0, seed: int = 7
+    ) -> None:
+        config = parse_config(
+            [
+                "--game",
+                "examples.dots:game",
+                "--host",
+                "127.0.0.1",
+                "--ws-port",
+                "0",
+                "--http-port",
+                "0",
+            ],
+            {},
+        )
         self.server = GameServer(config, game)
         await self.server.start()
         profile = LinkProfile(latency_ms=latency_ms, jitter_ms=jitter_ms)
         assert self.server.ws_port is not None
-        self.conditioner = LinkConditioner("127.0.0.1", self.server.ws_port, profile, profile,
-                                           seed=seed)
+        self.conditioner = LinkConditioner(
+            "127.0.0.1", self.server.ws_port, profile, profile, seed=seed
+        )
         await self.conditioner.start()
 
     @property
@@ -66,12 +78,17 @@ class Net:
         assert self.conditioner is not None
         return f"ws://127.0.0.1:{self.conditioner.port}"
 
-    async def client(self, input_source: Callable[[], bytes] | None = None, *,
-                     seed: int = 1, **options: object) -> tuple[GameClient, ClientWorld]:
+    async def client(
+        self, input_source: Callable[[], bytes] | None = None, *, seed: int = 1, **options: object
+    ) -> tuple[GameClient, ClientWorld]:
         client = GameClient(ClientOptions(url=self.url, seed=seed, **options))  # type: ignore[arg-type]
         accepted = await client.connect()
-        world = ClientWorld(DOTS, client, input_source or BotInput(encode_input, seed=seed),
-                            tick_hz=accepted.tick_hz)
+        world = ClientWorld(
+            DOTS,
+            client,
+            input_source or BotInput(encode_input, seed=seed),
+            tick_hz=accepted.tick_hz,
+        )
         self.clients.append((client, world))
         return client, world
 

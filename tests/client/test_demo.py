@@ -14,8 +14,7 @@ from tests.client.conftest import Net
 async def _demo(argv: list[str]) -> tuple[int, list[str]]:
     lines: list[str] = []
     # The test server plays dots (tests/client/conftest.py); the demo defaults to co-op.
-    status = await run(_parser().parse_args(["--game", "examples.dots:game", *argv]),
-                       lines.append)
+    status = await run(_parser().parse_args(["--game", "examples.dots:game", *argv]), lines.append)
     return status, lines
 
 
@@ -50,8 +49,12 @@ def test_demo_wrong_url_exits_non_zero_without_a_traceback():
     env_url = "ws://127.0.0.1:9"  # discard port: nothing listens, connection refused
     result = subprocess.run(
         [sys.executable, "-m", "astranet.client.demo", "--duration", "1"],
-        env={"AW_WS_URL": env_url, "PATH": ""}, capture_output=True, text=True, timeout=25,
-        check=False)
+        env={"AW_WS_URL": env_url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
     assert result.returncode == EXIT_CONNECT
     assert f"astranet-client: cannot connect to {env_url}" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr

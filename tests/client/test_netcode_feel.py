@@ -42,10 +42,17 @@ async def _run() -> list[ClientResult]:
         results = []
         for client, world in pairs:
             estimate = client.clock_estimate(client.now_ms())
-            results.append(ClientResult(
-                world.reconciliation.stats, world.interpolation.starvations,
-                world.interpolation.stats.extrapolated, world.interpolation.stats.sampled,
-                estimate.rtt_ms, len(world.view.net_ids), world.receive.applied_total))
+            results.append(
+                ClientResult(
+                    world.reconciliation.stats,
+                    world.interpolation.starvations,
+                    world.interpolation.stats.extrapolated,
+                    world.interpolation.stats.sampled,
+                    estimate.rtt_ms,
+                    len(world.view.net_ids),
+                    world.receive.applied_total,
+                )
+            )
         return results
     finally:
         await net.close()

@@ -36,8 +36,11 @@ def _state(x: float, y: float = 0.0) -> np.ndarray:
 
 def test_layout_puts_every_field_side_by_side_in_schema_order():
     assert LAYOUT.names == ("Body.pos", "Body.vel", "Body.kind")
-    assert LAYOUT.slices == {"Body.pos": slice(0, 2), "Body.vel": slice(2, 4),
-                             "Body.kind": slice(4, 5)}
+    assert LAYOUT.slices == {
+        "Body.pos": slice(0, 2),
+        "Body.vel": slice(2, 4),
+        "Body.kind": slice(4, 5),
+    }
     assert LAYOUT.width == 5
     assert LAYOUT.mask(["Body.pos"]).tolist() == [True, True, False, False, False]
     assert LAYOUT.mask(None).all()
@@ -166,8 +169,10 @@ def test_a_seq_never_predicted_rewinds_and_a_fresh_history_adopts():
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.integers(-89, 89), st.integers(-89, 89)), min_size=1,
-                max_size=40), st.data())
+@given(
+    st.lists(st.tuples(st.integers(-89, 89), st.integers(-89, 89)), min_size=1, max_size=40),
+    st.data(),
+)
 def test_prediction_from_the_replicated_state_is_bit_exact(commands, data):
     """The determinism contract: server state -> snapshot -> replica -> replay == server."""
     acked = data.draw(st.integers(0, len(commands) - 1))

@@ -29,10 +29,25 @@ def server_url() -> Iterator[str]:
     """``astranet-server`` on free ports in a subprocess; yields its ws:// URL."""
     with tempfile.TemporaryDirectory() as scratch:
         process = subprocess.Popen(
-            [sys.executable, "-m", "astranet.server", "--game", "examples.dots:game",
-             "--host", "127.0.0.1", "--ws-port", "0",
-             "--http-port", "0", "--db", f"{scratch}/astranet.db"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "astranet.server",
+                "--game",
+                "examples.dots:game",
+                "--host",
+                "127.0.0.1",
+                "--ws-port",
+                "0",
+                "--http-port",
+                "0",
+                "--db",
+                f"{scratch}/astranet.db",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             port = _listening_port(process)
             yield f"ws://127.0.0.1:{port}"

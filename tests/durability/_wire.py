@@ -128,10 +128,23 @@ class ServerProcess:
     @classmethod
     async def start(cls, db: Path, *flags: str, cwd: Path | None = None) -> ServerProcess:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "astranet.server", "--game", "examples.dots:game",
-            "--host", "127.0.0.1", "--ws-port", "0",
-            "--http-port", "0", "--db", str(db), *flags,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=cwd,
+            sys.executable,
+            "-m",
+            "astranet.server",
+            "--game",
+            "examples.dots:game",
+            "--host",
+            "127.0.0.1",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(db),
+            *flags,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
         )
         server = cls(process)
         match = await server.wait_for_log(LISTENING)
@@ -153,8 +166,9 @@ class ServerProcess:
             self._eof = True
             self._changed.notify_all()
 
-    async def wait_for_log(self, pattern: re.Pattern[str], limit_s: float = WAIT_S
-                           ) -> re.Match[str]:
+    async def wait_for_log(
+        self, pattern: re.Pattern[str], limit_s: float = WAIT_S
+    ) -> re.Match[str]:
         """The first log line matching ``pattern`` (fails if the process exits first)."""
         async with asyncio.timeout(limit_s), self._changed:
             while True:

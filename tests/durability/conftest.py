@@ -23,8 +23,20 @@ class Durable:
         self.running: list[GameServer] = []
 
     async def start(self, db: Path, *flags: str, checkpoint_interval: float = 0.1) -> GameServer:
-        config = parse_config(["--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0",
-                               "--db", str(db), *flags], {})
+        config = parse_config(
+            [
+                "--game",
+                "examples.dots:game",
+                "--ws-port",
+                "0",
+                "--http-port",
+                "0",
+                "--db",
+                str(db),
+                *flags,
+            ],
+            {},
+        )
         persistence = await open_sqlite_persistence(db, checkpoint_interval=checkpoint_interval)
         server = GameServer(config, load_game("examples.dots:game"), persistence=persistence)
         try:

@@ -78,12 +78,19 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
     # the one the client saw just before the crash (snapshots are full: this client never acks).
     assert before_crash.base_id is None
     seen = Replica(game.schema)
-    seen.apply(before_crash.id, None, before_crash.payload, before_crash.compressed,
-               before_crash.server_tick)
-    saved_pos = avatar_pos(checkpoint.state["__net_ids__"], checkpoint.state["Body.pos"],
-                           joined.entity)
+    seen.apply(
+        before_crash.id,
+        None,
+        before_crash.payload,
+        before_crash.compressed,
+        before_crash.server_tick,
+    )
+    saved_pos = avatar_pos(
+        checkpoint.state["__net_ids__"], checkpoint.state["Body.pos"], joined.entity
+    )
     np.testing.assert_array_equal(
-        avatar_pos(seen.store.net_ids, seen.store["Body.pos"], joined.entity), saved_pos)
+        avatar_pos(seen.store.net_ids, seen.store["Body.pos"], joined.entity), saved_pos
+    )
 
     second = await ServerProcess.start(db, *flags)
     try:
@@ -93,15 +100,21 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
         await player.resume()
         again = await player.expect(JoinAccepted)
         assert (again.room_id, again.player_id, again.entity) == (
-            joined.room_id, joined.player_id, joined.entity)
+            joined.room_id,
+            joined.player_id,
+            joined.entity,
+        )
         assert again.session_key != joined.session_key
         full = await player.expect(Snapshot)
         assert full.base_id is None  # the next snapshot after Resume is full (rule 7)
         assert full.id > before_crash.id  # ids continue above the old process's
         assert full.last_input_seq == last_seq  # the seq continues from the database
 
-        received = Replica(game.schema).apply(full.id, None, full.payload, full.compressed,
-                                              full.server_tick).snapshot
+        received = (
+            Replica(game.schema)
+            .apply(full.id, None, full.payload, full.compressed, full.server_tick)
+            .snapshot
+        )
         expected = simulate_from(checkpoint, first_tick, full.server_tick).history.latest
         assert expected is not None
         np.testing.assert_array_equal(received.net_ids, expected.net_ids)
@@ -111,8 +124,8 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
         replica = Replica(game.schema)
         replica.apply(full.id, None, full.payload, full.compressed, full.server_tick)
         np.testing.assert_array_equal(
-            avatar_pos(replica.store.net_ids, replica.store["Body.pos"], joined.entity),
-            saved_pos)
+            avatar_pos(replica.store.net_ids, replica.store["Body.pos"], joined.entity), saved_pos
+        )
 
         # Inputs continue with the client's seq and are applied.
         seq = await player.send_inputs(encode_input(0.0, 1.0), 1)

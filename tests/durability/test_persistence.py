@@ -37,8 +37,9 @@ def room_state(room_id: str, players: int) -> tuple[dict[str, np.ndarray], list[
 
 
 def player(player_id: str, room_id: str, net_id: int, **extra: object) -> PlayerRecord:
-    return PlayerRecord(player_id, room_id, net_id, hash_resume_token(player_id.encode()),
-                        time.time(), **extra)  # type: ignore[arg-type]
+    return PlayerRecord(
+        player_id, room_id, net_id, hash_resume_token(player_id.encode()), time.time(), **extra
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -49,8 +50,7 @@ def seeded(tmp_path: Path) -> Iterator[Path]:
     storage = SQLiteStorage(db)
     now = time.time()
     state, (kept, left) = room_state("AAAAAAAA", 2)
-    for room_id, region in (("AAAAAAAA", "us-east"), ("BBBBBBBB", "us-east"),
-                            ("CCCCCCCC", "mars")):
+    for room_id, region in (("AAAAAAAA", "us-east"), ("BBBBBBBB", "us-east"), ("CCCCCCCC", "mars")):
         storage.save_room(RoomRecord(room_id, region, "coop", 4, now))
     storage.save_player(player("kept", "AAAAAAAA", kept, last_input_seq=77))
     storage.save_player(player("left", "AAAAAAAA", left, left_at=now))
@@ -63,7 +63,8 @@ def seeded(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_restore_rebuilds_restorable_rooms_and_drops_the_rest(
-        durable: Durable, seeded: Path) -> None:
+    durable: Durable, seeded: Path
+) -> None:
     server = await durable.start(seeded)
     assert list(server.rooms) == ["AAAAAAAA"]
     room = server.rooms["AAAAAAAA"]
@@ -74,7 +75,11 @@ async def test_restore_rebuilds_restorable_rooms_and_drops_the_rest(
     assert server.matchmaker.room("AAAAAAAA").players == 1
     summary = server.persistence.summary  # type: ignore[attr-defined]
     assert (summary.rooms, summary.players, summary.rooms_dropped, summary.players_dropped) == (
-        1, 1, 2, 2)  # rooms BBBB and CCCC; seats of "late" and "orphan"
+        1,
+        1,
+        2,
+        2,
+    )  # rooms BBBB and CCCC; seats of "late" and "orphan"
     # Numbering restarts above anything the old process could have sent.
     assert summary.first_tick > SAVED_TICK and server.tick >= summary.first_tick
     latest = room.history.latest
@@ -88,8 +93,11 @@ async def test_restore_rebuilds_restorable_rooms_and_drops_the_rest(
     storage = SQLiteStorage(seeded)
     try:
         assert [r.room_id for r in storage.open_rooms()] == ["AAAAAAAA"]
-        left_at = {p.player_id: p.left_at for r in ("AAAAAAAA", "BBBBBBBB")
-                   for p in storage.players_in_room(r)}
+        left_at = {
+            p.player_id: p.left_at
+            for r in ("AAAAAAAA", "BBBBBBBB")
+            for p in storage.players_in_room(r)
+        }
     finally:
         storage.close()
     assert left_at["kept"] is None  # still held: it may resume after the next start too
@@ -97,7 +105,8 @@ async def test_restore_rebuilds_restorable_rooms_and_drops_the_rest(
 
 
 async def test_a_checkpoint_of_another_game_is_refused_naming_the_file(
-        durable: Durable, tmp_path: Path) -> None:
+    durable: Durable, tmp_path: Path
+) -> None:
     db = tmp_path / "other-game.db"
     state, _ = room_state("DDDDDDDD", 0)
     state["__fingerprint__"] = state["__fingerprint__"] + 1  # another schema wrote it
@@ -112,7 +121,8 @@ async def test_a_checkpoint_of_another_game_is_refused_naming_the_file(
 
 
 async def test_a_checkpoint_holds_the_store_and_the_room_meta(
-        durable: Durable, tmp_path: Path) -> None:
+    durable: Durable, tmp_path: Path
+) -> None:
     db = tmp_path / "checkpoint.db"
     server = await durable.start(db)
     persistence = server.persistence
@@ -150,7 +160,10 @@ async def test_the_storage_writer_counters_reach_metrics(durable: Durable, tmp_p
         room.close()
     server.report_storage()
     text = server.metrics.render().decode()
-    written = [line for line in text.splitlines()
-               if line.startswith('astranet_storage{stat="checkpoints_written"}')]
+    written = [
+        line
+        for line in text.splitlines()
+        if line.startswith('astranet_storage{stat="checkpoints_written"}')
+    ]
     assert written and float(written[0].split()[-1]) >= 1
     assert 'astranet_storage{stat="writes_failed"} 0.0' in text

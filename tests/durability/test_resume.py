@@ -32,8 +32,9 @@ async def play(client: WireClient, count: int = 4) -> Snapshot:
     return await client.snapshot_where(lambda s: s.last_input_seq == seq)
 
 
-async def test_resume_after_a_drop_keeps_seat_avatar_and_seq(durable: Durable,
-                                                             tmp_path: Path) -> None:
+async def test_resume_after_a_drop_keeps_seat_avatar_and_seq(
+    durable: Durable, tmp_path: Path
+) -> None:
     server = await durable.start(tmp_path / "a.db")
     client = WireClient(url(server))
     joined = await client.join()
@@ -43,7 +44,11 @@ async def test_resume_after_a_drop_keeps_seat_avatar_and_seq(durable: Durable,
     await client.resume()
     again = await client.expect(JoinAccepted)
     assert (again.room_id, again.player_id, again.entity, again.resume_token) == (
-        joined.room_id, joined.player_id, joined.entity, joined.resume_token)
+        joined.room_id,
+        joined.player_id,
+        joined.entity,
+        joined.resume_token,
+    )
     assert again.session_key != joined.session_key
     full = await client.expect(Snapshot)
     assert full.base_id is None
@@ -81,7 +86,8 @@ async def test_a_wrong_token_is_denied(durable: Durable, tmp_path: Path) -> None
 
 
 async def test_a_second_connection_takes_over_and_the_first_is_closed_1008(
-        durable: Durable, tmp_path: Path) -> None:
+    durable: Durable, tmp_path: Path
+) -> None:
     server = await durable.start(tmp_path / "a.db")
     first = WireClient(url(server))
     joined = await first.join()
@@ -96,8 +102,9 @@ async def test_a_second_connection_takes_over_and_the_first_is_closed_1008(
     assert (await play(second, 1)).last_input_seq == 100  # the seat is the new socket's
 
 
-async def test_graceful_restart_restores_the_room_and_numbering(durable: Durable,
-                                                                tmp_path: Path) -> None:
+async def test_graceful_restart_restores_the_room_and_numbering(
+    durable: Durable, tmp_path: Path
+) -> None:
     db = tmp_path / "restart.db"
     first = await durable.start(db)
     client = WireClient(url(first))
@@ -147,7 +154,8 @@ class LogEvent(logging.Handler):
 
 
 async def test_a_seat_not_resumed_within_the_window_is_freed_and_recorded(
-        durable: Durable, tmp_path: Path) -> None:
+    durable: Durable, tmp_path: Path
+) -> None:
     db = tmp_path / "window.db"
     server = await durable.start(db, "--resume-window", "0.2")
     client = WireClient(url(server))

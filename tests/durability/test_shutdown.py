@@ -64,10 +64,22 @@ async def test_sigterm_closes_1001_checkpoints_and_exits_0(tmp_path: Path) -> No
 def run_server_cli(db: Path) -> tuple[int, str]:
     """Run the real CLI against ``db``; it must refuse before binding (ports 0 anyway)."""
     done = subprocess.run(
-        [sys.executable, "-m", "astranet.server", "--game", "examples.dots:game",
-         "--ws-port", "0", "--http-port", "0",
-         "--db", str(db)],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "astranet.server",
+            "--game",
+            "examples.dots:game",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return done.returncode, done.stderr
 
@@ -79,8 +91,7 @@ def test_corrupt_or_foreign_database_is_refused_with_one_line(tmp_path: Path) ->
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as connection:
         connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
-    for db, reason in ((garbage, "not an SQLite database"),
-                       (foreign, "not an astranet database")):
+    for db, reason in ((garbage, "not an SQLite database"), (foreign, "not an astranet database")):
         before = db.read_bytes()
         code, stderr = run_server_cli(db)
         assert code == 2

@@ -83,8 +83,9 @@ class Seen:
     first: dict[int, np.ndarray] = field(default_factory=dict)
     farthest: dict[int, float] = field(default_factory=dict)
 
-    def observe(self, net_ids: np.ndarray, pos: np.ndarray, kind: np.ndarray,
-                me: int | None) -> None:
+    def observe(
+        self, net_ids: np.ndarray, pos: np.ndarray, kind: np.ndarray, me: int | None
+    ) -> None:
         players = (kind == PLAYER) & (net_ids != (me if me is not None else -1))
         for net_id, xy in zip(net_ids[players].tolist(), pos[players], strict=True):
             start = self.first.setdefault(net_id, xy.copy())
@@ -131,8 +132,12 @@ async def _play() -> Outcome:
         leader = Bot(0, 0, options, coop_game, seed=100)
         bots.append(leader)
         room_id = await leader.join()
-        followers = [Bot(seat, 0, replace(options, party_size=1, room_id=room_id), coop_game,
-                         seed=100 + seat) for seat in range(1, SEATS)]
+        followers = [
+            Bot(
+                seat, 0, replace(options, party_size=1, room_id=room_id), coop_game, seed=100 + seat
+            )
+            for seat in range(1, SEATS)
+        ]
         bots.extend(followers)
         await asyncio.gather(*(bot.join() for bot in followers))
         seen = [Seen() for _ in bots]
@@ -143,8 +148,12 @@ async def _play() -> Outcome:
                 bot.step()
                 view = bot.world.view if bot.world is not None else None
                 if view is not None and view.net_ids.size:
-                    sight.observe(view.net_ids, view.field("Body.pos"),
-                                  view.field("Body.kind")[:, 0], view.local_net_id)
+                    sight.observe(
+                        view.net_ids,
+                        view.field("Body.pos"),
+                        view.field("Body.kind")[:, 0],
+                        view.local_net_id,
+                    )
             await asyncio.sleep(1.0 / FPS)  # frame pacing, as a renderer's vsync
         client_team = [_team_of(bot) for bot in bots]
         # The server runs on this loop: fetch /metrics from a thread, not blocking it.
@@ -181,7 +190,8 @@ def test_every_player_saw_every_other_player_move(outcome: Outcome) -> None:
         assert set(sight.farthest) >= others, f"bot {bot.index} never drew {others}"
         for net_id in others:
             assert sight.farthest[net_id] >= MOVED_UNITS, (
-                f"bot {bot.index} saw player {net_id} move only {sight.farthest[net_id]:.2f}")
+                f"bot {bot.index} saw player {net_id} move only {sight.farthest[net_id]:.2f}"
+            )
 
 
 @pytest.mark.timeout(60)

@@ -24,8 +24,12 @@ def test_linear_quantize_is_idempotent_and_within_half_a_step(values: np.ndarray
 
 
 @settings(max_examples=300)
-@given(st.floats(-100, 100), st.floats(0.001, 50), st.integers(1, 3),
-       st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=30))
+@given(
+    st.floats(-100, 100),
+    st.floats(0.001, 50),
+    st.integers(1, 3),
+    st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=30),
+)
 def test_linear_idempotent_for_any_valid_declaration(lo, width, size, raw) -> None:
     step = width / 97
     try:
@@ -46,8 +50,10 @@ def test_nan_and_inf_do_not_crash_and_clamp() -> None:
 
 
 @settings(max_examples=300)
-@given(hnp.arrays(np.float32, st.integers(0, 64), elements=st.floats(-50, 50, width=32)),
-       st.integers(4, 16))
+@given(
+    hnp.arrays(np.float32, st.integers(0, 64), elements=st.floats(-50, 50, width=32)),
+    st.integers(4, 16),
+)
 def test_angle_wraps_and_is_idempotent(angles: np.ndarray, bits: int) -> None:
     enc = Angle(bits)
     codes = enc.quantize(angles)
@@ -58,9 +64,9 @@ def test_angle_wraps_and_is_idempotent(angles: np.ndarray, bits: int) -> None:
     assert np.all(np.abs(err) <= np.pi / (1 << bits) + 1e-5)
 
 
-unit_quats = hnp.arrays(np.float64, st.tuples(st.integers(0, 32), st.just(4)),
-                        elements=st.floats(-1, 1)).filter(
-    lambda a: bool(np.all(np.linalg.norm(a, axis=1) > 0.1)))
+unit_quats = hnp.arrays(
+    np.float64, st.tuples(st.integers(0, 32), st.just(4)), elements=st.floats(-1, 1)
+).filter(lambda a: bool(np.all(np.linalg.norm(a, axis=1) > 0.1)))
 
 
 @settings(max_examples=300)

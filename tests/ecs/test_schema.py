@@ -29,8 +29,12 @@ class Status:
 
 def test_fields_are_named_and_ordered_by_declaration() -> None:
     schema = Schema(Body, Status)
-    assert [f.name for f in schema.fields] == ["Body.pos", "Body.heading", "Status.alive",
-                                               "Status.hp"]
+    assert [f.name for f in schema.fields] == [
+        "Body.pos",
+        "Body.heading",
+        "Status.alive",
+        "Status.hp",
+    ]
     assert schema.index("Status.alive") == 2
     assert Body.pos.code_bits == (15, 15)  # 20001 codes
     assert Quaternion(9).code_bits == (2, 9, 9, 9)
@@ -46,15 +50,18 @@ def test_fingerprint_depends_on_declarations() -> None:
     assert Schema(Body2).fingerprint != Schema(Body).fingerprint
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Quantized(1.0, 1.0, 0.1),
-    lambda: Quantized(0.0, 1.0, 0.0),
-    lambda: Quantized(0.0, 1e6, 1e-6),  # more than 32 bits
-    lambda: Quantized(0.0, 4096.0, 1e-5),  # below float32 resolution
-    lambda: Angle(0),
-    lambda: Quaternion(1),
-    lambda: Float(size=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Quantized(1.0, 1.0, 0.1),
+        lambda: Quantized(0.0, 1.0, 0.0),
+        lambda: Quantized(0.0, 1e6, 1e-6),  # more than 32 bits
+        lambda: Quantized(0.0, 4096.0, 1e-5),  # below float32 resolution
+        lambda: Angle(0),
+        lambda: Quaternion(1),
+        lambda: Float(size=0),
+    ],
+)
 def test_bad_encodings_raise_schema_error(make) -> None:
     with pytest.raises(SchemaError):
         make()

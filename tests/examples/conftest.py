@@ -117,8 +117,19 @@ def make_world() -> Iterator[Callable[..., CoopWorld]]:
 @pytest.fixture
 async def server() -> AsyncIterator[GameServer]:
     """An in-process GameServer serving the coop game on 127.0.0.1, free ports."""
-    config = parse_config(["--ws-port", "0", "--http-port", "0", "--host", "127.0.0.1",
-                           "--game", "examples.coop:game"], {})
+    config = parse_config(
+        [
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--game",
+            "examples.coop:game",
+        ],
+        {},
+    )
     running = GameServer(config, load_game(config.game))
     await running.start()
     try:
@@ -130,6 +141,4 @@ async def server() -> AsyncIterator[GameServer]:
 def play(world: CoopWorld, players: list[int], ticks: int) -> None:
     """Run ``ticks`` ticks with every player scripted."""
     for _ in range(ticks):
-        world.step({net_id: scripted_command(world, net_id, i)
-                    for i, net_id in enumerate(players)})
-
+        world.step({net_id: scripted_command(world, net_id, i) for i, net_id in enumerate(players)})

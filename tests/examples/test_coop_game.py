@@ -205,8 +205,9 @@ def test_prediction_replays_the_servers_player_step_bit_exactly(make_world: Worl
         client.step({me: command})  # the client's systems do nothing: authoritative=False
         server_row, client_row = server.store.rows([me])[0], client.store.rows([me])[0]
         for name in ("Body.pos", "Body.heading", "Weapon.cooldown"):
-            assert server.store[name][server_row].tobytes() == \
-                client.store[name][client_row].tobytes(), name
+            assert (
+                server.store[name][server_row].tobytes() == client.store[name][client_row].tobytes()
+            ), name
     # Shots, drones and score are the server's: the client predicted none of them.
     assert len(client.rows_of(PROJECTILE)) == shots_at_import
     assert len(server.rows_of(PROJECTILE)) > 0

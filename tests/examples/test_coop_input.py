@@ -47,9 +47,11 @@ def test_documented_layout() -> None:
     assert Command(0, 0, 64).aim_radians == pytest.approx(math.pi / 2)
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x00\x00\x00", b"\x00" * 5, b"\x00\x00\x00\x02",
-                                  b"\x00\x00\x00\x80"], ids=["empty", "short", "long",
-                                                              "reserved-bit1", "reserved-bit7"])
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"\x00\x00\x00", b"\x00" * 5, b"\x00\x00\x00\x02", b"\x00\x00\x00\x80"],
+    ids=["empty", "short", "long", "reserved-bit1", "reserved-bit7"],
+)
 def test_bad_blobs_are_input_errors(blob: bytes) -> None:
     with pytest.raises(InputError):
         game.decode_input(blob)
@@ -70,8 +72,9 @@ finite = st.floats(-10.0, 10.0, allow_nan=False)
 
 @settings(max_examples=2000)
 @given(finite, finite, st.floats(allow_nan=True, allow_infinity=True), st.booleans())
-def test_encode_input_never_builds_an_impossible_speed(dx: float, dy: float, aim: float,
-                                                       fire: bool) -> None:
+def test_encode_input_never_builds_an_impossible_speed(
+    dx: float, dy: float, aim: float, fire: bool
+) -> None:
     command = decode_command(encode_input(dx, dy, aim, fire))
     assert command.move_sq <= MAX_MOVE_SQ
     assert command.fire is fire

@@ -51,8 +51,9 @@ class Player:
     async def next_snapshot(self) -> Snapshot:
         while not isinstance(message := await self.next_message(), Snapshot):
             pass
-        self.replica.apply(message.id, message.base_id, message.payload, message.compressed,
-                           message.server_tick)
+        self.replica.apply(
+            message.id, message.base_id, message.payload, message.compressed, message.server_tick
+        )
         self.last_input_seq = message.last_input_seq
         self.conn.ack(message.id)
         await self.flush()
@@ -62,11 +63,11 @@ class Player:
         return int((self.replica.store["Body.kind"] == kind).sum())
 
 
-async def test_a_client_joins_sees_drones_and_its_inputs_are_applied(
-        server: GameServer) -> None:
+async def test_a_client_joins_sees_drones_and_its_inputs_are_applied(server: GameServer) -> None:
     conn = ClientConnection()
-    async with connect(f"ws://127.0.0.1:{server.ws_port}", compression=None,
-                       open_timeout=RECV_TIMEOUT_S) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{server.ws_port}", compression=None, open_timeout=RECV_TIMEOUT_S
+    ) as ws:
         player = Player(ws, conn)
         conn.hello()
         conn.find_or_create("us-east", "coop")

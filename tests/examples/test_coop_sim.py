@@ -52,15 +52,21 @@ def test_chase_without_targets_leaves_drones_in_place() -> None:
     assert moved.tolist() == [[1.0, 2.0]]
 
 
-coords = hnp.arrays(np.float64, st.tuples(st.integers(0, 40), st.just(2)),
-                    elements=st.floats(-ARENA, ARENA))
+coords = hnp.arrays(
+    np.float64, st.tuples(st.integers(0, 40), st.just(2)), elements=st.floats(-ARENA, ARENA)
+)
 
 
 @settings(max_examples=300)
-@given(coords, hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.just(2)),
-                          elements=st.floats(-ARENA, ARENA)))
-def test_chase_stays_on_grid_inside_arena_and_never_gets_farther(drones: np.ndarray,
-                                                                 targets: np.ndarray) -> None:
+@given(
+    coords,
+    hnp.arrays(
+        np.float64, st.tuples(st.integers(1, 4), st.just(2)), elements=st.floats(-ARENA, ARENA)
+    ),
+)
+def test_chase_stays_on_grid_inside_arena_and_never_gets_farther(
+    drones: np.ndarray, targets: np.ndarray
+) -> None:
     drones = coop_sim.snap_pos(drones)
     moved, _ = chase(drones, np.full(len(drones), 0.2), targets)
     assert on_grid(moved) and np.all(np.abs(moved) <= ARENA)
@@ -78,8 +84,7 @@ def test_drone_speeds_vary_per_id_within_bounds() -> None:
 
 def test_projectiles_fly_along_heading_and_leave_the_arena() -> None:
     pos = np.array([[0.0, 0.0], [ARENA - 0.5, 0.0]])
-    moved, inside = advance_projectiles(pos, np.array([np.pi / 2, 0.0], dtype=np.float32),
-                                        1 / 30)
+    moved, inside = advance_projectiles(pos, np.array([np.pi / 2, 0.0], dtype=np.float32), 1 / 30)
     assert moved[0].tolist() == [0.0, 1.0]
     assert inside.tolist() == [True, False]
 
@@ -134,7 +139,8 @@ def test_wave_spawns_are_on_the_edge_and_reproducible() -> None:
 
 
 def test_step_avatar_moves_on_grid_and_clamps_to_the_arena(
-        make_world: Callable[..., CoopWorld]) -> None:
+    make_world: Callable[..., CoopWorld],
+) -> None:
     world = make_world()
     me = world.join("alice")
     start = world.store["Body.pos"][world.store.rows([me])[0]].copy()
@@ -149,12 +155,16 @@ def test_step_avatar_moves_on_grid_and_clamps_to_the_arena(
 
 
 def test_weapon_fires_once_every_interval_and_downed_players_do_nothing(
-        make_world: Callable[..., CoopWorld]) -> None:
+    make_world: Callable[..., CoopWorld],
+) -> None:
     world = make_world()
     me = world.join("alice")
     shots = [step_avatar(world.store, me, Command(fire=True), 1 / 30) for _ in range(13)]
-    assert [i for i, fired in enumerate(shots) if fired] == [0, FIRE_INTERVAL_INPUTS,
-                                                             2 * FIRE_INTERVAL_INPUTS]
+    assert [i for i, fired in enumerate(shots) if fired] == [
+        0,
+        FIRE_INTERVAL_INPUTS,
+        2 * FIRE_INTERVAL_INPUTS,
+    ]
     row = world.store.rows([me])[0]
     world.store["Health.hp"][row] = 0
     before = world.store["Body.pos"][row].copy()

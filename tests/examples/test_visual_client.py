@@ -42,8 +42,15 @@ async def run_client(*args: str) -> tuple[int, str, str]:
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     env.pop("AW_WS_URL", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "examples.coop.client", *args, cwd=REPO_ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "examples.coop.client",
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(CLIENT_TIMEOUT_S):
             stdout, stderr = await process.communicate()
@@ -70,8 +77,16 @@ def pixels_of(image: np.ndarray, colour: tuple[int, int, int]) -> int:
 async def test_bot_plays_and_saves_a_screenshot(server: GameServer, tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
     status, stdout, stderr = await run_client(
-        "--url", f"ws://127.0.0.1:{server.ws_port}", "--bot", "--duration", "3",
-        "--screenshot", str(shot), "--screenshot-after", "2")
+        "--url",
+        f"ws://127.0.0.1:{server.ws_port}",
+        "--bot",
+        "--duration",
+        "3",
+        "--screenshot",
+        str(shot),
+        "--screenshot-after",
+        "2",
+    )
     assert status == 0, stderr
     assert "Traceback" not in stderr
     assert "joined room" in stdout
@@ -84,11 +99,21 @@ async def test_bot_plays_and_saves_a_screenshot(server: GameServer, tmp_path: Pa
 
 
 async def test_screenshot_is_saved_at_exit_when_duration_ends_first(
-        server: GameServer, tmp_path: Path) -> None:
+    server: GameServer, tmp_path: Path
+) -> None:
     shot = tmp_path / "early.png"
     status, _, stderr = await run_client(
-        "--url", f"ws://127.0.0.1:{server.ws_port}", "--bot", "--duration", "0.5",
-        "--screenshot", str(shot), "--screenshot-after", "60", "--no-overlay")
+        "--url",
+        f"ws://127.0.0.1:{server.ws_port}",
+        "--bot",
+        "--duration",
+        "0.5",
+        "--screenshot",
+        str(shot),
+        "--screenshot-after",
+        "60",
+        "--no-overlay",
+    )
     assert status == 0, stderr
     assert load_png(shot).shape == (*WINDOW_SIZE, 3)
 
@@ -102,8 +127,9 @@ def closed_port() -> int:
 
 async def test_wrong_url_exits_with_a_clear_message(tmp_path: Path) -> None:
     url = f"ws://127.0.0.1:{closed_port()}"
-    status, stdout, stderr = await run_client("--url", url, "--bot", "--duration", "1",
-                                              "--screenshot", str(tmp_path / "never.png"))
+    status, stdout, stderr = await run_client(
+        "--url", url, "--bot", "--duration", "1", "--screenshot", str(tmp_path / "never.png")
+    )
     assert status == EXIT_CONNECT
     assert f"cannot connect to {url}" in stderr
     assert "Traceback" not in stderr + stdout
@@ -112,7 +138,8 @@ async def test_wrong_url_exits_with_a_clear_message(tmp_path: Path) -> None:
 
 async def test_unknown_room_is_a_refused_join(server: GameServer) -> None:
     status, stdout, stderr = await run_client(
-        "--url", f"ws://127.0.0.1:{server.ws_port}", "--room", "NoSuchRm", "--duration", "1")
+        "--url", f"ws://127.0.0.1:{server.ws_port}", "--room", "NoSuchRm", "--duration", "1"
+    )
     assert status == EXIT_JOIN
     assert "join refused: room_not_found" in stderr
     assert "Traceback" not in stderr + stdout

@@ -238,9 +238,7 @@ def test_scheduled_stall_windows_push_delivery_to_their_end() -> None:
 
 
 @pytest.mark.timeout(20)
-async def test_sever_closes_the_websocket_client(
-    ws_port: int, make_conditioner: Factory
-) -> None:
+async def test_sever_closes_the_websocket_client(ws_port: int, make_conditioner: Factory) -> None:
     conditioner = await make_conditioner(ws_port)
     async with connect(f"ws://127.0.0.1:{conditioner.port}") as ws:
         await ws.send(b"hello")
@@ -253,9 +251,7 @@ async def test_sever_closes_the_websocket_client(
 
 
 @pytest.mark.timeout(20)
-async def test_block_refuses_then_unblock_allows(
-    ws_port: int, make_conditioner: Factory
-) -> None:
+async def test_block_refuses_then_unblock_allows(ws_port: int, make_conditioner: Factory) -> None:
     conditioner = await make_conditioner(ws_port)
     url = f"ws://127.0.0.1:{conditioner.port}"
     existing = await connect(url)
@@ -336,8 +332,12 @@ async def test_bad_stall_direction_raises_configuration_error() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--loss", "2"], ["--listen", "nope"], ["--latency-ms", "-3"], ["--stall-every-ms", "5",
-                                                                    "--stall-ms", "10"]],
+    [
+        ["--loss", "2"],
+        ["--listen", "nope"],
+        ["--latency-ms", "-3"],
+        ["--stall-every-ms", "5", "--stall-ms", "10"],
+    ],
 )
 def test_cli_rejects_bad_values(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as excinfo:
@@ -348,13 +348,19 @@ def test_cli_rejects_bad_values(argv: list[str], capsys: pytest.CaptureFixture[s
 
 @pytest.mark.timeout(30)
 async def test_cli_relays_and_exits_cleanly_on_ctrl_c(echo_port: int) -> None:
-    code = (
-        "import sys; from astranet.net.linkconditioner import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
+    code = "import sys; from astranet.net.linkconditioner import main; sys.exit(main(sys.argv[1:]))"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, "--listen", "127.0.0.1:0",
-        "--target", f"127.0.0.1:{echo_port}", "--latency-ms", "10", "--seed", "3",
+        sys.executable,
+        "-c",
+        code,
+        "--listen",
+        "127.0.0.1:0",
+        "--target",
+        f"127.0.0.1:{echo_port}",
+        "--latency-ms",
+        "10",
+        "--seed",
+        "3",
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None

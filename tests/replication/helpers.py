@@ -30,8 +30,14 @@ def randomize_rows(store: ColumnStore, rows: np.ndarray, rng: np.random.Generato
     store["Body.on"][rows] = rng.random(n) < 0.5
 
 
-def evolve(store: ColumnStore, rng: np.random.Generator, *, change: float = 0.2,
-           spawn: int = 3, despawn: float = 0.1) -> None:
+def evolve(
+    store: ColumnStore,
+    rng: np.random.Generator,
+    *,
+    change: float = 0.2,
+    spawn: int = 3,
+    despawn: float = 0.1,
+) -> None:
     """One random tick: despawn a fraction, spawn some, nudge a fraction of one or more fields."""
     if len(store):
         gone = store.net_ids[rng.random(len(store)) < despawn]

@@ -103,12 +103,25 @@ def test_golden_bytes_of_a_tiny_full_and_delta_payload() -> None:
     second = history.capture(2)
     full = encode_delta(schema, first)
     fp = struct.pack("<I", schema.fingerprint)
-    assert full == (bytes([1, 0, 1, 0]) + fp + struct.pack("<IIII", 2, 0, 0, 2)
-                    + struct.pack("<II", 1, 2) + bytes([0x53]))
+    assert full == (
+        bytes([1, 0, 1, 0])
+        + fp
+        + struct.pack("<IIII", 2, 0, 0, 2)
+        + struct.pack("<II", 1, 2)
+        + bytes([0x53])
+    )
     delta = encode_delta(schema, second, first)
-    assert delta == (bytes([1, 1, 1, 0]) + fp + struct.pack("<IIII", 1, 1, 1, 2)
-                     + struct.pack("<I", 1) + struct.pack("<I", 3) + bytes([0x09])
-                     + bytes([0x01]) + bytes([0x01]) + bytes([2, 0x02]))
+    assert delta == (
+        bytes([1, 1, 1, 0])
+        + fp
+        + struct.pack("<IIII", 1, 1, 1, 2)
+        + struct.pack("<I", 1)
+        + struct.pack("<I", 3)
+        + bytes([0x09])
+        + bytes([0x01])
+        + bytes([0x01])
+        + bytes([2, 0x02])
+    )
     assert decode_delta(schema, delta, first).same_state(second)
 
 
@@ -151,19 +164,19 @@ SAMPLE = _sample_payload()
 @given(st.binary(max_size=200), st.booleans())
 def test_random_bytes_never_raise_anything_else(junk, compressed) -> None:
     raw, base, _ = SAMPLE
-    for payload in (junk, raw[:HEADER.size] + junk):
+    for payload in (junk, raw[: HEADER.size] + junk):
         with contextlib.suppress(SnapshotDecodeError):
             decode_payload(SCHEMA, payload, compressed, base)
 
 
 def test_oversize_declared_counts_raise_before_allocating() -> None:
     raw, base, _ = _sample_payload(checksum=False)
-    head = list(HEADER.unpack(raw[:HEADER.size]))
+    head = list(HEADER.unpack(raw[: HEADER.size]))
     for index, value in ((4, 2**32 - 1), (7, 2**32 - 1), (5, 2**31), (6, 2**31), (4, 5000)):
         bad = list(head)
         bad[index] = value
         with pytest.raises(SnapshotDecodeError):
-            decode_delta(SCHEMA, HEADER.pack(*bad) + raw[HEADER.size:], base)
+            decode_delta(SCHEMA, HEADER.pack(*bad) + raw[HEADER.size :], base)
 
 
 def test_unknown_base_wrong_schema_and_version_raise() -> None:
@@ -179,7 +192,7 @@ def test_unknown_base_wrong_schema_and_version_raise() -> None:
 def test_checksum_mismatch_is_a_desync() -> None:
     raw, base, _ = _sample_payload()
     crc_offset = HEADER.size
-    tampered = raw[:crc_offset] + bytes([raw[crc_offset] ^ 1]) + raw[crc_offset + 1:]
+    tampered = raw[:crc_offset] + bytes([raw[crc_offset] ^ 1]) + raw[crc_offset + 1 :]
     with pytest.raises(DesyncError):
         decode_delta(SCHEMA, tampered, base)
 

@@ -17,15 +17,23 @@ from astranet.replication.snapshot import SnapshotHistory
 from tests.replication.helpers import SCHEMA, evolve, make_store
 
 
-def _run_session(seed: int, ticks: int, loss: float, ack_delay: int, n_clients: int,
-                 ring: int = 16, interest: bool = False) -> tuple[int, int]:
+def _run_session(
+    seed: int,
+    ticks: int,
+    loss: float,
+    ack_delay: int,
+    n_clients: int,
+    ring: int = 16,
+    interest: bool = False,
+) -> tuple[int, int]:
     """Server + clients; returns (snapshots applied, full snapshots sent)."""
     rng = np.random.default_rng(seed)
     store = make_store(rng, 30)
     history = SnapshotHistory(store, capacity=ring)
     fanout = SnapshotFanout(SCHEMA, history, checksum=True)
-    clients = [(ClientBaseline(ring), Replica(SCHEMA, keep=ring), deque())
-               for _ in range(n_clients)]
+    clients = [
+        (ClientBaseline(ring), Replica(SCHEMA, keep=ring), deque()) for _ in range(n_clients)
+    ]
     applied = fulls = 0
     for tick in range(ticks):
         evolve(store, rng)
@@ -51,8 +59,9 @@ def _run_session(seed: int, ticks: int, loss: float, ack_delay: int, n_clients: 
 @settings(max_examples=40)
 @given(st.integers(0, 2**32 - 1), st.floats(0.0, 0.5), st.integers(0, 6), st.booleans())
 def test_lossy_sessions_stay_exact(seed, loss, ack_delay, interest) -> None:
-    applied, _ = _run_session(seed, ticks=25, loss=loss, ack_delay=ack_delay, n_clients=3,
-                              interest=interest)
+    applied, _ = _run_session(
+        seed, ticks=25, loss=loss, ack_delay=ack_delay, n_clients=3, interest=interest
+    )
     assert applied > 0 or loss > 0
 
 

@@ -30,9 +30,11 @@ def test_captured_state_is_quantized_and_frozen() -> None:
         snap.codes[0][0, 0] = 1
     # Dequantized values re-quantize to the same codes (the state is a fixed point).
     values = snap.dequantize(SCHEMA)
-    assert all(np.array_equal(a, b) for a, b in zip(SCHEMA.quantize(values), snap.codes,
-                                                    strict=True)
-               if a.shape[1] != 4)  # quaternions: see test_quantize for the tie caveat
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(SCHEMA.quantize(values), snap.codes, strict=True)
+        if a.shape[1] != 4
+    )  # quaternions: see test_quantize for the tie caveat
 
 
 def test_select_and_checksum() -> None:

@@ -34,8 +34,9 @@ def test_every_subscriber_gets_a_decodable_snapshot_and_ackers_get_deltas() -> N
     store = ColumnStore(game.schema)
     store.spawn(5, Body__pos=np.zeros((5, 2)), Body__kind=1)
     history = SnapshotHistory(store)
-    system = SnapshotReplicationSystem(history, SnapshotFanout(game.schema, history),
-                                       lambda: subscribers)
+    system = SnapshotReplicationSystem(
+        history, SnapshotFanout(game.schema, history), lambda: subscribers
+    )
     lazy, acking = Subscriber(), Subscriber()
     subscribers = [lazy, acking]
     replicas = {id(lazy): Replica(game.schema), id(acking): Replica(game.schema)}

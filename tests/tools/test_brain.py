@@ -16,8 +16,9 @@ from astranet.tools.brain import BotBrain, Personality, Style
 from examples.coop import DRONE, PLAYER, SCHEMA, decode_command, game
 
 
-def _arena(drones: list[tuple[float, float]], me: tuple[float, float] = (0.0, 0.0),
-           hp: int = 100) -> tuple[SimContext, int]:
+def _arena(
+    drones: list[tuple[float, float]], me: tuple[float, float] = (0.0, 0.0), hp: int = 100
+) -> tuple[SimContext, int]:
     """A predicted-store stand-in: one player and some drones (no server, no systems)."""
     store = ColumnStore(SCHEMA)
     net_id = int(store.spawn(1, Body__pos=np.array(me), Body__kind=PLAYER, Health__hp=hp)[0])
@@ -86,9 +87,11 @@ def test_without_an_avatar_it_stands_still() -> None:
 
 
 @settings(max_examples=60)
-@given(seed=st.integers(0, 2**31 - 1),
-       drones=st.lists(st.tuples(st.floats(-60, 60), st.floats(-60, 60)), max_size=12),
-       me=st.tuples(st.floats(-60, 60), st.floats(-60, 60)))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    drones=st.lists(st.tuples(st.floats(-60, 60), st.floats(-60, 60)), max_size=12),
+    me=st.tuples(st.floats(-60, 60), st.floats(-60, 60)),
+)
 def test_every_input_passes_the_servers_sanity_check(seed: int, drones: list, me: tuple) -> None:
     sim, net_id = _arena(drones, me)
     blobs = _play(_brain(seed, sim, net_id), sim, net_id, 45)  # _play asserts check_input

@@ -17,9 +17,15 @@ from astranet.tools import bots, loadtest
 from astranet.tools.plots import PLOT_NAMES
 from astranet.tools.serverproc import ServerProcess, scrape
 
-LOADTEST_KEYS = {"clients", "late_tick_fraction", "tick_ms_p99",
-                 "snapshot_bytes_per_client_per_s", "input_to_snapshot_ms_p99",
-                 "disconnects", "kicks"}
+LOADTEST_KEYS = {
+    "clients",
+    "late_tick_fraction",
+    "tick_ms_p99",
+    "snapshot_bytes_per_client_per_s",
+    "input_to_snapshot_ms_p99",
+    "disconnects",
+    "kicks",
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +35,9 @@ def server() -> Iterator[ServerProcess]:
 
 
 @pytest.mark.timeout(60)
-def test_bots_fill_one_room_and_report_json(server: ServerProcess,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bots_fill_one_room_and_report_json(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     status = bots.main(["--url", server.ws_url, "--rooms", "1", "--duration", "3", "--json"])
     report = json.loads(capsys.readouterr().out)
     summary = report["summary"]
@@ -47,8 +54,7 @@ def test_bots_fill_one_room_and_report_json(server: ServerProcess,
 
 @pytest.mark.timeout(60)
 def test_bots_exit_2_when_nothing_listens(capsys: pytest.CaptureFixture[str]) -> None:
-    status = bots.main(["--url", "ws://127.0.0.1:9", "--rooms", "1", "--duration", "1",
-                        "--json"])
+    status = bots.main(["--url", "ws://127.0.0.1:9", "--rooms", "1", "--duration", "1", "--json"])
     report = json.loads(capsys.readouterr().out)
     summary = report["summary"]
     assert status == 2 and summary["clients"] == 0 and summary["join_failures"] == 4
@@ -57,8 +63,9 @@ def test_bots_exit_2_when_nothing_listens(capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.timeout(90)
-def test_loadtest_writes_summary_json_and_plots(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_loadtest_writes_summary_json_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     status = loadtest.main(["--rooms", "1", "--duration", "4", "--json", "--out", str(out)])
     summary = json.loads(capsys.readouterr().out)
@@ -76,8 +83,20 @@ def test_loadtest_writes_summary_json_and_plots(tmp_path: Path,
 
 @pytest.mark.timeout(30)
 def test_loadtest_exit_2_when_the_given_server_is_down(tmp_path: Path) -> None:
-    status = loadtest.main(["--url", "ws://127.0.0.1:9", "--http-url", "http://127.0.0.1:9",
-                            "--rooms", "1", "--duration", "1", "--out", str(tmp_path)])
+    status = loadtest.main(
+        [
+            "--url",
+            "ws://127.0.0.1:9",
+            "--http-url",
+            "http://127.0.0.1:9",
+            "--rooms",
+            "1",
+            "--duration",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert status == 2
 
 
@@ -89,9 +108,22 @@ def test_loadtest_needs_both_urls() -> None:
 
 @pytest.mark.timeout(60)
 def test_lite_bots_load_the_server_without_being_refused(
-        server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    status = bots.main(["--url", server.ws_url, "--rooms", "1", "--duration", "3", "--json",
-                        "--lite", "--seed", "9"])
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = bots.main(
+        [
+            "--url",
+            server.ws_url,
+            "--rooms",
+            "1",
+            "--duration",
+            "3",
+            "--json",
+            "--lite",
+            "--seed",
+            "9",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert status == 0
     assert summary["clients"] == 4 and summary["rooms_full"] == 1 and summary["kicked"] == 0

@@ -19,8 +19,15 @@ from astranet.tools.serverproc import (
 )
 
 
-def _exported(ticks_s: list[float], *, late: int = 0, kicks: tuple[str, ...] = (),
-              sent: int = 0, snapshot: int = 0, players: int = 0) -> str:
+def _exported(
+    ticks_s: list[float],
+    *,
+    late: int = 0,
+    kicks: tuple[str, ...] = (),
+    sent: int = 0,
+    snapshot: int = 0,
+    players: int = 0,
+) -> str:
     metrics = ServerMetrics()
     for tick, seconds in enumerate(ticks_s):
         metrics.observe_tick(tick, seconds, 0.0, False)
@@ -34,8 +41,16 @@ def _exported(ticks_s: list[float], *, late: int = 0, kicks: tuple[str, ...] = (
 
 
 def test_parses_what_the_server_exports() -> None:
-    sample = parse_metrics(_exported([0.002] * 9 + [0.045], late=2, kicks=("replay", "replay",
-                                     "fire rate"), sent=1000, snapshot=600, players=4))
+    sample = parse_metrics(
+        _exported(
+            [0.002] * 9 + [0.045],
+            late=2,
+            kicks=("replay", "replay", "fire rate"),
+            sent=1000,
+            snapshot=600,
+            players=4,
+        )
+    )
     assert sample.ticks == 10 and sample.late_ticks == 2
     assert sample.tick_sum_s == pytest.approx(0.063)
     assert sample.kicks == {"replay": 2, "fire rate": 1} and sample.kicks_total == 3
@@ -46,8 +61,9 @@ def test_parses_what_the_server_exports() -> None:
 
 def test_a_window_is_the_difference_of_two_samples() -> None:
     early = parse_metrics(_exported([0.002] * 5, kicks=("replay",), sent=100))
-    late = parse_metrics(_exported([0.002] * 5 + [0.02] * 5, late=3, kicks=("replay",),
-                                   sent=400, players=8))
+    late = parse_metrics(
+        _exported([0.002] * 5 + [0.02] * 5, late=3, kicks=("replay",), sent=400, players=8)
+    )
     window = late.minus(early)
     assert window.ticks == 5 and window.late_ticks == 3 and window.bytes_sent == 300
     assert window.kicks == {} and window.players == 8  # gauges stay current
@@ -69,10 +85,14 @@ def test_scraping_a_closed_port_is_a_typed_error() -> None:
 
 
 @settings(max_examples=300)
-@given(counts=st.lists(st.integers(0, 50), min_size=1, max_size=len(TICK_DURATION_BUCKETS_S)),
-       q1=st.floats(0, 1), q2=st.floats(0, 1))
-def test_quantile_is_monotone_and_inside_the_buckets(counts: list[int], q1: float,
-                                                     q2: float) -> None:
+@given(
+    counts=st.lists(st.integers(0, 50), min_size=1, max_size=len(TICK_DURATION_BUCKETS_S)),
+    q1=st.floats(0, 1),
+    q2=st.floats(0, 1),
+)
+def test_quantile_is_monotone_and_inside_the_buckets(
+    counts: list[int], q1: float, q2: float
+) -> None:
     bounds = [*TICK_DURATION_BUCKETS_S[: len(counts)], math.inf]
     cumulative, total = [], 0
     for count in [*counts, 0]:

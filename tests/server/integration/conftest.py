@@ -61,8 +61,9 @@ class WireClient:
 
     @classmethod
     async def open(cls, url: str, *, tls: ssl.SSLContext | None = None) -> WireClient:
-        ws = await connect(url, ssl=tls, compression=None, open_timeout=RECV_TIMEOUT_S,
-                           max_size=None)
+        ws = await connect(
+            url, ssl=tls, compression=None, open_timeout=RECV_TIMEOUT_S, max_size=None
+        )
         return cls(ws)
 
     async def send(self, message: Message) -> None:
@@ -104,8 +105,9 @@ class WireClient:
         await self.send(Hello(1))
         await self.expect(HelloAck)
 
-    async def join(self, region: str = "us-east", game_mode: str = "coop",
-                   party_size: int = 1) -> JoinAccepted:
+    async def join(
+        self, region: str = "us-east", game_mode: str = "coop", party_size: int = 1
+    ) -> JoinAccepted:
         await self.hello()
         await self.send(FindOrCreate(region, game_mode, party_size))
         result = await self.expect(MatchResult)
@@ -134,8 +136,9 @@ class WireClient:
     async def next_snapshot(self, within_s: float = RECV_TIMEOUT_S) -> Snapshot:
         return await self.expect(Snapshot, within_s)
 
-    async def snapshot_where(self, predicate: Callable[[Snapshot], bool],
-                             within_s: float = RECV_TIMEOUT_S) -> Snapshot:
+    async def snapshot_where(
+        self, predicate: Callable[[Snapshot], bool], within_s: float = RECV_TIMEOUT_S
+    ) -> Snapshot:
         async with asyncio.timeout(within_s):
             while True:
                 snapshot = await self.next_snapshot(within_s)
@@ -225,7 +228,8 @@ async def serve() -> AsyncIterator[StartServer]:
 
     async def start(*flags: str, game: Game | str = "examples.dots:game") -> Running:
         config = parse_config(
-            ["--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0", *flags], {})
+            ["--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0", *flags], {}
+        )
         loaded = load_game(game) if isinstance(game, str) else game
         server = GameServer(config, loaded)
         await server.start()
@@ -250,8 +254,13 @@ class DecodedView:
         self.replica = Replica(schema)
 
     def apply(self, snapshot: Snapshot) -> None:
-        self.replica.apply(snapshot.id, snapshot.base_id, snapshot.payload, snapshot.compressed,
-                           snapshot.server_tick)
+        self.replica.apply(
+            snapshot.id,
+            snapshot.base_id,
+            snapshot.payload,
+            snapshot.compressed,
+            snapshot.server_tick,
+        )
 
     def position(self, net_id: int) -> np.ndarray:
         store = self.replica.store
@@ -259,8 +268,12 @@ class DecodedView:
         return np.array(store["Body.pos"][row][0], dtype=np.float64)
 
 
-async def position_after(client: WireClient, view: DecodedView, net_id: int,
-                         predicate: Callable[[Snapshot], bool] = lambda s: True) -> np.ndarray:
+async def position_after(
+    client: WireClient,
+    view: DecodedView,
+    net_id: int,
+    predicate: Callable[[Snapshot], bool] = lambda s: True,
+) -> np.ndarray:
     """Decode snapshots (never acking: each is full) until ``predicate``; the avatar's pos."""
     snapshot = await client.snapshot_where(predicate)
     view.apply(snapshot)

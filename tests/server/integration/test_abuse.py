@@ -91,7 +91,8 @@ MALFORMED = {
 
 @pytest.mark.parametrize("name", list(MALFORMED))
 async def test_malformed_message_gets_an_error_and_the_connection_stays(
-        running: Running, name: str) -> None:
+    running: Running, name: str
+) -> None:
     client = await running.joined_client()
     await client.send_raw(MALFORMED[name])
     error = await client.expect(ErrorMessage)

@@ -16,12 +16,16 @@ pytestmark = pytest.mark.timeout(20)
 
 @pytest.mark.parametrize(
     "first",
-    [b"\xc1\xff garbage", "a text frame", msgpack.packb({"t": "Ping", "nonce": 1,
-                                                        "client_time_ms": 2})],
+    [
+        b"\xc1\xff garbage",
+        "a text frame",
+        msgpack.packb({"t": "Ping", "nonce": 1, "client_time_ms": 2}),
+    ],
     ids=["garbage", "text", "other-message"],
 )
-async def test_non_hello_first_is_expected_hello_then_1002(running: Running,
-                                                           first: bytes | str) -> None:
+async def test_non_hello_first_is_expected_hello_then_1002(
+    running: Running, first: bytes | str
+) -> None:
     client = await running.client()
     await client.send_raw(first)
     error = await client.expect(ErrorMessage)

@@ -35,8 +35,13 @@ async def test_rooms_lists_joined_rooms_with_players_and_tick(running: Running) 
     await b.next_snapshot()
     rooms = {r["room_id"]: r for r in await running.rooms()}
     assert rooms[a.joined.room_id] | {"tick": 0} == {  # type: ignore[union-attr]
-        "room_id": a.joined.room_id, "region": "us-east", "game_mode": "coop",  # type: ignore[union-attr]
-        "players": 2, "capacity": 4, "tick": 0}
+        "room_id": a.joined.room_id,
+        "region": "us-east",
+        "game_mode": "coop",  # type: ignore[union-attr]
+        "players": 2,
+        "capacity": 4,
+        "tick": 0,
+    }
     assert rooms[b.joined.room_id]["region"] == "us-west"  # type: ignore[union-attr]
     assert all(r["tick"] >= 1 for r in rooms.values())
 

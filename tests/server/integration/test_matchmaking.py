@@ -93,8 +93,16 @@ async def test_unknown_region_names_the_served_regions(serve: StartServer) -> No
 async def test_party_size_out_of_range_is_bad_request(running: Running, party_size: int) -> None:
     client = await running.client()
     await client.hello()
-    await client.send_raw(msgpack.packb({"t": "FindOrCreate", "region": "us-east",
-                                         "game_mode": "coop", "party_size": party_size}))
+    await client.send_raw(
+        msgpack.packb(
+            {
+                "t": "FindOrCreate",
+                "region": "us-east",
+                "game_mode": "coop",
+                "party_size": party_size,
+            }
+        )
+    )
     error = await client.expect(ErrorMessage)
     assert error.code == "bad_request"
     assert client.ws.close_code is None
@@ -150,11 +158,15 @@ async def test_forty_simultaneous_find_or_create_never_overfill(running: Running
 
 @pytest.mark.timeout(10)
 async def test_an_over_long_region_is_an_unknown_region_naming_the_served_ones(
-        running: Running) -> None:
+    running: Running,
+) -> None:
     client = await running.client()
     await client.hello()
-    await client.send_raw(msgpack.packb(
-        {"t": "FindOrCreate", "region": "x" * 200, "game_mode": "coop", "party_size": 1}))
+    await client.send_raw(
+        msgpack.packb(
+            {"t": "FindOrCreate", "region": "x" * 200, "game_mode": "coop", "party_size": 1}
+        )
+    )
     error = await client.expect(ErrorMessage)
     assert error.code == "unknown_region"
     assert "us-east" in error.message

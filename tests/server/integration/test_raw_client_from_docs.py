@@ -51,8 +51,7 @@ def unpack(data: bytes) -> dict:
 
 def signed_input(key: bytes, seq: int, tick_ms: int, blob: bytes) -> dict:
     mac = hmac.new(key, struct.pack("<IQ", seq, tick_ms) + blob, hashlib.sha256).digest()
-    return {"t": "InputFrame", "seq": seq, "tick_ms": tick_ms, "input_blob": blob,
-            "sig": mac[:16]}
+    return {"t": "InputFrame", "seq": seq, "tick_ms": tick_ms, "input_blob": blob, "sig": mac[:16]}
 
 
 def unpack_run(buf: bytes, offset: int, count: int, width: int) -> tuple[np.ndarray, int]:
@@ -69,8 +68,9 @@ def unpack_run(buf: bytes, offset: int, count: int, width: int) -> tuple[np.ndar
 def decode_full_payload(payload: bytes, compressed: bool) -> dict[str, np.ndarray]:
     """A full snapshot (base_id nil) -> {"net_id": ids, field name: float array (n, k)}."""
     raw = lz4.frame.decompress(payload) if compressed else payload
-    version, flags, field_count, _fp, n_spawn, n_despawn, n_update, n_total = (
-        HEADER.unpack_from(raw, 0))
+    version, flags, field_count, _fp, n_spawn, n_despawn, n_update, n_total = HEADER.unpack_from(
+        raw, 0
+    )
     assert (version, flags & FLAG_DELTA, field_count) == (1, 0, len(DOTS_FIELDS))
     assert n_despawn == n_update == 0 and n_spawn == n_total
     offset = HEADER.size + (4 if flags & FLAG_CHECKSUM else 0)
@@ -92,8 +92,9 @@ async def test_raw_client_joins_signs_inputs_and_sees_its_avatar_move(running: R
     async with connect(f"ws://127.0.0.1:{running.server.ws_port}") as ws:
         await ws.send(pack({"t": "Hello", "protocol": 1}))
         assert unpack(await ws.recv()) == {"t": "HelloAck", "protocol": 1}
-        await ws.send(pack({"t": "FindOrCreate", "region": "us-east", "game_mode": "coop",
-                            "party_size": 1}))
+        await ws.send(
+            pack({"t": "FindOrCreate", "region": "us-east", "game_mode": "coop", "party_size": 1})
+        )
         match = unpack(await ws.recv())
         joined = unpack(await ws.recv())
         assert match["t"] == "MatchResult" and joined["t"] == "JoinAccepted"
@@ -116,8 +117,11 @@ async def test_raw_client_joins_signs_inputs_and_sees_its_avatar_move(running: R
             if (message["last_input_seq"] or 0) >= 6:
                 break
             seq += 1
-            await ws.send(pack(signed_input(key, seq, time.time_ns() // 1_000_000,
-                                            struct.pack("<bb", 127, 0))))
+            await ws.send(
+                pack(
+                    signed_input(key, seq, time.time_ns() // 1_000_000, struct.pack("<bb", 127, 0))
+                )
+            )
 
     moved = positions[-1] - positions[0]
     assert moved[1] == 0.0

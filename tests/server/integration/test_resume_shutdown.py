@@ -31,8 +31,9 @@ LISTENING = re.compile(rb"listening ws=(\d+) http=(\d+)")
 async def _resume(running: Running, old: JoinAccepted, token: bytes | None = None) -> WireClient:
     client = await running.client()
     await client.hello()
-    await client.send(Resume(old.room_id, old.player_id,
-                             old.resume_token if token is None else token))
+    await client.send(
+        Resume(old.room_id, old.player_id, old.resume_token if token is None else token)
+    )
     return client
 
 
@@ -49,7 +50,10 @@ async def test_resume_after_abrupt_disconnect_keeps_player_and_entity(running: R
     second = await _resume(running, old)
     joined = await second.expect(JoinAccepted)
     assert (joined.room_id, joined.player_id, joined.entity) == (
-        old.room_id, old.player_id, old.entity)
+        old.room_id,
+        old.player_id,
+        old.entity,
+    )
     assert joined.session_key != old.session_key
     first_snapshot = await second.next_snapshot()
     assert first_snapshot.base_id is None  # full state after a resume
@@ -125,10 +129,19 @@ async def test_shutdown_is_bounded_when_clients_never_answer(serve: StartServer)
 @pytest.mark.timeout(40)
 async def test_sigterm_closes_clients_1001_and_exits_0(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
-        str(SERVER_BIN), "--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0",
+        str(SERVER_BIN),
+        "--game",
+        "examples.dots:game",
+        "--ws-port",
+        "0",
+        "--http-port",
+        "0",
         "--db",
-        str(tmp_path / "astranet.db"), "--log-level", "info",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(tmp_path / "astranet.db"),
+        "--log-level",
+        "info",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -76,16 +76,35 @@ async def test_input_burst_never_moves_faster_than_the_max_speed(running: Runnin
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None,
-                    reason="needs the openssl CLI (the cryptography package is not installed)")
+@pytest.mark.skipif(
+    shutil.which("openssl") is None,
+    reason="needs the openssl CLI (the cryptography package is not installed)",
+)
 async def test_play_over_wss(serve: StartServer, tmp_path: Path) -> None:
     cert, key = await asyncio.to_thread(_self_signed, tmp_path)
     running = await serve("--tls-cert", str(cert), "--tls-key", str(key))

@@ -25,7 +25,8 @@ def _tampered(client: WireClient, blob: bytes = RIGHT):
 async def _applied(client: WireClient, seq: int) -> Snapshot:
     """The first snapshot whose last_input_seq reached ``seq``."""
     return await client.snapshot_where(
-        lambda s: s.last_input_seq is not None and s.last_input_seq >= seq)
+        lambda s: s.last_input_seq is not None and s.last_input_seq >= seq
+    )
 
 
 async def test_kick_policy_closes_1008_on_a_tampered_signature(running: Running) -> None:
@@ -63,8 +64,10 @@ async def test_warn_policy_replies_and_keeps_playing(serve: StartServer) -> None
 
     await client.send(_tampered(client))
     error = await client.expect(ErrorMessage)
-    assert (error.code, error.message) == ("bad_signature",
-                                           "input frame signature verification failed")
+    assert (error.code, error.message) == (
+        "bad_signature",
+        "input frame signature verification failed",
+    )
     await client.send_input(RIGHT, seq=20)
     await client.send_input(RIGHT, seq=20)
     error = await client.expect(ErrorMessage)
@@ -73,8 +76,7 @@ async def test_warn_policy_replies_and_keeps_playing(serve: StartServer) -> None
     client.seq = 20  # number on from the highest accepted seq
     for _ in range(5):
         last = await client.send_input(RIGHT)
-    moved = await position_after(client, view, net_id,
-                                 lambda s: s.last_input_seq == last.seq)
+    moved = await position_after(client, view, net_id, lambda s: s.last_input_seq == last.seq)
     # seq 20 and the 5 valid frames after it moved us; the dropped frames did not.
     step = SPEED / 30
     assert moved[0] - start[0] == pytest.approx(6 * step, abs=2 / 512)
