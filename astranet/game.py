@@ -37,6 +37,8 @@ Everything here runs inside the room's esper world (the server has called
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -108,11 +110,23 @@ class Game:
         return None
 
 
+def _search_current_directory() -> None:
+    """Let ``--game mygame:game`` find ``./mygame.py``, as ``python -m`` would.
+
+    A console script's ``sys.path[0]`` is its bin folder, not the directory it was started
+    from, so a game next to the user's shell would not be importable without this.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def load_game(spec: str) -> Game:
     """Import ``MODULE:ATTR`` and return the game object (instantiating a class)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigurationError(f"--game: expected MODULE:ATTR, got {spec!r}")
+    _search_current_directory()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

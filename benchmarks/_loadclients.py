@@ -64,8 +64,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
 from astranet.errors import AstranetError, InvalidState
+from astranet.examples.cubes import encode_input
 from astranet.net import ClientConnection, ErrorMessage, Snapshot
-from examples.cubes import encode_input
 
 __all__ = [
     "DEFAULT_INPUT_LEAD_MS",

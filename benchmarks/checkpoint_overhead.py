@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from astranet.examples.cubes import Cubes, encode_input
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
 from astranet.server.matchmaking import new_room_id
 from astranet.server.persistence import open_sqlite_persistence
-from examples.cubes import Cubes, encode_input
 
 PLAYERS_PER_ROOM = 4
 WARMUP_S = 2.0  # first ticks include room creation and allocator growth

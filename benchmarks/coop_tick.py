@@ -27,11 +27,11 @@ import esper
 import numpy as np
 
 from astranet.ecs import ColumnStore
+from astranet.examples.coop import DRONE, PROJECTILE, TEAM, Command, fire_ready, game
+from astranet.examples.coop.components import snap_pos
+from astranet.examples.coop.input import STAND_STILL
 from astranet.game import SimContext
 from astranet.replication import ClientBaseline, SnapshotFanout, SnapshotHistory
-from examples.coop import DRONE, PROJECTILE, TEAM, Command, fire_ready, game
-from examples.coop.components import snap_pos
-from examples.coop.input import STAND_STILL
 
 SIZES = (50, 200, 600)
 PLAYERS = 4

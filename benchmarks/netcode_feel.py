@@ -42,12 +42,12 @@ import numpy as np
 
 from astranet.client import ClientOptions, ClientWorld, GameClient, run_frames
 from astranet.client.demo import BotInput
+from astranet.examples.dots import Dots, encode_input, snap
 from astranet.game import SimContext
 from astranet.net.linkconditioner import LinkConditioner, LinkProfile
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
 from astranet.systems.interpolation import RenderView
-from examples.dots import Dots, encode_input, snap
 
 FENCE_X = 6.0
 TURN_EVERY = 30  # inputs per leg of the square: 1 s at 30 Hz

@@ -1,7 +1,8 @@
 """Server load benchmark: R rooms x 4 real clients against an ``astranet-server`` subprocess.
 
 Scenario (the issue's, for comparison with Colyseus 0.18 on this machine): the server runs the
-cubes game (examples/cubes: N scenery cubes, ``--moving-fraction`` of them bouncing every tick,
+cubes game (astranet/examples/cubes: N scenery cubes, ``--moving-fraction`` of them bouncing every
+tick,
 one input-driven avatar per player). ``--rooms`` groups of 4 clients join (one room each),
 send signed inputs at 30 Hz and ack every snapshot; after ``--warmup`` seconds we measure for
 ``--duration`` seconds:
@@ -203,7 +204,10 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
     procs: list[Any] = []
     pipes: list[Any] = []
     with ServerProcess(
-        "examples.cubes:game", ("--regions", "us-east"), env=env, cpu=cpus[0] if pinned else None
+        "astranet.examples.cubes:game",
+        ("--regions", "us-east"),
+        env=env,
+        cpu=cpus[0] if pinned else None,
     ) as server:
         try:
             for groups in _split(args.rooms, workers):

@@ -12,17 +12,23 @@ from hypothesis import strategies as st
 
 from astranet.ecs import ColumnStore
 from astranet.errors import ConfigurationError
+from astranet.examples.dots import ARENA, GRID, SPEED, Dots, encode_input, game, move_avatar
 from astranet.game import Game, InputError, SimContext, load_game
-from examples.dots import ARENA, GRID, SPEED, Dots, encode_input, game, move_avatar
 
 
 def test_load_game_returns_the_object_or_instantiates_a_class() -> None:
-    assert load_game("examples.dots:game") is game
-    assert isinstance(load_game("examples.dots:Dots"), Dots)
+    assert load_game("astranet.examples.dots:game") is game
+    assert isinstance(load_game("astranet.examples.dots:Dots"), Dots)
 
 
 @pytest.mark.parametrize(
-    "spec", ["examples.dots", "no.such.module:game", "examples.dots:nothing", "astranet.game:Game"]
+    "spec",
+    [
+        "astranet.examples.dots",
+        "no.such.module:game",
+        "astranet.examples.dots:nothing",
+        "astranet.game:Game",
+    ],
 )
 def test_load_game_refuses_bad_specs_with_a_configuration_error(spec: str) -> None:
     with pytest.raises(ConfigurationError, match="--game"):

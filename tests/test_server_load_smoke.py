@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astranet.ecs import ColumnStore
-from examples.cubes import BOX, Cubes, encode_input, moving_rows
+from astranet.examples.cubes import BOX, Cubes, encode_input, moving_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "server_load.py"
@@ -174,8 +174,8 @@ def test_avatar_input_moves_only_its_own_cube_and_sanity_refuses_overspeed() -> 
 
 
 def test_bounce_reflects_a_cube_off_the_wall_and_reverses_it() -> None:
+    from astranet.examples.cubes import BounceSystem
     from astranet.game import SimContext
-    from examples.cubes import BounceSystem
 
     game = Cubes(2, 1.0)
     sim = SimContext(ColumnStore(game.schema), dt_s=1 / 30)
@@ -196,7 +196,7 @@ def test_bounce_reflects_a_cube_off_the_wall_and_reverses_it() -> None:
 def test_scalar_avatar_step_matches_the_vectorised_reference(
     x: float, y: float, dx: int, dy: int
 ) -> None:
-    from examples.cubes import AVATAR_SPEED, GRID, move_avatar
+    from astranet.examples.cubes import AVATAR_SPEED, GRID, move_avatar
 
     store = ColumnStore(Cubes(0, 0.0).schema)
     avatar = int(store.spawn(1, Cube__pos=(x, y))[0])

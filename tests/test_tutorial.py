@@ -1,13 +1,14 @@
 """docs/tutorial.md stays true: its code is the step files, and every step runs.
 
 The doc cannot drift from the code: every ```python block in it names the file region it quotes
-(```` ```python examples/tutorial/step0_single_player.py:loop ````) and must be identical to the
+(```` ```python astranet/examples/tutorial/step0_single_player.py:loop ````) and must be identical
+to the
 text between that file's ``# --8<-- [start:loop]`` / ``[end:loop]`` markers; every region must
 be quoted; every ```` ```text output:MODULE ```` block must be exactly what ``MODULE.main()``
 prints. Then each step runs: step 0 and 1 for 300 frames, step 2's input contract (hypothesis),
 step 3's documented command as a real ``astranet-server`` process with ``/rooms``, step 4's
 client for two seconds against an in-process server, and step 5's test (collected from
-examples/tutorial/step5_test.py). Everything is on 127.0.0.1 and bounded by pytest-timeout.
+astranet/examples/tutorial/step5_test.py). Everything is on 127.0.0.1 and bounded by pytest-timeout.
 """
 
 from __future__ import annotations
@@ -37,23 +38,23 @@ from hypothesis import strategies as st
 
 from astranet.client import ClientOptions, GameClient
 from astranet.ecs import ColumnStore
-from astranet.game import InputError, SimContext, load_game
-from astranet.server.app import GameServer
-from astranet.server.config import parse_config
-from examples.tutorial import step0_single_player as step0
-from examples.tutorial import step1_columns as step1
-from examples.tutorial import step2_game as step2
-from examples.tutorial import step4_client as step4
+from astranet.examples.tutorial import step0_single_player as step0
+from astranet.examples.tutorial import step1_columns as step1
+from astranet.examples.tutorial import step2_game as step2
+from astranet.examples.tutorial import step4_client as step4
 
 # Step 5 *is* a test: importing it here lets pytest collect it (and its fixture) in this run.
-from examples.tutorial.step5_test import (  # noqa: F401
+from astranet.examples.tutorial.step5_test import (  # noqa: F401
     orbs_server,
     test_holding_right_moves_the_player_right,
 )
+from astranet.game import InputError, SimContext, load_game
+from astranet.server.app import GameServer
+from astranet.server.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "tutorial.md"
-STEPS = ROOT / "examples" / "tutorial"
+STEPS = ROOT / "astranet" / "examples" / "tutorial"
 # A fence line with an optional source: ```python path:region  or  ```text output:module
 _FENCE = re.compile(
     r"^```(?P<lang>[\w-]*)(?: (?P<source>\S+))?\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL
@@ -97,13 +98,14 @@ def file_regions(path: Path) -> dict[str, str]:
             open_name, lines = name, []
         else:
             assert open_name == name, f"{path}:{number}: end:{name} closes {open_name}"
-            regions[name], open_name = "\n".join(lines), None
+            # ruff format puts blank lines before a region's end marker; they are not code
+            regions[name], open_name = "\n".join(lines).rstrip("\n"), None
     assert open_name is None, f"{path}: region {open_name} is never closed"
     return regions
 
 
 def all_regions() -> dict[str, str]:
-    """``{"examples/tutorial/FILE.py:name": text}`` over every step file."""
+    """``{"astranet/examples/tutorial/FILE.py:name": text}`` over every step file."""
     return {
         f"{path.relative_to(ROOT)}:{name}": text
         for path in sorted(STEPS.glob("*.py"))
@@ -126,7 +128,7 @@ def test_every_python_block_is_identical_to_its_file_region(block: Block) -> Non
     regions = all_regions()
     assert block.source in regions, (
         f"docs/tutorial.md:{block.line}: a python block must name a region of a step file "
-        f"(```python examples/tutorial/FILE.py:REGION), got {block.source!r}"
+        f"(```python astranet/examples/tutorial/FILE.py:REGION), got {block.source!r}"
     )
     assert block.body == regions[block.source], (
         f"docs/tutorial.md:{block.line} differs from {block.source}: copy the region again"
@@ -252,7 +254,7 @@ def test_step2_decode_reads_what_the_bytes_say(command: tuple[int, int]) -> None
 
 
 def test_step2_loads_as_the_server_loads_it() -> None:
-    assert load_game("examples.tutorial.step2_game:game") is step2.game
+    assert load_game("astranet.examples.tutorial.step2_game:game") is step2.game
 
 
 # -- step 3: the documented command, as a real process -----------------------------------------
@@ -268,7 +270,7 @@ class ServerProcess:
             [
                 *command,
                 "--game",
-                "examples.tutorial.step2_game:game",
+                "astranet.examples.tutorial.step2_game:game",
                 "--db",
                 "orbs.db",
                 "--host",

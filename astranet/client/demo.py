@@ -3,7 +3,8 @@
 Usage::
 
     astranet-client [--url ws://127.0.0.1:8788] [--region us-east] [--game-mode coop]
-                    [--room ROOMID] [--duration 10] [--every 30] [--game examples.coop:game]
+                    [--room ROOMID] [--duration 10] [--every 30] [--game
+                    astranet.examples.coop:game]
                     [--seed N]
 
 ``AW_WS_URL`` and ``AW_REGION`` set the defaults of ``--url`` and ``--region`` (WIRE.md,
@@ -80,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to play")
     parser.add_argument("--every", type=int, default=30, help="print every Nth snapshot")
     parser.add_argument(
-        "--game", default="examples.coop:game", help="MODULE:ATTR of the game the server plays"
+        "--game",
+        default="astranet.examples.coop:game",
+        help="MODULE:ATTR of the game the server plays",
     )
     parser.add_argument("--seed", type=int, default=None)
     return parser

@@ -59,7 +59,7 @@ __all__ = [
 
 PROG = "astranet-server"
 # WIRE.md: astranet-server alone serves something playable, the co-op example.
-DEFAULT_GAME = "examples.coop:game"
+DEFAULT_GAME = "astranet.examples.coop:game"
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east", "us-west", "eu-central")
 SIG_FAILURE_POLICIES: tuple[str, ...] = ("kick", "warn")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")

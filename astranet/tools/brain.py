@@ -10,7 +10,8 @@ a movement :class:`Style` (wander between waypoints, chase the nearest drone to 
 range, kite away from it), a reaction delay (it re-targets and re-plans only every few ticks,
 like a human's 150-400 ms), an aim error and a limited aim turn rate (the crosshair slews, it
 does not snap), a trigger discipline (fires only when the aim is within some angle of the
-target) and a cruising speed. FIRE is set only when ``examples.coop.fire_ready`` says the weapon
+target) and a cruising speed. FIRE is set only when ``astranet.examples.coop.fire_ready`` says the
+weapon
 is ready in the predicted store (the server refuses anything else as "fire rate" and kicks
 repeat offenders).
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astranet.ecs import ColumnStore
-from examples.coop import ARENA, DRONE, encode_input, fire_ready
+from astranet.examples.coop import ARENA, DRONE, encode_input, fire_ready
 
 __all__ = ["SHOT_RANGE", "WANDER_RADIUS", "BotBrain", "Personality", "Style"]
 

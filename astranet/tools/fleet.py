@@ -58,7 +58,7 @@ BOTS_PER_ROOM = 4  # the coop room capacity (WIRE rule 2)
 MAX_QUEUE_MESSAGES = 1024  # workers x (1 progress/s): the parent drains it continuously
 SHUTDOWN_GRACE_S = 30.0  # Leave + reports after the play phase; generous for a loaded box
 PROGRESS_INTERVAL_S = 1.0
-GAME = "examples.coop:game"
+GAME = "astranet.examples.coop:game"
 
 
 @dataclass(frozen=True, slots=True)

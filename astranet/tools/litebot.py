@@ -27,12 +27,12 @@ import math
 import random
 
 from astranet.client import ClientOptions
+from astranet.examples.coop import encode_input
+from astranet.examples.coop.sim import FIRE_INTERVAL_INPUTS, PLAYER_SPEED
 from astranet.game import Game
 from astranet.systems.prediction import MAX_INPUT_STEPS_PER_FRAME
 from astranet.tools.bot import Bot
 from astranet.tools.brain import WANDER_RADIUS
-from examples.coop import encode_input
-from examples.coop.sim import FIRE_INTERVAL_INPUTS, PLAYER_SPEED
 
 __all__ = ["SAFE_FIRE_GAP", "LiteBot"]
 

@@ -6,7 +6,8 @@ Usage::
                       [--url ws://HOST:PORT --http-url http://HOST:PORT] [--region us-east]
                       [--out loadtest-out] [--interval 1.0] [--json]
 
-Without ``--url`` it starts ``python -m astranet.server --game examples.coop:game --ws-port 0
+Without ``--url`` it starts ``python -m astranet.server --game astranet.examples.coop:game
+--ws-port 0
 --http-port 0 --db <tmp>`` (:class:`~astranet.tools.serverproc.ServerProcess`) and also samples
 its CPU from ``/proc``; with ``--url`` and ``--http-url`` it drives that server instead (no CPU
 figure). The bots are :mod:`astranet.tools.fleet`. A sampler thread scrapes ``/metrics`` every

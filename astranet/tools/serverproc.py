@@ -1,6 +1,7 @@
 """The server side of the load test: a server subprocess, its ``/metrics``, its CPU.
 
-* :class:`ServerProcess` runs ``python -m astranet.server --game examples.coop:game --ws-port 0
+* :class:`ServerProcess` runs ``python -m astranet.server --game astranet.examples.coop:game
+--ws-port 0
   --http-port 0 --db <tmp>``, logs to a file (never a pipe: an undrained pipe would block the
   server), reads the ports from its ``listening ws=PORT http=PORT`` line and stops it with
   SIGTERM (WIRE rule 8: it checkpoints and exits 0).
@@ -80,7 +81,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        game: str = "examples.coop:game",
+        game: str = "astranet.examples.coop:game",
         extra_args: Sequence[str] = (),
         *,
         env: Mapping[str, str] | None = None,

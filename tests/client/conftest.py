@@ -16,13 +16,13 @@ import pytest
 
 from astranet.client import ClientOptions, ClientWorld, GameClient
 from astranet.client.demo import BotInput
+from astranet.examples.dots import ARENA, Dots, encode_input, snap
 from astranet.game import Game, SimContext, load_game
 from astranet.net.linkconditioner import LinkConditioner, LinkProfile
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
-from examples.dots import ARENA, Dots, encode_input, snap
 
-DOTS = load_game("examples.dots:game")
+DOTS = load_game("astranet.examples.dots:game")
 WALL_X = 10.0  # the server-only wall of WalledDots (players spawn at the origin)
 
 
@@ -54,7 +54,7 @@ class Net:
         config = parse_config(
             [
                 "--game",
-                "examples.dots:game",
+                "astranet.examples.dots:game",
                 "--host",
                 "127.0.0.1",
                 "--ws-port",

@@ -14,7 +14,9 @@ from tests.client.conftest import Net
 async def _demo(argv: list[str]) -> tuple[int, list[str]]:
     lines: list[str] = []
     # The test server plays dots (tests/client/conftest.py); the demo defaults to co-op.
-    status = await run(_parser().parse_args(["--game", "examples.dots:game", *argv]), lines.append)
+    status = await run(
+        _parser().parse_args(["--game", "astranet.examples.dots:game", *argv]), lines.append
+    )
     return status, lines
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astranet.ecs import ColumnStore
+from astranet.examples.dots import Dots, move_avatar
 from astranet.replication import Replica, capture, encode_payload
 from astranet.replication.prediction import (
     CorrectionSmoother,
@@ -20,7 +21,6 @@ from astranet.replication.prediction import (
     read_rows,
     write_row,
 )
-from examples.dots import Dots, move_avatar
 
 SCHEMA = Dots.schema
 LAYOUT = StateLayout.of(SCHEMA)

@@ -14,12 +14,12 @@ import pytest
 
 from astranet.client import ClientWorld
 from astranet.ecs import ColumnStore
+from astranet.examples.dots import Dots, encode_input, move_avatar
 from astranet.net.messages import Snapshot
 from astranet.replication import capture, encode_payload
 from astranet.replication.interpolation import InterpolationStatus
 from astranet.systems.clock_sync import ClientFrame, ClockEstimate
 from astranet.systems.reconciliation import ReceivedSnapshot
-from examples.dots import Dots, encode_input, move_avatar
 
 TICK_MS = 1000 / 30
 GAME = Dots()

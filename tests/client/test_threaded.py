@@ -18,7 +18,7 @@ import pytest
 
 from astranet.client import ClientOptions, ClientWorld, ConnectFailed, ThreadedClient
 from astranet.client.demo import BotInput
-from examples.dots import encode_input
+from astranet.examples.dots import encode_input
 from tests.client.conftest import DOTS
 
 SERVER_START_TIMEOUT_S = 15.0
@@ -34,7 +34,7 @@ def server_url() -> Iterator[str]:
                 "-m",
                 "astranet.server",
                 "--game",
-                "examples.dots:game",
+                "astranet.examples.dots:game",
                 "--host",
                 "127.0.0.1",
                 "--ws-port",

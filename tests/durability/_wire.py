@@ -132,7 +132,7 @@ class ServerProcess:
             "-m",
             "astranet.server",
             "--game",
-            "examples.dots:game",
+            "astranet.examples.dots:game",
             "--host",
             "127.0.0.1",
             "--ws-port",

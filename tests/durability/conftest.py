@@ -26,7 +26,7 @@ class Durable:
         config = parse_config(
             [
                 "--game",
-                "examples.dots:game",
+                "astranet.examples.dots:game",
                 "--ws-port",
                 "0",
                 "--http-port",
@@ -38,7 +38,9 @@ class Durable:
             {},
         )
         persistence = await open_sqlite_persistence(db, checkpoint_interval=checkpoint_interval)
-        server = GameServer(config, load_game("examples.dots:game"), persistence=persistence)
+        server = GameServer(
+            config, load_game("astranet.examples.dots:game"), persistence=persistence
+        )
         try:
             await server.start()
         except BaseException:

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astranet.examples.dots import encode_input, game
 from astranet.net.messages import JoinAccepted, Snapshot
 from astranet.replication import Replica
 from astranet.server.persistence import ROOM_META_KEY
 from astranet.server.room import Room
 from astranet.storage import Checkpoint, PlayerRecord, SQLiteStorage
-from examples.dots import encode_input, game
 from tests.durability._wire import RESTORED, ServerProcess, WireClient
 
 TICK_HZ = 30

@@ -12,10 +12,10 @@ import pytest
 
 from astranet.ecs import NetEntity
 from astranet.errors import StorageError
+from astranet.examples.dots import game
 from astranet.server.persistence import ROOM_META_KEY, ROOM_META_VERSION
 from astranet.server.room import Room
 from astranet.storage import Checkpoint, PlayerRecord, RoomRecord, SQLiteStorage, hash_resume_token
-from examples.dots import game
 from tests.durability.conftest import Durable
 
 pytestmark = pytest.mark.timeout(30)

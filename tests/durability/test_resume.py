@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from astranet.examples.dots import encode_input
 from astranet.net import ClientConnection
 from astranet.net.messages import ErrorMessage, JoinAccepted, Snapshot
 from astranet.server.session import TAKEOVER_REASON
 from astranet.storage import SQLiteStorage
-from examples.dots import encode_input
 from tests.durability._wire import WAIT_S, WireClient
 from tests.durability.conftest import Durable, url
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astranet.examples.dots import encode_input, game
 from astranet.replication import Replica
 from astranet.storage import SQLiteStorage
-from examples.dots import encode_input, game
 from tests.durability._wire import ServerProcess, WireClient
 
 SHUTDOWN_LIMIT_S = 10.0  # rule 8 / issue: exit 0 within 10 s
@@ -69,7 +69,7 @@ def run_server_cli(db: Path) -> tuple[int, str]:
             "-m",
             "astranet.server",
             "--game",
-            "examples.dots:game",
+            "astranet.examples.dots:game",
             "--ws-port",
             "0",
             "--http-port",

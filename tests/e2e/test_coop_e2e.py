@@ -28,6 +28,8 @@ import numpy as np
 import pytest
 
 from astranet.client import ClientOptions
+from astranet.examples.coop import PLAYER, TEAM, Coop
+from astranet.examples.coop import game as coop_game
 from astranet.game import SimContext
 from astranet.net.linkconditioner import LinkConditioner, LinkProfile
 from astranet.server.app import GameServer
@@ -35,8 +37,6 @@ from astranet.server.config import parse_config
 from astranet.systems.stages import Stage, add_system
 from astranet.tools.bot import Bot
 from astranet.tools.serverproc import MetricsSample, parse_metrics
-from examples.coop import PLAYER, TEAM, Coop
-from examples.coop import game as coop_game
 
 ONE_WAY_MS = 50.0
 PLAY_S = 10.0

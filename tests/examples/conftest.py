@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from astranet.ecs import ColumnStore, WorldSwitch
+from astranet.examples.coop import DRONE, TEAM, Command, fire_ready, game
+from astranet.examples.coop.input import STAND_STILL
 from astranet.game import SimContext, load_game
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
-from examples.coop import DRONE, TEAM, Command, fire_ready, game
-from examples.coop.input import STAND_STILL
 
 _world_ids = itertools.count()
 
@@ -126,7 +126,7 @@ async def server() -> AsyncIterator[GameServer]:
             "--host",
             "127.0.0.1",
             "--game",
-            "examples.coop:game",
+            "astranet.examples.coop:game",
         ],
         {},
     )

@@ -1,4 +1,4 @@
-"""examples/coop/game.py and systems.py: the rules, determinism and the server's hooks."""
+"""astranet/examples/coop/game.py and systems.py: the rules, determinism and the server's hooks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from astranet.server.room import Room
-from examples.coop import DRONE, PLAYER, PROJECTILE, TEAM, Command, encode_command, game
-from examples.coop.components import ARENA, MAX_SCORE
-from examples.coop.sim import (
+from astranet.examples.coop import DRONE, PLAYER, PROJECTILE, TEAM, Command, encode_command, game
+from astranet.examples.coop.components import ARENA, MAX_SCORE
+from astranet.examples.coop.sim import (
     CONTACT_DAMAGE,
     MAX_DRONES,
     MAX_PROJECTILES,
@@ -17,6 +16,7 @@ from examples.coop.sim import (
     SCORE_PER_KILL,
     wave_size,
 )
+from astranet.server.room import Room
 
 from .conftest import CoopWorld, play
 

@@ -1,4 +1,5 @@
-"""examples/coop/input.py: the 4-byte input blob round-trips, and bad blobs are InputError."""
+"""astranet/examples/coop/input.py: the 4-byte input blob round-trips, and bad blobs are
+InputError."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from astranet.examples.coop import Command, decode_command, encode_command, encode_input, game
+from astranet.examples.coop.input import INPUT_BYTES, MAX_MOVE_SQ
 from astranet.game import InputError
-from examples.coop import Command, decode_command, encode_command, encode_input, game
-from examples.coop.input import INPUT_BYTES, MAX_MOVE_SQ
 
 commands = st.builds(
     Command,

@@ -12,12 +12,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect
 
+from astranet.examples.coop import DRONE, PLAYER, TEAM, encode_input, fire_ready
+from astranet.examples.coop.sim import wave_size
 from astranet.game import load_game
 from astranet.net import ClientConnection, JoinAccepted, Snapshot
 from astranet.replication import Replica
 from astranet.server.app import GameServer
-from examples.coop import DRONE, PLAYER, TEAM, encode_input, fire_ready
-from examples.coop.sim import wave_size
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,7 +32,7 @@ class Player:
 
     def __init__(self, ws: WebSocket, conn: ClientConnection) -> None:
         self.ws, self.conn = ws, conn
-        self.replica = Replica(load_game("examples.coop:game").schema)
+        self.replica = Replica(load_game("astranet.examples.coop:game").schema)
         self.last_input_seq: int | None = None
         self.inbox: deque[object] = deque()  # at most one WebSocket message's worth
 

@@ -1,4 +1,5 @@
-"""examples/coop/sim.py: the pure vectorised steps (chase, projectiles, hits, contacts, waves)
+"""astranet/examples/coop/sim.py: the pure vectorised steps (chase, projectiles, hits, contacts,
+waves)
 and the player step shared with prediction."""
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from examples.coop import ARENA, Command
-from examples.coop import sim as coop_sim
-from examples.coop.components import GRID
-from examples.coop.sim import (
+from astranet.examples.coop import ARENA, Command
+from astranet.examples.coop import sim as coop_sim
+from astranet.examples.coop.components import GRID
+from astranet.examples.coop.sim import (
     CONTACT_DAMAGE,
     FIRE_INTERVAL_INPUTS,
     MAX_DRONES,

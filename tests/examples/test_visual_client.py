@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from astranet.client import ClientWorld
-from astranet.server.app import GameServer
-from examples.coop import ARENA, PLAYER, decode_command, game
-from examples.coop.client import (
+from astranet.examples.coop import ARENA, PLAYER, decode_command, game
+from astranet.examples.coop.client import (
     ARENA_PX,
     DRONE_COLOUR,
     EXIT_CONNECT,
@@ -29,6 +28,7 @@ from examples.coop.client import (
     Pilot,
     to_screen,
 )
+from astranet.server.app import GameServer
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -38,13 +38,13 @@ CLIENT_TIMEOUT_S = 25.0
 
 
 async def run_client(*args: str) -> tuple[int, str, str]:
-    """Run ``python -m examples.coop.client ARGS`` headless; (status, stdout, stderr)."""
+    """Run ``python -m astranet.examples.coop.client ARGS`` headless; (status, stdout, stderr)."""
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     env.pop("AW_WS_URL", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "examples.coop.client",
+        "astranet.examples.coop.client",
         *args,
         cwd=REPO_ROOT,
         env=env,

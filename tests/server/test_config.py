@@ -25,7 +25,7 @@ def test_defaults_match_wire_md() -> None:
     assert config.db == "astranet.db"
     assert config.sig_failure_policy == "kick"
     assert config.tick_hz == 30
-    assert config.game == DEFAULT_GAME == "examples.coop:game"
+    assert config.game == DEFAULT_GAME == "astranet.examples.coop:game"
     assert config.game_modes is None
     assert config.checkpoint_interval == 1.0
     assert config.tls_cert is None and config.tls_key is None and not config.tls_enabled
@@ -74,7 +74,7 @@ ENV_CASES = [
     ("ASTRANET_DB", "state.db", "db", "state.db"),
     ("ASTRANET_SIG_FAILURE_POLICY", "warn", "sig_failure_policy", "warn"),
     ("ASTRANET_TICK_HZ", "20", "tick_hz", 20),
-    ("ASTRANET_GAME", "examples.coop:game", "game", "examples.coop:game"),
+    ("ASTRANET_GAME", "astranet.examples.coop:game", "game", "astranet.examples.coop:game"),
     ("ASTRANET_GAME_MODES", "ffa", "game_modes", ("ffa",)),
     ("ASTRANET_CHECKPOINT_INTERVAL", "0.5", "checkpoint_interval", 0.5),
     ("ASTRANET_LOG_LEVEL", "warning", "log_level", "warning"),
@@ -134,7 +134,7 @@ BAD_FLAGS = [
     (["--game-modes", "ok,bad!"], "--game-modes: expected a comma-separated list"),
     (["--log-level", "trace"],
      "--log-level: expected 'debug', 'info', 'warning' or 'error', got 'trace'"),
-    (["--game", "examples.dots"], "--game: expected MODULE:ATTR"),
+    (["--game", "astranet.examples.dots"], "--game: expected MODULE:ATTR"),
     (["--game", "1mod:game"], "--game: expected MODULE:ATTR"),
     (["--game", "mod:"], "--game: expected MODULE:ATTR"),
     (["--checkpoint-interval", "0"], "--checkpoint-interval: expected seconds > 0"),

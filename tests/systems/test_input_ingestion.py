@@ -6,6 +6,7 @@ import esper
 import pytest
 
 from astranet.ecs import ColumnStore
+from astranet.examples.dots import Dots, encode_input
 from astranet.game import SimContext
 from astranet.systems.input_ingestion import (
     MAX_INPUT_CREDIT,
@@ -16,7 +17,6 @@ from astranet.systems.input_ingestion import (
     InputIngestionSystem,
     InputQueue,
 )
-from examples.dots import Dots, encode_input
 
 RIGHT = encode_input(1.0, 0.0)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from astranet.ecs import ColumnStore
+from astranet.examples.dots import Dots
 from astranet.game import SimContext
 from astranet.replication import (
     ClientBaseline,
@@ -16,7 +17,6 @@ from astranet.replication import (
     SnapshotHistory,
 )
 from astranet.systems import SnapshotReplicationSystem
-from examples.dots import Dots
 
 
 @dataclass(eq=False)

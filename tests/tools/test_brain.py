@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astranet.ecs import ColumnStore
+from astranet.examples.coop import DRONE, PLAYER, SCHEMA, decode_command, game
 from astranet.game import SimContext
 from astranet.tools.brain import BotBrain, Personality, Style
-from examples.coop import DRONE, PLAYER, SCHEMA, decode_command, game
 
 
 def _arena(

@@ -226,9 +226,10 @@ async def serve() -> AsyncIterator[StartServer]:
     """``running = await serve("--sig-failure-policy", "warn", game=...)``; shut down after."""
     started: list[GameServer] = []
 
-    async def start(*flags: str, game: Game | str = "examples.dots:game") -> Running:
+    async def start(*flags: str, game: Game | str = "astranet.examples.dots:game") -> Running:
         config = parse_config(
-            ["--game", "examples.dots:game", "--ws-port", "0", "--http-port", "0", *flags], {}
+            ["--game", "astranet.examples.dots:game", "--ws-port", "0", "--http-port", "0", *flags],
+            {},
         )
         loaded = load_game(game) if isinstance(game, str) else game
         server = GameServer(config, loaded)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from astranet.examples.dots import encode_input
 from astranet.net.messages import ErrorMessage, Ping, Pong, RateLimited, Snapshot
-from examples.dots import encode_input
 
 from .conftest import Running, WireClient, metric_value
 

@@ -8,10 +8,10 @@ import json
 import esper
 import pytest
 
+from astranet.examples.dots import Dots, encode_input
 from astranet.game import SimContext
 from astranet.net.messages import Leave, Ping, Pong
 from astranet.systems import Stage, add_system
-from examples.dots import Dots, encode_input
 
 from .conftest import Running, StartServer, WireClient, metric_value
 

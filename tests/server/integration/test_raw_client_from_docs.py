@@ -6,7 +6,7 @@ bit-packed snapshot rows by hand. If this test breaks while the rest pass, the s
 documents disagree.
 
 What the docs did not give us: the dots game's field list (names, encodings, order) is only
-in ``examples/dots/__init__.py`` (``Body``); the layout below is copied from there, as any
+in ``astranet/examples/dots/__init__.py`` (``Body``); the layout below is copied from there, as any
 client author must copy their game's schema.
 """
 
@@ -27,7 +27,7 @@ from .conftest import Running
 
 pytestmark = pytest.mark.timeout(20)
 
-# examples/dots Body, in schema order: (name, lo, step, code components, bits per code).
+# astranet/examples/dots Body, in schema order: (name, lo, step, code components, bits per code).
 # bits = bit length of M = round((hi - lo) / step)
 # (protocol.md, "Snapshot payload" > "State model").
 DOTS_FIELDS = [

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from astranet.examples.dots import encode_input
 from astranet.net.messages import ErrorMessage, JoinAccepted, Resume
 from astranet.server.session import TAKEOVER_REASON
-from examples.dots import encode_input
 
 from .conftest import Running, StartServer, WireClient
 
@@ -131,7 +131,7 @@ async def test_sigterm_closes_clients_1001_and_exits_0(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         str(SERVER_BIN),
         "--game",
-        "examples.dots:game",
+        "astranet.examples.dots:game",
         "--ws-port",
         "0",
         "--http-port",

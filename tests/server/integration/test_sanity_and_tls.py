@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astranet.examples.dots import SPEED, encode_input, game
 from astranet.systems.input_ingestion import MAX_VIOLATIONS
-from examples.dots import SPEED, encode_input, game
 
 from .conftest import DecodedView, Running, StartServer, WireClient, metric_value
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from astranet.examples.dots import SPEED, encode_input, game
 from astranet.net.messages import ErrorMessage, Snapshot
-from examples.dots import SPEED, encode_input, game
 
 from .conftest import DecodedView, Running, StartServer, WireClient, metric_value, position_after
 

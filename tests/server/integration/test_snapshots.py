@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from examples.dots import SPEED, WANDERERS, encode_input, game
+from astranet.examples.dots import SPEED, WANDERERS, encode_input, game
 
 from .conftest import DecodedView, Running
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from astranet.client import ClientOptions, ClientWorld, GameClient, run_frames
+from astranet.examples.tutorial.step2_game import encode_input, game
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
-from examples.tutorial.step2_game import encode_input, game
 
 
 @pytest.fixture

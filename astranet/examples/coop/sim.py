@@ -24,8 +24,8 @@ import zlib
 import numpy as np
 
 from astranet.ecs import ColumnStore
-from examples.coop.components import ARENA, snap_heading, snap_pos
-from examples.coop.input import Command
+from astranet.examples.coop.components import ARENA, snap_heading, snap_pos
+from astranet.examples.coop.input import Command
 
 __all__ = [
     "CONTACT_DAMAGE",

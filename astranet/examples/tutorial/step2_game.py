@@ -5,7 +5,7 @@ interface"): ``setup`` once per room, ``spawn_player`` per joining player, and t
 ``decode_input`` -> ``check_input`` -> ``apply_input``, which the server calls once per input
 frame and the client calls again to predict. Serve it with:
 
-    astranet-server --game examples.tutorial.step2_game:game --db orbs.db
+    astranet-server --game astranet.examples.tutorial.step2_game:game --db orbs.db
 
 Input blob (2 bytes, little-endian): ``int8 dx, int8 dy``, the stick direction scaled by 127
 (``encode_input(dx, dy)``). A vector longer than a full stick is refused by ``check_input``.
@@ -23,10 +23,8 @@ import esper
 import numpy as np
 
 from astranet.ecs import NetEntity
-from astranet.game import Game, InputError, SimContext
-from astranet.systems import Stage, add_system
-from examples.tutorial.step0_single_player import ARENA, ORBS
-from examples.tutorial.step1_columns import (
+from astranet.examples.tutorial.step0_single_player import ARENA, ORBS
+from astranet.examples.tutorial.step1_columns import (
     ORB,
     PLAYER,
     SCHEMA,
@@ -34,6 +32,8 @@ from examples.tutorial.step1_columns import (
     move_player,
     snap,
 )
+from astranet.game import Game, InputError, SimContext
+from astranet.systems import Stage, add_system
 
 __all__ = ["MAX_STICK_SQUARED", "Orbs", "encode_input", "game"]
 

@@ -78,7 +78,7 @@ class Health:
 @replicated
 class Weapon:
     # Inputs until the player may fire again; counted in inputs, not ticks, so it is part of
-    # the player's own deterministic step (see examples/coop/input.py).
+    # the player's own deterministic step (see astranet/examples/coop/input.py).
     cooldown = Quantized(0.0, 15.0, 1.0)
 
 

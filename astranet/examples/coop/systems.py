@@ -11,7 +11,7 @@ projectiles, hp, score and waves from snapshots.
 
 Goals: per-tick work is a handful of masks and numpy calls; structure changes are batched (one
 ``despawn`` and at most one ``spawn`` per system per tick).
-Limits: see examples.coop.sim (MAX_DRONES, MAX_PROJECTILES, MAX_PAIR_CELLS).
+Limits: see astranet.examples.coop.sim (MAX_DRONES, MAX_PROJECTILES, MAX_PAIR_CELLS).
 Benchmark: benchmarks/coop_tick.py (one full tick, per-system split).
 """
 
@@ -22,10 +22,8 @@ import numpy as np
 
 from astranet.ecs import ColumnStore
 from astranet.errors import InvalidState
-from astranet.game import SimContext
-from astranet.systems import Stage, add_system
-from examples.coop.components import DRONE, MAX_SCORE, MAX_WAVE, PLAYER, PROJECTILE, TEAM
-from examples.coop.sim import (
+from astranet.examples.coop.components import DRONE, MAX_SCORE, MAX_WAVE, PLAYER, PROJECTILE, TEAM
+from astranet.examples.coop.sim import (
     PLAYER_HP,
     SCORE_PER_KILL,
     advance_projectiles,
@@ -38,6 +36,8 @@ from examples.coop.sim import (
     wave_size,
     wave_spawn_positions,
 )
+from astranet.game import SimContext
+from astranet.systems import Stage, add_system
 
 __all__ = [
     "CombatSystem",

@@ -1,15 +1,17 @@
-"""coop: the Game object astranet's server loads (``examples.coop:game``).
+"""coop: the Game object astranet's server loads (``astranet.examples.coop:game``).
 
 Wires the pieces to the :class:`~astranet.game.Game` interface: the schema
-(examples.coop.components), the input blob (examples.coop.input), the player step shared with
-prediction and the vectorised systems (examples.coop.sim, examples.coop.systems).
+(astranet.examples.coop.components), the input blob (astranet.examples.coop.input), the player
+step shared with prediction and the vectorised systems (astranet.examples.coop.sim,
+astranet.examples.coop.systems).
 
 Movement sanity (``check_input``, the server's hook): a move vector longer than 127 is
 ``"impossible speed"``; FIRE while the living player's weapon is still cooling down is
-``"fire rate"``. The server then applies :data:`~examples.coop.input.STAND_STILL` instead and
+``"fire rate"``. The server then applies :data:`~astranet.examples.coop.input.STAND_STILL`
+instead and
 kicks a player whose violations keep coming.
 
-Limits: MAX_DRONES / MAX_PROJECTILES per room (examples.coop.sim); 4 players (the
+Limits: MAX_DRONES / MAX_PROJECTILES per room (astranet.examples.coop.sim); 4 players (the
 matchmaker's room capacity) are assumed only for spawn spacing.
 Benchmark: benchmarks/coop_tick.py.
 """
@@ -23,11 +25,11 @@ import esper
 import numpy as np
 
 from astranet.ecs import ColumnStore, NetEntity
+from astranet.examples.coop.components import ARENA, PLAYER, PROJECTILE, SCHEMA, TEAM, snap_pos
+from astranet.examples.coop.input import MAX_MOVE_SQ, STAND_STILL, Command, decode_command
+from astranet.examples.coop.sim import MAX_PROJECTILES, PLAYER_HP, step_avatar
+from astranet.examples.coop.systems import add_coop_systems
 from astranet.game import Game, SimContext
-from examples.coop.components import ARENA, PLAYER, PROJECTILE, SCHEMA, TEAM, snap_pos
-from examples.coop.input import MAX_MOVE_SQ, STAND_STILL, Command, decode_command
-from examples.coop.sim import MAX_PROJECTILES, PLAYER_HP, step_avatar
-from examples.coop.systems import add_coop_systems
 
 __all__ = ["SPAWN_RADIUS", "Coop", "fire_ready", "game"]
 
@@ -42,7 +44,7 @@ def fire_ready(store: ColumnStore, net_id: int) -> bool:
 
 
 class Coop(Game):
-    """Up to four players against growing waves of drones. See examples/coop/README.md."""
+    """Up to four players against growing waves of drones. See astranet/examples/coop/README.md."""
 
     name = "coop"
     schema = SCHEMA

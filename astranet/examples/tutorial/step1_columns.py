@@ -7,7 +7,7 @@ numpy calls whatever the entity count, and the server can snapshot the columns a
 Movement becomes a plain function (``move_player``) instead of a processor, because in step 2
 the server runs it once per *input* and the client runs the very same function to predict.
 
-    python -m examples.tutorial.step1_columns
+    python -m astranet.examples.tutorial.step1_columns
 
 Limits: positions live on a 1/256 grid inside [-64, 64] (the ``Quantized`` declaration); the
 arena, speed and orb count are the ones of step 0. Deterministic (seeded RNG).
@@ -20,9 +20,9 @@ import esper
 import numpy as np
 
 from astranet.ecs import ColumnStore, Quantized, Schema, replicated
+from astranet.examples.tutorial.step0_single_player import ARENA, ORB_RADIUS, ORBS, SPEED
 from astranet.game import SimContext
 from astranet.systems import Stage, add_system
-from examples.tutorial.step0_single_player import ARENA, ORB_RADIUS, ORBS, SPEED
 
 __all__ = [
     "GRID",

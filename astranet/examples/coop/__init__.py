@@ -3,11 +3,11 @@
 Up to 4 players move and shoot in a top-down arena against waves of drones that chase the
 nearest player; wave k brings 8k drones (up to 600); kills score for the whole team. The
 simulation is deterministic and the player step is shared with client prediction.
-Rules, components and the 4-byte input blob: examples/coop/README.md.
+Rules, components and the 4-byte input blob: astranet/examples/coop/README.md.
 Benchmark: benchmarks/coop_tick.py.
 """
 
-from examples.coop.components import (
+from astranet.examples.coop.components import (
     ARENA,
     DRONE,
     PLAYER,
@@ -19,9 +19,9 @@ from examples.coop.components import (
     Team,
     Weapon,
 )
-from examples.coop.game import Coop, fire_ready, game
-from examples.coop.input import Command, decode_command, encode_command, encode_input
-from examples.coop.sim import step_avatar
+from astranet.examples.coop.game import Coop, fire_ready, game
+from astranet.examples.coop.input import Command, decode_command, encode_command, encode_input
+from astranet.examples.coop.sim import step_avatar
 
 __all__ = [
     "ARENA",

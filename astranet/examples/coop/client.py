@@ -1,7 +1,7 @@
 """The coop game's visual client: a pygame-ce window on astranet's client netcode.
 
-Run ``python -m examples.coop.client`` (or ``python -m examples.coop``) against
-``astranet-server --game examples.coop:game``. The network runs on a background thread
+Run ``python -m astranet.examples.coop.client`` (or ``python -m astranet.examples.coop``) against
+``astranet-server --game astranet.examples.coop:game``. The network runs on a background thread
 (:class:`~astranet.client.ThreadedClient`); the pygame loop steps a
 :class:`~astranet.client.ClientWorld` once per frame on the main thread (esper's worlds are
 process-global) and draws its :class:`~astranet.systems.interpolation.RenderView`: the local
@@ -37,10 +37,19 @@ import numpy as np
 from astranet.client import ClientOptions, ClientWorld, ThreadedClient
 from astranet.client.events import ClientEvent, EventKind
 from astranet.errors import AstranetError, ConnectionClosed, InvalidState, ProtocolError
+from astranet.examples.coop import (
+    ARENA,
+    DRONE,
+    PLAYER,
+    PROJECTILE,
+    TEAM,
+    encode_input,
+    fire_ready,
+    game,
+)
 from astranet.systems.clock_sync import ClockEstimate
 from astranet.systems.interpolation import RenderView
 from astranet.systems.reconciliation import ReceivedSnapshot
-from examples.coop import ARENA, DRONE, PLAYER, PROJECTILE, TEAM, encode_input, fire_ready, game
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stdout for our own lines
 import pygame  # after the environment variable above, which it reads at import

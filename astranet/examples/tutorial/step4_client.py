@@ -6,7 +6,7 @@ reconcile, predict our own avatar with the game's ``apply_input``, interpolate e
 ``run_frames`` steps it at 60 fps on the same asyncio loop. The bot steers towards the nearest
 orb it can *see* (the last frame's RenderView), exactly as a player reacts to the screen.
 
-    python -m examples.tutorial.step4_client --url ws://127.0.0.1:8788 --duration 10
+    python -m astranet.examples.tutorial.step4_client --url ws://127.0.0.1:8788 --duration 10
 
 Exit status 0 after ``--duration``; 2 (with a message) when it cannot connect or join.
 Limits: one player per process; prints one line per second. Benchmark: benchmarks/netcode_feel.py
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from astranet.client import ClientOptions, ClientWorld, GameClient, run_frames
 from astranet.errors import ConnectionClosed, ProtocolError
+from astranet.examples.tutorial.step1_columns import ORB, steer
+from astranet.examples.tutorial.step2_game import encode_input, game
 from astranet.systems import RenderView
-from examples.tutorial.step1_columns import ORB, steer
-from examples.tutorial.step2_game import encode_input, game
 
 __all__ = ["Summary", "main", "play"]
 

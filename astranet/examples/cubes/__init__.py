@@ -4,14 +4,14 @@ Each room holds ``entities`` scenery cubes in a 1000 x 1000 box plus one avatar 
 player. A fixed subset of the scenery -- ``moving_fraction`` of it, evenly spread (every 10th
 cube at 0.1) -- moves every tick (``pos += vel * dt``, bouncing off the walls) in one
 vectorised step; the rest never moves, so snapshots carry only the moving cubes and the
-avatars. Each player's input moves their own avatar, with the same blob as examples.dots.
+avatars. Each player's input moves their own avatar, with the same blob as astranet.examples.dots.
 
 Choosing N and the fraction (the server loads a game as ``--game MODULE:ATTR``):
 
-* ``examples.cubes:game`` reads ``ASTRANET_CUBES_ENTITIES`` (default 1000) and
+* ``astranet.examples.cubes:game`` reads ``ASTRANET_CUBES_ENTITIES`` (default 1000) and
   ``ASTRANET_CUBES_MOVING_FRACTION`` (default 0.1) from the environment **at import**, so a
   server subprocess is configured by its environment;
-* ``examples.cubes:game_100`` is the fixed N=100, 10 % variant (the 1,000-client scenario);
+* ``astranet.examples.cubes:game_100`` is the fixed N=100, 10 % variant (the 1,000-client scenario);
 * or build ``Cubes(entities=..., moving_fraction=...)`` in your own module.
 
 Input blob (2 bytes): ``int8 dx, int8 dy`` -- a direction scaled by 127 (``encode_input``).
@@ -36,9 +36,9 @@ import numpy as np
 
 from astranet.ecs import ColumnStore, NetEntity, Quantized, Schema, replicated
 from astranet.errors import ConfigurationError
+from astranet.examples.dots import MAX_INPUT_NORM_SQUARED, encode_input
 from astranet.game import Game, InputError, SimContext
 from astranet.systems import Stage, add_system
-from examples.dots import MAX_INPUT_NORM_SQUARED, encode_input
 
 __all__ = [
     "BOX",
@@ -63,7 +63,9 @@ MAX_SCENERY_SPEED = 50.0  # units per second; 1.7 units (107 codes) per tick at 
 MAX_CUBES = 100_000
 ENTITIES_ENV = "ASTRANET_CUBES_ENTITIES"
 MOVING_FRACTION_ENV = "ASTRANET_CUBES_MOVING_FRACTION"
-_INPUT = struct.Struct("<bb")  # the dots blob: int8 dx, int8 dy (examples.dots.encode_input)
+_INPUT = struct.Struct(
+    "<bb"
+)  # the dots blob: int8 dx, int8 dy (astranet.examples.dots.encode_input)
 
 
 @replicated

@@ -1,7 +1,8 @@
 """dots: the smallest complete astranet game (a template to copy).
 
 Each player is a dot moved by its input; a few wanderer dots bounce around the arena so there
-is always something to replicate. Run it with ``astranet-server --game examples.dots:game``.
+is always something to replicate. Run it with ``astranet-server --game
+astranet.examples.dots:game``.
 
 Input blob (2 bytes): ``int8 dx, int8 dy`` — a direction scaled by 127. A vector longer than
 127 is an impossible speed: the movement-sanity hook refuses it (the server counts it, applies
