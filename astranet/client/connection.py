@@ -61,8 +61,7 @@ from astranet.net.backoff import Backoff
 from astranet.net.clock import ServerClock
 from astranet.net.limits import MAX_MESSAGE_BYTES
 from astranet.net.messages import ErrorMessage, JoinAccepted, Pong, RateLimited, Snapshot
-from astranet.systems.clock_sync import ClockEstimate
-from astranet.systems.reconciliation import ReceivedSnapshot
+from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = [
     "CLOSE_TIMEOUT_S",
@@ -70,6 +69,7 @@ __all__ = [
     "MAX_INBOX_SNAPSHOTS",
     "MAX_PINGS_IN_FLIGHT",
     "GameClient",
+    "received_snapshot",
 ]
 
 # 64 snapshots = 2 s at 30 Hz: a game loop that falls further behind has bigger problems, and
@@ -80,6 +80,23 @@ MAX_PINGS_IN_FLIGHT = 16  # 16 s of unanswered 1 Hz pings; older ones are forgot
 CLOSE_TIMEOUT_S = 2.0  # Leave -> the server closes 1000 within one RTT; don't wait forever
 # Close codes after which resuming makes sense: the network or the server process failed.
 _RESUMABLE_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+
+
+def received_snapshot(
+    message: Snapshot, arrival_ms: float, epoch: int, entity: int | None
+) -> ReceivedSnapshot:
+    """The client contract's copy of a wire ``Snapshot`` (the systems never see the message)."""
+    return ReceivedSnapshot(
+        message.id,
+        message.server_tick,
+        message.base_id,
+        message.compressed,
+        message.payload,
+        message.last_input_seq,
+        arrival_ms,
+        epoch,
+        entity,
+    )
 
 
 class GameClient:
@@ -373,7 +390,7 @@ class GameClient:
             for message in messages:
                 if isinstance(message, Snapshot):
                     self._inbox.append(
-                        ReceivedSnapshot(message, now_ms, self.epoch, self.conn.entity)
+                        received_snapshot(message, now_ms, self.epoch, self.conn.entity)
                     )
                     self.stats.snapshots += 1
                     self.stats.snapshot_bytes += len(message.payload)

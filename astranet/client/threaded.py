@@ -31,8 +31,7 @@ from astranet.client.connection import GameClient
 from astranet.client.events import ClientEvent, ClientOptions, ClientStats
 from astranet.errors import AstranetError, InvalidState
 from astranet.net.messages import JoinAccepted
-from astranet.systems.clock_sync import ClockEstimate
-from astranet.systems.reconciliation import ReceivedSnapshot
+from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = ["ThreadedClient"]
 

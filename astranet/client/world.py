@@ -41,9 +41,10 @@ from astranet.replication.prediction import (
     PredictionHistory,
     StateLayout,
 )
-from astranet.systems.clock_sync import ClientFrame, ClientLink, ClockSyncSystem
+from astranet.systems.clock_sync import ClockSyncSystem
+from astranet.systems.contract import ClientFrame, ClientLink, LocalPlayer
 from astranet.systems.interpolation import InterpolationSystem, RenderView
-from astranet.systems.prediction import LocalPlayer, PredictionSystem
+from astranet.systems.prediction import PredictionSystem
 from astranet.systems.reconciliation import ReconciliationSystem, SnapshotReceiveSystem
 from astranet.systems.stages import Stage, add_system
 

@@ -5,10 +5,18 @@ Server: :class:`InputIngestionSystem` (Stage.INPUT), the game's systems (Stage.S
 Client: :class:`ClockSyncSystem` and :class:`SnapshotReceiveSystem` (Stage.RECEIVE),
 :class:`ReconciliationSystem` (Stage.RECONCILE), :class:`PredictionSystem` (Stage.PREDICT),
 :class:`InterpolationSystem` (Stage.INTERPOLATE); see docs/client.md.
-Order lives in :mod:`.stages`.
+Order lives in :mod:`.stages`; the types they share live in :mod:`.contract`.
 """
 
-from astranet.systems.clock_sync import ClientFrame, ClientLink, ClockEstimate, ClockSyncSystem
+from astranet.systems.clock_sync import ClockSyncSystem
+from astranet.systems.contract import (
+    AppliedSnapshot,
+    ClientFrame,
+    ClientLink,
+    ClockEstimate,
+    LocalPlayer,
+    ReceivedSnapshot,
+)
 from astranet.systems.input_ingestion import (
     MAX_INPUT_CREDIT,
     MAX_QUEUED_INPUTS,
@@ -17,10 +25,8 @@ from astranet.systems.input_ingestion import (
     InputQueue,
 )
 from astranet.systems.interpolation import InterpolationStats, InterpolationSystem, RenderView
-from astranet.systems.prediction import LocalPlayer, PredictionSystem
+from astranet.systems.prediction import PredictionSystem
 from astranet.systems.reconciliation import (
-    AppliedSnapshot,
-    ReceivedSnapshot,
     ReconciliationStats,
     ReconciliationSystem,
     SnapshotReceiveSystem,

@@ -1,10 +1,11 @@
 """ClockSyncSystem (Stage.RECEIVE): put the server's clock on this frame's ``ClientFrame``.
 
 The client's esper world is processed once per rendered frame with one argument, a
-:class:`ClientFrame`: what time it is on the client, and — filled in by this system — the
-estimated server tick, the smoothed RTT and the server time of the snapshots arriving now.
-Every later client system reads those fields instead of asking the network again, so a frame
-sees one consistent clock.
+:class:`~astranet.systems.contract.ClientFrame` (the shared types live in
+:mod:`astranet.systems.contract`; they are re-exported here for old imports): what time it
+is on the client, and — filled in by this system — the estimated server tick, the smoothed
+RTT and the server time of the snapshots arriving now. Every later client system reads those
+fields instead of asking the network again, so a frame sees one consistent clock.
 
 The Ping/Pong exchange itself runs in the network shell (``astranet.client.connection`` pings
 every ``ping_interval_s`` and folds each Pong into an :class:`astranet.net.clock.ServerClock`
@@ -21,54 +22,11 @@ Benchmark: none (a few float operations per frame).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
-
 import esper
 
-from astranet.systems.reconciliation import AppliedSnapshot, ReceivedSnapshot
+from astranet.systems.contract import ClientFrame, ClientLink, ClockEstimate
 
 __all__ = ["ClientFrame", "ClientLink", "ClockEstimate", "ClockSyncSystem"]
-
-
-@dataclass(frozen=True, slots=True)
-class ClockEstimate:
-    """The network shell's view of the server clock at one client instant."""
-
-    server_tick: float | None  # estimated current server tick (float), None before a Pong
-    rtt_ms: float | None  # RFC 6298 smoothed RTT
-    rttvar_ms: float | None  # RFC 6298 RTT variation (the jitter estimate)
-    tick_hz: int | None  # from JoinAccepted
-
-
-class ClientLink(Protocol):
-    """What the client systems need from the network shell (thread-safe in both shells:
-    :class:`astranet.client.GameClient` and :class:`astranet.client.ThreadedClient`)."""
-
-    def clock_estimate(self, now_ms: float) -> ClockEstimate: ...
-
-    def drain_snapshots(self) -> list[ReceivedSnapshot]: ...
-
-    def ack(self, snapshot_id: int) -> None: ...
-
-    def send_input(self, blob: bytes) -> int | None: ...
-
-
-@dataclass(slots=True)
-class ClientFrame:
-    """The one argument every client processor receives (``esper.process(frame)``)."""
-
-    now_ms: float  # client monotonic clock, milliseconds
-    dt_s: float  # time since the previous frame
-    server_tick: float | None = None
-    rtt_ms: float | None = None
-    rttvar_ms: float | None = None
-    tick_ms: float | None = None
-    arrival_time_ms: float | None = None  # tick time of a snapshot arriving now
-    #: Snapshots applied to the replica this frame, oldest first (SnapshotReceiveSystem).
-    applied: list[AppliedSnapshot] = field(default_factory=list)
-    #: True on the first frame that sees a new session (after a reconnect).
-    reconnected: bool = False
 
 
 class ClockSyncSystem(esper.Processor):

@@ -36,8 +36,7 @@ from astranet.replication.interpolation import (
 from astranet.replication.prediction import CorrectionSmoother, StateLayout, row_of
 
 if TYPE_CHECKING:
-    from astranet.systems.clock_sync import ClientFrame
-    from astranet.systems.prediction import LocalPlayer
+    from astranet.systems.contract import ClientFrame, LocalPlayer
 
 __all__ = ["InterpolationStats", "InterpolationSystem", "RenderView"]
 

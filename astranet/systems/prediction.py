@@ -23,41 +23,22 @@ Benchmark: benchmarks/netcode_feel.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import esper
-import numpy as np
 
 from astranet.game import Game, InputError, SimContext
-from astranet.replication.prediction import PredictionHistory, StateLayout, read_rows
+from astranet.systems.contract import LocalPlayer
 from astranet.systems.input_ingestion import MAX_INPUT_CREDIT
 
 if TYPE_CHECKING:
-    from astranet.systems.clock_sync import ClientFrame, ClientLink
+    from astranet.systems.contract import ClientFrame, ClientLink
 
 __all__ = ["MAX_INPUT_STEPS_PER_FRAME", "LocalPlayer", "PredictionSystem", "decode_command"]
 
 # The server banks at most 3 inputs of credit per player (systems.input_ingestion); sending more
 # in one frame would only queue them there. A longer stall drops the missed steps instead.
 MAX_INPUT_STEPS_PER_FRAME = MAX_INPUT_CREDIT
-
-
-@dataclass(slots=True)
-class LocalPlayer:
-    """The client's predicted world and what it remembers about its own avatar."""
-
-    sim: SimContext  # sim.store is the predicted store; authoritative=False
-    layout: StateLayout
-    history: PredictionHistory
-    net_id: int | None = None  # the avatar (JoinAccepted.entity)
-    ready: bool = False  # the predicted store holds the avatar
-
-    def state(self) -> np.ndarray:
-        """The avatar's current predicted flat state."""
-        assert self.net_id is not None
-        rows = self.sim.store.rows([self.net_id])
-        return read_rows(self.sim.store, rows)[0]
 
 
 def decode_command(game: Game, sim: SimContext, net_id: int, blob: bytes) -> Any:

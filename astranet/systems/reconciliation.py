@@ -33,7 +33,6 @@ import numpy as np
 
 from astranet.errors import SnapshotDecodeError
 from astranet.game import Game
-from astranet.net.messages import Snapshot
 from astranet.replication import Replica
 from astranet.replication.prediction import (
     CorrectionSmoother,
@@ -42,10 +41,10 @@ from astranet.replication.prediction import (
     row_of,
     write_row,
 )
+from astranet.systems.contract import AppliedSnapshot, ReceivedSnapshot
 
 if TYPE_CHECKING:
-    from astranet.systems.clock_sync import ClientFrame, ClientLink
-    from astranet.systems.prediction import LocalPlayer
+    from astranet.systems.contract import ClientFrame, ClientLink, LocalPlayer
 
 __all__ = [
     "MAX_ERROR_SAMPLES",
@@ -58,28 +57,6 @@ __all__ = [
 
 # 4096 samples ~ 2 min of 30 Hz snapshots: enough for a benchmark run's distribution.
 MAX_ERROR_SAMPLES = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedSnapshot:
-    """A Snapshot message as the network shell hands it over."""
-
-    message: Snapshot
-    arrival_ms: float  # client monotonic ms when it was read off the socket
-    epoch: int  # session number: increases on every (re)join
-    entity: int | None  # the local avatar's net id in that session
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedSnapshot:
-    """A snapshot that became the replica's current state this frame."""
-
-    snapshot_id: int
-    server_tick: int
-    last_input_seq: int | None
-    arrival_ms: float
-    net_ids: np.ndarray  # ascending
-    rows: np.ndarray  # float64 (n, layout.width), read_rows of the replica store
 
 
 class SnapshotReceiveSystem(esper.Processor):
@@ -99,28 +76,27 @@ class SnapshotReceiveSystem(esper.Processor):
                 frame.reconnected = self.epoch is not None
                 self.epoch = received.epoch
                 self.local.net_id = received.entity
-            message = received.message
             try:
                 update = self.replica.apply(
-                    message.id,
-                    message.base_id,
-                    message.payload,
-                    message.compressed,
-                    message.server_tick,
+                    received.snapshot_id,
+                    received.base_id,
+                    received.payload,
+                    received.compressed,
+                    received.server_tick,
                 )
             except SnapshotDecodeError:
                 self.decode_failures += 1
                 continue
-            self.link.ack(message.id)
+            self.link.ack(received.snapshot_id)
             if not update.is_latest:
                 continue
             self.applied_total += 1
             store = self.replica.store
             frame.applied.append(
                 AppliedSnapshot(
-                    message.id,
-                    message.server_tick,
-                    message.last_input_seq,
+                    received.snapshot_id,
+                    received.server_tick,
+                    received.last_input_seq,
                     received.arrival_ms,
                     store.net_ids.copy(),
                     read_rows(store),

@@ -31,8 +31,7 @@ from astranet.client import ClientOptions, ClientWorld, GameClient
 from astranet.client.events import ClientEvent, EventKind
 from astranet.errors import ConnectionClosed
 from astranet.game import Game
-from astranet.systems.clock_sync import ClockEstimate
-from astranet.systems.reconciliation import ReceivedSnapshot
+from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 from astranet.tools.brain import BotBrain, Personality
 
 __all__ = [
@@ -83,7 +82,7 @@ class MeasuredLink:
                 if self._epoch is not None:  # a new session: old seqs will never be applied
                     self._pending.clear()  # (costs the samples of its first few inputs)
                 self._epoch = item.epoch
-            applied = item.message.last_input_seq
+            applied = item.last_input_seq
             if applied is None:
                 continue
             # pending is in seq order; every input up to `applied` is in this snapshot.

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from astranet.client import ClientWorld
+from astranet.client.connection import received_snapshot
 from astranet.ecs import ColumnStore
 from astranet.examples.dots import Dots, encode_input, move_avatar
 from astranet.net.messages import Snapshot
 from astranet.replication import capture, encode_payload
 from astranet.replication.interpolation import InterpolationStatus
-from astranet.systems.clock_sync import ClientFrame, ClockEstimate
-from astranet.systems.reconciliation import ReceivedSnapshot
+from astranet.systems.contract import ClientFrame, ClockEstimate, ReceivedSnapshot
 
 TICK_MS = 1000 / 30
 GAME = Dots()
@@ -73,7 +73,7 @@ class Server:
         self.tick += 1
         payload, compressed = encode_payload(Dots.schema, capture(self.store, self.tick, self.tick))
         message = Snapshot(self.tick, self.tick, None, compressed, payload, self.applied)
-        return ReceivedSnapshot(message, arrival_ms, epoch, 1)
+        return received_snapshot(message, arrival_ms, epoch, 1)
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@ for GameClient, as this tests one class; the real one is in the smoke and e2e te
 
 from __future__ import annotations
 
+from astranet.client.connection import received_snapshot
 from astranet.net.messages import Snapshot
-from astranet.systems.reconciliation import ReceivedSnapshot
+from astranet.systems.contract import ReceivedSnapshot
 from astranet.tools.bot import MAX_PENDING_INPUTS, MeasuredLink
 
 
@@ -31,7 +32,7 @@ class FakeClient:
 
     def arrive(self, snapshot_id: int, last_input_seq: int | None, epoch: int = 1) -> None:
         message = Snapshot(snapshot_id, snapshot_id, None, False, b"", last_input_seq)
-        self.inbox.append(ReceivedSnapshot(message, self.now, epoch, 7))
+        self.inbox.append(received_snapshot(message, self.now, epoch, 7))
 
 
 def _link() -> tuple[FakeClient, MeasuredLink]:

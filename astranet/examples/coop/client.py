@@ -47,9 +47,8 @@ from astranet.examples.coop import (
     fire_ready,
     game,
 )
-from astranet.systems.clock_sync import ClockEstimate
+from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 from astranet.systems.interpolation import RenderView
-from astranet.systems.reconciliation import ReceivedSnapshot
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stdout for our own lines
 import pygame  # after the environment variable above, which it reads at import
@@ -110,7 +109,7 @@ class MeteredLink:
         received = self.client.drain_snapshots()
         for snapshot in received:
             self.arrivals_ms.append(snapshot.arrival_ms)
-            self.sizes.append(len(snapshot.message.payload))
+            self.sizes.append(len(snapshot.payload))
         return received
 
     def recent(self, now_ms: float) -> tuple[float, float]:
