@@ -24,7 +24,10 @@ the way websockets' ``fail()`` and h11's ``error_status_hint`` do.
     │   ├── UnknownRegion             "unknown_region"
     │   ├── RoomNotFound              "room_not_found"
     │   ├── RoomFull                  "room_full"
-    │   └── ResumeDenied              "resume_denied"
+    │   ├── ResumeDenied              "resume_denied"
+    │   ├── SeatExpired               "seat_expired"  a wrong, used or expired seat_token (A2)
+    │   ├── RoomLost                  "room_lost"     the room's node is dead (A2)
+    │   └── ClusterUnavailable        "unavailable"   the cluster directory (Redis) is down
     ├── InvalidState (also AssertionError)   an API call in the wrong phase
     ├── ConnectionClosed              the peer or we closed; carries code and reason
     ├── ConfigurationError (also ValueError) a bad flag or env value
@@ -37,6 +40,7 @@ __all__ = [
     "AstranetError",
     "BadRequest",
     "BadSignature",
+    "ClusterUnavailable",
     "ConfigurationError",
     "ConnectionClosed",
     "ExpectedHello",
@@ -52,7 +56,9 @@ __all__ = [
     "ReplayedInput",
     "ResumeDenied",
     "RoomFull",
+    "RoomLost",
     "RoomNotFound",
+    "SeatExpired",
     "SnapshotDecodeError",
     "StorageError",
     "UnknownMessageType",
@@ -161,6 +167,27 @@ class RoomFull(MatchmakingError):
 
 class ResumeDenied(MatchmakingError):
     code = "resume_denied"
+
+
+class SeatExpired(MatchmakingError):
+    """A ``JoinRoom`` whose ``seat_token`` is wrong, already used or past its 15 s (A2)."""
+
+    code = "seat_expired"
+
+
+class RoomLost(MatchmakingError):
+    """A ``Resume`` for a room whose node the cluster declared dead (A2)."""
+
+    code = "room_lost"
+
+
+class ClusterUnavailable(MatchmakingError):
+    """Matchmaking needs the cluster directory (Redis) and cannot reach it right now.
+
+    Rooms already running keep ticking; only new requests are refused, so a client may retry.
+    """
+
+    code = "unavailable"
 
 
 class InvalidState(AstranetError, AssertionError):
