@@ -71,6 +71,11 @@ def check_bool(name: str, value: Any, err: ErrorClass) -> None:
         raise err(f"{name} must be a bool, got {preview(value)}")
 
 
+def check_optional_bool(name: str, value: Any, err: ErrorClass) -> None:
+    if value is not None and type(value) is not bool:
+        raise err(f"{name} must be a bool or nil, got {preview(value)}")
+
+
 def check_str(
     name: str, value: Any, max_chars: int, err: ErrorClass, *, min_chars: int = 0
 ) -> None:

@@ -13,6 +13,10 @@ It tracks what a client must remember: ``phase``, ``session_key``, ``room_id``, 
 ``resume_token``, ``entity``, the next input ``seq`` (continuing across a resume, so the
 server's replay guard keeps working) and the last ``MAX_ACK_HISTORY`` acked snapshot ids.
 
+WIRE A1: ``hello(compact=True)`` asks for the compact Snapshot envelope (``compact_granted``
+tells what HelloAck said; both envelopes decode either way), and ``send_input(blob, ack=id)``
+folds an ack into the frame: one message per tick instead of two.
+
 Reconnecting: keep the object, call ``reset_transport()`` when the WebSocket drops, then on
 the new socket ``hello()`` and ``resume()`` (which defaults to the remembered identity).
 
@@ -105,6 +109,8 @@ class ClientConnection:
         self.entity: int | None = None
         self.tick_hz: int | None = None
         self.last_acked_snapshot_id: int | None = None
+        #: HelloAck's ``compact`` on this socket: True/False if asked, None if not asked.
+        self.compact_granted: bool | None = None
         self.last_error: ProtocolError | None = None
         self.next_seq = first_seq
         self._acked: deque[int] = deque(maxlen=MAX_ACK_HISTORY)
@@ -115,9 +121,10 @@ class ClientConnection:
 
     # ------------------------------------------------------------------------- sending
 
-    def hello(self) -> None:
+    def hello(self, *, compact: bool = False) -> None:
+        """Queue Hello; ``compact`` asks for the compact Snapshot envelope (WIRE A1)."""
         self._require(frozenset({_C.IDLE}), "hello")
-        self._queue(Hello(PROTOCOL_VERSION))
+        self._queue(Hello(PROTOCOL_VERSION, True if compact else None))
         self.phase = ClientPhase.AWAIT_HELLO_ACK
 
     def find_or_create(self, region: str, game_mode: str, party_size: int = 1) -> None:
@@ -143,10 +150,11 @@ class ClientConnection:
             raise InvalidState("resume needs room_id, player_id and resume_token")
         self._queue(Resume(room_id, player_id, resume_token))
 
-    def send_input(self, blob: bytes, tick_ms: int | None = None) -> int:
+    def send_input(self, blob: bytes, tick_ms: int | None = None, *, ack: int | None = None) -> int:
         """Number, sign and queue one input frame; returns its ``seq``.
 
-        ``tick_ms`` defaults to the injected clock in milliseconds.
+        ``tick_ms`` defaults to the injected clock in milliseconds. ``ack`` folds an ``Ack``
+        of that snapshot id into the frame (WIRE A1), recorded as by :meth:`ack`.
         """
         self._require(frozenset({_C.IN_ROOM}), "send_input")
         if tick_ms is None:
@@ -155,9 +163,12 @@ class ClientConnection:
         seq = self.next_seq
         if seq > U32_MAX:
             raise LocalProtocolError("input seq space (u32) exhausted; reconnect as a new player")
-        frame = InputFrame(seq, tick_ms, blob, self._signer.sign(seq, tick_ms, blob))
+        frame = InputFrame(seq, tick_ms, blob, self._signer.sign(seq, tick_ms, blob), ack)
         self._queue(frame)
         self.next_seq = seq + 1
+        if ack is not None:
+            self._acked.append(ack)
+            self.last_acked_snapshot_id = ack
         return seq
 
     def ack(self, snapshot_id: int) -> None:
@@ -201,6 +212,8 @@ class ClientConnection:
             self._start_session(msg)  # type: ignore[arg-type]
         elif kind is MatchResult:
             self.room_id = msg.room_id  # type: ignore[union-attr]
+        elif kind is HelloAck:
+            self.compact_granted = msg.compact  # type: ignore[union-attr]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
         if len(self._events) >= MAX_PENDING_EVENTS:
             self.fail(1011, "receive queue overflow: caller is not draining")
@@ -227,6 +240,7 @@ class ClientConnection:
     def reset_transport(self) -> None:
         """Forget the dropped socket, keep identity and seq: ready for hello() + resume()."""
         self.phase = ClientPhase.IDLE
+        self.compact_granted = None
         self.session_key = None
         self._signer = None
         self._events = []

@@ -15,6 +15,13 @@ Goals: decoding is the server's first line of defence, so it
   * never returns a half-built object.
 Encoding is deterministic: ``t`` first, then every field in declaration order, optional
 fields as ``nil``, ints in msgpack's smallest width. Unknown keys on input are ignored.
+Fields added after v1 (WIRE additions, listed in a class's ``ADDED``) are *omitted* when
+``None``, so a message that does not use them encodes to exactly its v1 bytes.
+
+WIRE A1: ``InputFrame.ack`` folds an ``Ack`` into the frame; ``Hello.compact`` asks for the
+compact Snapshot envelope and ``HelloAck.compact`` says whether it was granted. The compact
+envelope itself (and the splicing of per-client ``last_input_seq`` into either envelope) is
+:mod:`astranet.net.envelope`; ``decode_server_message`` accepts both envelopes.
 
 Refused-but-well-formed requests (WIRE rule 2 asks for these codes, not ``malformed``):
 ``FindOrCreate`` with ``party_size`` outside 1-4 or a ``game_mode`` outside
@@ -47,6 +54,7 @@ from astranet.errors import (
     UnknownMessageType,
 )
 from astranet.net import _fields as f
+from astranet.net.envelope import is_compact, parse_compact
 from astranet.net.limits import (
     GAME_MODE_MAX_CHARS,
     MAX_ERROR_CODE_CHARS,
@@ -97,6 +105,8 @@ class Message:
     __slots__ = ()
     TYPE: ClassVar[str]
     FIELDS: ClassVar[tuple[str, ...]]
+    #: Fields of a WIRE addition: left out of the map when None (v1 bytes unchanged).
+    ADDED: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         self._check(remote=False)
@@ -108,8 +118,12 @@ class Message:
     def to_map(self) -> dict[str, Any]:
         """The msgpack map of this message: ``t`` first, then fields in order."""
         wire: dict[str, Any] = {"t": self.TYPE}
+        added = self.ADDED
         for name in self.FIELDS:
-            wire[name] = getattr(self, name)
+            value = getattr(self, name)
+            if value is None and name in added:
+                continue
+            wire[name] = value
         return wire
 
     @classmethod
@@ -129,13 +143,20 @@ CLIENT_MESSAGES: dict[str, type[Message]] = {}
 SERVER_MESSAGES: dict[str, type[Message]] = {}
 
 
-def _message(t: str, registry: dict[str, type[Message]]) -> Callable[[type[_M]], type[_M]]:
-    """Make a frozen slotted dataclass, name its wire type, and register it (h11 READERS)."""
+def _message(
+    t: str, registry: dict[str, type[Message]], *, added: tuple[str, ...] = ()
+) -> Callable[[type[_M]], type[_M]]:
+    """Make a frozen slotted dataclass, name its wire type, and register it (h11 READERS).
+
+    ``added`` names the optional fields of WIRE additions (omitted from the map when None).
+    """
 
     def wrap(cls: type[_M]) -> type[_M]:
         built = dataclasses.dataclass(frozen=True, slots=True)(cls)
         built.TYPE = t
         built.FIELDS = tuple(field.name for field in dataclasses.fields(built))
+        built.ADDED = frozenset(added)
+        assert set(built.FIELDS) >= built.ADDED, f"{t}: unknown added fields {added}"
         registry[t] = built
         return built
 
@@ -149,13 +170,17 @@ def _err(remote: bool) -> f.ErrorClass:
 # --------------------------------------------------------------------- client -> server
 
 
-@_message("Hello", CLIENT_MESSAGES)
+@_message("Hello", CLIENT_MESSAGES, added=("compact",))
 class Hello(Message):
     # Any u32: a client of another version must decode fine and get ``protocol_mismatch``.
     protocol: int
+    #: WIRE A1: True asks for the compact Snapshot envelope (docs/protocol.md).
+    compact: bool | None = None
 
     def _check(self, remote: bool) -> None:
-        f.check_u32("protocol", self.protocol, _err(remote))
+        err = _err(remote)
+        f.check_u32("protocol", self.protocol, err)
+        f.check_optional_bool("compact", self.compact, err)
 
 
 @_message("FindOrCreate", CLIENT_MESSAGES)
@@ -216,12 +241,14 @@ class Resume(Message):
             )
 
 
-@_message("InputFrame", CLIENT_MESSAGES)
+@_message("InputFrame", CLIENT_MESSAGES, added=("ack",))
 class InputFrame(Message):
     seq: int
     tick_ms: int
     input_blob: bytes
     sig: bytes
+    #: WIRE A1: same effect as an ``Ack{snapshot_id: ack}`` right after this frame (not signed).
+    ack: int | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
@@ -229,6 +256,7 @@ class InputFrame(Message):
         f.check_u64("tick_ms", self.tick_ms, err)
         f.check_bytes("input_blob", self.input_blob, MAX_INPUT_BLOB_BYTES, err)
         f.check_exact_bytes("sig", self.sig, SIG_BYTES, err)
+        f.check_optional_u32("ack", self.ack, err)
 
 
 @_message("Ack", CLIENT_MESSAGES)
@@ -259,12 +287,17 @@ class Leave(Message):
 # --------------------------------------------------------------------- server -> client
 
 
-@_message("HelloAck", SERVER_MESSAGES)
+@_message("HelloAck", SERVER_MESSAGES, added=("compact",))
 class HelloAck(Message):
     protocol: int
+    #: WIRE A1: whether the compact envelope asked for in ``Hello`` was granted; None (absent)
+    #: when the client did not ask.
+    compact: bool | None = None
 
     def _check(self, remote: bool) -> None:
-        f.check_u32("protocol", self.protocol, _err(remote))
+        err = _err(remote)
+        f.check_u32("protocol", self.protocol, err)
+        f.check_optional_bool("compact", self.compact, err)
 
 
 @_message("MatchResult", SERVER_MESSAGES)
@@ -421,5 +454,15 @@ def decode_client_message(
 def decode_server_message(
     data: bytes | bytearray | memoryview | str, *, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> ServerMessage:
-    """Decode one server->client message (what the client receives)."""
+    """Decode one server->client message (what the client receives); both envelopes (A1)."""
+    if not isinstance(data, str) and is_compact(data):
+        if len(data) > max_bytes:
+            raise PayloadTooLarge(
+                f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit"
+            )
+        snapshot = object.__new__(Snapshot)
+        for name, value in zip(Snapshot.FIELDS, parse_compact(bytes(data)), strict=True):
+            object.__setattr__(snapshot, name, value)
+        snapshot._check(remote=True)
+        return snapshot
     return _decode(data, max_bytes, SERVER_MESSAGES, CLIENT_MESSAGES)  # type: ignore[return-value]

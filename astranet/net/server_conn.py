@@ -23,6 +23,11 @@ What it enforces (WIRE.md rules):
      ``ProtocolError`` reply and a *strike*; more than ``max_malformed`` strikes in quick
      succession (strikes are forgiven at ``max_malformed`` per ``STRIKE_WINDOW_S``) closes
      1008 ``too many malformed messages``. A message over ``max_message_bytes`` closes 1009.
+WIRE A1: ``Hello{compact: true}`` is granted when ``allow_compact`` (the default): HelloAck
+then says ``compact: true`` and ``conn.compact`` is set, telling the shell to send Snapshots in
+the compact envelope (``astranet.net.envelope``); other replies stay map envelopes. An
+``InputFrame`` carrying ``ack`` comes out as the frame followed by an ``Ack`` message (the
+pair was charged once by the rate limit); if the frame is refused its ack goes with it.
 Out of phase means: ``InputFrame``/``Ack`` before ``JoinAccepted`` was sent, or
 ``FindOrCreate``/``JoinRoom``/``Resume`` after it, or a second ``Hello``: ``bad_request``.
 ``Leave`` is surfaced and then the connection closes 1000 ``leave``: free the seat, then
@@ -176,6 +181,7 @@ class ServerConnection:
         clock: Clock = time.monotonic,
         rate_limit: RateLimitConfig = RateLimitConfig(),  # noqa: B008 - frozen, shared safely
         max_malformed: int = DEFAULT_MAX_MALFORMED,
+        allow_compact: bool = True,
     ) -> None:
         if sig_failure_policy not in ("kick", "warn"):
             raise LocalProtocolError(
@@ -184,6 +190,9 @@ class ServerConnection:
         self.sig_failure_policy = sig_failure_policy
         self.max_message_bytes = max_message_bytes
         self.phase = ServerPhase.AWAIT_HELLO
+        self.allow_compact = allow_compact
+        #: True once a Hello asked for the compact envelope and it was granted (WIRE A1).
+        self.compact = False
         self.stats = ConnectionStats()
         #: The last protocol error handled (for the shell's logs); ``None`` if none.
         self.last_error: ProtocolError | None = None
@@ -207,6 +216,16 @@ class ServerConnection:
     def last_input_seq(self) -> int | None:
         """Highest InputFrame ``seq`` accepted in this session (pass it on to a resume)."""
         return self._guard.last_seq
+
+    @property
+    def can_send_snapshot(self) -> bool:
+        """Whether a Snapshot may go out now (in a room and not closing)."""
+        return self.phase is ServerPhase.IN_ROOM
+
+    def count_sent(self, nbytes: int) -> None:
+        """Count a message the shell sent without ``send`` (a pre-encoded Snapshot)."""
+        self.stats.messages_out += 1
+        self.stats.bytes_out += nbytes
 
     def receive_data(self, data: bytes | str) -> None:
         """Take one complete WebSocket message (``str`` = a text frame, which is malformed).
@@ -298,20 +317,28 @@ class ServerConnection:
             if self.phase is ServerPhase.AWAIT_HELLO:
                 raise ExpectedHello("expected Hello")
             raise OutOfPhase(f"{kind.TYPE} is not allowed in phase {self.phase.name}")
+        folded_ack: Ack | None = None
         if kind is InputFrame:
             self._check_input(msg)  # type: ignore[arg-type]
             self.stats.inputs_accepted += 1
+            if msg.ack is not None:  # type: ignore[union-attr]
+                folded_ack = Ack(msg.ack)  # type: ignore[union-attr]
         elif kind is Hello:
             if msg.protocol != PROTOCOL_VERSION:  # type: ignore[union-attr]
                 raise ProtocolMismatch(
                     f"protocol mismatch: client={msg.protocol}, server={PROTOCOL_VERSION}"  # type: ignore[union-attr]
                 )
-            self._queue(HelloAck(PROTOCOL_VERSION))
+            granted = None
+            if msg.compact:  # type: ignore[union-attr]
+                granted = self.compact = self.allow_compact
+            self._queue(HelloAck(PROTOCOL_VERSION, granted))
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
         if len(self._events) >= MAX_PENDING_EVENTS:
             self._close_with(1011, "receive queue overflow: shell is not draining")
             return
         self._events.append(msg)
+        if folded_ack is not None:
+            self._events.append(folded_ack)
         if kind is Leave:
             self._close_with(1000, "leave")
 

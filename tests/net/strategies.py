@@ -26,7 +26,7 @@ player_ids = st.text(min_size=1, max_size=MAX_PLAYER_ID_CHARS)
 tokens = st.binary(max_size=MAX_RESUME_TOKEN_BYTES)
 
 CLIENT_STRATEGIES = {
-    m.Hello: st.builds(m.Hello, u32),
+    m.Hello: st.builds(m.Hello, u32, st.none() | st.booleans()),
     m.FindOrCreate: st.builds(
         m.FindOrCreate, st.text(max_size=MAX_REGION_CHARS), game_modes, st.integers(1, 4)
     ),
@@ -38,6 +38,7 @@ CLIENT_STRATEGIES = {
         u64,
         st.binary(max_size=MAX_INPUT_BLOB_BYTES),
         st.binary(min_size=16, max_size=16),
+        st.none() | u32,
     ),
     m.Ack: st.builds(m.Ack, u32),
     m.Ping: st.builds(m.Ping, u64, u64),
@@ -45,7 +46,7 @@ CLIENT_STRATEGIES = {
 }
 
 SERVER_STRATEGIES = {
-    m.HelloAck: st.builds(m.HelloAck, u32),
+    m.HelloAck: st.builds(m.HelloAck, u32, st.none() | st.booleans()),
     m.MatchResult: st.builds(m.MatchResult, room_ids),
     m.JoinAccepted: st.builds(
         m.JoinAccepted,

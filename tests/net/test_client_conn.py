@@ -8,6 +8,7 @@ import pytest
 from astranet.errors import InvalidState, LocalProtocolError, PayloadTooLarge
 from astranet.net import messages as m
 from astranet.net.client_conn import ClientConnection, ClientPhase
+from astranet.net.envelope import SnapshotEnvelope
 from astranet.net.limits import MAX_ACK_HISTORY
 from astranet.net.server_conn import ServerConnection, ServerPhase
 from astranet.net.signing import sign
@@ -155,3 +156,21 @@ def test_a_close_reason_quoting_multibyte_text_fits_a_close_frame() -> None:
     assert code == 1002
     assert reason.startswith("bad server message")
     assert len(reason.encode("utf-8")) <= MAX_CLOSE_REASON_BYTES
+
+
+def test_one_message_per_tick_with_compact_snapshots() -> None:
+    """WIRE A1 end to end over the two sans-I/O cores: compact granted, ack folded in."""
+    client, server = ClientConnection(), ServerConnection()
+    client.hello(compact=True)
+    pump(client, server)
+    assert client.compact_granted is True and server.compact
+    server.send(m.JoinAccepted(ROOM, "p1", 30, KEY, b"tok", 9))
+    pump(client, server)
+    server.messages_received()
+    client.receive_data(SnapshotEnvelope(4, 100, None, False, b"\x00").encode(None, compact=True))
+    assert client.messages_received()[-1] == m.Snapshot(4, 100, None, False, b"\x00", None)
+    client.send_input(b"\x01", 1000, ack=4)
+    pump(client, server)
+    received = server.messages_received()
+    assert [type(msg) for msg in received] == [m.InputFrame, m.Ack]
+    assert received[1].snapshot_id == 4 and client.last_acked_snapshot_id == 4

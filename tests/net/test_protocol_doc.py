@@ -68,3 +68,21 @@ def test_doc_lists_every_message_type() -> None:
     text = DOC.read_text(encoding="utf-8")
     for t in [*m.CLIENT_MESSAGES, *m.SERVER_MESSAGES]:
         assert f"| `{t}` |" in text, t
+
+
+def test_compact_snapshot_vector_decodes_to_the_map_example(blocks: dict[str, bytes]) -> None:
+    """WIRE A1: the doc's compact vector is the map example's Snapshot, and we emit it."""
+    from astranet.net.envelope import SnapshotEnvelope, is_compact
+
+    vector = blocks["compact-snapshot"]
+    assert is_compact(vector)
+    snap = m.decode_server_message(vector)
+    assert snap == m.decode_server_message(blocks["snapshot"])
+    envelope = SnapshotEnvelope(snap.id, snap.server_tick, snap.base_id, False, snap.payload)
+    assert envelope.encode(snap.last_input_seq, compact=True) == vector
+    assert envelope.encode(snap.last_input_seq) == blocks["snapshot"]
+
+
+def test_hello_compact_example_decodes(blocks: dict[str, bytes]) -> None:
+    assert m.decode_client_message(blocks["hello-compact"]) == m.Hello(1, compact=True)
+    assert m.encode(m.Hello(1, compact=True)) == blocks["hello-compact"]

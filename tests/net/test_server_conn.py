@@ -338,3 +338,47 @@ def test_send_error_replies_with_the_exception_code_truncated() -> None:
     assert first.code == "unknown_region" and len(first.message) == 1024
     assert second == m.ErrorMessage("room_full", "room is full")
     assert conn.close_expected() is None and conn.stats.malformed == 0
+
+
+# ------------------------------------------------------------------- WIRE A1
+
+
+def test_compact_is_granted_when_asked() -> None:
+    conn = ServerConnection()
+    conn.receive_data(m.encode(m.Hello(1, compact=True)))
+    assert replies(conn) == [m.HelloAck(1, compact=True)]
+    assert conn.compact
+
+
+def test_compact_refusal_says_so() -> None:
+    conn = ServerConnection(allow_compact=False)
+    conn.receive_data(m.encode(m.Hello(1, compact=True)))
+    assert replies(conn) == [m.HelloAck(1, compact=False)]
+    assert not conn.compact
+
+
+def test_a_client_that_does_not_ask_gets_the_v1_hello_ack() -> None:
+    conn = in_lobby()
+    assert not conn.compact
+    assert m.encode(m.HelloAck(1)) == m.encode(m.HelloAck(1, None))  # no "compact" key
+
+
+def test_folded_ack_comes_out_after_its_frame_and_costs_one_token() -> None:
+    conn = in_room(rate_limit=RateLimitConfig(rate_per_s=1e-9, burst=3))
+    blob = b"\x01"
+    data = m.encode(m.InputFrame(1, 1000, blob, sign(KEY, 1, 1000, blob), ack=17))
+    conn.receive_data(data)
+    signed = m.InputFrame(1, 1000, blob, sign(KEY, 1, 1000, blob), 17)
+    assert conn.messages_received() == [signed, m.Ack(17)]
+    assert conn.stats.rate_limited == 0
+    assert conn._flood._bucket.tokens == pytest.approx(1.0)  # Hello + one frame of 3
+
+
+def test_a_refused_frame_takes_its_ack_with_it() -> None:
+    conn = in_room(sig_failure_policy="warn")
+    blob = b"\x01"
+    conn.receive_data(m.encode(m.InputFrame(1, 1000, blob, bytes(16), ack=3)))
+    assert conn.messages_received() == []
+    assert replies(conn)[0] == m.ErrorMessage(
+        "bad_signature", "input frame signature verification failed"
+    )
