@@ -3,6 +3,8 @@
 Modules:
     base        records (RoomRecord, PlayerRecord, Checkpoint) and the Storage protocol
     sqlite      SQLiteStorage: one WAL-mode SQLite file, explicit schema migrations
+    redis       RedisStorage: rooms shared by a cluster's nodes, writes fenced by epoch
+                (imported on demand: ``from astranet.storage.redis import RedisStorage``)
     checkpoint  versioned, validated codec for a room's replicated numpy state
     writer      StorageWriter: runs a Storage on one background thread for the asyncio loop
 
@@ -18,6 +20,7 @@ Documentation: docs/storage.md.
 
 from astranet.storage.base import (
     Checkpoint,
+    FencedOut,
     PlayerRecord,
     RoomRecord,
     Storage,
@@ -38,6 +41,7 @@ __all__ = [
     "MAX_PENDING_JOBS",
     "SCHEMA_VERSION",
     "Checkpoint",
+    "FencedOut",
     "PlayerRecord",
     "RoomRecord",
     "SQLiteStorage",

@@ -32,6 +32,7 @@ from astranet.errors import StorageError
 __all__ = [
     "RESUME_TOKEN_HASH_BYTES",
     "Checkpoint",
+    "FencedOut",
     "PlayerRecord",
     "RoomRecord",
     "Storage",
@@ -43,6 +44,18 @@ __all__ = [
 RESUME_TOKEN_HASH_BYTES = 32
 # Largest value of the u32 ``seq`` field of InputFrame (WIRE.md).
 MAX_INPUT_SEQ = 2**32 - 1
+
+
+class FencedOut(StorageError):
+    """A write for a room this node no longer owns was refused (another node took it over).
+
+    Raised by a fenced backend (``astranet.storage.redis`` in cluster mode); nothing of the
+    write was stored. ``room_id`` names the room so the server can close its stale sessions.
+    """
+
+    def __init__(self, room_id: str, message: str) -> None:
+        super().__init__(message)
+        self.room_id = room_id
 
 
 def hash_resume_token(token: bytes) -> bytes:
