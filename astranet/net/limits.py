@@ -43,6 +43,8 @@ MAX_REGION_CHARS: Final = 64
 MAX_PLAYER_ID_CHARS: Final = 64
 #: Resume tokens are server-issued secrets (32 random bytes); 64 allows a MAC'd format.
 MAX_RESUME_TOKEN_BYTES: Final = 64
+MAX_SEAT_TOKEN_BYTES: Final = 64  # A2 seat_token: opaque, ours are 16 bytes
+MAX_URL_CHARS: Final = 512  # A2 MatchResult.url: a --public-url such as wss://host:port
 #: ``ProtocolError.message`` is for humans and logs; 1 KiB fits a list of served regions.
 MAX_ERROR_MESSAGE_CHARS: Final = 1024
 #: ``ProtocolError.code`` is a short identifier such as ``unknown_region``.

@@ -64,8 +64,10 @@ from astranet.net.limits import (
     MAX_PLAYER_ID_CHARS,
     MAX_REGION_CHARS,
     MAX_RESUME_TOKEN_BYTES,
+    MAX_SEAT_TOKEN_BYTES,
     MAX_SNAPSHOT_PAYLOAD_BYTES,
     MAX_TICK_HZ,
+    MAX_URL_CHARS,
     PARTY_SIZE_MAX,
     PARTY_SIZE_MIN,
     SESSION_KEY_BYTES,
@@ -211,9 +213,12 @@ class FindOrCreate(Message):
 @_message("JoinRoom", CLIENT_MESSAGES)
 class JoinRoom(Message):
     room_id: str
+    seat_token: bytes | None = None  # A2: from a redirecting MatchResult
 
     def _check(self, remote: bool) -> None:
         f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, _err(remote))
+        if self.seat_token is not None:
+            f.check_bytes("seat_token", self.seat_token, MAX_SEAT_TOKEN_BYTES, _err(remote))
         if not f.is_room_id(self.room_id):
             if remote:
                 raise RoomNotFound("room ID does not exist")
@@ -303,12 +308,20 @@ class HelloAck(Message):
 @_message("MatchResult", SERVER_MESSAGES)
 class MatchResult(Message):
     room_id: str
+    url: str | None = None  # A2: the room lives on the node at url (a redirect)
+    seat_token: bytes | None = None  # A2: the seat held there for 15 s
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
         f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
         if not f.is_room_id(self.room_id):
             raise err(f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}")
+        if self.url is not None:
+            f.check_str("url", self.url, MAX_URL_CHARS, err, min_chars=1)
+            if not self.url.startswith(("ws://", "wss://")):
+                raise err(f"url must be a ws:// or wss:// URL, got {f.preview(self.url)}")
+        if self.seat_token is not None:
+            f.check_bytes("seat_token", self.seat_token, MAX_SEAT_TOKEN_BYTES, err)
 
 
 @_message("JoinAccepted", SERVER_MESSAGES)

@@ -29,7 +29,9 @@ the compact envelope (``astranet.net.envelope``); other replies stay map envelop
 ``InputFrame`` carrying ``ack`` comes out as the frame followed by an ``Ack`` message (the
 pair was charged once by the rate limit); if the frame is refused its ack goes with it.
 Out of phase means: ``InputFrame``/``Ack`` before ``JoinAccepted`` was sent, or
-``FindOrCreate``/``JoinRoom``/``Resume`` after it, or a second ``Hello``: ``bad_request``.
+``FindOrCreate``/``JoinRoom``/``Resume`` after it, or while one is still being answered
+(phase ``MATCHING``: it ends with ``JoinAccepted``, a refusal, or a redirecting
+``MatchResult`` with a ``url``), or a second ``Hello``: ``bad_request``.
 ``Leave`` is surfaced and then the connection closes 1000 ``leave``: free the seat, then
 close. Matchmaking refusals raised by decoding (``bad_request`` for party_size/game_mode,
 ``room_not_found`` for an impossible room id) are replied here with no strike.
@@ -122,6 +124,7 @@ class OutOfPhase(BadRequest):
 class ServerPhase(enum.Enum):
     AWAIT_HELLO = "await_hello"
     LOBBY = "lobby"
+    MATCHING = "matching"  # a FindOrCreate/JoinRoom/Resume is being answered
     IN_ROOM = "in_room"
     CLOSED = "closed"
 
@@ -132,6 +135,7 @@ _P = ServerPhase
 ACCEPTS: dict[ServerPhase, frozenset[type]] = {
     _P.AWAIT_HELLO: frozenset({Hello}),
     _P.LOBBY: frozenset({FindOrCreate, JoinRoom, Resume, Ping, Leave}),
+    _P.MATCHING: frozenset({Ping, Leave}),  # one request at a time
     _P.IN_ROOM: frozenset({InputFrame, Ack, Ping, Leave}),
     _P.CLOSED: frozenset(),
 }
@@ -139,6 +143,7 @@ ACCEPTS: dict[ServerPhase, frozenset[type]] = {
 SENDS: dict[ServerPhase, frozenset[type]] = {
     _P.AWAIT_HELLO: frozenset({HelloAck, ErrorMessage, RateLimited}),
     _P.LOBBY: frozenset({MatchResult, JoinAccepted, Pong, ErrorMessage, RateLimited}),
+    _P.MATCHING: frozenset({MatchResult, JoinAccepted, Pong, ErrorMessage, RateLimited}),
     _P.IN_ROOM: frozenset({Snapshot, Pong, ErrorMessage, RateLimited}),
     _P.CLOSED: frozenset(),
 }
@@ -146,8 +151,15 @@ SENDS: dict[ServerPhase, frozenset[type]] = {
 #: CLOSED) happens through ``_close`` only.
 TRANSITIONS: dict[tuple[ServerPhase, type], ServerPhase] = {
     (_P.AWAIT_HELLO, Hello): _P.LOBBY,
+    (_P.LOBBY, FindOrCreate): _P.MATCHING,
+    (_P.LOBBY, JoinRoom): _P.MATCHING,
+    (_P.LOBBY, Resume): _P.MATCHING,
     (_P.LOBBY, JoinAccepted): _P.IN_ROOM,
+    (_P.MATCHING, JoinAccepted): _P.IN_ROOM,
+    (_P.MATCHING, ErrorMessage): _P.LOBBY,  # refused: the client may ask again
 }
+#: A ``MatchResult`` with a ``url`` is a redirect (A2): no JoinAccepted follows here, and the
+#: connection is back in the lobby (the client goes to ``url``).
 
 # Errors that count as a strike (rule 6); refusals like bad party_size do not.
 _STRIKES = (MalformedMessage, UnknownMessageType, OutOfPhase)
@@ -290,7 +302,10 @@ class ServerConnection:
         elif last_input_seq is not None:
             raise LocalProtocolError("last_input_seq only applies to JoinAccepted")
         self._queue(msg)
-        self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
+        if kind is MatchResult and msg.url is not None:  # type: ignore[union-attr]
+            self.phase = _P.LOBBY
+        else:
+            self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
 
     def send_error(self, exc: ProtocolError) -> None:
         """Reply to a refused request with ``exc``'s wire code and message (truncated to fit).
@@ -304,6 +319,8 @@ class ServerConnection:
         self._queue(ErrorMessage(exc.code, exc.message[:MAX_ERROR_MESSAGE_CHARS]))
         if exc.close_code is not None:
             self._close_with(exc.close_code, exc.message)
+        elif self.phase is _P.MATCHING:
+            self.phase = _P.LOBBY  # the request is over; the client may ask again
 
     def fail(self, code: int, reason: str = "") -> None:
         """Decide to close (handshake timeout, shutdown 1001, ...). The first close wins."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from astranet.errors import InvalidState, LocalProtocolError
+from astranet.errors import InvalidState, LocalProtocolError, RoomFull
 from astranet.net import messages as m
 from astranet.net.ratelimit import RateLimitConfig
 from astranet.net.server_conn import ServerConnection, ServerPhase
@@ -101,22 +101,33 @@ def test_second_hello_is_a_bad_request_strike() -> None:
 # ---------------------------------------------------------- lobby requests and phases
 
 
-def test_lobby_requests_are_surfaced_in_order() -> None:
+@pytest.mark.parametrize(
+    "request_", [m.FindOrCreate("us-east", "coop", 2), m.JoinRoom(ROOM), m.Resume(ROOM, "p", b"t")]
+)
+def test_a_request_is_surfaced_then_matching_refuses_a_second(request_: m.Message) -> None:
     conn = in_lobby()
-    for msg in (
-        m.FindOrCreate("us-east", "coop", 2),
-        m.JoinRoom(ROOM),
-        m.Resume(ROOM, "p1", b"tok"),
-        m.Ping(9, 10),
-    ):
-        conn.receive_data(m.encode(msg))
-    assert [type(x) for x in conn.messages_received()] == [
-        m.FindOrCreate,
-        m.JoinRoom,
-        m.Resume,
-        m.Ping,
-    ]
-    assert conn.data_to_send() == []
+    conn.receive_data(m.encode(request_))
+    conn.receive_data(m.encode(m.Ping(9, 10)))
+    assert [type(x) for x in conn.messages_received()] == [type(request_), m.Ping]
+    assert conn.phase is ServerPhase.MATCHING
+    conn.receive_data(m.encode(m.FindOrCreate("us-east", "coop", 1)))
+    [reply] = replies(conn)
+    assert reply.code == "bad_request" and conn.stats.malformed == 1
+    assert conn.messages_received() == []
+
+
+def test_matching_ends_with_a_refusal_a_redirect_or_join_accepted() -> None:
+    conn = in_lobby()
+    conn.receive_data(m.encode(m.JoinRoom(ROOM)))
+    conn.send_error(RoomFull("room is full"))
+    assert conn.phase is ServerPhase.LOBBY  # refused: may ask again
+    conn.receive_data(m.encode(m.JoinRoom(ROOM)))
+    conn.send(m.MatchResult(ROOM, "ws://other:8788", b"seat"))
+    assert conn.phase is ServerPhase.LOBBY  # redirected: nothing more here
+    conn.receive_data(m.encode(m.FindOrCreate("us-east", "coop", 1)))
+    conn.send(m.MatchResult(ROOM))
+    assert conn.phase is ServerPhase.MATCHING  # v1 MatchResult: JoinAccepted follows
+    assert [type(x) for x in conn.messages_received()] == [m.JoinRoom] * 2 + [m.FindOrCreate]
 
 
 def test_refusals_are_replied_without_strike() -> None:
