@@ -108,7 +108,16 @@ class GameServer:
         self.ws_port: int | None = None
         self.http_port: int | None = None
         self._ws_server: WsServer | None = None
-        self._http = HttpSidePort(lambda: list(config.regions), self._rooms_json, self.metrics)
+        #: Bumped whenever rooms or seats change: GET /rooms re-renders only then (or each 1 s).
+        self.directory_version = 0
+        #: The HTTP side port; other components add routes here before ``start()``.
+        self.http = HttpSidePort(
+            lambda: list(config.regions),
+            self._rooms_json,
+            self.metrics,
+            rooms_version=lambda: self.directory_version,
+            allowed_origins=config.allowed_origins,
+        )
         self._ticker = TickLoop(
             config.tick_hz,
             self._step_all,
@@ -136,9 +145,10 @@ class GameServer:
             compression=None,  # payloads are already LZ4; permessage-deflate only costs CPU
             close_timeout=CLOSE_TIMEOUT_S,
             server_header=None,
+            origins=self._ws_origins(),
         )
         self.ws_port = self._ws_server.sockets[0].getsockname()[1]
-        self.http_port = await self._http.start(config.host, config.http_port, ssl=tls)
+        self.http_port = await self.http.start(config.http_bind_host, config.http_port, ssl=tls)
         self._tick_task = asyncio.create_task(self._ticker.run(), name="astranet-tick")
         scheme = "wss" if tls else "ws"
         log.info("listening ws=%d http=%d", self.ws_port, self.http_port)
@@ -172,7 +182,7 @@ class GameServer:
         if self._ws_server is not None:
             self._ws_server.close(close_connections=True)
             await self._ws_server.wait_closed()
-        await self._http.close()
+        await self.http.close()
         await self.persistence.close()
         for room in list(self.rooms.values()):
             room.close()
@@ -191,6 +201,13 @@ class GameServer:
         due = [room for room in self.rooms.values() if (tick + hash(room.room_id)) % every == 0]
         if due:
             self.persistence.checkpoint(due, tick)
+
+    def _ws_origins(self) -> list[str | None] | None:
+        """websockets' ``origins=``: None = any; else the allowed ones plus "no Origin header"
+        (non-browser clients), the same rule as :func:`astranet.server.origins.origin_allowed`.
+        """
+        allowed = self.config.allowed_origins
+        return None if allowed is None else [None, *sorted(allowed)]
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_enabled:
@@ -295,6 +312,7 @@ class GameServer:
                 player.session.close(code, reason)
                 player.session.player = None
         self.matchmaker.close_room(room.room_id)
+        self.directory_version += 1
         self.rooms.pop(room.room_id, None)
         self.persistence.room_closed(room)
         room.close()
@@ -460,6 +478,7 @@ class GameServer:
         return [info.as_json(self.tick) for info in self.matchmaker.rooms()]
 
     def _update_occupancy(self) -> None:
+        self.directory_version += 1
         players = sum(len(room.players) for room in self.rooms.values())
         self.metrics.set_occupancy(
             connections=len(self.sessions), rooms=len(self.rooms), players=players

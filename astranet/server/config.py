@@ -26,6 +26,8 @@ Flags (WIRE.md "Server command line") and their environment variables:
     --resume-window        ASTRANET_RESUME_WINDOW        30 s   seat+avatar hold after a drop
     --empty-room-grace     ASTRANET_EMPTY_ROOM_GRACE     10 s   an empty room lives this long
     --max-message-bytes    ASTRANET_MAX_MESSAGE_BYTES    65536  larger messages close 1009
+    --http-host            ASTRANET_HTTP_HOST            = --host  bind the side port apart
+    --allowed-origins      ASTRANET_ALLOWED_ORIGINS      *      browser origins (WS + CORS)
 
 Precedence: CLI flag > environment variable > default. An environment variable set to the
 empty string counts as unset (container templates often export empty values).
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from astranet.errors import ConfigurationError
+from astranet.server.origins import AllowedOrigins, parse_origins
 
 __all__ = [
     "DEFAULT_GAME",
@@ -94,6 +97,13 @@ class ServerConfig:
     resume_window: float = 30.0
     empty_room_grace: float = 10.0
     max_message_bytes: int = 65536
+    http_host: str | None = None  # None: the side port binds --host too
+    allowed_origins: AllowedOrigins = None  # None: any origin (astranet.server.origins)
+
+    @property
+    def http_bind_host(self) -> str:
+        """The address the HTTP side port binds (``--http-host``, else ``--host``)."""
+        return self.http_host if self.http_host is not None else self.host
 
     @property
     def tls_enabled(self) -> bool:
@@ -245,6 +255,18 @@ _FLAGS: tuple[_Flag, ...] = (
         _env("max_message_bytes"),
         _int_in(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES, "a byte count"),
         "largest accepted WebSocket message",
+    ),
+    _Flag(
+        "http_host",
+        _env("http_host"),
+        _non_empty("a host name or address"),
+        "address the HTTP side port binds (default: --host)",
+    ),
+    _Flag(
+        "allowed_origins",
+        _env("allowed_origins"),
+        parse_origins,
+        "browser origins allowed to open the WebSocket and read the JSON endpoints ('*' = any)",
     ),
 )
 

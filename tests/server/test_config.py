@@ -53,7 +53,8 @@ def test_every_flag_from_the_command_line(tmp_path) -> None:
         "--game-modes", "duel,coop_4", "--checkpoint-interval", "2.5",
         "--tls-cert", str(cert), "--tls-key", str(key), "--log-level", "DEBUG",
         "--handshake-timeout", "2", "--resume-window", "0", "--empty-room-grace", "0",
-        "--max-message-bytes", "4096",
+        "--max-message-bytes", "4096", "--http-host", "10.0.0.5",
+        "--allowed-origins", "https://Play.example.com/,http://localhost:8789",
     ]  # fmt: skip
     config = parse_config(argv, {})
     assert config == ServerConfig(
@@ -61,9 +62,12 @@ def test_every_flag_from_the_command_line(tmp_path) -> None:
         db="/tmp/x.db", sig_failure_policy="warn", tick_hz=60, game="my.pkg.mod:Game.factory",
         game_modes=("duel", "coop_4"), checkpoint_interval=2.5, tls_cert=str(cert),
         tls_key=str(key), log_level="debug", handshake_timeout=2.0, resume_window=0.0,
-        empty_room_grace=0.0, max_message_bytes=4096,
+        empty_room_grace=0.0, max_message_bytes=4096, http_host="10.0.0.5",
+        allowed_origins=frozenset({"https://play.example.com", "http://localhost:8789"}),
     )  # fmt: skip
     assert config.tls_enabled
+    assert config.http_bind_host == "10.0.0.5"
+    assert parse_config([], {}).http_bind_host == "127.0.0.1"  # follows --host by default
 
 
 ENV_CASES = [
@@ -82,6 +86,9 @@ ENV_CASES = [
     ("ASTRANET_RESUME_WINDOW", "45", "resume_window", 45.0),
     ("ASTRANET_EMPTY_ROOM_GRACE", "3", "empty_room_grace", 3.0),
     ("ASTRANET_MAX_MESSAGE_BYTES", "131072", "max_message_bytes", 131072),
+    ("ASTRANET_HTTP_HOST", "::", "http_host", "::"),
+    ("ASTRANET_ALLOWED_ORIGINS", "*", "allowed_origins", None),
+    ("ASTRANET_ALLOWED_ORIGINS", "https://a.b", "allowed_origins", frozenset({"https://a.b"})),
 ]
 
 

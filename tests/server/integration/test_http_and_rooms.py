@@ -7,13 +7,15 @@ import json
 
 import esper
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from astranet.examples.dots import Dots, encode_input
 from astranet.game import SimContext
 from astranet.net.messages import Leave, Ping, Pong
 from astranet.systems import Stage, add_system
 
-from .conftest import Running, StartServer, WireClient, metric_value
+from .conftest import Running, StartServer, WireClient, fetch, metric_value
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -169,3 +171,23 @@ async def test_a_room_with_players_stays_open(serve: StartServer) -> None:
     for _ in range(40):  # past one housekeeping pass
         await client.next_snapshot()
     assert client.joined.room_id in running.server.rooms  # type: ignore[union-attr]
+
+
+async def test_allowed_origins_guard_the_websocket_upgrade(serve: StartServer) -> None:
+    running = await serve("--allowed-origins", "https://play.example.com")
+    async with connect(running.url, origin="https://play.example.com") as ws:  # type: ignore[arg-type]
+        assert ws.protocol.state.name == "OPEN"
+    async with connect(running.url) as ws:  # no Origin: a non-browser client
+        assert ws.protocol.state.name == "OPEN"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(running.url, origin="https://evil.example.com"):  # type: ignore[arg-type]
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_http_host_binds_the_side_port_apart(serve: StartServer) -> None:
+    running = await serve("--http-host", "127.0.0.2")
+    status, _, body = await asyncio.to_thread(
+        fetch, f"http://127.0.0.2:{running.server.http_port}/healthz"
+    )
+    assert (status, body) == (200, b"ok")
