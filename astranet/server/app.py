@@ -333,7 +333,8 @@ class GameServer:
                         message.nonce,
                         message.client_time_ms,
                         time.time_ns() // 1_000_000,
-                        self.tick,
+                        # The room's own tick (a failed-over room has an offset, Room.tick_offset).
+                        session.room.tick if session.room is not None else self.tick,
                     )
                 )
             elif isinstance(message, FindOrCreate):

@@ -16,10 +16,16 @@ What is written, and when:
 Restore (crash recovery, at start before listening): every open room whose last checkpoint
 loads is rebuilt (``Room`` -> ``game.setup`` -> ``store.import_state`` replaces setup's
 entities), its seated players whose avatar is in the checkpoint get their seat back, held for
-the resume window. Numbering never goes backwards for a client that saw the old process: the
-server tick and each room's snapshot ids restart *above* anything the old process could have
-sent, i.e. the checkpoint's values plus the wall-clock time since it was saved (at most one
-capture per tick) plus RESTORE_MARGIN_S. Dropped on restore (logged, recorded in storage):
+the resume window. Numbering never goes backwards for a client that saw the old process, and
+no clock is involved (the old process may have run on another machine, or its clock may have
+been wrong): each checkpoint records a *reserved block* of ``reserve`` ticks -- the old
+process promises to step the room at most ``reserve`` ticks past a checkpoint before the next
+one is written (it checkpoints every interval, far more often than the block lasts; one capture
+per tick, so snapshot ids advance by at most as much). A restored room starts its ticks at
+``tick + reserve + 1`` and its snapshot ids at ``next_snapshot_id + reserve + 1``: above
+anything the old process sent, whenever and wherever it ran. Each restore spends one block of
+the u32 id space (RESERVE_S of ticks, ~1 800 ids at 30 Hz: millions of restores).
+Dropped on restore (logged, recorded in storage):
 rooms without a checkpoint or of a region/mode this server no longer serves, and players who
 joined after the last checkpoint (their avatar is not in it).
 
@@ -68,21 +74,29 @@ if TYPE_CHECKING:
     from astranet.server.app import GameServer
 
 __all__ = [
-    "RESTORE_MARGIN_S",
+    "RESERVE_S",
     "ROOM_META_KEY",
+    "ROOM_META_VERSION",
     "RestoreSummary",
     "StoragePersistence",
+    "continuation",
     "open_sqlite_persistence",
+    "reserved_ticks",
 ]
 
 log = logging.getLogger("astranet.server.persistence")
 
-#: Extra key in each checkpoint's state: int64 ``[ROOM_META_VERSION, next_snapshot_id]``.
+#: Extra key in each checkpoint's state: int64
+#: ``[ROOM_META_VERSION, next_snapshot_id, reserved_ticks]`` (v1 had no reservation).
 ROOM_META_KEY = "__room__"
-ROOM_META_VERSION = 1
-#: Slack added to "ticks since the checkpoint" on restore: covers a late tick's catch-up burst
-#: (at most 4 ticks, astranet.server.scheduler) and the gap between a tick and its saved_at.
-RESTORE_MARGIN_S = 1.0
+ROOM_META_VERSION = 2
+#: Seconds of ticks a checkpoint reserves (at least RESERVE_INTERVALS checkpoint intervals).
+#: A room whose storage is down longer than this keeps playing, but a restore after that
+#: could number below what its clients saw (logged once per room when it happens).
+RESERVE_S = 60.0
+RESERVE_INTERVALS = 4
+#: Block assumed for a v1 checkpoint (written before reservations): the same 60 s at 30 Hz.
+LEGACY_RESERVED_TICKS = 1800
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +161,22 @@ class StoragePersistence:
         self._submit_departure(player.player_id, time.time())
 
     def checkpoint(self, rooms: list[Room], tick: int) -> None:
-        """Queue every room's state at ``tick`` and the players' applied seqs (copied now)."""
+        """Queue every room's state at its own tick and the players' applied seqs (copied now).
+
+        ``tick`` is the server tick; a room restored from another node numbers its ticks with
+        an offset (``Room.tick_offset``), so each checkpoint records the room's own tick.
+        """
         saved_at = time.time()
         seqs: dict[str, int] = {}
         for room in rooms:
             state = room.store.export_state()
+            reserve = reserved_ticks(self.checkpoint_interval, room.tick_hz)
             state[ROOM_META_KEY] = np.array(
-                [ROOM_META_VERSION, room.history.next_id], dtype=np.int64
+                [ROOM_META_VERSION, room.history.next_id, reserve], dtype=np.int64
             )
             # A dropped checkpoint (queue full) leaves the previous one valid; the writer
             # counts it, and the next interval retries.
-            self.writer.submit_checkpoint(Checkpoint(room.room_id, tick, saved_at, state))
+            self.writer.submit_checkpoint(Checkpoint(room.room_id, room.tick, saved_at, state))
             for player in room.players.values():
                 if player.inputs.last_input_seq is not None:
                     seqs[player.player_id] = player.inputs.last_input_seq
@@ -198,7 +217,6 @@ class StoragePersistence:
         """Rebuild open rooms and held seats from storage (before the server listens)."""
         self.capacity = server.matchmaker.capacity
         now = time.time()
-        tick_hz = server.config.tick_hz
         rooms = players = rooms_dropped = players_dropped = 0
         first_tick = server.tick_offset
         for record in await self.writer.open_rooms():
@@ -216,11 +234,7 @@ class StoragePersistence:
                 rooms_dropped += 1
                 players_dropped += len(seated)
                 continue
-            # Ticks the old process may have run after this checkpoint, plus slack.
-            ticks_since = math.ceil(
-                (max(0.0, now - checkpoint.saved_at) + RESTORE_MARGIN_S) * tick_hz
-            )
-            room = self._rebuild_room(server, record, checkpoint, ticks_since)
+            room, room_first_tick = self._rebuild_room(server, record, checkpoint)
             kept = [
                 p
                 for p in seated
@@ -252,7 +266,7 @@ class StoragePersistence:
             for player in kept:
                 self._reseat(room, player)
             server.rooms[record.room_id] = room
-            first_tick = max(first_tick, checkpoint.tick + ticks_since + 1)
+            first_tick = max(first_tick, room_first_tick)
             rooms += 1
             players += len(kept)
         server.tick_offset = server.tick = first_tick
@@ -270,8 +284,10 @@ class StoragePersistence:
             )
 
     def _rebuild_room(
-        self, server: GameServer, record: RoomRecord, checkpoint: Checkpoint, ticks_since: int
-    ) -> Room:
+        self, server: GameServer, record: RoomRecord, checkpoint: Checkpoint
+    ) -> tuple[Room, int]:
+        """The room as checkpointed, numbering above the checkpoint's reserved block; returns
+        it with the first tick it may step."""
         room = Room(
             record.room_id,
             record.region,
@@ -281,7 +297,7 @@ class StoragePersistence:
         )
         try:
             room.store.import_state(dict(checkpoint.state))  # replaces setup's entities
-            next_id = _saved_next_snapshot_id(checkpoint)
+            first_tick, next_id = continuation(checkpoint)
         except StorageError as exc:
             room.close()
             raise StorageError(
@@ -290,7 +306,7 @@ class StoragePersistence:
                 f"that wrote it"
             ) from exc
         # Snapshot ids must exceed every id the old process sent (Replica ignores lower ids).
-        room.history.resume_from(next_id + ticks_since)
+        room.history.resume_from(next_id)
         room.tick = room.sim.tick = checkpoint.tick
         with room.activated():
             live = room.store.contains  # drop setup's tags for entities the checkpoint lacks
@@ -301,7 +317,7 @@ class StoragePersistence:
             ]
             for entity in stale:
                 esper.delete_entity(entity, immediate=True)
-        return room
+        return room, first_tick
 
     def _reseat(self, room: Room, record: PlayerRecord) -> None:
         assert record.entity_net_id is not None  # filtered by the caller
@@ -329,14 +345,32 @@ class StoragePersistence:
         )
 
 
-def _saved_next_snapshot_id(checkpoint: Checkpoint) -> int:
+def reserved_ticks(checkpoint_interval: float, tick_hz: int) -> int:
+    """Ticks one checkpoint reserves: RESERVE_S, or RESERVE_INTERVALS intervals if longer."""
+    return math.ceil(max(RESERVE_S, RESERVE_INTERVALS * checkpoint_interval) * tick_hz)
+
+
+def continuation(checkpoint: Checkpoint) -> tuple[int, int]:
+    """``(first_tick, next_snapshot_id)`` for a room restored from ``checkpoint``: just above
+    the block of ticks and ids its writer reserved. No clock is read (see the module doc)."""
     meta = checkpoint.state.get(ROOM_META_KEY)
-    if meta is None or meta.shape != (2,) or int(meta[0]) != ROOM_META_VERSION:
+    version = int(meta[0]) if meta is not None and meta.ndim == 1 and len(meta) >= 2 else None
+    if version == 1 and meta is not None and meta.shape == (2,):
+        next_id, reserve = int(meta[1]), LEGACY_RESERVED_TICKS
+    elif version == ROOM_META_VERSION and meta is not None and meta.shape == (3,):
+        next_id, reserve = int(meta[1]), int(meta[2])
+    else:
         raise StorageError(f"checkpoint has no version-{ROOM_META_VERSION} {ROOM_META_KEY!r}")
-    next_id = int(meta[1])
-    if not 1 <= next_id <= MAX_SNAPSHOT_ID:
-        raise StorageError(f"checkpoint's next snapshot id {next_id} is out of range")
-    return next_id
+    if not 1 <= next_id <= MAX_SNAPSHOT_ID or reserve < 0:
+        raise StorageError(
+            f"checkpoint's next snapshot id {next_id} / reserve {reserve} is out of range"
+        )
+    if next_id + reserve + 1 > MAX_SNAPSHOT_ID:
+        raise StorageError(
+            f"room {checkpoint.room_id}: snapshot id space (u32) exhausted by restores "
+            f"(next id {next_id} + reserve {reserve}); the room cannot continue numbering"
+        )
+    return checkpoint.tick + reserve + 1, next_id + reserve + 1
 
 
 async def open_sqlite_persistence(

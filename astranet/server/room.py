@@ -93,6 +93,9 @@ class Room:
         self.game = game
         self.tick_hz = tick_hz
         self.tick = 0
+        #: Added to the server tick in :meth:`step`: a room restored on a running node (room
+        #: failover) continues its own numbering, above what its previous node sent.
+        self.tick_offset = 0
         self.world = f"astranet.room.{room_id}"
         self.players: dict[str, Player] = {}
         self.store = ColumnStore(game.schema)
@@ -159,7 +162,9 @@ class Room:
     # -- the tick --------------------------------------------------------------------------
 
     def step(self, tick: int) -> dict[str, float]:
-        """Run one tick of this room; returns seconds spent per system (by class name)."""
+        """Run server tick ``tick`` of this room (its own tick is ``tick + tick_offset``);
+        returns seconds spent per system (by class name)."""
+        tick += self.tick_offset
         self.tick = tick
         self.sim.tick = tick
         timings: dict[str, float] = {}

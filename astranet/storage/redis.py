@@ -6,7 +6,7 @@ format), kept in a real ``redis-server`` so that any node of a cluster can resto
 node died (WIRE.md A3). It runs on the :class:`~astranet.storage.writer.StorageWriter` thread
 with redis-py's blocking client, like SQLite does; the tick loop never waits on Redis.
 
-Keys (``prefix`` defaults to ``astranet:``; all documented in ``docs/storage.md``)::
+Keys (``prefix`` defaults to ``astranet:store:``; all documented in ``docs/storage.md``)::
 
     {p}room:{id}            hash   region game_mode capacity created_at [closed_at]
     {p}rooms:open           zset   room_id scored by created_at (what open_rooms lists)
@@ -63,7 +63,8 @@ __all__ = ["CLOSED_ROOM_TTL_S", "DEFAULT_PREFIX", "Fence", "RedisStorage"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "astranet:"
+# Under the cluster directory's namespace (``astranet:room:{id}`` is its entry, not ours).
+DEFAULT_PREFIX = "astranet:store:"
 # A command that takes longer than this means Redis is gone or swamped; the writer logs the
 # failure and goes on (the next checkpoint retries), it must not hang for minutes.
 SOCKET_TIMEOUT_S = 5.0

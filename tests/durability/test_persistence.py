@@ -13,15 +13,23 @@ import pytest
 from astranet.ecs import NetEntity
 from astranet.errors import StorageError
 from astranet.examples.dots import game
-from astranet.server.persistence import ROOM_META_KEY, ROOM_META_VERSION
+from astranet.net.messages import JoinAccepted, Snapshot
+from astranet.server.persistence import (
+    ROOM_META_KEY,
+    ROOM_META_VERSION,
+    continuation,
+    reserved_ticks,
+)
 from astranet.server.room import Room
 from astranet.storage import Checkpoint, PlayerRecord, RoomRecord, SQLiteStorage, hash_resume_token
-from tests.durability.conftest import Durable
+from tests.durability._wire import WireClient
+from tests.durability.conftest import Durable, url
 
 pytestmark = pytest.mark.timeout(30)
 
 SAVED_TICK = 500
 SAVED_NEXT_SNAPSHOT_ID = 40
+SAVED_RESERVE = 90  # ticks the (pretend) old process reserved past its checkpoint
 
 
 def room_state(room_id: str, players: int) -> tuple[dict[str, np.ndarray], list[int]]:
@@ -32,7 +40,9 @@ def room_state(room_id: str, players: int) -> tuple[dict[str, np.ndarray], list[
         state = room.store.export_state()
     finally:
         room.close()
-    state[ROOM_META_KEY] = np.array([ROOM_META_VERSION, SAVED_NEXT_SNAPSHOT_ID], np.int64)
+    state[ROOM_META_KEY] = np.array(
+        [ROOM_META_VERSION, SAVED_NEXT_SNAPSHOT_ID, SAVED_RESERVE], np.int64
+    )
     return state, net_ids
 
 
@@ -80,10 +90,11 @@ async def test_restore_rebuilds_restorable_rooms_and_drops_the_rest(
         2,
         2,
     )  # rooms BBBB and CCCC; seats of "late" and "orphan"
-    # Numbering restarts above anything the old process could have sent.
-    assert summary.first_tick > SAVED_TICK and server.tick >= summary.first_tick
+    # Numbering restarts above the block the old process reserved, wherever it ran.
+    assert summary.first_tick == SAVED_TICK + SAVED_RESERVE + 1
+    assert server.tick >= summary.first_tick
     latest = room.history.latest
-    assert latest is None or latest.id > SAVED_NEXT_SNAPSHOT_ID
+    assert latest is None or latest.id > SAVED_NEXT_SNAPSHOT_ID + SAVED_RESERVE
     # esper side: the restored avatar has its NetEntity tag, as a fresh spawn would.
     with room.activated():
         tags = sorted(tag.net_id for _, tag in esper.get_component(NetEntity))
@@ -131,9 +142,9 @@ async def test_a_checkpoint_holds_the_store_and_the_room_meta(
     try:
         room.step(0)
         room.step(1)
-        tick, next_id, exported = 7, room.history.latest.id + 1, room.store.export_state()
+        tick, next_id, exported = room.tick, room.history.latest.id + 1, room.store.export_state()
         persistence.room_created(room)
-        persistence.checkpoint([room], tick)
+        persistence.checkpoint([room], 7)  # the server tick; the room's own tick is recorded
         await persistence.writer.flush()  # type: ignore[attr-defined]
     finally:
         room.close()
@@ -143,7 +154,8 @@ async def test_a_checkpoint_holds_the_store_and_the_room_meta(
     finally:
         storage.close()
     assert checkpoint is not None and checkpoint.tick == tick
-    assert checkpoint.state[ROOM_META_KEY].tolist() == [ROOM_META_VERSION, next_id]
+    reserve = reserved_ticks(persistence.checkpoint_interval, room.tick_hz)
+    assert checkpoint.state[ROOM_META_KEY].tolist() == [ROOM_META_VERSION, next_id, reserve]
     assert set(checkpoint.state) == {*exported, ROOM_META_KEY}
     for name, array in exported.items():
         np.testing.assert_array_equal(checkpoint.state[name], array)
@@ -167,3 +179,48 @@ async def test_the_storage_writer_counters_reach_metrics(durable: Durable, tmp_p
     ]
     assert written and float(written[0].split()[-1]) >= 1
     assert 'astranet_storage{stat="writes_failed"} 0.0' in text
+
+
+def _checkpoint_with_meta(meta: list[int], saved_at: float) -> Checkpoint:
+    state, _ = room_state("FFFFFFFF", 1)
+    state[ROOM_META_KEY] = np.array(meta, np.int64)
+    return Checkpoint("FFFFFFFF", SAVED_TICK, saved_at, state)
+
+
+def test_continuation_reads_no_clock_and_honours_legacy_checkpoints() -> None:
+    for saved_at in (0.0, time.time(), time.time() + 10**7):  # 1970, now, a clock far ahead
+        current = _checkpoint_with_meta([ROOM_META_VERSION, 40, 90], saved_at)
+        assert continuation(current) == (SAVED_TICK + 91, 40 + 91)
+    legacy = continuation(_checkpoint_with_meta([1, 40], 0.0))
+    assert legacy[0] > SAVED_TICK and legacy[1] > 40
+    with pytest.raises(StorageError, match="exhausted"):
+        continuation(_checkpoint_with_meta([ROOM_META_VERSION, 2**32 - 10, 90], 0.0))
+
+
+async def test_a_checkpoint_saved_long_ago_restores_a_room_that_keeps_ticking(
+    durable: Durable, tmp_path: Path
+) -> None:
+    """Regression: saved_at decades in the past (a wrong clock, an old backup) made the
+    wall-clock arithmetic jump the ids to u32's end: "snapshot id space (u32) exhausted"."""
+    db = tmp_path / "old.db"
+    state, [net_id] = room_state("GGGGGGGG", 1)
+    state[ROOM_META_KEY] = np.array([ROOM_META_VERSION, 40, 90], np.int64)
+    storage = SQLiteStorage(db)
+    storage.save_room(RoomRecord("GGGGGGGG", "us-east", "coop", 4, 1.0))
+    storage.save_player(player("old", "GGGGGGGG", net_id))
+    storage.save_checkpoint(Checkpoint("GGGGGGGG", SAVED_TICK, 1.0, state))  # Jan 1 1970
+    storage.close()
+
+    server = await durable.start(db)
+    room = server.rooms["GGGGGGGG"]
+    client = WireClient(url(server))
+    await client.connect()
+    client.conn.hello()
+    client.conn.resume("GGGGGGGG", "old", b"old")
+    await client.flush()
+    await client.expect(JoinAccepted)
+    first = await client.expect(Snapshot)
+    second = await client.expect(Snapshot)
+    assert 40 + 90 < first.id < second.id < 10_000
+    assert SAVED_TICK + 90 < first.server_tick < second.server_tick
+    assert "GGGGGGGG" in server.rooms and room.history.next_id < 10_000

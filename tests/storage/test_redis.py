@@ -47,7 +47,7 @@ def test_creating_a_room_claims_it_at_epoch_1(redis_url: str, raw: redis.Redis) 
     node = _node(redis_url, "node-a")
     node.save_room(_room())
     assert node.fence is not None and node.fence.epoch_of("Room0001") == 1
-    assert raw.hgetall("astranet:room:Room0001:owner") == {b"node": b"node-a", b"epoch": b"1"}
+    assert raw.hgetall("astranet:store:room:Room0001:owner") == {b"node": b"node-a", b"epoch": b"1"}
     node.save_checkpoint(_checkpoint(5))
     node.close()
 
@@ -58,7 +58,7 @@ def test_a_stale_epoch_writes_nothing(redis_url: str, raw: redis.Redis) -> None:
     old.save_player(PlayerRecord("p1", "Room0001", 3, token_hash(b"t"), 1.0))
     old.save_checkpoint(_checkpoint(10))
     # Another node takes the room over (what astranet.cluster.ownership's claim does).
-    raw.hset("astranet:room:Room0001:owner", mapping={"node": "node-b", "epoch": 2})
+    raw.hset("astranet:store:room:Room0001:owner", mapping={"node": "node-b", "epoch": 2})
     before = {key: raw.dump(key) for key in raw.keys("*")}
 
     with pytest.raises(FencedOut, match="owned by node node-b at epoch 2") as info:
@@ -104,7 +104,7 @@ def test_a_closed_room_expires_with_its_players_and_checkpoint(
     store.save_checkpoint(_checkpoint(1))
     store.close_room("Room0001", 9.0)
     for key in ("room:Room0001", "player:p1", "checkpoint:Room0001", "room:Room0001:players"):
-        assert 0 < raw.ttl(f"astranet:{key}") <= CLOSED_ROOM_TTL_S, key
+        assert 0 < raw.ttl(f"astranet:store:{key}") <= CLOSED_ROOM_TTL_S, key
     store.close()
 
 
@@ -126,9 +126,9 @@ def test_a_corrupt_checkpoint_is_a_storage_error_naming_the_room(
     store = RedisStorage(redis_url)
     store.save_room(_room())
     store.save_checkpoint(_checkpoint(5))
-    blob = raw.hget("astranet:checkpoint:Room0001", "blob")
+    blob = raw.hget("astranet:store:checkpoint:Room0001", "blob")
     assert blob is not None
-    raw.hset("astranet:checkpoint:Room0001", "blob", blob[:30])
+    raw.hset("astranet:store:checkpoint:Room0001", "blob", blob[:30])
     with pytest.raises(StorageError, match="Room0001"):
         store.load_checkpoint("Room0001")
     store.close()
