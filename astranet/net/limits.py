@@ -44,6 +44,10 @@ MAX_PLAYER_ID_CHARS: Final = 64
 #: Resume tokens are server-issued secrets (32 random bytes); 64 allows a MAC'd format.
 MAX_RESUME_TOKEN_BYTES: Final = 64
 MAX_SEAT_TOKEN_BYTES: Final = 64  # A2 seat_token: opaque, ours are 16 bytes
+MAX_PARTY_TOKEN_BYTES: Final = 64  # A4 party_token: opaque, ours are 16 bytes
+#: A4 Hello.token: a JWT. Identity-provider tokens with a few claims are 300-1,500 chars;
+#: 4 KiB (a browser cookie's limit) leaves room and bounds what verification must read.
+MAX_AUTH_TOKEN_CHARS: Final = 4096
 MAX_URL_CHARS: Final = 512  # A2 MatchResult.url: a --public-url such as wss://host:port
 #: ``ProtocolError.message`` is for humans and logs; 1 KiB fits a list of served regions.
 MAX_ERROR_MESSAGE_CHARS: Final = 1024

@@ -57,10 +57,12 @@ from astranet.net import _fields as f
 from astranet.net.envelope import is_compact, parse_compact
 from astranet.net.limits import (
     GAME_MODE_MAX_CHARS,
+    MAX_AUTH_TOKEN_CHARS,
     MAX_ERROR_CODE_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_INPUT_BLOB_BYTES,
     MAX_MESSAGE_BYTES,
+    MAX_PARTY_TOKEN_BYTES,
     MAX_PLAYER_ID_CHARS,
     MAX_REGION_CHARS,
     MAX_RESUME_TOKEN_BYTES,
@@ -172,17 +174,21 @@ def _err(remote: bool) -> f.ErrorClass:
 # --------------------------------------------------------------------- client -> server
 
 
-@_message("Hello", CLIENT_MESSAGES, added=("compact",))
+@_message("Hello", CLIENT_MESSAGES, added=("compact", "token"))
 class Hello(Message):
     # Any u32: a client of another version must decode fine and get ``protocol_mismatch``.
     protocol: int
     #: WIRE A1: True asks for the compact Snapshot envelope (docs/protocol.md).
     compact: bool | None = None
+    #: WIRE A4: a JWT naming the player (required when the server has --auth-jwt-*).
+    token: str | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
         f.check_u32("protocol", self.protocol, err)
         f.check_optional_bool("compact", self.compact, err)
+        if self.token is not None:
+            f.check_str("token", self.token, MAX_AUTH_TOKEN_CHARS, err)
 
 
 @_message("FindOrCreate", CLIENT_MESSAGES)
@@ -210,15 +216,18 @@ class FindOrCreate(Message):
             )
 
 
-@_message("JoinRoom", CLIENT_MESSAGES)
+@_message("JoinRoom", CLIENT_MESSAGES, added=("party_token",))
 class JoinRoom(Message):
     room_id: str
     seat_token: bytes | None = None  # A2: from a redirecting MatchResult
+    party_token: bytes | None = None  # A4: from the party leader's MatchResult
 
     def _check(self, remote: bool) -> None:
         f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, _err(remote))
         if self.seat_token is not None:
             f.check_bytes("seat_token", self.seat_token, MAX_SEAT_TOKEN_BYTES, _err(remote))
+        if self.party_token is not None:
+            f.check_bytes("party_token", self.party_token, MAX_PARTY_TOKEN_BYTES, _err(remote))
         if not f.is_room_id(self.room_id):
             if remote:
                 raise RoomNotFound("room ID does not exist")
@@ -305,11 +314,12 @@ class HelloAck(Message):
         f.check_optional_bool("compact", self.compact, err)
 
 
-@_message("MatchResult", SERVER_MESSAGES)
+@_message("MatchResult", SERVER_MESSAGES, added=("party_token",))
 class MatchResult(Message):
     room_id: str
     url: str | None = None  # A2: the room lives on the node at url (a redirect)
     seat_token: bytes | None = None  # A2: the seat held there for 15 s
+    party_token: bytes | None = None  # A4: opens the party's held seats (party_size > 1)
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
@@ -322,6 +332,8 @@ class MatchResult(Message):
                 raise err(f"url must be a ws:// or wss:// URL, got {f.preview(self.url)}")
         if self.seat_token is not None:
             f.check_bytes("seat_token", self.seat_token, MAX_SEAT_TOKEN_BYTES, err)
+        if self.party_token is not None:
+            f.check_bytes("party_token", self.party_token, MAX_PARTY_TOKEN_BYTES, err)
 
 
 @_message("JoinAccepted", SERVER_MESSAGES)
