@@ -1,0 +1,369 @@
+/**
+ * Snapshot payload codec, decode side (docs/protocol.md "Snapshot payload", format v1):
+ * a mirror of astranet/replication/codec.py `decode_payload` / `decode_delta` and
+ * astranet/replication/_bits.py `unpack_bits`.
+ *
+ * A decoded snapshot is `{id, tick, netIds: Uint32Array (ascending), codes: Uint32Array[]}`
+ * with one code array per schema field, row-major `n x k`. Codes are exact; floats come from
+ * `Schema.dequantize`. Every count is checked against the bytes that remain before anything is
+ * allocated; every malformed input throws SnapshotDecodeError (DesyncError on a checksum
+ * mismatch), and the base is never modified.
+ * Benchmark: benchmarks/js_decode.mjs (600-drone delta).
+ * @module
+ */
+
+import { crc32 } from './crc32.js';
+import { DesyncError, SnapshotDecodeError } from './errors.js';
+import { decompressFrame } from './lz4.js';
+
+export const FORMAT_VERSION = 1;
+export const FLAG_DELTA = 0x01;
+export const FLAG_CHECKSUM = 0x02;
+export const HEADER_BYTES = 24;
+/** Cap on a decompressed payload, as MAX_DECODED_BYTES in Python (16 MiB). */
+export const MAX_DECODED_BYTES = 16 << 20;
+/** Row limit, as astranet.ecs.store.MAX_ENTITIES (2**20). */
+export const MAX_ENTITIES = 1 << 20;
+
+/**
+ * @typedef {object} DecodedSnapshot
+ * @property {number} id
+ * @property {number} tick
+ * @property {Uint32Array} netIds  ascending
+ * @property {Uint32Array[]} codes  per field, n x k row-major
+ */
+
+/** @param {import('./schema.js').Schema} schema @returns {DecodedSnapshot} */
+export function emptySnapshot(schema) {
+  return { id: 0, tick: 0, netIds: new Uint32Array(0), codes: schema.fields.map(() => new Uint32Array(0)) };
+}
+
+/** Bytes of `count` values at `width` bits. */
+export function packedSize(/** @type {number} */ count, /** @type {number} */ width) {
+  return Math.ceil((count * width) / 8);
+}
+
+/**
+ * Unpack `count` values of `width` bits (LSB first) from `buf` at byte `start`.
+ * @param {Uint8Array} buf @param {number} start @param {number} count @param {number} width
+ * @param {Uint32Array} [out] @returns {Uint32Array}
+ */
+export function unpackBits(buf, start, count, width, out = new Uint32Array(count)) {
+  if (width === 0 || count === 0) {
+    out.fill(0, 0, count);
+    return out;
+  }
+  let pos = start;
+  if (width <= 24) {
+    // acc holds < width + 8 <= 32 bits: plain 32-bit integer operations suffice.
+    const mask = width === 32 ? 0xffffffff : (1 << width) - 1;
+    let acc = 0;
+    let bits = 0;
+    for (let i = 0; i < count; i++) {
+      while (bits < width) {
+        acc = (acc | (buf[pos++] << bits)) >>> 0;
+        bits += 8;
+      }
+      out[i] = acc & mask;
+      acc >>>= width;
+      bits -= width;
+    }
+    return out;
+  }
+  // 25..32 bits: read each value from its 5 covering bytes with float math (exact < 2**53).
+  for (let i = 0; i < count; i++) {
+    const bit = i * width;
+    let byte = start + (bit >>> 3);
+    const shift = bit & 7;
+    let value = 0;
+    let scale = 1;
+    const last = start + ((bit + width + 7) >>> 3);
+    for (; byte < last; byte++, scale *= 256) value += buf[byte] * scale;
+    out[i] = Math.floor(value / 2 ** shift) % 2 ** width;
+  }
+  return out;
+}
+
+class Reader {
+  /** @param {Uint8Array} buf */
+  constructor(buf) {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = 0;
+  }
+
+  /** Reserve `n` bytes; returns their start. */
+  take(/** @type {number} */ n) {
+    if (n < 0 || this.pos + n > this.buf.length) {
+      throw new SnapshotDecodeError(`payload truncated: need ${n} bytes at ${this.pos}`);
+    }
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
+  u32() {
+    const at = this.take(4);
+    return this.view.getUint32(at, true);
+  }
+
+  /** `n` strictly increasing non-zero u32 ids. */
+  ids(/** @type {number} */ n) {
+    const at = this.take(4 * n);
+    const ids = new Uint32Array(n);
+    let previous = 0;
+    for (let i = 0; i < n; i++) {
+      const id = this.view.getUint32(at + 4 * i, true);
+      if (id <= previous) throw new SnapshotDecodeError('net ids must be non-zero and strictly increasing');
+      ids[i] = id;
+      previous = id;
+    }
+    return ids;
+  }
+
+  /** A bitmask of `n` bits as a Uint8Array of 0/1. */
+  mask(/** @type {number} */ n) {
+    const at = this.take(Math.ceil(n / 8));
+    const bits = new Uint8Array(n);
+    for (let i = 0; i < n; i++) bits[i] = (this.buf[at + (i >>> 3)] >>> (i & 7)) & 1;
+    return bits;
+  }
+}
+
+/**
+ * Undo the server's LZ4 framing when `compressed`.
+ * @param {Uint8Array} payload @param {boolean} compressed @returns {Uint8Array}
+ */
+export function decompressPayload(payload, compressed) {
+  if (!compressed) {
+    if (payload.length > MAX_DECODED_BYTES) throw new SnapshotDecodeError('payload exceeds MAX_DECODED_BYTES');
+    return payload;
+  }
+  return decompressFrame(payload, MAX_DECODED_BYTES);
+}
+
+/**
+ * CRC32 of a decoded state (docs/protocol.md "Checksum"): ids, then each field's codes, u32 LE.
+ * @param {DecodedSnapshot} snapshot @returns {number}
+ */
+export function stateChecksum(snapshot) {
+  let crc = crc32(new Uint8Array(snapshot.netIds.buffer, snapshot.netIds.byteOffset, snapshot.netIds.byteLength));
+  for (const codes of snapshot.codes) {
+    crc = crc32(new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength), crc);
+  }
+  return crc;
+}
+
+/**
+ * @param {import('./schema.js').FieldSpec} spec @param {Uint32Array} codes
+ * @param {number} from first row to check @param {number} to end row
+ */
+function checkCodes(spec, codes, from, to) {
+  const { k, maxCodes } = spec;
+  for (let i = from * k; i < to * k; i++) {
+    if (codes[i] > maxCodes[i % k]) throw new SnapshotDecodeError(`field ${spec.name} has out-of-range codes`);
+  }
+}
+
+/**
+ * Rebuild the state an uncompressed payload describes, applied to `base`.
+ * @param {import('./schema.js').Schema} schema @param {Uint8Array} raw
+ * @param {DecodedSnapshot | null} base @param {{snapshotId?: number, tick?: number}} [at]
+ * @returns {DecodedSnapshot}
+ */
+export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}) {
+  const reader = new Reader(raw);
+  const h = reader.take(HEADER_BYTES);
+  const view = reader.view;
+  const version = raw[h];
+  const flags = raw[h + 1];
+  const nFields = view.getUint16(h + 2, true);
+  const fingerprint = view.getUint32(h + 4, true);
+  const nSpawn = view.getUint32(h + 8, true);
+  const nDespawn = view.getUint32(h + 12, true);
+  const nUpdate = view.getUint32(h + 16, true);
+  const nTotal = view.getUint32(h + 20, true);
+  if (version !== FORMAT_VERSION || flags & ~(FLAG_DELTA | FLAG_CHECKSUM)) {
+    throw new SnapshotDecodeError(`unsupported payload version ${version} / flags ${flags}`);
+  }
+  if (nFields !== schema.fields.length || fingerprint !== schema.fingerprint) {
+    throw new SnapshotDecodeError('payload was encoded for another replication schema');
+  }
+  if (nTotal > MAX_ENTITIES || nSpawn > nTotal) {
+    throw new SnapshotDecodeError(`declared row counts out of range (${nSpawn}/${nTotal})`);
+  }
+  if (flags & FLAG_DELTA) {
+    if (!base) throw new SnapshotDecodeError('delta payload but its base snapshot is unknown');
+  } else if (nDespawn || nUpdate) {
+    throw new SnapshotDecodeError('a full payload cannot despawn or update');
+  } else {
+    base = emptySnapshot(schema);
+  }
+  const expectedCrc = flags & FLAG_CHECKSUM ? reader.u32() : null;
+  const despawnIds = reader.ids(nDespawn);
+  const spawnIds = reader.ids(nSpawn);
+  const baseIds = /** @type {DecodedSnapshot} */ (base).netIds;
+  const baseCodes = /** @type {DecodedSnapshot} */ (base).codes;
+
+  // Surviving base rows (merge walk: both id lists ascending).
+  const nBase = baseIds.length;
+  let keep = null;
+  if (nDespawn) {
+    keep = new Uint8Array(nBase).fill(1);
+    let j = 0;
+    for (let i = 0; i < nDespawn; i++) {
+      const id = despawnIds[i];
+      while (j < nBase && baseIds[j] < id) j++;
+      if (j === nBase || baseIds[j] !== id) throw new SnapshotDecodeError('despawn of a net id that is not in the base');
+      keep[j++] = 0;
+    }
+  }
+  const nCommon = nBase - nDespawn;
+  if (nCommon + nSpawn !== nTotal || nUpdate > nCommon) throw new SnapshotDecodeError('row counts do not add up');
+
+  const commonIds = keep ? new Uint32Array(nCommon) : baseIds.slice();
+  /** @type {Int32Array | null} surviving base row of each common row */
+  let fromBase = null;
+  if (keep) {
+    fromBase = new Int32Array(nCommon);
+    for (let i = 0, c = 0; i < nBase; i++) {
+      if (keep[i]) {
+        commonIds[c] = baseIds[i];
+        fromBase[c++] = i;
+      }
+    }
+  }
+  if (nSpawn && nCommon) {
+    let j = 0;
+    for (let i = 0; i < nSpawn; i++) {
+      while (j < nCommon && commonIds[j] < spawnIds[i]) j++;
+      if (j < nCommon && commonIds[j] === spawnIds[i]) throw new SnapshotDecodeError('spawn of a net id that is already present');
+    }
+  }
+
+  // Spawn codes, absolute, one packed run per field and code component.
+  const spawnCodes = schema.fields.map((spec) => {
+    const codes = new Uint32Array(nSpawn * spec.k);
+    const run = new Uint32Array(nSpawn);
+    spec.codeBits.forEach((bits, c) => {
+      const at = reader.take(packedSize(nSpawn, bits));
+      unpackBits(raw, at, nSpawn, bits, run);
+      for (let i = 0; i < nSpawn; i++) codes[i * spec.k + c] = run[i];
+    });
+    checkCodes(spec, codes, 0, nSpawn);
+    return codes;
+  });
+
+  // Common rows' codes: copies, the base stays intact.
+  const commonCodes = schema.fields.map((spec, f) => {
+    const k = spec.k;
+    if (!fromBase) return baseCodes[f].slice();
+    const src = baseCodes[f];
+    const codes = new Uint32Array(nCommon * k);
+    for (let c = 0; c < nCommon; c++) {
+      const b = fromBase[c] * k;
+      for (let q = 0; q < k; q++) codes[c * k + q] = src[b + q];
+    }
+    return codes;
+  });
+
+  if (nUpdate) {
+    const changed = reader.mask(nCommon);
+    const updated = new Int32Array(nUpdate);
+    let count = 0;
+    for (let i = 0; i < nCommon; i++) {
+      if (changed[i]) {
+        if (count === nUpdate) break;
+        updated[count++] = i;
+      }
+    }
+    let popcount = 0;
+    for (let i = 0; i < nCommon; i++) popcount += changed[i];
+    if (popcount !== nUpdate) throw new SnapshotDecodeError('changed-row mask disagrees with the update count');
+    const fieldMasks = schema.fields.map(() => reader.mask(nUpdate));
+    const rows = new Int32Array(nUpdate);
+    const zz = new Uint32Array(nUpdate);
+    schema.fields.forEach((spec, f) => {
+      const mask = fieldMasks[f];
+      let m = 0;
+      for (let u = 0; u < nUpdate; u++) if (mask[u]) rows[m++] = updated[u];
+      if (m === 0) return;
+      const target = commonCodes[f];
+      const k = spec.k;
+      spec.codeBits.forEach((bits, c) => {
+        const width = raw[reader.take(1)];
+        if (width > bits) throw new SnapshotDecodeError(`delta width ${width} exceeds ${bits} bits`);
+        const at = reader.take(packedSize(m, width));
+        unpackBits(raw, at, m, width, zz);
+        if (bits <= 30) {
+          const wrap = (1 << bits) - 1;
+          for (let r = 0; r < m; r++) {
+            const z = zz[r];
+            const signed = (z >>> 1) ^ -(z & 1);
+            const i = rows[r] * k + c;
+            target[i] = (target[i] + signed) & wrap;
+          }
+        } else {
+          const full = 2 ** bits;
+          for (let r = 0; r < m; r++) {
+            const z = zz[r];
+            const signed = z % 2 === 1 ? -(Math.floor(z / 2) + 1) : z / 2;
+            const i = rows[r] * k + c;
+            target[i] = (((target[i] + signed) % full) + full) % full;
+          }
+        }
+      });
+      for (let r = 0; r < m; r++) {
+        const i = rows[r] * k;
+        for (let c = 0; c < k; c++) {
+          if (target[i + c] > spec.maxCodes[c]) throw new SnapshotDecodeError(`field ${spec.name} has out-of-range codes`);
+        }
+      }
+    });
+  }
+  if (reader.pos !== raw.length) throw new SnapshotDecodeError(`${raw.length - reader.pos} trailing bytes in payload`);
+
+  let netIds;
+  let codes;
+  if (nSpawn === 0) {
+    netIds = commonIds;
+    codes = commonCodes;
+  } else {
+    netIds = new Uint32Array(nTotal);
+    netIds.set(commonIds);
+    netIds.set(spawnIds, nCommon);
+    codes = schema.fields.map((spec, f) => {
+      const all = new Uint32Array(nTotal * spec.k);
+      all.set(commonCodes[f]);
+      all.set(spawnCodes[f], nCommon * spec.k);
+      return all;
+    });
+    if (nCommon && spawnIds[0] < commonIds[nCommon - 1]) {
+      // Spawns interleave (recycled ids): sort rows by id.
+      const order = Array.from(netIds.keys()).sort((a, b) => netIds[a] - netIds[b]);
+      const sortedIds = Uint32Array.from(order, (i) => netIds[i]);
+      codes = codes.map((all, f) => {
+        const k = schema.fields[f].k;
+        const sorted = new Uint32Array(all.length);
+        order.forEach((from, to) => sorted.set(all.subarray(from * k, from * k + k), to * k));
+        return sorted;
+      });
+      netIds = sortedIds;
+    }
+  }
+  const result = { id: snapshotId, tick, netIds, codes };
+  if (expectedCrc !== null && stateChecksum(result) !== expectedCrc) {
+    throw new DesyncError(`state checksum mismatch at snapshot ${snapshotId}`);
+  }
+  return result;
+}
+
+/**
+ * Decode a Snapshot message's payload against `base` (the snapshot named by its base_id).
+ * @param {import('./schema.js').Schema} schema @param {Uint8Array} payload
+ * @param {boolean} compressed @param {DecodedSnapshot | null} base
+ * @param {{snapshotId?: number, tick?: number}} [at] @returns {DecodedSnapshot}
+ */
+export function decodePayload(schema, payload, compressed, base, at = {}) {
+  return decodeDelta(schema, decompressPayload(payload, compressed), base, at);
+}

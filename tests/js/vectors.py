@@ -1,0 +1,275 @@
+"""Test vectors for the JS client, made by the Python reference implementation.
+
+``write_vectors(directory)`` writes ``vectors.json``: schema descriptions, snapshot payloads
+(full, delta, spawns/despawns, recycled ids, checksummed, LZ4 and not, and malformed ones),
+signed input frames, encoded wire messages, and coop player steps. ``js/test/*.test.js``
+read it (path in ``ASTRANET_VECTORS``) and must reproduce every value bit for bit, so any drift
+between astranet's codec and js/src is caught in ``make test``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astranet.ecs import Angle, Bool, ColumnStore, Float, Quantized, Quaternion, Schema, replicated
+from astranet.examples.coop.components import SCHEMA as COOP_SCHEMA
+from astranet.examples.coop.input import Command, encode_command
+from astranet.examples.coop.sim import step_avatar
+from astranet.net import messages as m
+from astranet.net.signing import sign
+from astranet.replication.codec import compress_payload, encode_delta
+from astranet.replication.prediction import read_rows
+from astranet.replication.snapshot import Snapshot, capture
+
+__all__ = ["describe", "write_vectors"]
+
+
+@replicated
+class Probe:
+    pos = Quantized(-100.0, 100.0, 1 / 64, size=3)
+    raw = Float()
+    yaw = Angle(bits=10)
+    rot = Quaternion(bits=9)
+    flags = Bool(size=2)
+    big = Quantized(0.0, 4294967295.0, 1.0)  # 32-bit codes: the wide-delta path
+
+
+PROBE_SCHEMA = Schema(Probe)
+
+
+def describe(schema: Schema) -> dict[str, Any]:
+    """``schema.describe()`` (the canonical schema JSON of docs/protocol.md)."""
+    return schema.describe()
+
+
+def _hex(data: bytes) -> str:
+    return bytes(data).hex()
+
+
+def _codes(snapshot: Snapshot) -> list[list[int]]:
+    return [np.asarray(c, dtype=np.int64).reshape(-1).tolist() for c in snapshot.codes]
+
+
+def _rows(schema: Schema, snapshot: Snapshot) -> list[float]:
+    store = ColumnStore(schema)
+    store.replace_all(snapshot.net_ids, snapshot.dequantize(schema))
+    return read_rows(store).reshape(-1).tolist()
+
+
+def _probe_columns(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    quats = rng.normal(size=(n, 4))
+    return [
+        rng.uniform(-99, 99, size=(n, 3)),
+        rng.normal(size=n).astype(np.float32),
+        rng.uniform(-3.1, 3.1, size=n),
+        quats,
+        rng.integers(0, 2, size=(n, 2)).astype(bool),
+        rng.integers(0, 2**32, size=n).astype(np.float64),
+    ]
+
+
+def _snapshot(schema: Schema, sid: int, ids: list[int], columns: list[np.ndarray]) -> Snapshot:
+    store = ColumnStore(schema)
+    order = np.argsort(ids)
+    store.replace_all(np.asarray(ids, dtype=np.uint32)[order], [c[order] for c in columns])
+    return capture(store, sid, sid * 2)
+
+
+def _payload_case(name: str, schema: Schema, cur: Snapshot, base: Snapshot | None, **kw: Any):
+    raw = encode_delta(schema, cur, base, checksum=kw.get("checksum", False))
+    compressed, is_compressed = compress_payload(raw) if kw.get("compress") else (raw, False)
+    return {
+        "name": name,
+        "base_id": None if base is None else base.id,
+        "id": cur.id,
+        "tick": cur.tick,
+        "payload": _hex(compressed),
+        "compressed": is_compressed,
+        "net_ids": cur.net_ids.tolist(),
+        "codes": _codes(cur),
+        "rows": _rows(schema, cur),
+    }
+
+
+def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rng = np.random.default_rng(17)
+    schema = PROBE_SCHEMA
+    s1 = _snapshot(schema, 1, [1, 2, 3, 5, 8], _probe_columns(rng, 5))
+    cols = [c.copy() for c in _probe_columns(rng, 5)]
+    # Snapshot 2: ids 2, 3, 5 survive with small moves, 1 and 8 go, 9 and 12 arrive.
+    prev_cols = [np.asarray(c) for c in s1.dequantize(schema)]
+    keep = [1, 2, 3]  # rows of ids 2, 3, 5 in s1
+    moved = [np.concatenate([p[keep], c[:2]]) for p, c in zip(prev_cols, cols, strict=True)]
+    moved[0][:3] += rng.uniform(-0.5, 0.5, size=(3, 3))
+    moved[5][:1] += 3.0
+    s2 = _snapshot(schema, 2, [2, 3, 5, 9, 12], moved)
+    # Snapshot 3 (against 2): id 4 spawns below surviving ids (recycled), 3 despawns.
+    cols3 = [np.asarray(c) for c in s2.dequantize(schema)]
+    rows3 = [0, 2, 3, 4]  # ids 2, 5, 9, 12
+    extra = _probe_columns(rng, 1)
+    c3 = [np.concatenate([c[rows3], e]) for c, e in zip(cols3, extra, strict=True)]
+    c3[2][1] = -c3[2][1]  # a yaw change that wraps
+    s3 = _snapshot(schema, 3, [2, 5, 9, 12, 4], c3)
+    empty = _snapshot(schema, 4, [], [c[:0] for c in _probe_columns(rng, 0)])
+    cases = [
+        _payload_case("full", schema, s1, None),
+        _payload_case("full-lz4", schema, s1, None, compress=True),
+        _payload_case("delta", schema, s2, s1),
+        _payload_case("delta-checksum", schema, s2, s1, checksum=True),
+        _payload_case("delta-recycled-id", schema, s3, s2, compress=True),
+        _payload_case("delta-to-empty", schema, empty, s3),
+    ]
+    raw = encode_delta(schema, s2, s1)
+    bad = [
+        {"name": "truncated", "base_id": 1, "payload": _hex(raw[:-1]), "compressed": False},
+        {"name": "trailing", "base_id": 1, "payload": _hex(raw + b"\0"), "compressed": False},
+        {"name": "no-base", "base_id": None, "payload": _hex(raw), "compressed": False},
+        {
+            "name": "fingerprint",
+            "base_id": None,
+            "payload": _hex(raw[:4] + bytes([raw[4] ^ 1]) + raw[5:]),
+            "compressed": False,
+        },
+        {
+            "name": "lz4-junk",
+            "base_id": 1,
+            "payload": _hex(compress_payload(raw * 4)[0] + b"x"),
+            "compressed": True,
+        },
+    ]
+    return cases, bad
+
+
+def _coop_payloads() -> list[dict[str, Any]]:
+    """A small coop room: players, drones and the team row, then a delta of movement."""
+    from astranet.examples.coop.components import DRONE, PLAYER, TEAM
+
+    store = ColumnStore(COOP_SCHEMA)
+    store.spawn(1, Body__kind=TEAM, Team__score=120.0, Team__wave=3.0)
+    store.spawn(2, Body__kind=PLAYER, Body__pos=np.array([[1.0, 2.0], [-3.0, 4.5]]))
+    store.spawn(40, Body__kind=DRONE, Body__pos=np.linspace(-60, 60, 80).reshape(40, 2))
+    s1 = capture(store, 1, 10)
+    store["Body.pos"][3:] += 0.078125
+    store["Body.heading"][3:] = 1.5
+    s2 = capture(store, 2, 11)
+    return [
+        _payload_case("coop-full", COOP_SCHEMA, s1, None, compress=True),
+        _payload_case("coop-delta", COOP_SCHEMA, s2, s1),
+    ]
+
+
+def _signing() -> list[dict[str, Any]]:
+    rng = random.Random(5)
+    cases = [(bytes(range(32)), 42, 1700000000000, bytes.fromhex("0100ff7f")), (bytes(32), 0, 0, b"")]
+    for _ in range(6):
+        key = rng.randbytes(32)
+        blob = rng.randbytes(rng.randrange(0, 40))
+        cases.append((key, rng.randrange(2**32), rng.randrange(2**53), blob))
+    return [
+        {
+            "key": _hex(key),
+            "seq": seq,
+            "tick_ms": tick,
+            "blob": _hex(blob),
+            "sig": _hex(sign(key, seq, tick, blob)),
+            "frame": _hex(m.encode(m.InputFrame(seq, tick, blob, sign(key, seq, tick, blob)))),
+        }
+        for key, seq, tick, blob in cases
+    ]
+
+
+def _messages() -> dict[str, Any]:
+    client = {
+        "hello": m.encode(m.Hello(1)),
+        "find_or_create": m.encode(m.FindOrCreate("us-east", "coop", 2)),
+        "join_room": m.encode(m.JoinRoom("AbCd1234")),
+        "resume": m.encode(m.Resume("AbCd1234", "p-1", b"\x01\x02")),
+        "ack": m.encode(m.Ack(77)),
+        "ping": m.encode(m.Ping(9, 123456789)),
+        "leave": m.encode(m.Leave()),
+    }
+    server = [
+        (m.HelloAck(1), {"t": "HelloAck", "protocol": 1}),
+        (m.MatchResult("AbCd1234"), {"t": "MatchResult", "room_id": "AbCd1234"}),
+        (
+            m.JoinAccepted("AbCd1234", "p-1", 30, bytes(range(32)), b"tok", 7),
+            {"t": "JoinAccepted", "room_id": "AbCd1234", "player_id": "p-1", "tick_hz": 30,
+             "session_key": _hex(bytes(range(32))), "resume_token": _hex(b"tok"), "entity": 7},
+        ),
+        (
+            m.Snapshot(5, 1234, 3, False, bytes(range(1, 9)), 42),
+            {"t": "Snapshot", "id": 5, "server_tick": 1234, "base_id": 3, "compressed": False,
+             "payload": _hex(bytes(range(1, 9))), "last_input_seq": 42},
+        ),
+        (
+            m.Pong(3, 1700000000000, 1700000000050, 99),
+            {"t": "Pong", "nonce": 3, "client_time_ms": 1700000000000,
+             "server_time_ms": 1700000000050, "server_tick": 99},
+        ),
+        (m.RateLimited(250), {"t": "RateLimited", "retry_after_ms": 250}),
+        (
+            m.ErrorMessage("room_full", "room is full"),
+            {"t": "ProtocolError", "code": "room_full", "message": "room is full"},
+        ),
+    ]
+    return {
+        "client": {name: _hex(data) for name, data in client.items()},
+        "server": [{"bytes": _hex(m.encode(msg)), "expect": expect} for msg, expect in server],
+        "bad_server": [_hex(b"\x93\x01\x02\x03"), _hex(b"\x81\xa1t\xa4Nope"), _hex(b"\xc1")],
+    }
+
+
+def _coop_steps() -> list[dict[str, Any]]:
+    """Random coop player steps from random (on-grid) states: before, blob, dt, after."""
+    from astranet.examples.coop.components import PLAYER
+
+    rng = random.Random(11)
+    cases = []
+    for _ in range(300):
+        store = ColumnStore(COOP_SCHEMA)
+        start = np.array([[rng.randrange(-3840, 3841) / 64, rng.randrange(-3840, 3841) / 64]])
+        store.spawn(
+            1, Body__kind=PLAYER, Body__pos=start, Health__hp=float(rng.choice([0, 5, 100])),
+            Weapon__cooldown=float(rng.randrange(0, 6)),
+        )
+        net_id = int(store.net_ids[0])
+        command = Command(
+            rng.randrange(-127, 128), rng.randrange(-127, 128), rng.randrange(256), rng.random() < 0.5
+        )
+        dt_s = rng.choice([1 / 30, 1 / 60, 1 / 20])
+        before = read_rows(store)[0].tolist()
+        states = []
+        for _ in range(rng.randrange(1, 40)):
+            step_avatar(store, net_id, command, dt_s)
+            states.append(read_rows(store)[0].tolist())
+        cases.append({"before": before, "blob": _hex(encode_command(command)), "dt_s": dt_s,
+                      "after": states})
+    return cases
+
+
+def write_vectors(directory: Path) -> Path:
+    """Write ``vectors.json`` into ``directory``; returns its path."""
+    payloads, bad = _probe_payloads()
+    vectors = {
+        "schemas": {
+            "probe": {"description": describe(PROBE_SCHEMA), "fingerprint": PROBE_SCHEMA.fingerprint,
+                      "canonical": PROBE_SCHEMA.canonical_json().decode()},
+            "coop": {"description": describe(COOP_SCHEMA), "fingerprint": COOP_SCHEMA.fingerprint,
+                     "canonical": COOP_SCHEMA.canonical_json().decode()},
+        },
+        "payloads": {"probe": payloads, "coop": _coop_payloads()},
+        "bad_payloads": bad,
+        "signing": _signing(),
+        "messages": _messages(),
+        "coop_steps": _coop_steps(),
+        "crc32": [{"hex": _hex(b), "crc": zlib.crc32(b)} for b in (b"", b"abc", bytes(range(256)))],
+    }
+    path = Path(directory) / "vectors.json"
+    path.write_text(json.dumps(vectors))
+    return path
