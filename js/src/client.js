@@ -43,7 +43,8 @@ export const MAX_REDIRECTS = 4; // a redirect to a redirect to ...: a misconfigu
  * @property {number} [partySize]
  * @property {string} [roomId] join this room instead of FindOrCreate
  * @property {import('./schema.js').Schema | null} [schema] checked at join when given
- * @property {boolean} [foldAcks] fold acks into InputFrame (WIRE A1; the server must support it)
+ * @property {boolean} [foldAcks] fold acks into InputFrame (WIRE A1; default true)
+ * @property {boolean} [compact] ask for the compact Snapshot envelope (WIRE A1; default true)
  * @property {boolean} [reconnect] Resume after an abrupt close (default true)
  * @property {Backoff} [backoff]
  * @property {string} [token] JWT for servers with authentication (WIRE A4)
@@ -55,7 +56,7 @@ export class GameClient extends EventTarget {
   /** @param {GameClientOptions} options */
   constructor(options) {
     super();
-    this.options = { region: 'us-east', gameMode: 'coop', partySize: 1, reconnect: true, foldAcks: false, ...options };
+    this.options = { region: 'us-east', gameMode: 'coop', partySize: 1, reconnect: true, foldAcks: true, compact: true, ...options };
     this.now = options.now ?? (() => performance.now());
     this.WebSocketImpl = options.WebSocketImpl ?? globalThis.WebSocket;
     this.backoff = options.backoff ?? new Backoff();
@@ -68,6 +69,7 @@ export class GameClient extends EventTarget {
     /** @type {number | null} */ this.entity = null;
     /** @type {number | null} */ this.tickHz = null;
     /** @type {number | null} */ this.serverSchema = null;
+    /** @type {boolean | null} HelloAck.compact on the current socket */ this.compactGranted = null;
     this.epoch = 0;
     this.nextSeq = 1;
     /** @type {InputSigner | null} */ this.signer = null;
@@ -185,10 +187,9 @@ export class GameClient extends EventTarget {
   request(url, request) {
     return new Promise((resolve, reject) => {
       this.ws?.close(1000);
-      const target = this.options.token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(this.options.token)}` : url;
       let ws;
       try {
-        ws = new this.WebSocketImpl(target);
+        ws = new this.WebSocketImpl(url);
       } catch (exc) {
         reject(new ConnectFailed(`cannot open ${url}: ${/** @type {Error} */ (exc).message}`));
         return;
@@ -208,8 +209,11 @@ export class GameClient extends EventTarget {
         else if (m.t === 'ProtocolError') settle(() => reject(protocolErrorFor(m.code, m.message)));
       };
       ws.onopen = () => {
-        const helloMessage = msg.hello(this.options.schema ? this.options.schema.fingerprint : undefined);
-        if (this.options.token) /** @type {any} */ (helloMessage).token = this.options.token;
+        const helloMessage = msg.hello({
+          compact: this.options.compact,
+          schema: this.options.schema ? this.options.schema.fingerprint : undefined,
+          token: this.options.token,
+        });
         ws.send(msg.encode(helloMessage));
         ws.send(msg.encode(request));
         this.startPinging();
@@ -289,6 +293,9 @@ export class GameClient extends EventTarget {
         if (sentMs !== undefined && this.clock) this.clock.addPong(sentMs, nowMs, m.server_time_ms, m.server_tick);
         return;
       }
+      case 'HelloAck':
+        this.compactGranted = m.compact;
+        return;
       case 'RateLimited':
         this.stats.rateLimited += 1;
         this.dispatchEvent(new CustomEvent('rate-limited', { detail: m.retry_after_ms }));

@@ -77,6 +77,7 @@ export class SeatExpired extends ServerProtocolError {}
 export class RoomLost extends ServerProtocolError {}
 export class Unauthorized extends ServerProtocolError {}
 export class Busy extends ServerProtocolError {}
+export class Unavailable extends ServerProtocolError {}
 /** `schema_mismatch`: the server refused our Hello.schema. */
 export class SchemaRefused extends ServerProtocolError {}
 
@@ -97,6 +98,7 @@ export const PROTOCOL_ERRORS = Object.freeze({
   room_lost: RoomLost,
   unauthorized: Unauthorized,
   busy: Busy,
+  unavailable: Unavailable,
   schema_mismatch: SchemaRefused,
 });
 

@@ -27,8 +27,19 @@ export function encode(message) {
   return msgpackEncode(message, { ignoreUndefined: true });
 }
 
-export const hello = (/** @type {number | undefined} */ schema) =>
-  schema === undefined ? { t: 'Hello', protocol: PROTOCOL_VERSION } : { t: 'Hello', protocol: PROTOCOL_VERSION, schema };
+/**
+ * Hello; `compact` asks for the compact Snapshot envelope (WIRE A1), `schema` carries this
+ * client's schema fingerprint (the server refuses another with `schema_mismatch`).
+ * @param {{compact?: boolean, schema?: number, token?: string}} [options]
+ */
+export function hello({ compact = false, schema, token } = {}) {
+  /** @type {Record<string, unknown>} */
+  const message = { t: 'Hello', protocol: PROTOCOL_VERSION };
+  if (compact) message.compact = true;
+  if (schema !== undefined) message.schema = schema;
+  if (token !== undefined) message.token = token;
+  return message;
+}
 export const findOrCreate = (/** @type {string} */ region, /** @type {string} */ gameMode, partySize = 1) => ({
   t: 'FindOrCreate',
   region,
@@ -36,8 +47,7 @@ export const findOrCreate = (/** @type {string} */ region, /** @type {string} */
   party_size: partySize,
 });
 /** @param {string} roomId @param {Uint8Array | null} [seatToken] */
-export const joinRoom = (roomId, seatToken = null) =>
-  seatToken ? { t: 'JoinRoom', room_id: roomId, seat_token: seatToken } : { t: 'JoinRoom', room_id: roomId };
+export const joinRoom = (roomId, seatToken = null) => ({ t: 'JoinRoom', room_id: roomId, seat_token: seatToken });
 /** @param {string} roomId @param {string} playerId @param {Uint8Array} resumeToken */
 export const resume = (roomId, playerId, resumeToken) => ({
   t: 'Resume',
@@ -103,6 +113,7 @@ const SERVER_MESSAGES = {
  */
 export function decodeServerMessage(data) {
   if (data.length > MAX_MESSAGE_BYTES) throw new ServerMessageError('server message over 64 KiB');
+  if (data[0] === COMPACT_MARKER) return decodeCompactSnapshot(data);
   let value;
   try {
     value = decode(data, { useBigInt64: false });
@@ -135,4 +146,65 @@ export function decodeServerMessage(data) {
   }
   if (message.t === 'ProtocolError' && message.message === null) message.message = '';
   return message;
+}
+
+// -- WIRE A1 compact Snapshot envelope (docs/protocol.md "A1: compact Snapshot envelope") ----
+
+/** msgpack never produces 0xc1, so no map envelope starts with it. */
+export const COMPACT_MARKER = 0xc1;
+const COMPACT_COMPRESSED = 0x01;
+const COMPACT_BASE = 0x02;
+const COMPACT_LAST_INPUT = 0x04;
+
+/**
+ * @param {Uint8Array} data @param {number} pos @param {number} maxBytes @param {string} name
+ * @returns {[number, number]} value and the position after it
+ */
+function readLeb128(data, pos, maxBytes, name) {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < maxBytes; i++) {
+    if (pos >= data.length) throw new ServerMessageError(`compact Snapshot: truncated ${name}`);
+    const byte = data[pos++];
+    value += (byte & 0x7f) * scale;
+    scale *= 128;
+    if (!(byte & 0x80)) return [value, pos];
+  }
+  throw new ServerMessageError(`compact Snapshot: ${name} longer than ${maxBytes} bytes`);
+}
+
+/** @param {Uint8Array} data @returns {ServerMessage} */
+export function decodeCompactSnapshot(data) {
+  if (data.length < 2) throw new ServerMessageError('compact Snapshot: truncated');
+  const flags = data[1];
+  if (flags & ~(COMPACT_COMPRESSED | COMPACT_BASE | COMPACT_LAST_INPUT)) {
+    throw new ServerMessageError(`compact envelope of unknown kind (flags ${flags})`);
+  }
+  let pos = 2;
+  let id;
+  let tick;
+  [id, pos] = readLeb128(data, pos, 5, 'id');
+  [tick, pos] = readLeb128(data, pos, 10, 'server_tick');
+  if (id > U32_MAX) throw new ServerMessageError('compact Snapshot: id out of range');
+  let baseId = null;
+  if (flags & COMPACT_BASE) {
+    let delta;
+    [delta, pos] = readLeb128(data, pos, 5, 'base delta');
+    if (delta > id) throw new ServerMessageError('compact Snapshot: base delta above id');
+    baseId = id - delta;
+  }
+  let lastInputSeq = null;
+  if (flags & COMPACT_LAST_INPUT) {
+    [lastInputSeq, pos] = readLeb128(data, pos, 5, 'last_input_seq');
+    if (lastInputSeq > U32_MAX) throw new ServerMessageError('compact Snapshot: last_input_seq out of range');
+  }
+  return {
+    t: 'Snapshot',
+    id,
+    server_tick: tick,
+    base_id: baseId,
+    compressed: (flags & COMPACT_COMPRESSED) !== 0,
+    payload: data.subarray(pos),
+    last_input_seq: lastInputSeq,
+  };
 }

@@ -9,8 +9,11 @@ between astranet's codec and js/src is caught in ``make test``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import re
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from astranet.examples.coop.components import SCHEMA as COOP_SCHEMA
 from astranet.examples.coop.input import Command, encode_command
 from astranet.examples.coop.sim import step_avatar
 from astranet.net import messages as m
+from astranet.net.envelope import SnapshotEnvelope
 from astranet.net.signing import sign
 from astranet.replication.codec import compress_payload, encode_delta
 from astranet.replication.prediction import read_rows
@@ -29,23 +33,63 @@ from astranet.replication.snapshot import Snapshot, capture
 
 __all__ = ["describe", "write_vectors"]
 
+_CANONICAL: dict[int, bytes] = {}  # fallback canonical JSON per schema (see describe)
+PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
 
 @replicated
 class Probe:
     pos = Quantized(-100.0, 100.0, 1 / 64, size=3)
-    raw = Float()
+    raw = Float()  # 32-bit codes: the wide zigzag path
     yaw = Angle(bits=10)
     rot = Quaternion(bits=9)
     flags = Bool(size=2)
-    big = Quantized(0.0, 4294967295.0, 1.0)  # 32-bit codes: the wide-delta path
 
 
 PROBE_SCHEMA = Schema(Probe)
 
 
 def describe(schema: Schema) -> dict[str, Any]:
-    """``schema.describe()`` (the canonical schema JSON of docs/protocol.md)."""
-    return schema.describe()
+    """``schema.describe()`` (the canonical schema JSON of docs/protocol.md).
+
+    Until Schema.describe lands this builds the agreed shape itself and re-fingerprints the
+    schema over it (which is why the vectors are written in a subprocess).
+    """
+    if hasattr(schema, "describe"):
+        return schema.describe()
+    components: list[dict[str, Any]] = []
+    for spec in schema.fields:
+        component, _, field_name = spec.name.partition(".")
+        if not components or components[-1]["name"] != component:
+            components.append({"name": component, "fields": []})
+        params = {
+            p.name: _js_number(getattr(spec.encoding, p.name))
+            for p in dataclasses.fields(spec.encoding)  # type: ignore[arg-type]
+        }
+        components[-1]["fields"].append(
+            {
+                **params,
+                "name": field_name,
+                "encoding": type(spec.encoding).__name__,
+                "code_bits": list(spec.encoding.code_bits),
+                "max_codes": list(spec.encoding.max_codes),
+            }
+        )
+    description = {"format": 1, "components": components}
+    canonical = json.dumps(description, sort_keys=True, separators=(",", ":")).encode()
+    schema.fingerprint = zlib.crc32(canonical)
+    _CANONICAL[id(schema)] = canonical
+    return description
+
+
+def _js_number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _canonical(schema: Schema) -> str:
+    if hasattr(schema, "canonical_json"):
+        return schema.canonical_json().decode()
+    return _CANONICAL[id(schema)].decode()
 
 
 def _hex(data: bytes) -> str:
@@ -70,7 +114,6 @@ def _probe_columns(rng: np.random.Generator, n: int) -> list[np.ndarray]:
         rng.uniform(-3.1, 3.1, size=n),
         quats,
         rng.integers(0, 2, size=(n, 2)).astype(bool),
-        rng.integers(0, 2**32, size=n).astype(np.float64),
     ]
 
 
@@ -107,7 +150,7 @@ def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     keep = [1, 2, 3]  # rows of ids 2, 3, 5 in s1
     moved = [np.concatenate([p[keep], c[:2]]) for p, c in zip(prev_cols, cols, strict=True)]
     moved[0][:3] += rng.uniform(-0.5, 0.5, size=(3, 3))
-    moved[5][:1] += 3.0
+    moved[1][:2] *= -3.0  # Float: 32-bit codes, the wide-delta path
     s2 = _snapshot(schema, 2, [2, 3, 5, 9, 12], moved)
     # Snapshot 3 (against 2): id 4 spawns below surviving ids (recycled), 3 despawns.
     cols3 = [np.asarray(c) for c in s2.dequantize(schema)]
@@ -166,7 +209,10 @@ def _coop_payloads() -> list[dict[str, Any]]:
 
 def _signing() -> list[dict[str, Any]]:
     rng = random.Random(5)
-    cases = [(bytes(range(32)), 42, 1700000000000, bytes.fromhex("0100ff7f")), (bytes(32), 0, 0, b"")]
+    cases = [
+        (bytes(range(32)), 42, 1700000000000, bytes.fromhex("0100ff7f")),
+        (bytes(32), 0, 0, b""),
+    ]
     for _ in range(6):
         key = rng.randbytes(32)
         blob = rng.randbytes(rng.randrange(0, 40))
@@ -199,18 +245,37 @@ def _messages() -> dict[str, Any]:
         (m.MatchResult("AbCd1234"), {"t": "MatchResult", "room_id": "AbCd1234"}),
         (
             m.JoinAccepted("AbCd1234", "p-1", 30, bytes(range(32)), b"tok", 7),
-            {"t": "JoinAccepted", "room_id": "AbCd1234", "player_id": "p-1", "tick_hz": 30,
-             "session_key": _hex(bytes(range(32))), "resume_token": _hex(b"tok"), "entity": 7},
+            {
+                "t": "JoinAccepted",
+                "room_id": "AbCd1234",
+                "player_id": "p-1",
+                "tick_hz": 30,
+                "session_key": _hex(bytes(range(32))),
+                "resume_token": _hex(b"tok"),
+                "entity": 7,
+            },
         ),
         (
             m.Snapshot(5, 1234, 3, False, bytes(range(1, 9)), 42),
-            {"t": "Snapshot", "id": 5, "server_tick": 1234, "base_id": 3, "compressed": False,
-             "payload": _hex(bytes(range(1, 9))), "last_input_seq": 42},
+            {
+                "t": "Snapshot",
+                "id": 5,
+                "server_tick": 1234,
+                "base_id": 3,
+                "compressed": False,
+                "payload": _hex(bytes(range(1, 9))),
+                "last_input_seq": 42,
+            },
         ),
         (
             m.Pong(3, 1700000000000, 1700000000050, 99),
-            {"t": "Pong", "nonce": 3, "client_time_ms": 1700000000000,
-             "server_time_ms": 1700000000050, "server_tick": 99},
+            {
+                "t": "Pong",
+                "nonce": 3,
+                "client_time_ms": 1700000000000,
+                "server_time_ms": 1700000000050,
+                "server_tick": 99,
+            },
         ),
         (m.RateLimited(250), {"t": "RateLimited", "retry_after_ms": 250}),
         (
@@ -218,7 +283,24 @@ def _messages() -> dict[str, Any]:
             {"t": "ProtocolError", "code": "room_full", "message": "room is full"},
         ),
     ]
+    compact = []
+    for fields in [
+        (5, 1234, 3, False, bytes(range(1, 9)), 42),
+        (7, 2**40, None, True, b"xy", None),
+    ]:
+        envelope = SnapshotEnvelope(*fields[:5])
+        compact.append(
+            {
+                "compact": _hex(envelope.encode(fields[5], compact=True)),
+                "map": _hex(envelope.encode(fields[5])),
+            }
+        )
+    section = PROTOCOL_DOC.read_text().split("## Error codes", 1)[1].split("\n## ", 1)[0]
     return {
+        "hello_compact": _hex(m.encode(m.Hello(1, True))),
+        "input_frame_ack": _hex(m.encode(m.InputFrame(1, 2, b"\x03", bytes(16), 9))),
+        "compact": compact,
+        "error_codes": sorted(set(re.findall(r"^\| `([a-z_]+)`", section, flags=re.M))),
         "client": {name: _hex(data) for name, data in client.items()},
         "server": [{"bytes": _hex(m.encode(msg)), "expect": expect} for msg, expect in server],
         "bad_server": [_hex(b"\x93\x01\x02\x03"), _hex(b"\x81\xa1t\xa4Nope"), _hex(b"\xc1")],
@@ -235,12 +317,18 @@ def _coop_steps() -> list[dict[str, Any]]:
         store = ColumnStore(COOP_SCHEMA)
         start = np.array([[rng.randrange(-3840, 3841) / 64, rng.randrange(-3840, 3841) / 64]])
         store.spawn(
-            1, Body__kind=PLAYER, Body__pos=start, Health__hp=float(rng.choice([0, 5, 100])),
+            1,
+            Body__kind=PLAYER,
+            Body__pos=start,
+            Health__hp=float(rng.choice([0, 5, 100])),
             Weapon__cooldown=float(rng.randrange(0, 6)),
         )
         net_id = int(store.net_ids[0])
         command = Command(
-            rng.randrange(-127, 128), rng.randrange(-127, 128), rng.randrange(256), rng.random() < 0.5
+            rng.randrange(-127, 128),
+            rng.randrange(-127, 128),
+            rng.randrange(256),
+            rng.random() < 0.5,
         )
         dt_s = rng.choice([1 / 30, 1 / 60, 1 / 20])
         before = read_rows(store)[0].tolist()
@@ -248,20 +336,28 @@ def _coop_steps() -> list[dict[str, Any]]:
         for _ in range(rng.randrange(1, 40)):
             step_avatar(store, net_id, command, dt_s)
             states.append(read_rows(store)[0].tolist())
-        cases.append({"before": before, "blob": _hex(encode_command(command)), "dt_s": dt_s,
-                      "after": states})
+        cases.append(
+            {"before": before, "blob": _hex(encode_command(command)), "dt_s": dt_s, "after": states}
+        )
     return cases
 
 
 def write_vectors(directory: Path) -> Path:
     """Write ``vectors.json`` into ``directory``; returns its path."""
+    schemas = {"probe": describe(PROBE_SCHEMA), "coop": describe(COOP_SCHEMA)}
     payloads, bad = _probe_payloads()
     vectors = {
         "schemas": {
-            "probe": {"description": describe(PROBE_SCHEMA), "fingerprint": PROBE_SCHEMA.fingerprint,
-                      "canonical": PROBE_SCHEMA.canonical_json().decode()},
-            "coop": {"description": describe(COOP_SCHEMA), "fingerprint": COOP_SCHEMA.fingerprint,
-                     "canonical": COOP_SCHEMA.canonical_json().decode()},
+            "probe": {
+                "description": schemas["probe"],
+                "fingerprint": PROBE_SCHEMA.fingerprint,
+                "canonical": _canonical(PROBE_SCHEMA),
+            },
+            "coop": {
+                "description": schemas["coop"],
+                "fingerprint": COOP_SCHEMA.fingerprint,
+                "canonical": _canonical(COOP_SCHEMA),
+            },
         },
         "payloads": {"probe": payloads, "coop": _coop_payloads()},
         "bad_payloads": bad,
@@ -273,3 +369,7 @@ def write_vectors(directory: Path) -> Path:
     path = Path(directory) / "vectors.json"
     path.write_text(json.dumps(vectors))
     return path
+
+
+if __name__ == "__main__":
+    print(write_vectors(Path(sys.argv[1])))
