@@ -2,8 +2,8 @@
 
 ``backend`` is a factory: ``backend()`` opens the store (again, on the same file or Redis
 database, so a test can close and reopen it); stores it opened are closed afterwards.
-``redis_server`` is one real redis-server per test session (tests/_redis.py), flushed before
-each test that uses it.
+``redis_server`` is one real redis-server per test session (astranet.tools.redisproc, as in
+tests/cluster), flushed before each test that uses it.
 """
 
 from __future__ import annotations
@@ -14,22 +14,21 @@ from pathlib import Path
 import pytest
 
 from astranet.storage.base import Storage
-from tests._redis import REDIS_SERVER, RedisServer
+from astranet.tools.redisproc import RedisProcess, redis_server_binary
 
 BACKENDS = ["sqlite", "redis"]
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    if not REDIS_SERVER:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
-    server = RedisServer.start()
-    yield server
-    server.stop()
+def redis_server() -> Iterator[RedisProcess]:
+    if redis_server_binary() is None:  # make test must run these: .ci/run installs it
+        pytest.fail("redis-server is not installed: apt-get install redis-server", pytrace=False)
+    with RedisProcess() as server:
+        yield server
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+def redis_url(redis_server: RedisProcess) -> str:
     import redis
 
     client = redis.Redis.from_url(redis_server.url)

@@ -13,7 +13,7 @@ from astranet.errors import StorageError
 from astranet.storage.base import Checkpoint, FencedOut, PlayerRecord, RoomRecord
 from astranet.storage.base import hash_resume_token as token_hash
 from astranet.storage.redis import CLOSED_ROOM_TTL_S, Fence, RedisStorage
-from tests._redis import RedisServer, _free_port
+from astranet.tools.redisproc import RedisProcess, free_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,7 +38,7 @@ def _node(url: str, node_id: str) -> RedisStorage:
 
 
 def test_an_unreachable_server_is_a_storage_error_naming_the_url() -> None:
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(StorageError, match=f"{url}: connect failed"):
         RedisStorage(url)
 
@@ -135,7 +135,7 @@ def test_a_corrupt_checkpoint_is_a_storage_error_naming_the_room(
 
 
 def test_a_redis_that_goes_away_gives_storage_errors() -> None:
-    server = RedisServer.start()  # its own server: this test kills it
+    server = RedisProcess()  # its own server (started): this test stops it
     try:
         store = RedisStorage(server.url)
         store.save_room(_room())
