@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import esper
 
 from astranet.ecs import ColumnStore, NetEntity, Schema
-from astranet.errors import AstranetError, ConfigurationError
+from astranet.errors import AstranetError, ConfigurationError, InvalidState
 
 __all__ = ["Game", "InputError", "SimContext", "load_game"]
 
@@ -69,6 +69,24 @@ class SimContext:
     #: True on the server; the client's prediction runs the same code with False, so a game
     #: can skip server-only effects (spawning enemies, scoring) while predicting.
     authoritative: bool = True
+    #: While ``apply_input`` runs: the server tick (fractional) the input's client was
+    #: rendering remote entities at, from the frame's optional ``view_tick`` (None: the client
+    #: did not say, or outside ``apply_input``). Pass it to :meth:`rewind`.
+    view_tick: float | None = None
+    #: The room's :class:`~astranet.replication.rewind.Rewinder` (server only; None on clients).
+    rewinder: Any = None
+
+    def rewind(self, view_tick: float | None) -> Any:
+        """Lag compensation: the replicated state as a client saw it at ``view_tick``.
+
+        Returns a :class:`~astranet.replication.rewind.RewoundView` (``.net_ids``,
+        ``.field("Body.pos")``), interpolated exactly as the client interpolates; views older
+        than ``Game.max_rewind_ms`` are clamped to it, None means the newest snapshot. Only on
+        the server (``authoritative``); raises InvalidState elsewhere.
+        """
+        if self.rewinder is None:
+            raise InvalidState("sim.rewind() needs the server's snapshot history")
+        return self.rewinder.rewind(view_tick)
 
 
 class Game:
@@ -78,6 +96,8 @@ class Game:
     name: ClassVar[str] = "game"
     #: The replicated components.
     schema: Schema
+    #: Lag-compensation cap: how far behind the newest snapshot ``sim.rewind`` may look.
+    max_rewind_ms: ClassVar[float] = 500.0
 
     def setup(self, sim: SimContext) -> None:
         """Create the room's initial entities and add simulation processors (once per room)."""

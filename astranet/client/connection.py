@@ -132,12 +132,18 @@ class GameClient:
         self._event_added = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._view: tuple[int, int] | None = None
 
     # -- thread-safe API for the game loop ---------------------------------------------------
 
     def now_ms(self) -> float:
         """The client clock in ms (the clock ``clock_estimate`` and arrivals use)."""
         return self._clock() * 1000.0
+
+    def set_view(self, view: tuple[int, int] | None) -> None:
+        """The ``(view_tick, view_frac)`` the following inputs state (lag compensation);
+        ``ClientWorld`` sets it after every frame from what it drew. None: state no view."""
+        self._view = view
 
     def send_input(self, blob: bytes) -> int | None:
         """Sign and send one input; its seq, or None when not in a room (reconnecting)."""
@@ -146,7 +152,7 @@ class GameClient:
                 self.stats.inputs_refused += 1
                 return None
             try:
-                seq = self.conn.send_input(blob)
+                seq = self.conn.send_input(blob, view=self._view)
             except InvalidState:  # the writer is stuck (send queue full): treat as offline
                 self.stats.inputs_refused += 1
                 return None

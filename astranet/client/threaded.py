@@ -85,6 +85,9 @@ class ThreadedClient:
     def send_input(self, blob: bytes) -> int | None:
         return self.client.send_input(blob)
 
+    def set_view(self, view: tuple[int, int] | None) -> None:
+        self.client.set_view(view)
+
     def ack(self, snapshot_id: int) -> None:
         self.client.ack(snapshot_id)
 

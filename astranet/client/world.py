@@ -41,6 +41,7 @@ from astranet.replication.prediction import (
     PredictionHistory,
     StateLayout,
 )
+from astranet.replication.rewind import VIEW_FRAC_ONE, view_q_of
 from astranet.systems.clock_sync import ClockSyncSystem
 from astranet.systems.contract import ClientFrame, ClientLink, LocalPlayer
 from astranet.systems.interpolation import InterpolationSystem, RenderView
@@ -48,7 +49,7 @@ from astranet.systems.prediction import PredictionSystem
 from astranet.systems.reconciliation import ReconciliationSystem, SnapshotReceiveSystem
 from astranet.systems.stages import Stage, add_system
 
-__all__ = ["ClientWorld", "FrameLink", "run_frames"]
+__all__ = ["ClientWorld", "FrameLink", "run_frames", "wire_view_of"]
 
 _world_numbers = itertools.count(1)
 
@@ -57,6 +58,17 @@ class FrameLink(ClientLink):
     """A ClientLink that also tells the time (GameClient and ThreadedClient both do)."""
 
     def now_ms(self) -> float: ...
+
+    # Optional (lag compensation): the view the next inputs state; see ClientWorld.step.
+    # def set_view(self, view: tuple[int, int] | None) -> None: ...
+
+
+def wire_view_of(view: RenderView, tick_ms: float) -> tuple[int, int] | None:
+    """``(view_tick, view_frac)`` of a drawn frame for InputFrame (None: nothing drawn)."""
+    if view.render_time_ms is None:
+        return None
+    view_q = view_q_of(view.render_time_ms, tick_ms)
+    return view_q // VIEW_FRAC_ONE, view_q % VIEW_FRAC_ONE
 
 
 class ClientWorld:
@@ -127,7 +139,12 @@ class ClientWorld:
             esper.process(frame)
         finally:
             esper.switch_world(previous)
-        return self.interpolation.view
+        view = self.interpolation.view
+        set_view = getattr(self.link, "set_view", None)
+        if set_view is not None and frame.tick_ms is not None:
+            # The next inputs say what the player saw in this frame (lag compensation).
+            set_view(wire_view_of(view, frame.tick_ms))
+        return view
 
     @property
     def view(self) -> RenderView:

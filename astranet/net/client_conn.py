@@ -150,11 +150,19 @@ class ClientConnection:
             raise InvalidState("resume needs room_id, player_id and resume_token")
         self._queue(Resume(room_id, player_id, resume_token))
 
-    def send_input(self, blob: bytes, tick_ms: int | None = None, *, ack: int | None = None) -> int:
+    def send_input(
+        self,
+        blob: bytes,
+        tick_ms: int | None = None,
+        *,
+        ack: int | None = None,
+        view: tuple[int, int] | None = None,
+    ) -> int:
         """Number, sign and queue one input frame; returns its ``seq``.
 
         ``tick_ms`` defaults to the injected clock in milliseconds. ``ack`` folds an ``Ack``
-        of that snapshot id into the frame (WIRE A1), recorded as by :meth:`ack`.
+        of that snapshot id into the frame (WIRE A1), recorded as by :meth:`ack`. ``view`` is
+        the ``(view_tick, view_frac)`` the client was rendering at (lag compensation), signed.
         """
         self._require(frozenset({_C.IN_ROOM}), "send_input")
         if tick_ms is None:
@@ -163,7 +171,9 @@ class ClientConnection:
         seq = self.next_seq
         if seq > U32_MAX:
             raise LocalProtocolError("input seq space (u32) exhausted; reconnect as a new player")
-        frame = InputFrame(seq, tick_ms, blob, self._signer.sign(seq, tick_ms, blob), ack)
+        sig = self._signer.sign(seq, tick_ms, blob, view)
+        view_tick, view_frac = view if view is not None else (None, None)
+        frame = InputFrame(seq, tick_ms, blob, sig, ack, view_tick, view_frac)
         self._queue(frame)
         self.next_seq = seq + 1
         if ack is not None:

@@ -76,6 +76,8 @@ from astranet.net.limits import (
     SIG_BYTES,
 )
 
+VIEW_FRAC_MAX = 0xFFFF  # view_frac counts 1/65536 of a tick (u16)
+
 __all__ = [
     "CLIENT_MESSAGES",
     "SERVER_MESSAGES",
@@ -255,7 +257,7 @@ class Resume(Message):
             )
 
 
-@_message("InputFrame", CLIENT_MESSAGES, added=("ack",))
+@_message("InputFrame", CLIENT_MESSAGES, added=("ack", "view_tick", "view_frac"))
 class InputFrame(Message):
     seq: int
     tick_ms: int
@@ -263,6 +265,10 @@ class InputFrame(Message):
     sig: bytes
     #: WIRE A1: same effect as an ``Ack{snapshot_id: ack}`` right after this frame (not signed).
     ack: int | None = None
+    #: Lag compensation (optional, signed): the server tick the client was rendering remote
+    #: entities at, and the fraction of a tick beyond it in 1/65536 (docs/protocol.md).
+    view_tick: int | None = None
+    view_frac: int | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
@@ -271,6 +277,19 @@ class InputFrame(Message):
         f.check_bytes("input_blob", self.input_blob, MAX_INPUT_BLOB_BYTES, err)
         f.check_exact_bytes("sig", self.sig, SIG_BYTES, err)
         f.check_optional_u32("ack", self.ack, err)
+        if self.view_tick is not None:
+            f.check_u64("view_tick", self.view_tick, err)
+        if self.view_frac is not None:
+            f.check_int("view_frac", self.view_frac, 0, VIEW_FRAC_MAX, err)
+            if self.view_tick is None:
+                raise err("view_frac without view_tick")
+
+    @property
+    def view(self) -> tuple[int, int] | None:
+        """``(view_tick, view_frac)`` when the frame states a view, else None."""
+        if self.view_tick is None:
+            return None
+        return self.view_tick, self.view_frac or 0
 
 
 @_message("Ack", CLIENT_MESSAGES)

@@ -363,7 +363,9 @@ class ServerConnection:
         # Signature first, so an unsigned frame cannot probe the replay guard.
         assert self._signer is not None  # IN_ROOM implies a JoinAccepted was sent
         kick = 1008 if self.sig_failure_policy == "kick" else None
-        if not self._signer.verify(frame.seq, frame.tick_ms, frame.input_blob, frame.sig):
+        if not self._signer.verify(
+            frame.seq, frame.tick_ms, frame.input_blob, frame.sig, frame.view
+        ):
             self.stats.signature_failures += 1
             raise BadSignature("input frame signature verification failed", close_code=kick)
         if not self._guard.is_fresh(frame.seq):

@@ -27,43 +27,70 @@ __all__ = ["InputSigner", "ReplayGuard", "sign", "verify"]
 
 # seq as u32 little-endian, then tick_ms as u64 little-endian: 12 bytes before the blob.
 _SIGNED_HEADER = struct.Struct("<IQ")
+# A frame that states a view (lag compensation) signs seq, tick_ms, view_tick u64, view_frac
+# u16, then the blob, under a key derived from the session key: a distinct key (not just a
+# longer header) so no v1 frame's bytes can ever stand for a view frame's, or back.
+_SIGNED_VIEW_HEADER = struct.Struct("<IQQH")
+VIEW_KEY_LABEL = b"astranet input view v1"
+
+View = tuple[int, int]  # (view_tick, view_frac)
 
 
-def _check_header(seq: int, tick_ms: int) -> bytes:
+def view_key(session_key: bytes) -> bytes:
+    """The key that signs frames carrying a view: HMAC-SHA256(session_key, VIEW_KEY_LABEL)."""
+    return hmac.new(session_key, VIEW_KEY_LABEL, hashlib.sha256).digest()
+
+
+def _check_header(seq: int, tick_ms: int, view: View | None = None) -> bytes:
     try:
-        return _SIGNED_HEADER.pack(seq, tick_ms)
+        if view is None:
+            return _SIGNED_HEADER.pack(seq, tick_ms)
+        return _SIGNED_VIEW_HEADER.pack(seq, tick_ms, view[0], view[1])
     except struct.error as exc:
-        raise LocalProtocolError(f"seq/tick_ms out of range: {seq}, {tick_ms}") from exc
+        raise LocalProtocolError(f"seq/tick_ms/view out of range: {seq} {tick_ms} {view}") from exc
 
 
-def sign(key: bytes, seq: int, tick_ms: int, blob: bytes) -> bytes:
-    """The 16-byte signature of one input frame."""
-    digest = hmac.new(key, _check_header(seq, tick_ms) + blob, hashlib.sha256).digest()
+def sign(key: bytes, seq: int, tick_ms: int, blob: bytes, view: View | None = None) -> bytes:
+    """The 16-byte signature of one input frame (``view``: its (view_tick, view_frac))."""
+    if view is not None:
+        key = view_key(key)
+    digest = hmac.new(key, _check_header(seq, tick_ms, view) + blob, hashlib.sha256).digest()
     return digest[:SIG_BYTES]
 
 
-def verify(key: bytes, seq: int, tick_ms: int, blob: bytes, sig: bytes) -> bool:
+def verify(
+    key: bytes, seq: int, tick_ms: int, blob: bytes, sig: bytes, view: View | None = None
+) -> bool:
     """True when ``sig`` is the signature of the frame under ``key`` (constant time)."""
-    return hmac.compare_digest(sign(key, seq, tick_ms, blob), sig)
+    return hmac.compare_digest(sign(key, seq, tick_ms, blob, view), sig)
 
 
 class InputSigner:
     """Signs and verifies frames of one session; the key is absorbed once, at construction."""
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_key", "_keyed", "_keyed_view")
 
     def __init__(self, key: bytes) -> None:
         # "sha256" by name selects OpenSSL's HMAC, whose copy() is a cheap C struct copy.
+        self._key = key
         self._keyed = hmac.new(key, digestmod="sha256")
+        self._keyed_view: hmac.HMAC | None = None  # keyed on first use: v1 clients never pay
 
-    def sign(self, seq: int, tick_ms: int, blob: bytes) -> bytes:
-        mac = self._keyed.copy()
-        mac.update(_check_header(seq, tick_ms))
+    def sign(self, seq: int, tick_ms: int, blob: bytes, view: View | None = None) -> bytes:
+        if view is None:
+            mac = self._keyed.copy()
+        else:
+            if self._keyed_view is None:
+                self._keyed_view = hmac.new(view_key(self._key), digestmod="sha256")
+            mac = self._keyed_view.copy()
+        mac.update(_check_header(seq, tick_ms, view))
         mac.update(blob)
         return mac.digest()[:SIG_BYTES]
 
-    def verify(self, seq: int, tick_ms: int, blob: bytes, sig: bytes) -> bool:
-        return hmac.compare_digest(self.sign(seq, tick_ms, blob), sig)
+    def verify(
+        self, seq: int, tick_ms: int, blob: bytes, sig: bytes, view: View | None = None
+    ) -> bool:
+        return hmac.compare_digest(self.sign(seq, tick_ms, blob, view), sig)
 
 
 class ReplayGuard:

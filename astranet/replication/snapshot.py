@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,6 +139,10 @@ class SnapshotHistory:
 
     def __len__(self) -> int:
         return len(self._ring)
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        """The kept snapshots, oldest first."""
+        return iter(self._ring.values())
 
     def __contains__(self, snapshot_id: object) -> bool:
         return snapshot_id in self._ring

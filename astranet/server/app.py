@@ -40,6 +40,7 @@ from astranet.net.messages import (
     Pong,
     Resume,
 )
+from astranet.replication.rewind import VIEW_FRAC_ONE
 from astranet.server.config import ServerConfig
 from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
@@ -361,7 +362,10 @@ class GameServer:
         player = session.player
         if player is None:
             return  # room closed under this connection; it is being closed too
-        if not player.inputs.push(frame.seq, frame.input_blob) and session.room is not None:
+        view = frame.view  # lag compensation: the tick the client was rendering, if it said
+        view_tick = None if view is None else view[0] + view[1] / VIEW_FRAC_ONE
+        queued = player.inputs.push(frame.seq, frame.input_blob, view_tick)
+        if not queued and session.room is not None:
             session.room.ingestion.dropped += 1  # sent faster than the tick: oldest dropped
         player.last_accepted_seq = frame.seq
 

@@ -32,6 +32,7 @@ from astranet.replication import (
     SnapshotFanout,
     SnapshotHistory,
 )
+from astranet.replication.rewind import Rewinder
 from astranet.systems import (
     IngestionStats,
     InputIngestionSystem,
@@ -102,6 +103,9 @@ class Room:
         self.sim = SimContext(self.store, 0, 1.0 / tick_hz, room_id, authoritative=True)
         self.history = SnapshotHistory(self.store)
         self.fanout = SnapshotFanout(game.schema, self.history, checksum=checksum)
+        self.sim.rewinder = Rewinder(
+            game.schema, self.history, tick_hz, max_rewind_ms=getattr(game, "max_rewind_ms", 500.0)
+        )
         self.ingestion = IngestionStats()
         self.reported = IngestionStats()  # the part of `ingestion` already in /metrics
         self.empty_since: float | None = clock()

@@ -25,6 +25,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import esper
 
@@ -39,6 +40,7 @@ __all__ = [
     "IngestionStats",
     "InputIngestionSystem",
     "InputQueue",
+    "QueuedInput",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,14 @@ class IngestionStats:
     dropped: int = 0  # inputs dropped because a player's queue overflowed
 
 
+class QueuedInput(NamedTuple):
+    """One verified frame waiting for its tick."""
+
+    seq: int
+    blob: bytes
+    view_tick: float | None  # the client's stated view (ticks), for sim.rewind
+
+
 class InputQueue:
     """One player's verified inputs waiting for the next tick."""
 
@@ -86,18 +96,19 @@ class InputQueue:
         self.credit = 0.0  # take() earns this tick's one input before spending
         self._standing_ticks = 0  # consecutive ticks that ended with frames still queued
         self.kick_reason: str | None = None
-        self._frames: deque[tuple[int, bytes]] = deque()
+        self._frames: deque[QueuedInput] = deque()
         self._violation_ticks: deque[int] = deque(maxlen=MAX_VIOLATIONS)
 
     def __len__(self) -> int:
         return len(self._frames)
 
-    def push(self, seq: int, blob: bytes) -> bool:
+    def push(self, seq: int, blob: bytes, view_tick: float | None = None) -> bool:
         """Queue a verified frame (seqs arrive increasing: the replay guard saw to that).
 
+        ``view_tick`` is the frame's stated view (lag compensation), None when absent.
         Returns False when the queue was full and its oldest frame was dropped.
         """
-        self._frames.append((seq, blob))
+        self._frames.append(QueuedInput(seq, blob, view_tick))
         if len(self._frames) > MAX_QUEUED_INPUTS:
             self._frames.popleft()
             return False
@@ -112,7 +123,7 @@ class InputQueue:
         if len(window) == MAX_VIOLATIONS and tick - window[0] < VIOLATION_WINDOW_TICKS:
             self.kick_reason = f"movement sanity: {reason}"
 
-    def take(self) -> list[tuple[int, bytes]]:
+    def take(self) -> list[QueuedInput]:
         """Frames to apply this tick (spends credit; one credit is earned per tick).
 
         A stall longer than the credit cap leaves a *standing queue*: a client sending one
@@ -150,7 +161,7 @@ class InputIngestionSystem(esper.Processor):
     def process(self, sim: SimContext) -> None:
         game, stats = self.game, self.stats
         for queue in self.queues():
-            for seq, blob in queue.take():
+            for seq, blob, view_tick in queue.take():
                 command = self._decode(blob)
                 reason = game.check_input(sim, queue.net_id, command)
                 if reason is not None:
@@ -158,7 +169,11 @@ class InputIngestionSystem(esper.Processor):
                     queue.record_violation(sim.tick, reason)
                     log.info("player %s: input refused (%s)", queue.player_id, reason)
                     command = game.empty_input()
-                game.apply_input(sim, queue.net_id, command)
+                sim.view_tick = view_tick  # what sim.rewind() should look at for this input
+                try:
+                    game.apply_input(sim, queue.net_id, command)
+                finally:
+                    sim.view_tick = None
                 queue.last_input_seq = seq
                 stats.applied += 1
 

@@ -34,6 +34,7 @@ from astranet.replication.interpolation import (
     SnapshotBuffer,
 )
 from astranet.replication.prediction import CorrectionSmoother, StateLayout, row_of
+from astranet.replication.rewind import snap_render_time_ms
 
 if TYPE_CHECKING:
     from astranet.systems.contract import ClientFrame, LocalPlayer
@@ -116,7 +117,9 @@ class InterpolationSystem(esper.Processor):
             arriving_ms = self._anchor[0] + (frame.now_ms - self._anchor[1])
         else:
             return
-        render_ms = self.delay.render_time_ms(arriving_ms)
+        # On the 1/65536-tick grid InputFrame.view_tick carries, so the server's rewind of this
+        # view (lag compensation) reproduces exactly what is drawn.
+        render_ms = snap_render_time_ms(self.delay.render_time_ms(arriving_ms), tick_ms)
         sampled = self.buffer.sample(render_ms)
         net_ids, values = sampled.net_ids, np.array(sampled.values, dtype=np.float64)
         if sampled.status is not InterpolationStatus.EMPTY:

@@ -27,7 +27,7 @@ def test_queue_keeps_the_newest_frames_within_its_bound() -> None:
     assert results == [True] * MAX_QUEUED_INPUTS + [False, False]
     assert len(queue) == MAX_QUEUED_INPUTS
     queue.credit = float(MAX_QUEUED_INPUTS)  # take everything, to look at what is left
-    assert [seq for seq, _ in queue.take()][:2] == [3, 4]
+    assert [frame.seq for frame in queue.take()][:2] == [3, 4]
 
 
 def test_credit_is_one_input_per_tick_banked_up_to_the_cap() -> None:

@@ -11,6 +11,12 @@ Movement sanity (``check_input``, the server's hook): a move vector longer than 
 instead and
 kicks a player whose violations keep coming.
 
+Shots (lag compensation): a FIRE input that states the client's view tick (every library
+client does) is a hitscan validated against the drones *as that client drew them*
+(``sim.rewind``, astranet.replication.rewind): the first drone within HIT_RADIUS of the aim ray
+loses one hp and the shot is spent. A shot that misses, or comes from a client that states no
+view, flies on as a projectile, as before.
+
 Limits: MAX_DRONES / MAX_PROJECTILES per room (astranet.examples.coop.sim); 4 players (the
 matchmaker's room capacity) are assumed only for spawn spacing.
 Benchmark: benchmarks/coop_tick.py.
@@ -25,9 +31,23 @@ import esper
 import numpy as np
 
 from astranet.ecs import ColumnStore, NetEntity
-from astranet.examples.coop.components import ARENA, PLAYER, PROJECTILE, SCHEMA, TEAM, snap_pos
+from astranet.examples.coop.components import (
+    ARENA,
+    DRONE,
+    PLAYER,
+    PROJECTILE,
+    SCHEMA,
+    TEAM,
+    snap_pos,
+)
 from astranet.examples.coop.input import MAX_MOVE_SQ, STAND_STILL, Command, decode_command
-from astranet.examples.coop.sim import MAX_PROJECTILES, PLAYER_HP, step_avatar
+from astranet.examples.coop.sim import (
+    HIT_RADIUS,
+    MAX_PROJECTILES,
+    PLAYER_HP,
+    hitscan,
+    step_avatar,
+)
 from astranet.examples.coop.systems import add_coop_systems
 from astranet.game import Game, SimContext
 
@@ -83,8 +103,38 @@ class Coop(Game):
 
     def apply_input(self, sim: SimContext, net_id: int, command: Command) -> None:
         fired = step_avatar(sim.store, net_id, command, sim.dt_s)
-        if fired and sim.authoritative:
-            _spawn_projectile(sim.store, net_id)
+        if not (fired and sim.authoritative):
+            return
+        if sim.view_tick is not None and _compensated_hit(sim, net_id):
+            return  # the shot was spent on the drone the shooter had in its sights
+        _spawn_projectile(sim.store, net_id)
+
+
+def _compensated_hit(sim: SimContext, shooter: int) -> bool:
+    """Lag-compensated hitscan: does the aim ray cross a drone *as the shooter saw it*?
+
+    The drones are rewound to the input's view tick (``sim.rewind``), the ray starts at the
+    shooter's position now (the client predicted it exactly). A hit costs the drone one hp
+    (CombatSystem kills and scores it later in this tick, as for projectile hits).
+    """
+    view = sim.rewind(sim.view_tick)
+    drones = np.flatnonzero(view.field("Body.kind")[:, 0] == DRONE)
+    store = sim.store
+    row = store.rows([shooter])
+    target = hitscan(
+        store["Body.pos"][row][0],
+        float(store["Body.heading"][row][0]),
+        view.field("Body.pos")[drones],
+        HIT_RADIUS,
+    )
+    if target < 0:
+        return False
+    victim = view.net_ids[drones[target]]
+    if not bool(store.contains([victim])[0]):
+        return True  # already dead this tick: the shot is still spent on it
+    victim_row = store.rows([victim])
+    store["Health.hp"][victim_row] = np.maximum(store["Health.hp"][victim_row] - 1, 0)
+    return True
 
 
 def _spawn_projectile(store: ColumnStore, shooter: int) -> None:

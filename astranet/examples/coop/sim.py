@@ -46,6 +46,7 @@ __all__ = [
     "chase",
     "drone_hp_for_wave",
     "drone_speeds",
+    "hitscan",
     "resolve_contacts",
     "resolve_hits",
     "room_seed",
@@ -208,6 +209,22 @@ def resolve_hits(
     spent, target = _nearest_within(shots, drones, HIT_RADIUS)
     hits = np.bincount(target[spent], minlength=len(drones))
     return spent, hits
+
+
+def hitscan(origin: np.ndarray, aim_radians: float, targets: np.ndarray, radius: float) -> int:
+    """Index of the first target a ray from ``origin`` along ``aim_radians`` passes within
+    ``radius`` of (nearest along the ray, in front of the shooter), or -1 when none is."""
+    centres = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
+    if len(centres) == 0:
+        return -1
+    direction = np.array([np.cos(aim_radians), np.sin(aim_radians)])
+    offsets = centres - np.asarray(origin, dtype=np.float64).reshape(2)
+    along = offsets @ direction  # distance along the ray to the closest approach
+    across_sq = np.einsum("ij,ij->i", offsets, offsets) - along * along
+    hit = (along >= 0.0) & (across_sq <= radius * radius)
+    if not hit.any():
+        return -1
+    return int(np.flatnonzero(hit)[np.argmin(along[hit])])
 
 
 def resolve_contacts(
