@@ -110,11 +110,24 @@ class RestoreSummary:
     first_tick: int = 0  # the server tick the restored server steps first
 
 
+@dataclass(frozen=True, slots=True)
+class _Restored:
+    room: Room | None  # None: dropped
+    first_tick: int
+    players: int
+    players_dropped: int
+
+
 class StoragePersistence:
     """The server's persistence hooks on a StorageWriter. Create with :meth:`open`."""
 
     def __init__(
-        self, writer: StorageWriter, *, checkpoint_interval: float = 1.0, location: str = "storage"
+        self,
+        writer: StorageWriter,
+        *,
+        checkpoint_interval: float = 1.0,
+        location: str = "storage",
+        restore_on_start: bool = True,
     ) -> None:
         if not math.isfinite(checkpoint_interval) or checkpoint_interval < 0:
             raise StorageError(f"checkpoint_interval must be >= 0 s, got {checkpoint_interval!r}")
@@ -125,6 +138,8 @@ class StoragePersistence:
         self.capacity = DEFAULT_CAPACITY  # replaced by the server's matchmaker's in restore()
         self.records_refused = 0
         self.summary = RestoreSummary()
+        #: False in cluster mode: rooms are restored one by one on demand (restore_room).
+        self.restore_on_start = restore_on_start
 
     @classmethod
     async def open(
@@ -133,10 +148,16 @@ class StoragePersistence:
         *,
         checkpoint_interval: float = 1.0,
         location: str = "storage",
+        restore_on_start: bool = True,
     ) -> StoragePersistence:
         """Start the writer thread and open the backend on it (StorageError if unusable)."""
         writer = await StorageWriter.start(open_storage)
-        return cls(writer, checkpoint_interval=checkpoint_interval, location=location)
+        return cls(
+            writer,
+            checkpoint_interval=checkpoint_interval,
+            location=location,
+            restore_on_start=restore_on_start,
+        )
 
     # -- the hooks (loop thread; never block) ----------------------------------------------
 
@@ -214,61 +235,26 @@ class StoragePersistence:
     # -- crash recovery --------------------------------------------------------------------
 
     async def restore(self, server: GameServer) -> None:
-        """Rebuild open rooms and held seats from storage (before the server listens)."""
+        """Rebuild open rooms and held seats from storage (before the server listens).
+
+        Skipped when ``restore_on_start`` is False (cluster mode: the store is shared, and a
+        room is restored on demand by the node its players resume on, see :meth:`restore_room`).
+        """
         self.capacity = server.matchmaker.capacity
+        if not self.restore_on_start:
+            return
         now = time.time()
         rooms = players = rooms_dropped = players_dropped = 0
         first_tick = server.tick_offset
         for record in await self.writer.open_rooms():
-            checkpoint = await self.writer.load_checkpoint(record.room_id)
-            seated = [
-                p for p in await self.writer.players_in_room(record.room_id) if p.left_at is None
-            ]
-            if checkpoint is None:
-                log.warning(
-                    "room %s has no checkpoint; closing it (its %d player(s) cannot resume)",
-                    record.room_id,
-                    len(seated),
-                )
-                self._drop_room(record.room_id, seated, now)
+            outcome = await self._restore_record(server, record, now)
+            players_dropped += outcome.players_dropped
+            if outcome.room is None:
                 rooms_dropped += 1
-                players_dropped += len(seated)
                 continue
-            room, room_first_tick = self._rebuild_room(server, record, checkpoint)
-            kept = [
-                p
-                for p in seated
-                if p.entity_net_id is not None and bool(room.store.contains([p.entity_net_id])[0])
-            ]
-            for gone in (p for p in seated if p not in kept):
-                log.warning(
-                    "player %s joined room %s after its last checkpoint; seat dropped",
-                    gone.player_id,
-                    record.room_id,
-                )
-                self._submit_departure(gone.player_id, now)
-            players_dropped += len(seated) - len(kept)
-            try:
-                server.matchmaker.restore_room(
-                    record.room_id,
-                    record.region,
-                    record.game_mode,
-                    len(kept),
-                    resumable_player_ids=[p.player_id for p in kept],
-                )
-            except AstranetError as exc:  # region/mode no longer served, over capacity...
-                log.warning("cannot restore room %s here (%s); closing it", record.room_id, exc)
-                room.close()
-                self._drop_room(record.room_id, kept, now)
-                rooms_dropped += 1
-                players_dropped += len(kept)
-                continue
-            for player in kept:
-                self._reseat(room, player)
-            server.rooms[record.room_id] = room
-            first_tick = max(first_tick, room_first_tick)
+            first_tick = max(first_tick, outcome.first_tick)
             rooms += 1
-            players += len(kept)
+            players += outcome.players
         server.tick_offset = server.tick = first_tick
         self.summary = RestoreSummary(rooms, players, rooms_dropped, players_dropped, first_tick)
         if rooms or rooms_dropped:
@@ -282,6 +268,77 @@ class StoragePersistence:
                 rooms_dropped,
                 players_dropped,
             )
+
+    async def restore_room(self, server: GameServer, room_id: str) -> Room | None:
+        """Restore one room on a running server (failover: this node just claimed it).
+
+        Its seated players get held seats (the resume window starts now); its ticks continue
+        above the checkpoint's reserved block through ``Room.tick_offset``, so the server's
+        other rooms keep their numbering. None when the room has no record or no checkpoint.
+        """
+        self.capacity = server.matchmaker.capacity
+        record = await self.writer.room(room_id)
+        if record is None or record.closed_at is not None:
+            return None
+        outcome = await self._restore_record(server, record, time.time())
+        room = outcome.room
+        if room is None:
+            return None
+        # The next server tick is server.tick + 1; the room's own tick must reach first_tick.
+        room.tick_offset = max(0, outcome.first_tick - (server.tick + 1))
+        log.info(
+            "restored room %s from %s with %d held seat(s); its ticks continue from %d",
+            room_id,
+            self.location,
+            outcome.players,
+            outcome.first_tick,
+        )
+        return room
+
+    async def _restore_record(
+        self, server: GameServer, record: RoomRecord, now: float
+    ) -> _Restored:
+        checkpoint = await self.writer.load_checkpoint(record.room_id)
+        seated = [p for p in await self.writer.players_in_room(record.room_id) if p.left_at is None]
+        if checkpoint is None:
+            log.warning(
+                "room %s has no checkpoint; closing it (its %d player(s) cannot resume)",
+                record.room_id,
+                len(seated),
+            )
+            self._drop_room(record.room_id, seated, now)
+            return _Restored(None, 0, 0, len(seated))
+        room, first_tick = self._rebuild_room(server, record, checkpoint)
+        kept = [
+            p
+            for p in seated
+            if p.entity_net_id is not None and bool(room.store.contains([p.entity_net_id])[0])
+        ]
+        for gone in (p for p in seated if p not in kept):
+            log.warning(
+                "player %s joined room %s after its last checkpoint; seat dropped",
+                gone.player_id,
+                record.room_id,
+            )
+            self._submit_departure(gone.player_id, now)
+        dropped = len(seated) - len(kept)
+        try:
+            server.matchmaker.restore_room(
+                record.room_id,
+                record.region,
+                record.game_mode,
+                len(kept),
+                resumable_player_ids=[p.player_id for p in kept],
+            )
+        except AstranetError as exc:  # region/mode no longer served, over capacity...
+            log.warning("cannot restore room %s here (%s); closing it", record.room_id, exc)
+            room.close()
+            self._drop_room(record.room_id, kept, now)
+            return _Restored(None, 0, 0, dropped + len(kept))
+        for player in kept:
+            self._reseat(room, player)
+        server.rooms[record.room_id] = room
+        return _Restored(room, first_tick, len(kept), dropped)
 
     def _rebuild_room(
         self, server: GameServer, record: RoomRecord, checkpoint: Checkpoint

@@ -180,6 +180,10 @@ class Storage(Protocol):
         """Rooms not yet closed, oldest first (what a restarting server restores)."""
         ...
 
+    def room(self, room_id: str) -> RoomRecord | None:
+        """One room's record, open or closed; None when there is no such room."""
+        ...
+
     def save_player(self, player: PlayerRecord) -> None:
         """Insert or update (by ``player_id``) a player; its room must exist."""
         ...

@@ -217,6 +217,11 @@ class SQLiteStorage:
             ).fetchall()
         return [RoomRecord(*row) for row in rows]
 
+    def room(self, room_id: str) -> RoomRecord | None:
+        with self._errors("room"):
+            row = self._conn.execute("SELECT * FROM rooms WHERE room_id = ?", (room_id,)).fetchone()
+        return None if row is None else RoomRecord(*row)
+
     # -- players ----------------------------------------------------------------------
 
     def save_player(self, player: PlayerRecord) -> None:

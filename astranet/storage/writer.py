@@ -278,6 +278,9 @@ class StorageWriter:
     async def open_rooms(self) -> list[RoomRecord]:
         return await self._call(lambda s: s.open_rooms())
 
+    async def room(self, room_id: str) -> RoomRecord | None:
+        return await self._call(lambda s: s.room(room_id))
+
     async def players_in_room(self, room_id: str) -> list[PlayerRecord]:
         return await self._call(lambda s: s.players_in_room(room_id))
 

@@ -83,6 +83,15 @@ def test_rooms_close_and_players_leave(store: Storage) -> None:
     assert left == {"p1": None, "p2": 7.0}
 
 
+def test_a_room_is_found_by_id_open_or_closed(store: Storage) -> None:
+    assert store.room("Room0001") is None
+    store.save_room(_room())
+    assert store.room("Room0001") == _room()
+    store.close_room("Room0001", 5.0)
+    closed = store.room("Room0001")
+    assert closed is not None and closed.closed_at == 5.0
+
+
 def test_save_player_is_an_upsert(store: Storage) -> None:
     store.save_room(_room())
     store.save_player(_player())
