@@ -15,6 +15,7 @@ the way websockets' ``fail()`` and h11's ``error_status_hint`` do.
     │       ├── PayloadTooLarge       "too_large"      close 1009 (rule 6)
     │       ├── ExpectedHello         "expected_hello" close 1002 (rule 1)
     │       ├── ProtocolMismatch      "protocol_mismatch" close 1002 (rule 1)
+    │       ├── SchemaMismatch        "schema_mismatch" close 1002 (another game's schema)
     │       ├── BadSignature          "bad_signature"  close 1008 under kick (rule 3)
     │       ├── ReplayedInput         "replay"         close 1008 under kick (rule 3)
     │       ├── RateLimitExceeded     "rate_limited"   close 1008 (rule 5)
@@ -58,6 +59,7 @@ __all__ = [
     "RoomFull",
     "RoomLost",
     "RoomNotFound",
+    "SchemaMismatch",
     "SeatExpired",
     "SnapshotDecodeError",
     "StorageError",
@@ -124,6 +126,26 @@ class ExpectedHello(RemoteProtocolError):
 class ProtocolMismatch(RemoteProtocolError):
     code = "protocol_mismatch"
     close_code = 1002
+
+
+class SchemaMismatch(RemoteProtocolError):
+    """Client and server replicate different components (their schema fingerprints differ).
+
+    The server refuses such a ``Hello`` (``schema_mismatch``, close 1002); a client also raises
+    it when ``JoinAccepted.schema`` is not its own. Fix: build both from the same game code.
+    """
+
+    code = "schema_mismatch"
+    close_code = 1002
+
+
+def schema_mismatch_message(client: int, server: int) -> str:
+    """The one wording of a schema mismatch, on both sides of the wire."""
+    return (
+        f"schema mismatch: client={client:#010x}, server={server:#010x}: the client decodes"
+        " other replicated components than the server runs (build both from the same game;"
+        " GET /schema on the server's HTTP port shows its schema)"
+    )
 
 
 class BadSignature(RemoteProtocolError):

@@ -55,6 +55,7 @@ from astranet.errors import (
     InvalidState,
     RemoteProtocolError,
     ResumeDenied,
+    SchemaMismatch,
 )
 from astranet.net import ClientConnection, ClientPhase
 from astranet.net.backoff import Backoff
@@ -113,7 +114,11 @@ class GameClient:
         on the network loop for every event (keep it short; it must not block)."""
         self.options = options or ClientOptions()
         self.on_event = on_event
-        self.conn = ClientConnection(clock=clock, max_message_bytes=MAX_MESSAGE_BYTES)
+        self.conn = ClientConnection(
+            clock=clock,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            schema_fingerprint=self.options.schema,
+        )
         self.stats = ClientStats()
         self.server_clock: ServerClock | None = None
         self.epoch = 0
@@ -287,6 +292,8 @@ class GameClient:
                             return message
                     close = self.conn.close_expected()
                     if close is not None:
+                        if isinstance(self.conn.last_error, SchemaMismatch):
+                            raise self.conn.last_error
                         raise RemoteProtocolError(close[1], close_code=close[0])
         except BaseException:
             await ws.close()
@@ -443,7 +450,7 @@ class GameClient:
                     self.conn.hello()
                     self.conn.resume()
                 accepted = await self._handshake(ws)
-            except ResumeDenied as exc:
+            except (ResumeDenied, SchemaMismatch) as exc:
                 self.error = exc
                 self._emit(EventKind.GAVE_UP, str(exc))
                 return False

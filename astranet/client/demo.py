@@ -117,6 +117,7 @@ async def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
         game_mode=args.game_mode,
         room_id=args.room,
         seed=args.seed,
+        schema=game.schema.fingerprint,
     )
     client = GameClient(options, on_event=lambda event: out(_describe(event)))
     try:

@@ -24,6 +24,7 @@ from astranet.errors import (
     ResumeDenied,
     RoomFull,
     RoomNotFound,
+    SchemaMismatch,
     UnknownRegion,
 )
 from astranet.net.messages import ErrorMessage
@@ -45,6 +46,7 @@ _SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
     "resume_denied": ResumeDenied,
     "bad_request": BadRequest,
     "protocol_mismatch": ProtocolMismatch,
+    "schema_mismatch": SchemaMismatch,
 }
 
 
@@ -104,6 +106,10 @@ class ClientOptions:
     backoff_max_s: float = 1.0  # the network back => resumed within ~1 s plus a handshake
     give_up_after_s: float = 30.0  # WIRE rule 7 holds the seat for 30 s
     seed: int | None = None  # backoff jitter RNG
+    #: ``game.schema.fingerprint`` of the game this client decodes: the server refuses a
+    #: mismatch at join (SchemaMismatch) instead of sending snapshots nobody can decode.
+    #: None: no check (a client that decodes no snapshots).
+    schema: int | None = None
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ Benchmark: benchmarks/test_bench_replication.py.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -30,6 +31,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from astranet.ecs import quantize as q
+from astranet.ecs.canonical import canonical_json
 from astranet.errors import AstranetError
 
 __all__ = [
@@ -264,14 +266,28 @@ def replicated(cls: C) -> C:
     return cls
 
 
+def _describe_field(name: str, encoding: Encoding) -> dict[str, Any]:
+    declared = dataclasses.fields(encoding) if dataclasses.is_dataclass(encoding) else ()
+    params = {p.name: getattr(encoding, p.name) for p in declared}
+    return {
+        **params,
+        "name": name,
+        "encoding": type(encoding).__name__,
+        "code_bits": list(encoding.code_bits),
+        "max_codes": list(encoding.max_codes),
+    }
+
+
 class Schema:
     """The ordered list of replicated fields of a game, shared by server and client.
 
-    ``fingerprint`` (CRC32 of the canonical declaration) travels in every payload so a client
-    built against other declarations fails loudly instead of decoding garbage.
+    ``fingerprint`` is the CRC32 (u32) of :meth:`canonical_json`, the canonical JSON of
+    :meth:`describe`. It travels in every payload header, in ``Hello`` and ``JoinAccepted``
+    and is what ``GET /schema`` serves, so a client built against other declarations is refused
+    at join with ``schema_mismatch`` instead of decoding garbage (docs/protocol.md).
     """
 
-    __slots__ = ("_index", "fields", "fingerprint")
+    __slots__ = ("_canonical", "_index", "fields", "fingerprint")
 
     def __init__(self, *components: type) -> None:
         fields: list[FieldSpec] = []
@@ -287,14 +303,34 @@ class Schema:
             raise SchemaError(f"duplicate replicated field names in {names}")
         self.fields: tuple[FieldSpec, ...] = tuple(fields)
         self._index = {f.name: i for i, f in enumerate(fields)}
-        canonical = ";".join(f"{f.name}={f.encoding!r}" for f in fields)
-        self.fingerprint: int = zlib.crc32(canonical.encode())
+        self._canonical = canonical_json(self.describe())
+        self.fingerprint: int = zlib.crc32(self._canonical)
 
     def __len__(self) -> int:
         return len(self.fields)
 
     def __repr__(self) -> str:
         return f"Schema({', '.join(f.name for f in self.fields)})"
+
+    def describe(self) -> dict[str, Any]:
+        """The schema as JSON-able data: components in order, each with its fields in order.
+
+        Each field: ``name``, ``encoding`` (the class name), the encoding's parameters
+        (``lo``/``hi``/``step``/``bits``/``size``), ``code_bits`` (width of each code
+        component) and ``max_codes`` (largest valid code of each). ``format`` versions this
+        layout.
+        """
+        components: list[dict[str, Any]] = []
+        for spec in self.fields:
+            component, _, field_name = spec.name.partition(".")
+            if not components or components[-1]["name"] != component:
+                components.append({"name": component, "fields": []})
+            components[-1]["fields"].append(_describe_field(field_name, spec.encoding))
+        return {"format": 1, "components": components}
+
+    def canonical_json(self) -> bytes:
+        """:meth:`describe` as canonical JSON (sorted keys, no spaces; see ecs.canonical)."""
+        return self._canonical
 
     def index(self, name: str) -> int:
         """Position of field ``name``; raises :class:`SchemaError` for an unknown name."""

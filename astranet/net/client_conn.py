@@ -20,6 +20,10 @@ folds an ack into the frame: one message per tick instead of two.
 Reconnecting: keep the object, call ``reset_transport()`` when the WebSocket drops, then on
 the new socket ``hello()`` and ``resume()`` (which defaults to the remembered identity).
 
+Schema check: with ``schema_fingerprint`` set, ``Hello`` carries it (the server refuses another
+schema with ``schema_mismatch``) and a ``JoinAccepted`` naming another schema is refused here:
+``last_error`` becomes :class:`~astranet.errors.SchemaMismatch` and the connection closes 1002.
+
 A server message that does not decode is dropped, stored in ``last_error``, and makes
 ``close_expected()`` return ``(1002, reason)`` (``1009`` when oversize): a client should not
 keep talking to a server that breaks the protocol. Clock: nothing here reads time except
@@ -33,7 +37,13 @@ import enum
 import time
 from collections import deque
 
-from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
+from astranet.errors import (
+    InvalidState,
+    LocalProtocolError,
+    ProtocolError,
+    SchemaMismatch,
+    schema_mismatch_message,
+)
 from astranet.net._fields import close_reason
 from astranet.net.limits import (
     MAX_ACK_HISTORY,
@@ -95,11 +105,14 @@ class ClientConnection:
         clock: Clock = time.monotonic,
         first_seq: int = 1,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        schema_fingerprint: int | None = None,
     ) -> None:
-        """``clock`` (seconds) only supplies default ``tick_ms``/``client_time_ms``."""
+        """``clock`` (seconds) only supplies default ``tick_ms``/``client_time_ms``;
+        ``schema_fingerprint`` is the ``Schema.fingerprint`` this client decodes (None: any)."""
         if type(first_seq) is not int or not 0 <= first_seq <= U32_MAX:
             raise LocalProtocolError(f"first_seq must be a u32, got {first_seq!r}")
         self.max_message_bytes = max_message_bytes
+        self.schema_fingerprint = schema_fingerprint
         self._clock = clock
         self.phase = ClientPhase.IDLE
         self.session_key: bytes | None = None
@@ -124,7 +137,8 @@ class ClientConnection:
     def hello(self, *, compact: bool = False) -> None:
         """Queue Hello; ``compact`` asks for the compact Snapshot envelope (WIRE A1)."""
         self._require(frozenset({_C.IDLE}), "hello")
-        self._queue(Hello(PROTOCOL_VERSION, True if compact else None))
+        compact_asked = True if compact else None
+        self._queue(Hello(PROTOCOL_VERSION, compact_asked, schema=self.schema_fingerprint))
         self.phase = ClientPhase.AWAIT_HELLO_ACK
 
     def find_or_create(self, region: str, game_mode: str, party_size: int = 1) -> None:
@@ -219,6 +233,11 @@ class ClientConnection:
             return
         kind = type(msg)
         if kind is JoinAccepted:
+            theirs, ours = msg.schema, self.schema_fingerprint  # type: ignore[union-attr]
+            if theirs is not None and ours is not None and theirs != ours:
+                self.last_error = SchemaMismatch(schema_mismatch_message(ours, theirs))
+                self.fail(1002, self.last_error.message)
+                return
             self._start_session(msg)  # type: ignore[arg-type]
         elif kind is MatchResult:
             self.room_id = msg.room_id  # type: ignore[union-attr]

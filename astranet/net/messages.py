@@ -176,7 +176,7 @@ def _err(remote: bool) -> f.ErrorClass:
 # --------------------------------------------------------------------- client -> server
 
 
-@_message("Hello", CLIENT_MESSAGES, added=("compact", "token"))
+@_message("Hello", CLIENT_MESSAGES, added=("compact", "token", "schema"))
 class Hello(Message):
     # Any u32: a client of another version must decode fine and get ``protocol_mismatch``.
     protocol: int
@@ -184,6 +184,8 @@ class Hello(Message):
     compact: bool | None = None
     #: WIRE A4: a JWT naming the player (required when the server has --auth-jwt-*).
     token: str | None = None
+    #: The client's schema fingerprint (``Schema.fingerprint``); nil: do not check.
+    schema: int | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
@@ -191,6 +193,7 @@ class Hello(Message):
         f.check_optional_bool("compact", self.compact, err)
         if self.token is not None:
             f.check_str("token", self.token, MAX_AUTH_TOKEN_CHARS, err)
+        f.check_optional_u32("schema", self.schema, err)
 
 
 @_message("FindOrCreate", CLIENT_MESSAGES)
@@ -355,7 +358,7 @@ class MatchResult(Message):
             f.check_bytes("party_token", self.party_token, MAX_PARTY_TOKEN_BYTES, err)
 
 
-@_message("JoinAccepted", SERVER_MESSAGES)
+@_message("JoinAccepted", SERVER_MESSAGES, added=("schema",))
 class JoinAccepted(Message):
     room_id: str
     player_id: str
@@ -363,6 +366,8 @@ class JoinAccepted(Message):
     session_key: bytes
     resume_token: bytes
     entity: int | None = None
+    #: The server's schema fingerprint (``Schema.fingerprint``); nil from an older server.
+    schema: int | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
@@ -374,6 +379,7 @@ class JoinAccepted(Message):
         f.check_exact_bytes("session_key", self.session_key, SESSION_KEY_BYTES, err)
         f.check_bytes("resume_token", self.resume_token, MAX_RESUME_TOKEN_BYTES, err)
         f.check_optional_u32("entity", self.entity, err)
+        f.check_optional_u32("schema", self.schema, err)
 
 
 @_message("Snapshot", SERVER_MESSAGES)

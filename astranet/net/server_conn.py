@@ -13,8 +13,9 @@ The asyncio server is a thin shell around this class (websockets' ``Protocol`` s
 
 What it enforces (WIRE.md rules):
   1. the first message must be ``Hello`` of version 1 (else a ``ProtocolError`` reply and
-     close 1002); ``Hello`` is answered with ``HelloAck`` here and also surfaced, so the shell
-     can cancel its handshake timer.
+     close 1002), and when it carries a ``schema`` fingerprint, that of ``schema_fingerprint``
+     (else ``schema_mismatch`` and close 1002); ``Hello`` is answered with ``HelloAck`` here
+     and also surfaced, so the shell can cancel its handshake timer.
   3. ``InputFrame``\\ s come out already signature-checked (HMAC with the ``session_key`` of
      the ``JoinAccepted`` the shell sent) and replay-checked. ``sig_failure_policy="kick"``
      closes 1008; ``"warn"`` drops the frame and replies ``bad_signature``/``replay``.
@@ -66,7 +67,9 @@ from astranet.errors import (
     ProtocolMismatch,
     RateLimitExceeded,
     ReplayedInput,
+    SchemaMismatch,
     UnknownMessageType,
+    schema_mismatch_message,
 )
 from astranet.net._fields import close_reason
 from astranet.net.limits import (
@@ -164,7 +167,7 @@ TRANSITIONS: dict[tuple[ServerPhase, type], ServerPhase] = {
 # Errors that count as a strike (rule 6); refusals like bad party_size do not.
 _STRIKES = (MalformedMessage, UnknownMessageType, OutOfPhase)
 # Closing errors that still get a ProtocolError reply first (rule 1 asks for one).
-_REPLY_BEFORE_CLOSE = (ExpectedHello, ProtocolMismatch)
+_REPLY_BEFORE_CLOSE = (ExpectedHello, ProtocolMismatch, SchemaMismatch)
 
 
 @dataclass(slots=True)
@@ -194,13 +197,17 @@ class ServerConnection:
         rate_limit: RateLimitConfig = RateLimitConfig(),  # noqa: B008 - frozen, shared safely
         max_malformed: int = DEFAULT_MAX_MALFORMED,
         allow_compact: bool = True,
+        schema_fingerprint: int | None = None,
     ) -> None:
+        """``schema_fingerprint``: the game's ``Schema.fingerprint``; a ``Hello`` carrying
+        another is refused (``None``: accept any)."""
         if sig_failure_policy not in ("kick", "warn"):
             raise LocalProtocolError(
                 f"sig_failure_policy must be 'kick' or 'warn', got {sig_failure_policy!r}"
             )
         self.sig_failure_policy = sig_failure_policy
         self.max_message_bytes = max_message_bytes
+        self.schema_fingerprint = schema_fingerprint
         self.phase = ServerPhase.AWAIT_HELLO
         self.allow_compact = allow_compact
         #: True once a Hello asked for the compact envelope and it was granted (WIRE A1).
@@ -345,6 +352,9 @@ class ServerConnection:
                 raise ProtocolMismatch(
                     f"protocol mismatch: client={msg.protocol}, server={PROTOCOL_VERSION}"  # type: ignore[union-attr]
                 )
+            theirs, ours = msg.schema, self.schema_fingerprint  # type: ignore[union-attr]
+            if theirs is not None and ours is not None and theirs != ours:
+                raise SchemaMismatch(schema_mismatch_message(theirs, ours))
             granted = None
             if msg.compact:  # type: ignore[union-attr]
                 granted = self.compact = self.allow_compact

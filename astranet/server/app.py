@@ -21,6 +21,7 @@ import secrets
 import ssl
 import time
 
+from aiohttp import web
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve
@@ -46,6 +47,7 @@ from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
 from astranet.server.matchmaking import Matchmaker
 from astranet.server.metrics import ServerMetrics
+from astranet.server.origins import cors_headers
 from astranet.server.room import Player, Room
 from astranet.server.scheduler import TickLoop
 from astranet.server.session import SHUTDOWN_REASON, TAKEOVER_REASON, Session
@@ -119,6 +121,7 @@ class GameServer:
             rooms_version=lambda: self.directory_version,
             allowed_origins=config.allowed_origins,
         )
+        self.http.add_route("/schema", self._serve_schema)
         self._ticker = TickLoop(
             config.tick_hz,
             self._step_all,
@@ -427,6 +430,7 @@ class GameServer:
                 secrets.token_bytes(SESSION_KEY_BYTES),
                 resume_token,
                 player.net_id,
+                schema=self.game.schema.fingerprint,
             ),
             last_input_seq=player.last_accepted_seq,
         )
@@ -478,6 +482,16 @@ class GameServer:
         self.metrics.count_kick(reason)
 
     # -- views -----------------------------------------------------------------------------
+
+    async def _serve_schema(self, request: web.Request) -> web.Response:
+        """``GET /schema``: the canonical schema JSON, byte for byte (CRC32 = fingerprint)."""
+        response = web.Response(
+            body=self.game.schema.canonical_json(), content_type="application/json"
+        )
+        response.headers.update(
+            cors_headers(request.headers.get("Origin"), self.config.allowed_origins)
+        )
+        return response
 
     def _rooms_json(self) -> list[dict[str, object]]:
         return [info.as_json(self.tick) for info in self.matchmaker.rooms()]

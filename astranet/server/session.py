@@ -57,6 +57,7 @@ class Session:
         self.conn = ServerConnection(
             sig_failure_policy=config.sig_failure_policy,
             max_message_bytes=config.max_message_bytes,
+            schema_fingerprint=server.game.schema.fingerprint,
         )
         self.room: Room | None = None
         self.player: Player | None = None

@@ -1,5 +1,8 @@
 """Schema declarations: fields in declaration order, bad declarations are typed errors."""
 
+import json
+import zlib
+
 import pytest
 
 from astranet.ecs.schema import (
@@ -81,3 +84,63 @@ def test_bad_schemas_raise_schema_error() -> None:
         Schema(Body).index("Body.nope")
     with pytest.raises(ValueError):  # SchemaError is also a ValueError
         Schema()
+
+
+def test_describe_lists_components_fields_encodings_and_bit_widths() -> None:
+    described = Schema(Body, Status).describe()
+    assert described == {
+        "format": 1,
+        "components": [
+            {
+                "name": "Body",
+                "fields": [
+                    {
+                        "name": "pos",
+                        "encoding": "Quantized",
+                        "lo": -100.0,
+                        "hi": 100.0,
+                        "step": 0.01,
+                        "size": 2,
+                        "code_bits": [15, 15],
+                        "max_codes": [20000, 20000],
+                    },
+                    {
+                        "name": "heading",
+                        "encoding": "Angle",
+                        "bits": 10,
+                        "size": 1,
+                        "code_bits": [10],
+                        "max_codes": [1023],
+                    },
+                ],
+            },
+            {
+                "name": "Status",
+                "fields": [
+                    {
+                        "name": "alive",
+                        "encoding": "Bool",
+                        "size": 1,
+                        "code_bits": [1],
+                        "max_codes": [1],
+                    },
+                    {
+                        "name": "hp",
+                        "encoding": "Float",
+                        "size": 1,
+                        "code_bits": [32],
+                        "max_codes": [4294967295],
+                    },
+                ],
+            },
+        ],
+    }
+
+
+def test_fingerprint_is_the_crc32_of_the_canonical_json() -> None:
+    schema = Schema(Body, Status)
+    canonical = schema.canonical_json()
+    assert zlib.crc32(canonical) == schema.fingerprint
+    assert json.loads(canonical) == schema.describe()
+    assert b" " not in canonical
+    assert canonical.startswith(b'{"components":[{"fields":[{"code_bits":[15,15],"encoding"')

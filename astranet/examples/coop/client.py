@@ -384,7 +384,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Connect, open the window and play; returns the exit status."""
-    options = ClientOptions(url=args.url, region=args.region, room_id=args.room)
+    options = ClientOptions(
+        url=args.url, region=args.region, room_id=args.room, schema=game.schema.fingerprint
+    )
     client = ThreadedClient(options)
     try:
         accepted = client.start()
