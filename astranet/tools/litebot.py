@@ -70,9 +70,9 @@ class LiteBot(Bot):
         if not self.joined:
             return
         for received in self.link.drain_snapshots():
-            self.link.ack(received.message.id)
-            if received.message.last_input_seq is not None:
-                self.applied_seq = max(self.applied_seq, received.message.last_input_seq)
+            self.link.ack(received.snapshot_id)
+            if received.last_input_seq is not None:
+                self.applied_seq = max(self.applied_seq, received.last_input_seq)
         now_ms = self.client.now_ms()
         if self._last_ms is not None:
             self._accumulated_s += (now_ms - self._last_ms) / 1000.0
