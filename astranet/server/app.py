@@ -22,9 +22,6 @@ import ssl
 import time
 
 from aiohttp import web
-from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection as WebSocket
-from websockets.asyncio.server import serve
 
 from astranet.errors import BadRequest, InvalidState, MatchmakingError, ResumeDenied
 from astranet.game import Game
@@ -50,7 +47,12 @@ from astranet.server.metrics import ServerMetrics
 from astranet.server.origins import cors_headers
 from astranet.server.room import Player, Room
 from astranet.server.scheduler import TickLoop
-from astranet.server.session import SHUTDOWN_REASON, TAKEOVER_REASON, Session
+from astranet.server.session import (
+    SHUTDOWN_REASON,
+    TAKEOVER_REASON,
+    Session,
+    SnapshotEnvelopes,
+)
 from astranet.storage import hash_resume_token, token_matches
 
 __all__ = ["GameServer"]
@@ -62,9 +64,6 @@ RESUME_TOKEN_BYTES = 32
 # Seconds given to clients to complete the closing handshake on shutdown (rule 8 wants the
 # process gone within 10 s in all).
 SHUTDOWN_CLOSE_TIMEOUT_S = 3.0
-# Seconds a peer has to answer our close frame before the TCP connection is dropped: a kicked
-# or shut-down client that never answers must not hold a socket (websockets' default is 10).
-CLOSE_TIMEOUT_S = 2.0
 
 # Close reasons (from ServerConnection and the room) -> the bounded `kicks{reason}` label.
 _KICK_LABELS = {
@@ -110,7 +109,9 @@ class GameServer:
         self.persistence: Persistence = persistence if persistence is not None else NoPersistence()
         self.ws_port: int | None = None
         self.http_port: int | None = None
-        self._ws_server: WsServer | None = None
+        #: This tick's Snapshot envelopes, one per distinct payload (cleared every tick).
+        self.envelopes = SnapshotEnvelopes()
+        self._ws_server: asyncio.Server | None = None
         #: Bumped whenever rooms or seats change: GET /rooms re-renders only then (or each 1 s).
         self.directory_version = 0
         #: The HTTP side port; other components add routes here before ``start()``.
@@ -122,6 +123,8 @@ class GameServer:
             allowed_origins=config.allowed_origins,
         )
         self.http.add_route("/schema", self._serve_schema)
+        #: Origin header values the WebSocket upgrade accepts (SessionHost; None = any).
+        self.ws_origins = self._ws_origins()
         self._ticker = TickLoop(
             config.tick_hz,
             self._step_all,
@@ -140,16 +143,14 @@ class GameServer:
         config = self.config
         tls = self._tls_context()
         await self.persistence.restore(self)  # before listening: held seats exist from tick 0
-        self._ws_server = await serve(
-            self._handler,
+        # One asyncio.Protocol per connection (astranet.server.edge); TLS is the same path.
+        loop = asyncio.get_running_loop()
+        self._ws_server = await loop.create_server(
+            self._new_session,
             config.host,
             config.ws_port,
             ssl=tls,
-            max_size=config.max_message_bytes,  # websockets closes 1009 above it (rule 6)
-            compression=None,  # payloads are already LZ4; permessage-deflate only costs CPU
-            close_timeout=CLOSE_TIMEOUT_S,
-            server_header=None,
-            origins=self._ws_origins(),
+            ssl_handshake_timeout=config.handshake_timeout if tls else None,
         )
         self.ws_port = self._ws_server.sockets[0].getsockname()[1]
         self.http_port = await self.http.start(config.http_bind_host, config.http_port, ssl=tls)
@@ -170,7 +171,7 @@ class GameServer:
     async def shutdown(self) -> None:
         """Graceful stop (rule 8): stop accepting, checkpoint, close clients 1001."""
         if self._ws_server is not None:
-            self._ws_server.close(close_connections=False)  # stop accepting, keep clients
+            self._ws_server.close()  # stop accepting; open connections stay
         self._ticker.stop()
         if self._tick_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,8 +184,9 @@ class GameServer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT_S):
                     await asyncio.gather(*runs)
+        for session in list(self.sessions):
+            session.abort()  # did not finish the closing handshake in time
         if self._ws_server is not None:
-            self._ws_server.close(close_connections=True)
             await self._ws_server.wait_closed()
         await self.http.close()
         await self.persistence.close()
@@ -220,17 +222,15 @@ class GameServer:
         context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
         return context
 
-    async def _handler(self, ws: WebSocket) -> None:
-        session = Session(self, ws)
-        self.sessions.add(session)
-        self._update_occupancy()
-        await session.run()
+    def _new_session(self) -> Session:
+        return Session(self)
 
     # -- the tick --------------------------------------------------------------------------
 
     def _step_all(self, loop_tick: int) -> None:
         tick = self.tick_offset + loop_tick
         self.tick = tick
+        self.envelopes.clear()
         timings: dict[str, float] = {}
         for room in list(self.rooms.values()):
             try:
@@ -252,12 +252,10 @@ class GameServer:
     def _report_ingestion(self, room: Room) -> None:
         """Move the room's new ingestion counts into /metrics (deltas since last tick)."""
         now, seen = room.ingestion, room.reported
-        if now.undecodable > seen.undecodable:
-            self.metrics.undecodable_inputs.inc(now.undecodable - seen.undecodable)
-        if now.violations > seen.violations:
-            self.metrics.input_violations.inc(now.violations - seen.violations)
-        if now.dropped > seen.dropped:
-            self.metrics.inputs_dropped.inc(now.dropped - seen.dropped)
+        metrics = self.metrics
+        metrics.undecodable_inputs += now.undecodable - seen.undecodable
+        metrics.input_violations += now.violations - seen.violations
+        metrics.inputs_dropped += now.dropped - seen.dropped
         seen.undecodable, seen.violations, seen.dropped = (
             now.undecodable,
             now.violations,
@@ -449,10 +447,15 @@ class GameServer:
 
     # -- notifications from sessions -------------------------------------------------------
 
+    def session_opened(self, session: Session) -> None:
+        """A WebSocket is open (SessionHost)."""
+        self.sessions.add(session)
+        self._update_occupancy()
+
     def session_ended(self, session: Session) -> None:
         """The socket is gone: hold the seat for Resume unless the player left."""
         self.sessions.discard(session)
-        sent = session.ws.protocol.close_sent
+        sent = session.ws.close_sent
         if sent is not None and sent.code == 1009 and session.conn.close_expected() is None:
             # websockets itself failed the connection 1009 (max_size) and does not wait for
             # the peer's reply (so ws.close_code reads 1006); our own closes go via note_close.

@@ -1,8 +1,8 @@
 """The seam between the game server and durable storage.
 
-``GameServer`` calls these hooks at each change worth surviving a crash; every call is
+The game server calls these hooks at each change worth surviving a crash; every call is
 synchronous and must return at once (queue the write, never touch the disk on the tick loop).
-:class:`NoPersistence` is the do-nothing default of an in-process ``GameServer`` (tests that need
+:class:`NoPersistence` is the do-nothing default of an in-process game server (tests that need
 no database). The real implementation is
 :class:`astranet.server.persistence.StoragePersistence` (any ``astranet.storage.Storage``
 backend on the off-loop writer thread); ``astranet-server`` builds it from ``--db`` and
@@ -23,10 +23,26 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from astranet.server.app import GameServer
+    from astranet.game import Game
+    from astranet.server.config import ServerConfig
+    from astranet.server.matchmaking import Matchmaker
     from astranet.server.room import Player, Room
 
-__all__ = ["NoPersistence", "Persistence"]
+__all__ = ["NoPersistence", "Persistence", "RestoreTarget"]
+
+
+class RestoreTarget(Protocol):
+    """What ``Persistence.restore`` may read and fill in (the game server implements it)."""
+
+    config: ServerConfig
+    game: Game
+    matchmaker: Matchmaker
+    #: Live rooms by id; restore adds the rooms it rebuilds.
+    rooms: dict[str, Room]
+    #: The server's current tick (``tick_offset`` + ticks run).
+    tick: int
+    #: Added to the tick loop's count; restore sets it above the predecessor's last tick.
+    tick_offset: int
 
 
 class Persistence(Protocol):
@@ -35,7 +51,7 @@ class Persistence(Protocol):
     #: Seconds between checkpoints of every room (``--checkpoint-interval``); 0 disables.
     checkpoint_interval: float
 
-    async def restore(self, server: GameServer) -> None:
+    async def restore(self, server: RestoreTarget) -> None:
         """At start-up, before listening: recreate open rooms and held seats from storage."""
 
     def room_created(self, room: Room) -> None: ...
@@ -61,7 +77,7 @@ class NoPersistence:
 
     checkpoint_interval = 0.0
 
-    async def restore(self, server: GameServer) -> None:
+    async def restore(self, server: RestoreTarget) -> None:
         return None
 
     def room_created(self, room: Room) -> None:

@@ -3,27 +3,30 @@
 Each :class:`ServerMetrics` owns its own ``CollectorRegistry`` (never the process-global one),
 so several servers -- e.g. in one test process -- never collide on metric names.
 
-Goals: one attribute per metric with a self-explaining name; recording is a method call the
-other layers make (``observe_tick`` plugs straight into ``TickLoop(on_tick=...)``).
+Goals: nothing on the per-message or per-snapshot path touches prometheus-client. Counters are
+plain ``int`` attributes (``metrics.bytes_sent += n``, ~30 ns) and per-label dicts; a
+custom collector turns them into metric families at scrape time, under the same names as
+before (``astranet_bytes_sent_total``...). Gauges and the two histograms stay prometheus
+objects: they are set once per tick or once a second, not per message.
 Limits: label values are bounded so a client can never grow the registry without bound:
 message types outside :data:`KNOWN_MESSAGE_TYPES` are counted as ``"unknown"``, and kick reasons
 and system names are capped at :data:`MAX_LABEL_VALUES` distinct values each (the rest are
-``"other"``). Benchmark: none (prometheus-client counters are a lock and an add).
+``"other"``). Benchmark: the edge's per-message path in benchmarks/protocol.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -80,12 +83,58 @@ class _BoundedLabels:
         return OTHER_LABEL
 
 
+#: (attribute, metric name, help) of every unlabelled counter; exported as NAME_total.
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("late_ticks", "late_ticks", "Ticks started over half a period late"),
+    ("skipped_ticks", "skipped_ticks", "Tick slots skipped by the catch-up rule"),
+    ("bytes_sent", "bytes_sent", "WebSocket payload bytes sent"),
+    ("bytes_received", "bytes_received", "WebSocket payload bytes received"),
+    ("snapshot_bytes", "snapshot_bytes", "Snapshot payload bytes sent"),
+    ("rate_limited_messages", "rate_limited_messages", "Messages dropped by the rate limiter"),
+    (
+        "undecodable_inputs",
+        "undecodable_inputs",
+        "Correctly signed input blobs the game could not decode",
+    ),
+    (
+        "snapshots_skipped",
+        "snapshots_skipped",
+        "Snapshots replaced by a newer one before a slow client's socket took them",
+    ),
+    ("input_violations", "input_violations", "Inputs refused by the game's movement-sanity check"),
+    ("inputs_dropped", "inputs_dropped", "Inputs dropped because a player's input queue was full"),
+    (
+        "malformed_messages",
+        "malformed_messages",
+        "Messages rejected as malformed or of unknown type",
+    ),
+)
+
+
 class ServerMetrics:
-    """Every metric one server exports, on a private registry."""
+    """Every metric one server exports, on a private registry.
+
+    Counters are plain ints: add to them directly (``metrics.bytes_sent += n``).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
+        self.late_ticks = 0
+        self.skipped_ticks = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.snapshot_bytes = 0
+        self.rate_limited_messages = 0
+        self.undecodable_inputs = 0
+        self.snapshots_skipped = 0
+        self.input_violations = 0
+        self.inputs_dropped = 0
+        self.malformed_messages = 0
+        #: Client messages by wire type (only KNOWN_MESSAGE_TYPES and "unknown" as keys).
+        self.messages_received: dict[str, int] = {}
+        #: Server-side closes by reason label (bounded by _BoundedLabels).
+        self.kicks: dict[str, int] = {}
         self.connections = Gauge(
             "connections", "Open WebSocket connections", namespace=NAMESPACE, registry=reg
         )
@@ -100,80 +149,11 @@ class ServerMetrics:
             registry=reg,
             buckets=TICK_DURATION_BUCKETS_S,
         )
-        self.late_ticks = Counter(
-            "late_ticks", "Ticks started over half a period late", namespace=NAMESPACE, registry=reg
-        )
-        self.skipped_ticks = Counter(
-            "skipped_ticks",
-            "Tick slots skipped by the catch-up rule",
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.bytes_sent = Counter(
-            "bytes_sent", "WebSocket payload bytes sent", namespace=NAMESPACE, registry=reg
-        )
-        self.bytes_received = Counter(
-            "bytes_received", "WebSocket payload bytes received", namespace=NAMESPACE, registry=reg
-        )
-        self.snapshot_bytes = Counter(
-            "snapshot_bytes", "Snapshot payload bytes sent", namespace=NAMESPACE, registry=reg
-        )
-        self.messages_received = Counter(
-            "messages_received",
-            "Client messages by type",
-            ["type"],
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self._message_counters: dict[str, Any] = {}
-        self.kicks = Counter(
-            "kicks",
-            "Connections closed by the server for misbehaviour",
-            ["reason"],
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.rate_limited_messages = Counter(
-            "rate_limited_messages",
-            "Messages dropped by the rate limiter",
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.undecodable_inputs = Counter(
-            "undecodable_inputs",
-            "Correctly signed input blobs the game could not decode",
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.snapshots_skipped = Counter(
-            "snapshots_skipped",
-            "Snapshots replaced by a newer one before a slow client's socket took them",
-            namespace=NAMESPACE,
-            registry=reg,
-        )
         self.storage = Gauge(
             "storage",
             "Storage writer: cumulative counts (checkpoints_written, writes_failed, ...) "
             "and the current queue depth (pending_jobs)",
             ["stat"],
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.input_violations = Counter(
-            "input_violations",
-            "Inputs refused by the game's movement-sanity check",
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.inputs_dropped = Counter(
-            "inputs_dropped",
-            "Inputs dropped because a player's input queue was full",
-            namespace=NAMESPACE,
-            registry=reg,
-        )
-        self.malformed_messages = Counter(
-            "malformed_messages",
-            "Messages rejected as malformed or of unknown type",
             namespace=NAMESPACE,
             registry=reg,
         )
@@ -187,6 +167,7 @@ class ServerMetrics:
         )
         self._kick_reasons = _BoundedLabels()
         self._system_names = _BoundedLabels()
+        reg.register(_CounterCollector(self))
 
     # --- recording helpers (bounded labels live here, so callers cannot bypass them) -------
 
@@ -194,27 +175,22 @@ class ServerMetrics:
         """``TickLoop(on_tick=metrics.observe_tick)``: one tick's duration and lateness."""
         self.tick_duration_seconds.observe(duration_s)
         if late:
-            self.late_ticks.inc()
+            self.late_ticks += 1
 
     def record_skipped(self, count: int) -> None:
         """``TickLoop(on_skip=metrics.record_skipped)``."""
-        self.skipped_ticks.inc(count)
+        self.skipped_ticks += count
 
     def count_message(self, message_type: str) -> None:
         """One received client message; unknown ``t`` values share the ``unknown`` label."""
-        counter = self._message_counters.get(message_type)
-        if counter is None:
-            # labels() costs a lock and a dict lookup per call; it showed up at 2-7 % of the
-            # server's CPU under load, so each type's child counter is looked up once.
-            label = message_type if message_type in KNOWN_MESSAGE_TYPES else "unknown"
-            counter = self.messages_received.labels(type=label)
-            if message_type in KNOWN_MESSAGE_TYPES:
-                self._message_counters[message_type] = counter
-        counter.inc()
+        label = message_type if message_type in KNOWN_MESSAGE_TYPES else "unknown"
+        counts = self.messages_received
+        counts[label] = counts.get(label, 0) + 1
 
     def count_kick(self, reason: str) -> None:
         """One connection closed for ``reason`` (use the wire error code, e.g. ``replay``)."""
-        self.kicks.labels(reason=self._kick_reasons.admit(reason)).inc()
+        label = self._kick_reasons.admit(reason)
+        self.kicks[label] = self.kicks.get(label, 0) + 1
 
     def observe_systems(self, times_s: Iterable[tuple[str, float]]) -> None:
         """Per-system seconds of one room step, e.g. from a timed esper process."""
@@ -230,3 +206,31 @@ class ServerMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry (serve as CONTENT_TYPE_LATEST)."""
         return generate_latest(self.registry)
+
+
+class _CounterCollector(Collector):
+    """Exports the plain-int counters of one ServerMetrics at scrape time."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        metrics = self._metrics
+        for attribute, name, documentation in _COUNTERS:
+            yield CounterMetricFamily(
+                f"{NAMESPACE}_{name}", documentation, value=getattr(metrics, attribute)
+            )
+        by_type = CounterMetricFamily(
+            f"{NAMESPACE}_messages_received", "Client messages by type", labels=["type"]
+        )
+        for label, value in sorted(metrics.messages_received.items()):
+            by_type.add_metric([label], value)
+        yield by_type
+        kicks = CounterMetricFamily(
+            f"{NAMESPACE}_kicks",
+            "Connections closed by the server for misbehaviour",
+            labels=["reason"],
+        )
+        for label, value in sorted(metrics.kicks.items()):
+            kicks.add_metric([label], value)
+        yield kicks

@@ -1,40 +1,47 @@
-"""The asyncio shell of one client connection: websockets <-> the sans-I/O ServerConnection.
+"""One client connection: the WebSocket edge, the sans-I/O ServerConnection, and its seat.
 
-Two coroutines per connection and no clock of their own:
+A :class:`Session` is the ``asyncio.Protocol`` of one socket (:class:`~.edge.WebSocketEdge`).
+Every inbound message is decoded, verified (rate limit, signature, replay) and handed to the
+:class:`SessionHost` synchronously inside ``data_received``; replies are written before it
+returns. There is no task, future or ``await`` per connection or per message.
 
-* the *reader* awaits ``ws.recv()``, feeds :class:`~astranet.net.ServerConnection`, and hands
-  each validated message to the :class:`~astranet.server.app.GameServer` (matchmaking, input
-  queueing, acks, pings);
-* the *writer* sleeps on an event, then writes whatever the connection queued, plus the newest
-  snapshot the room offered. Snapshots are offered by the room's tick without blocking; if the
-  client's socket is slow, an unsent snapshot is replaced by the next one (safe: every
-  snapshot is a delta against an *acked* base, never against a skipped one), so one slow
-  client costs the tick nothing and never grows a queue.
+Snapshots: the room's tick calls :meth:`Session.offer_snapshot` as soon as that room has
+stepped. The envelope of each distinct payload is built once (:class:`SnapshotEnvelopes`,
+cleared every tick) and this client's ``last_input_seq`` is spliced in (map or compact
+envelope, WIRE A1). When the socket has not drained its last write, the snapshot waits as
+*pending* and a newer one replaces it (counted in ``snapshots_skipped``); it goes out when the
+transport drains (safe: every snapshot is a delta against an *acked* base, never a skipped
+one), so one slow client costs the tick nothing and never grows a queue.
 
-The tick loop is the only clock (one for all rooms); this module only awaits I/O, plus one
-handshake deadline (a connection that never says Hello is closed 1008).
+Deadlines: a connection that never says Hello is closed 1008 after ``handshake_timeout``;
+the upgrade, keepalive and close deadlines are the edge's.
+
+The host is a :class:`SessionHost` (the game server implements it); this module never names
+the server class. Benchmark: benchmarks/protocol.py ("edge InputFrame path", "snapshot send
+per client").
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import TYPE_CHECKING
-
-from websockets.asyncio.server import ServerConnection as WebSocket
-from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from astranet.errors import InvalidState, LocalProtocolError
 from astranet.net import ServerConnection, ServerPhase
-from astranet.net.messages import ClientMessage, Hello, ServerMessage, Snapshot
+from astranet.net.envelope import SnapshotEnvelope
+from astranet.net.messages import ClientMessage, Hello, ServerMessage
 from astranet.replication import EncodedSnapshot
+from astranet.server.edge import WebSocketEdge
 
 if TYPE_CHECKING:
-    from astranet.server.app import GameServer
+    from astranet.game import Game
+    from astranet.server.config import ServerConfig
+    from astranet.server.metrics import ServerMetrics
     from astranet.server.room import Player, Room
 
-__all__ = ["Session"]
+__all__ = ["Session", "SessionHost", "SnapshotEnvelopes"]
 
 log = logging.getLogger(__name__)
 
@@ -42,162 +49,198 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_REASON = "handshake timeout: no Hello received"
 TAKEOVER_REASON = "session resumed by another connection"
 SHUTDOWN_REASON = "server shutting down"
-# Upper bound on draining a closing socket; websockets' own close_timeout (set by the
-# server, CLOSE_TIMEOUT_S in app.py) normally ends it first.
-CLOSE_DRAIN_TIMEOUT_S = 5.0
 
 
-class Session:
+class SnapshotEnvelopes:
+    """This tick's envelopes, one per distinct payload the rooms handed out."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        # id(snapshot) -> (snapshot, envelope); the snapshot is kept so its id is not reused.
+        self._by_id: dict[int, tuple[EncodedSnapshot, SnapshotEnvelope]] = {}
+
+    def get(self, snapshot: EncodedSnapshot) -> SnapshotEnvelope:
+        """The envelope of ``snapshot``; raises ``LocalProtocolError`` if it cannot fit."""
+        cached = self._by_id.get(id(snapshot))
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        envelope = SnapshotEnvelope(
+            snapshot.id,
+            snapshot.server_tick,
+            snapshot.base_id,
+            snapshot.compressed,
+            snapshot.payload,
+        )
+        self._by_id[id(snapshot)] = (snapshot, envelope)
+        return envelope
+
+    def clear(self) -> None:
+        """Forget last tick's envelopes (call once per tick, before the rooms step)."""
+        self._by_id.clear()
+
+
+class SessionHost(Protocol):
+    """What a session needs from the server it belongs to."""
+
+    config: ServerConfig
+    game: Game
+    metrics: ServerMetrics
+    envelopes: SnapshotEnvelopes
+    #: Origin header values the upgrade accepts (websockets' ``origins=``); None = any.
+    ws_origins: Sequence[str | None] | None
+
+    def session_opened(self, session: Session) -> None:
+        """The WebSocket is open; the host may refuse it with ``session.close(1013, ...)``."""
+
+    def handle(self, session: Session, message: ClientMessage) -> None:
+        """Act on one validated message (synchronously; may ``session.send`` replies)."""
+
+    def note_close(self, session: Session, code: int, reason: str) -> None:
+        """The server decided to close this session with ``code`` (count kicks here)."""
+
+    def note_oversized_snapshot(self, session: Session, exc: Exception) -> None: ...
+
+    def session_ended(self, session: Session) -> None:
+        """The socket is gone (every session that was opened ends exactly once)."""
+
+
+class Session(WebSocketEdge):
     """One WebSocket client: protocol state, and (once joined) its room and player."""
 
-    def __init__(self, server: GameServer, ws: WebSocket) -> None:
-        self.server = server
-        self.ws = ws
-        config = server.config
+    def __init__(self, host: SessionHost) -> None:
+        config = host.config
+        super().__init__(max_message_bytes=config.max_message_bytes, origins=host.ws_origins)
+        self.host = host
+        self.metrics = host.metrics
         self.conn = ServerConnection(
             sig_failure_policy=config.sig_failure_policy,
             max_message_bytes=config.max_message_bytes,
-            schema_fingerprint=server.game.schema.fingerprint,
+            schema_fingerprint=host.game.schema.fingerprint,
         )
         self.room: Room | None = None
         self.player: Player | None = None
-        self._pending_snapshot: Snapshot | None = None
-        self._wake = asyncio.Event()
+        self._pending: tuple[SnapshotEnvelope, int | None] | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._opened = False
         self.closed = asyncio.Event()  # set once the socket is done
-        self.ended = asyncio.Event()  # set after the server forgot this session (all counted)
+        self.ended = asyncio.Event()  # set after the host forgot this session (all counted)
         self._seen = (0, 0)  # (rate_limited, malformed) already counted in metrics
 
     @property
     def peer(self) -> str:
-        address = self.ws.remote_address
+        address = self.remote_address
         return f"{address[0]}:{address[1]}" if address else "?"
 
     # -- called by the room's tick (synchronous, must not block) ---------------------------
 
     def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
-        try:
-            message = Snapshot(
-                snapshot.id,
-                snapshot.server_tick,
-                snapshot.base_id,
-                snapshot.compressed,
-                snapshot.payload,
-                last_input_seq,
-            )
-        except LocalProtocolError as exc:  # payload over the message limit: a game problem
-            self.server.note_oversized_snapshot(self, exc)
+        if not self.conn.can_send_snapshot:
             return
-        if self._pending_snapshot is not None:
-            self.server.metrics.snapshots_skipped.inc()
-        self._pending_snapshot = message
-        self._wake.set()
+        try:
+            envelope = self.host.envelopes.get(snapshot)
+        except LocalProtocolError as exc:  # payload over the message limit: a game problem
+            self.host.note_oversized_snapshot(self, exc)
+            return
+        if not self.writable:
+            if self._pending is not None:
+                self.metrics.snapshots_skipped += 1
+            self._pending = (envelope, last_input_seq)
+            return
+        self._write_snapshot(envelope, last_input_seq)
 
-    # -- called by the server --------------------------------------------------------------
+    def _write_snapshot(self, envelope: SnapshotEnvelope, last_input_seq: int | None) -> None:
+        sent = self.write_message(envelope.encode(last_input_seq, self.conn.compact))
+        if sent:
+            metrics = self.metrics
+            metrics.bytes_sent += sent
+            metrics.snapshot_bytes += len(envelope.payload)
+            self.conn.count_sent(sent)
+
+    def on_writable(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and self.conn.can_send_snapshot:
+            self._write_snapshot(*pending)
+
+    # -- called by the host ----------------------------------------------------------------
 
     def send(self, message: ServerMessage, **kwargs: int | None) -> None:
-        """Queue a reply (the writer sends it at once)."""
+        """Send a reply now (raises ``InvalidState`` if the protocol forbids it)."""
         self.conn.send(message, **kwargs)
-        self._wake.set()
+        self._flush_conn()
 
     def close(self, code: int, reason: str) -> None:
-        """Decide to close; the writer flushes what is queued and closes the socket."""
+        """Decide to close: what is queued goes out, then the close frame."""
         self.conn.fail(code, reason)
-        self._wake.set()
+        self._flush_conn()
 
-    # -- the two coroutines ----------------------------------------------------------------
+    # -- the edge's hooks ------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Serve this connection until it closes (the websockets handler awaits this)."""
-        writer = asyncio.create_task(self._write_loop(), name=f"astranet-writer-{self.peer}")
-        try:
-            await self._read_loop()
-        finally:
-            self.closed.set()
-            self._wake.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            self.server.session_ended(self)
-            self.ended.set()
+    def on_open(self) -> None:
+        self._opened = True
+        self._hello_timer = self.loop.call_later(
+            self.host.config.handshake_timeout, self._hello_expired
+        )
+        self.host.session_opened(self)
 
-    async def _read_loop(self) -> None:
+    def on_message(self, data: bytes | str) -> None:
         conn = self.conn
-        loop = asyncio.get_running_loop()
-        hello_deadline = loop.time() + self.server.config.handshake_timeout
-        while conn.close_expected() is None:
-            try:
-                if conn.phase is ServerPhase.AWAIT_HELLO:
-                    async with asyncio.timeout_at(hello_deadline):
-                        data = await self.ws.recv()
-                else:
-                    data = await self.ws.recv()
-            except TimeoutError:
-                # Counted once, by the writer's note_close (kick label handshake_timeout).
-                self.close(1008, HANDSHAKE_TIMEOUT_REASON)
-                break
-            except WsConnectionClosed:
-                break
-            self.server.metrics.bytes_received.inc(len(data))
-            conn.receive_data(data)
-            for message in conn.messages_received():
-                self._handle(message)
+        self.metrics.bytes_received += len(data)
+        conn.receive_data(data)
+        for message in conn.messages_received():
+            self._handle(message)
+        stats = conn.stats
+        if (stats.rate_limited, stats.malformed) != self._seen:
             self._count_refusals()
-            self._wake.set()
-        # Give the writer the chance to send the close frame (or see the socket is gone).
-        await self._closed_or_gone()
+        self._flush_conn()
 
-    async def _closed_or_gone(self) -> None:
-        if self.conn.close_expected() is None:
-            return  # the peer went away: nothing left to send
-        # Keep reading (and discarding) until the socket is closed. websockets stops reading
-        # from the transport while undelivered messages queue up (max_queue), so a client
-        # that flooded us before our close frame reached it would leave its close reply stuck
-        # behind its own flood: both sides then wait out the close timeout.
-        with contextlib.suppress(WsConnectionClosed, TimeoutError):
-            async with asyncio.timeout(CLOSE_DRAIN_TIMEOUT_S):
-                while True:
-                    await self.ws.recv()
+    def on_closed(self) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+        self._pending = None
+        self.closed.set()
+        if self._opened:
+            self.host.session_ended(self)
+        self.ended.set()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _hello_expired(self) -> None:
+        self._hello_timer = None
+        if self.conn.phase is ServerPhase.AWAIT_HELLO:
+            # Counted once, by note_close (kick label handshake_timeout).
+            self.close(1008, HANDSHAKE_TIMEOUT_REASON)
 
     def _handle(self, message: ClientMessage) -> None:
-        self.server.metrics.count_message(message.TYPE)
-        if isinstance(message, Hello):
-            return  # answered by the protocol core; the handshake deadline no longer applies
+        self.metrics.count_message(message.TYPE)
+        if type(message) is Hello:
+            if self._hello_timer is not None:
+                self._hello_timer.cancel()
+                self._hello_timer = None
+            return  # answered by the protocol core
         try:
-            self.server.handle(self, message)
+            self.host.handle(self, message)
         except InvalidState:
             # The connection decided to close while we were replying; the close wins.
             log.debug("%s: reply after close decision dropped", self.peer)
 
     def _count_refusals(self) -> None:
-        stats = self.conn.stats
+        stats, metrics = self.conn.stats, self.metrics
         rate_limited, malformed = self._seen
-        if stats.rate_limited > rate_limited:
-            self.server.metrics.rate_limited_messages.inc(stats.rate_limited - rate_limited)
-        if stats.malformed > malformed:
-            self.server.metrics.malformed_messages.inc(stats.malformed - malformed)
+        metrics.rate_limited_messages += stats.rate_limited - rate_limited
+        metrics.malformed_messages += stats.malformed - malformed
         self._seen = (stats.rate_limited, stats.malformed)
 
-    async def _write_loop(self) -> None:
-        conn, ws, metrics = self.conn, self.ws, self.server.metrics
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                snapshot, self._pending_snapshot = self._pending_snapshot, None
-                if snapshot is not None and conn.close_expected() is None:
-                    try:
-                        conn.send(snapshot)
-                        metrics.snapshot_bytes.inc(len(snapshot.payload))
-                    except InvalidState:
-                        pass  # not in a room any more (closing): drop it
-                for data in conn.data_to_send():
-                    await ws.send(data)
-                    metrics.bytes_sent.inc(len(data))
-                close = conn.close_expected()
-                if close is not None:
-                    self.server.note_close(self, *close)
-                    await ws.close(*close)
-                    return
-                if self.closed.is_set():
-                    return
-        except WsConnectionClosed:
-            return
+    def _flush_conn(self) -> None:
+        """Write what the protocol queued; then close if it decided to."""
+        conn = self.conn
+        sent = 0
+        for data in conn.data_to_send():
+            sent += self.write_message(data)
+        self.metrics.bytes_sent += sent
+        close = conn.close_expected()
+        if close is not None and self.is_open:
+            self._pending = None
+            self.host.note_close(self, *close)
+            super().close(*close)

@@ -83,8 +83,8 @@ def test_kick_reasons_and_system_names_are_capped() -> None:
 def test_occupancy_gauges_and_byte_counters() -> None:
     metrics = ServerMetrics()
     metrics.set_occupancy(connections=5, rooms=2, players=4)
-    metrics.bytes_sent.inc(100)
-    metrics.snapshot_bytes.inc(60)
+    metrics.bytes_sent += 100
+    metrics.snapshot_bytes += 60
     got = samples(metrics)
     assert got[("astranet_connections", ())] == 5
     assert got[("astranet_rooms", ())] == 2

@@ -31,11 +31,11 @@ def _exported(
     metrics = ServerMetrics()
     for tick, seconds in enumerate(ticks_s):
         metrics.observe_tick(tick, seconds, 0.0, False)
-    metrics.late_ticks.inc(late)
+    metrics.late_ticks += late
     for reason in kicks:
         metrics.count_kick(reason)
-    metrics.bytes_sent.inc(sent)
-    metrics.snapshot_bytes.inc(snapshot)
+    metrics.bytes_sent += sent
+    metrics.snapshot_bytes += snapshot
     metrics.set_occupancy(connections=players, rooms=1, players=players)
     return metrics.render().decode()
 

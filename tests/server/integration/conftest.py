@@ -191,7 +191,7 @@ class Running:
         bookkeeping (seat hold, kick counters); tests that check those await this.
         """
         ports = {client.ws.local_address[1] for client in clients}
-        sessions = [s for s in self.server.sessions if s.ws.remote_address[1] in ports]
+        sessions = [s for s in self.server.sessions if s.remote_address[1] in ports]
         async with asyncio.timeout(RECV_TIMEOUT_S):
             for session in sessions:
                 await session.ended.wait()

@@ -1,0 +1,292 @@
+"""The WebSocket edge: one ``asyncio.Protocol`` per connection over websockets' sans-I/O core.
+
+No coroutine, task, future or ``await`` per connection or per message. ``data_received``
+feeds websockets' :class:`~websockets.server.ServerProtocol` (the same parser its own servers
+use: HTTP upgrade, framing, masking, fragmentation, ping/pong, the closing handshake, the size
+limit) and hands every complete message to :meth:`WebSocketEdge.on_message` synchronously.
+Replies go out with ``transport.write`` at once. Deadlines are ``loop.call_later`` timers:
+
+* **open**: the HTTP upgrade must complete within ``open_timeout_s`` (else the TCP is dropped);
+* **keepalive**: every ``ping_interval_s`` a connection that received nothing for that long
+  gets a Ping; one that stays silent ``ping_timeout_s`` longer is failed 1011 (games send
+  inputs 30 times a second, so a live client never sees a ping);
+* **close**: after our close frame the peer has ``close_timeout_s`` to finish the closing
+  handshake (and its TCP close), else the transport is aborted.
+
+Backpressure: the transport's write-buffer limits are ``(high=0, low=0)``, so
+:attr:`writable` is False exactly while the kernel has not taken everything written;
+``resume_writing`` (buffer drained) calls :meth:`on_writable`. Subclasses use it to hold the
+newest snapshot instead of queueing stale ones (a slow client costs the tick nothing).
+
+A non-upgrade request gets websockets' own answers (``426 Upgrade Required`` for a plain GET,
+``400`` for a bad handshake, ``405`` for another method). :meth:`process_request` may refuse a
+request with its own response (e.g. per-peer bounds). ``request_path`` keeps the upgrade
+request's path and query (``?token=`` for browsers, WIRE A4); ``origins`` is websockets' own
+Origin check (403 for others). TLS: pass ``ssl=`` to
+``create_server``; the code path is the same.
+
+Server frames are unmasked and we negotiate no extension, so a binary message is a 2-10 byte
+header plus the payload (RFC 6455 5.2): :func:`binary_frame` writes it directly instead of
+building a websockets ``Frame`` (a third of the cost of a snapshot send).
+Benchmark: benchmarks/protocol.py ("edge InputFrame path", "snapshot send per client").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Sequence
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import SEND_EOF, State
+from websockets.server import ServerProtocol
+
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "OPEN_TIMEOUT_S",
+    "PING_INTERVAL_S",
+    "PING_TIMEOUT_S",
+    "WebSocketEdge",
+    "binary_frame",
+]
+
+log = logging.getLogger(__name__)
+# websockets logs every open and close at INFO; one line per connection is noise at scale.
+_ws_logger = logging.getLogger("astranet.server.edge.websockets")
+_ws_logger.setLevel(logging.WARNING)
+
+#: A client that has not finished its HTTP upgrade by then is dropped (websockets' default).
+OPEN_TIMEOUT_S = 10.0
+#: Seconds a peer has to answer our close frame before the TCP connection is dropped: a kicked
+#: or shut-down client that never answers must not hold a socket (websockets' default is 10).
+CLOSE_TIMEOUT_S = 2.0
+#: Keepalive, as websockets' defaults: ping after 20 s of silence, give up 20 s later.
+PING_INTERVAL_S = 20.0
+PING_TIMEOUT_S = 20.0
+KEEPALIVE_REASON = "keepalive ping timeout"
+
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+_FIN_BINARY = 0x80 | Opcode.BINARY
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """One unmasked, final binary frame carrying ``payload`` (server to client)."""
+    length = len(payload)
+    if length < 126:
+        return _SHORT.pack(_FIN_BINARY, length) + payload
+    if length < 65536:
+        return _MEDIUM.pack(_FIN_BINARY, 126, length) + payload
+    return _LONG.pack(_FIN_BINARY, 127, length) + payload
+
+
+class WebSocketEdge(asyncio.Protocol):
+    """One WebSocket connection. Subclasses implement the ``on_*`` hooks."""
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
+        ping_interval_s: float | None = PING_INTERVAL_S,
+        ping_timeout_s: float = PING_TIMEOUT_S,
+        origins: Sequence[str | None] | None = None,
+    ) -> None:
+        self.ws = ServerProtocol(max_size=max_message_bytes, origins=origins, logger=_ws_logger)
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        #: ``(host, port)`` of the peer, once connected.
+        self.remote_address: tuple[str, int] | None = None
+        #: Path and query of the upgrade request (e.g. ``/?token=...``), once upgraded.
+        self.request_path: str | None = None
+        self.writable = True
+        self._open_timeout_s = open_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._last_received = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # open deadline, then keepalive
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._lost = False
+
+    # ------------------------------------------------------------------ hooks to override
+
+    def process_request(self, request: Request) -> Response | None:
+        """Answer the upgrade request yourself (a refusal), or None to accept it."""
+        return None
+
+    def on_open(self) -> None:
+        """The WebSocket is open (``request_path`` is set)."""
+
+    def on_message(self, data: bytes | str) -> None:
+        """One complete message: ``bytes`` (binary) or ``str`` (text, undecoded as latin-1)."""
+
+    def on_writable(self) -> None:
+        """The transport drained everything written (after a stall)."""
+
+    def on_closed(self) -> None:
+        """The TCP connection is gone (called once, also when the upgrade never happened)."""
+
+    # ------------------------------------------------------------------ for subclasses
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws.state is State.OPEN
+
+    def write_message(self, message: bytes) -> int:
+        """Write one binary message now; returns its length (0 once not open: dropped)."""
+        if self.ws.state is not State.OPEN:
+            return 0
+        self.transport.write(binary_frame(message))  # type: ignore[union-attr]
+        return len(message)
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (idempotent); the close deadline starts now."""
+        ws = self.ws
+        if ws.state is State.OPEN:
+            ws.send_close(code, reason)
+            self._flush()
+            self._arm_close_deadline()
+        elif ws.state is State.CONNECTING and self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (no closing handshake)."""
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        # Any unsent byte makes the connection "not writable" until the buffer drains.
+        transport.set_write_buffer_limits(high=0, low=0)
+        self.remote_address = transport.get_extra_info("peername")
+        self._last_received = self.loop.time()
+        self._timer = self.loop.call_later(self._open_timeout_s, self._open_expired)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        self._last_received = self.loop.time()
+        for event in ws.events_received():
+            if type(event) is Frame:
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        self._flush()
+        if ws.close_expected() and self._close_timer is None:
+            self._arm_close_deadline()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._flush()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.ws.receive_eof()
+        for timer in (self._timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._close_timer = None
+        self.writable = False
+        self.on_closed()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        if not self._lost:
+            self.on_writable()
+
+    # ------------------------------------------------------------------ internals
+
+    def _on_request(self, request: Request) -> None:
+        ws = self.ws
+        response = self.process_request(request)
+        if response is None:
+            response = ws.accept(request)
+        ws.send_response(response)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if ws.state is State.OPEN:
+            self.request_path = request.path
+            if self._ping_interval_s:
+                self._timer = self.loop.call_later(self._ping_interval_s, self._keepalive)
+            self._flush()  # the 101 goes before anything on_open writes
+            self.on_open()
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if frame.fin:
+                if opcode is Opcode.BINARY:
+                    self.on_message(frame.data)
+                else:
+                    self.on_message(frame.data.decode("latin-1"))
+                return
+            self._fragments = [frame.data]
+            self._fragment_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            # websockets enforces the message size limit across fragments (max_size).
+            self._fragments.append(frame.data)
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self.on_message(data.decode("latin-1") if self._fragment_text else data)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        for data in self.ws.data_to_send():
+            if data is not SEND_EOF and data:
+                transport.write(data)
+            elif transport.can_write_eof():  # half-close: the peer closes its side
+                try:
+                    transport.write_eof()
+                except (OSError, RuntimeError):  # already gone (uvloop raises RuntimeError)
+                    transport.abort()
+            else:  # TLS cannot half-close
+                transport.close()
+
+    def _arm_close_deadline(self) -> None:
+        if self._close_timer is None and not self._lost:
+            self._close_timer = self.loop.call_later(self._close_timeout_s, self._close_expired)
+
+    def _close_expired(self) -> None:
+        self._close_timer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _open_expired(self) -> None:
+        self._timer = None
+        if self.ws.state is State.CONNECTING and self.transport is not None:
+            self.transport.abort()
+
+    def _keepalive(self) -> None:
+        self._timer = None
+        if self.ws.state is not State.OPEN:
+            return
+        interval = self._ping_interval_s or PING_INTERVAL_S
+        silent_s = self.loop.time() - self._last_received
+        if silent_s >= interval + self._ping_timeout_s:
+            self.ws.fail(1011, KEEPALIVE_REASON)
+            self._flush()
+            self._arm_close_deadline()
+            log.info("%s: %s", self.remote_address, KEEPALIVE_REASON)
+            return
+        if silent_s >= interval:
+            self.ws.send_ping(b"")
+            self._flush()
+        self._timer = self.loop.call_later(min(interval, self._ping_timeout_s), self._keepalive)
