@@ -16,8 +16,16 @@ or the server silent for ``silence_timeout_s``) the client emits DISCONNECTED, t
 (same player, entity and token; seq numbering continues); success emits RECONNECTED with the
 downtime and starts a new *epoch* (snapshots carry it, so the systems restart prediction from
 the full snapshot that follows). After ``give_up_after_s`` (default 30 s, the server's seat
-hold) or a ``resume_denied`` it emits GAVE_UP and sets ``error`` (:class:`ReconnectGaveUp` or
-``ResumeDenied``). Closes the server means (1000 after Leave, 1002, 1008 kicks, 1009) are final.
+hold) or a ``resume_denied``/``room_lost`` it emits GAVE_UP and sets ``error``
+(:class:`ReconnectGaveUp` or the refusal). Closes the server means (1000 after Leave, 1002,
+1008 kicks, 1009) are final.
+
+Failover (WIRE A3): each attempt goes to the next candidate node -- first the one that served
+us, then ``url``, ``fallback_urls``, nodes seen in redirects and, when ``nodes_url`` is set,
+the live nodes ``GET /nodes`` lists -- and follows a redirecting ``MatchResult{url}`` at once
+(at most MAX_REDIRECTS per attempt). A room whose node died is restored by the first live node
+its Resume reaches after the cluster declares the node dead; until then live nodes redirect
+to the dead one, so attempts cycle with backoff for up to the dead-node deadline.
 
 Limits: ``MAX_INBOX_SNAPSHOTS`` unconsumed snapshots (the oldest is dropped: it was never
 acked, so no delta depends on it), ``MAX_EVENTS`` events, ``MAX_PINGS_IN_FLIGHT`` pings.
@@ -29,9 +37,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 
@@ -55,13 +65,21 @@ from astranet.errors import (
     InvalidState,
     RemoteProtocolError,
     ResumeDenied,
+    RoomLost,
     SchemaMismatch,
 )
 from astranet.net import ClientConnection, ClientPhase
 from astranet.net.backoff import Backoff
 from astranet.net.clock import ServerClock
 from astranet.net.limits import MAX_MESSAGE_BYTES
-from astranet.net.messages import ErrorMessage, JoinAccepted, Pong, RateLimited, Snapshot
+from astranet.net.messages import (
+    ErrorMessage,
+    JoinAccepted,
+    MatchResult,
+    Pong,
+    RateLimited,
+    Snapshot,
+)
 from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = [
@@ -79,6 +97,10 @@ MAX_INBOX_SNAPSHOTS = 64
 MAX_EVENTS = 256  # a reconnect storm of 30 s at the 1 s backoff cap is ~100 events
 MAX_PINGS_IN_FLIGHT = 16  # 16 s of unanswered 1 Hz pings; older ones are forgotten
 CLOSE_TIMEOUT_S = 2.0  # Leave -> the server closes 1000 within one RTT; don't wait forever
+MAX_REDIRECTS = 3  # per attempt: owner -> restorer is one hop; more means a routing loop
+MAX_KNOWN_NODES = 64  # candidate URLs kept for failover (a /nodes list is bounded too)
+NODES_TIMEOUT_S = 2.0  # GET /nodes during a reconnect: short, the backoff retries
+MAX_NODES_BYTES = 1 << 20  # a /nodes body larger than this is not a node list
 # Close codes after which resuming makes sense: the network or the server process failed.
 _RESUMABLE_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
 
@@ -137,6 +159,10 @@ class GameClient:
         self._event_added = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: The node (ws URL) serving us now; failover candidates follow it (see module doc).
+        self.served_url = self.options.url
+        self._known_urls: list[str] = []
+        self._remember_url(self.options.url, *self.options.fallback_urls)
         self._view: tuple[int, int] | None = None
 
     # -- thread-safe API for the game loop ---------------------------------------------------
@@ -263,8 +289,8 @@ class GameClient:
 
     # -- internals: sockets ------------------------------------------------------------------
 
-    async def _open(self) -> WebSocket:
-        url = self.options.url
+    async def _open(self, url: str | None = None) -> WebSocket:
+        url = url or self.options.url
         try:
             return await connect(
                 url,
@@ -290,6 +316,8 @@ class GameClient:
                     for message in self._receive(data):
                         if isinstance(message, JoinAccepted):
                             return message
+                        if isinstance(message, MatchResult) and message.url is not None:
+                            raise _Redirect(message.url)
                     close = self.conn.close_expected()
                     if close is not None:
                         if isinstance(self.conn.last_error, SchemaMismatch):
@@ -438,19 +466,19 @@ class GameClient:
             rng=random.Random(options.seed),
         )
         lost_at = self._clock()
+        tried: list[str] = []  # this episode's attempts, for the order of candidates
         while not backoff.expired(self._clock() - lost_at):
             remaining = options.give_up_after_s - (self._clock() - lost_at)
             delay = max(0.0, min(backoff.next_delay(), remaining))
             self._emit(EventKind.RECONNECTING, cause, attempt=backoff.attempt, delay_s=delay)
             await asyncio.sleep(delay)  # the backoff delay itself is the point
+            if backoff.attempt == 2 and options.nodes_url is not None:
+                await self._discover_nodes()  # the serving node failed once: who else is up?
+            url = self._next_candidate(tried)
+            tried.append(url)
             try:
-                ws = await self._open()
-                with self._lock:
-                    self.conn.reset_transport()
-                    self.conn.hello()
-                    self.conn.resume()
-                accepted = await self._handshake(ws)
-            except (ResumeDenied, SchemaMismatch) as exc:
+                ws, accepted, url = await self._resume_at(url)
+            except (ResumeDenied, RoomLost, SchemaMismatch) as exc:
                 self.error = exc
                 self._emit(EventKind.GAVE_UP, str(exc))
                 return False
@@ -459,10 +487,11 @@ class GameClient:
                 cause = cause or type(exc).__name__
                 continue
             self._attach(ws, accepted)
+            self.served_url = url
             self.stats.reconnects += 1
             self._emit(
                 EventKind.RECONNECTED,
-                "",
+                url,
                 room_id=accepted.room_id,
                 player_id=accepted.player_id,
                 entity=accepted.entity,
@@ -473,6 +502,46 @@ class GameClient:
         self.error = ReconnectGaveUp(options.give_up_after_s, cause)
         self._emit(EventKind.GAVE_UP, str(self.error))
         return False
+
+    async def _resume_at(self, url: str) -> tuple[WebSocket, JoinAccepted, str]:
+        """Hello + Resume at ``url``, following redirects; returns the socket, the answer and
+        the URL of the node that accepted."""
+        for _ in range(MAX_REDIRECTS + 1):
+            ws = await self._open(url)
+            with self._lock:
+                self.conn.reset_transport()
+                self.conn.hello()
+                self.conn.resume()
+            try:
+                return ws, await self._handshake(ws), url
+            except _Redirect as redirect:
+                url = redirect.url
+                self._remember_url(url)
+        raise RemoteProtocolError(f"more than {MAX_REDIRECTS} redirects resuming the room")
+
+    def _next_candidate(self, tried: list[str]) -> str:
+        """The serving node first, then every other known node in turn, then around again."""
+        candidates = [self.served_url, *(u for u in self._known_urls if u != self.served_url)]
+        return candidates[len(tried) % len(candidates)]
+
+    def _remember_url(self, *urls: str) -> None:
+        for url in urls:
+            if url and url not in self._known_urls and len(self._known_urls) < MAX_KNOWN_NODES:
+                self._known_urls.append(url)
+
+    async def _discover_nodes(self) -> None:
+        """Add the live nodes of ``GET nodes_url`` (A2 ``/nodes``) to the candidates."""
+        url = self.options.nodes_url
+        assert url is not None
+        try:
+            nodes = await asyncio.wait_for(asyncio.to_thread(_fetch_json, url), NODES_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            self._emit(EventKind.SERVER_ERROR, f"cannot read {url}: {exc}")
+            return
+        if isinstance(nodes, list):
+            self._remember_url(
+                *(n["url"] for n in nodes if isinstance(n, dict) and isinstance(n.get("url"), str))
+            )
 
     # -- internals: events -------------------------------------------------------------------
 
@@ -492,6 +561,20 @@ class GameClient:
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(self._wake.set)
+
+
+class _Redirect(AstranetError):
+    """A redirecting MatchResult (A2) answered our request: repeat it at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"redirected to {url}")
+        self.url = url
+
+
+def _fetch_json(url: str) -> object:
+    """GET ``url`` and parse JSON (runs in a thread; bounded by NODES_TIMEOUT_S)."""
+    with urllib.request.urlopen(url, timeout=NODES_TIMEOUT_S) as response:
+        return json.loads(response.read(MAX_NODES_BYTES))
 
 
 def _close_of(exc: WsConnectionClosed) -> tuple[int, str]:

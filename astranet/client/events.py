@@ -23,6 +23,7 @@ from astranet.errors import (
     RemoteProtocolError,
     ResumeDenied,
     RoomFull,
+    RoomLost,
     RoomNotFound,
     SchemaMismatch,
     UnknownRegion,
@@ -44,6 +45,7 @@ _SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
     "room_not_found": RoomNotFound,
     "room_full": RoomFull,
     "resume_denied": ResumeDenied,
+    "room_lost": RoomLost,
     "bad_request": BadRequest,
     "protocol_mismatch": ProtocolMismatch,
     "schema_mismatch": SchemaMismatch,
@@ -110,6 +112,12 @@ class ClientOptions:
     #: mismatch at join (SchemaMismatch) instead of sending snapshots nobody can decode.
     #: None: no check (a client that decodes no snapshots).
     schema: int | None = None
+    #: Other nodes of the cluster (ws:// URLs) to resume on when the one serving us is gone
+    #: (WIRE A3 failover); tried after it, in order, besides ``url`` and redirects seen.
+    fallback_urls: tuple[str, ...] = ()
+    #: An HTTP ``GET /nodes`` URL of the cluster (A2), read when resuming fails on the node
+    #: that served us: its live nodes' ``url`` join the candidates.
+    nodes_url: str | None = None
 
 
 @dataclass(slots=True)
