@@ -29,8 +29,12 @@ client), in one of two input phases (``--input-phase``):
   first snapshot arrives the task sends nothing (as a real client would sync clocks first).
   Skipped server ticks shift the schedule later; the window forgets the old phase in <= 2 s.
 
+Protocol (``--protocol``): ``a1`` (default, what the library's clients do) asks for the compact
+Snapshot envelope in Hello and folds the newest received snapshot id into the next InputFrame
+(one message per tick, WIRE A1); ``v1`` uses the map envelope and a separate Ack per snapshot.
+
 Each client also has a reader task (one ``recv`` loop per socket is unavoidable) that acks
-every snapshot and records:
+every snapshot (``v1``; ``a1`` remembers it for the next input) and records:
 
 * snapshot bytes (whole WebSocket message, and the payload alone),
 * input -> snapshot latency: from sending seq ``s`` to receiving the first snapshot whose
@@ -74,6 +78,7 @@ __all__ = [
     "INPUT_PHASES",
     "MAX_LATENCY_SAMPLES",
     "MAX_PENDING_INPUTS",
+    "PROTOCOLS",
     "LoadClientError",
     "WorkerResult",
     "worker_main",
@@ -83,6 +88,8 @@ GROUP_SIZE = 4  # one room's capacity (WIRE rule 2)
 INPUT_HZ = 30
 PHASE_SLOTS = 10  # send phases per input period: a 300 Hz wake-up spreading clients
 INPUT_PHASES = ("spread", "aligned")
+#: a1: compact envelope + ack folded into the input (WIRE A1); v1: map envelope + Ack messages.
+PROTOCOLS = ("a1", "v1")
 DEFAULT_INPUT_LEAD_MS = 18.0  # > the server's tick-to-snapshot delay + burst + read at 100 clients
 PHASE_BLOCK = INPUT_HZ  # snapshots per block of the sliding-window phase minimum (~1 s)
 # 2 s of inputs at 30 Hz: an input unanswered for that long is a stall, not latency.
@@ -121,11 +128,12 @@ class WorkerResult:
 class _Client:
     """One player: protocol state, socket, its unanswered inputs and tick-phase estimate."""
 
-    __slots__ = ("conn", "pending", "phase_cur", "phase_n", "phase_prev", "ws")
+    __slots__ = ("conn", "pending", "phase_cur", "phase_n", "phase_prev", "unacked", "ws")
 
     def __init__(self, conn: ClientConnection, ws: WsClient) -> None:
         self.conn = conn
         self.ws = ws
+        self.unacked: int | None = None  # a1: newest snapshot id not yet acked
         # (seq, sent_at, target tick or -1), oldest first
         self.pending: deque[tuple[int, float, int]] = deque()
         # Sliding-window minimum of (arrival - server_tick * period): two blocks of PHASE_BLOCK.
@@ -153,9 +161,13 @@ class _Worker:
         groups: int,
         input_phase: str = "spread",
         input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000,
+        protocol: str = "a1",
     ) -> None:
         if input_phase not in INPUT_PHASES:
             raise ValueError(f"input_phase: expected one of {INPUT_PHASES}, got {input_phase!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {protocol!r}")
+        self.one_message = protocol == "a1"
         self.ws_url = ws_url
         self.groups = groups
         self.aligned = input_phase == "aligned"
@@ -186,7 +198,7 @@ class _Worker:
         async with self._joins:
             ws = await connect(self.ws_url, compression=None, open_timeout=CONNECT_TIMEOUT_S)
             conn = ClientConnection()
-            conn.hello()
+            conn.hello(compact=self.one_message)
             if room_id is None:
                 conn.find_or_create(REGION, GAME_MODE, party_size=GROUP_SIZE)
             else:
@@ -216,7 +228,10 @@ class _Worker:
                 for msg in conn.messages_received():
                     if type(msg) is not Snapshot:
                         continue
-                    conn.ack(msg.id)
+                    if self.one_message:
+                        client.unacked = msg.id  # folded into the next input
+                    else:
+                        conn.ack(msg.id)
                     seq = msg.last_input_seq
                     if aligned:
                         client.observe_phase(now - msg.server_tick * period_s)
@@ -303,7 +318,8 @@ class _Worker:
         for client in clients:
             if client.conn.close_expected() is not None:
                 continue
-            seq = client.conn.send_input(blob)
+            ack, client.unacked = client.unacked, None
+            seq = client.conn.send_input(blob, ack=ack)
             for out in client.conn.data_to_send():
                 with contextlib.suppress(WsConnectionClosed):
                     await client.ws.send(out)
@@ -339,9 +355,14 @@ def _circle_blobs(steps: int = INPUT_HZ) -> list[bytes]:
 
 
 async def _serve(
-    pipe: Connection, ws_url: str, groups: int, input_phase: str, input_lead_s: float
+    pipe: Connection,
+    ws_url: str,
+    groups: int,
+    input_phase: str,
+    input_lead_s: float,
+    protocol: str,
 ) -> None:
-    worker = _Worker(ws_url, groups, input_phase, input_lead_s)
+    worker = _Worker(ws_url, groups, input_phase, input_lead_s, protocol)
     try:
         await worker.join_all()
     except (OSError, TimeoutError, WsConnectionClosed, AstranetError) as exc:
@@ -366,9 +387,10 @@ def worker_main(
     groups: int,
     input_phase: str = "spread",
     input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000,
+    protocol: str = "a1",
 ) -> None:
     """Process entry point (``multiprocessing`` target)."""
     try:
-        asyncio.run(_serve(pipe, ws_url, groups, input_phase, input_lead_s))
+        asyncio.run(_serve(pipe, ws_url, groups, input_phase, input_lead_s, protocol))
     finally:
         pipe.close()

@@ -1,9 +1,20 @@
-"""Benchmark of the sans-I/O protocol hot paths (astranet.net), in microseconds per op.
+"""Benchmark of the protocol and edge hot paths, in microseconds per op.
 
 Cases: encode+decode an InputFrame (16-byte blob), encode+decode a Snapshot envelope with a
-1 KiB payload, sign+verify one frame with a session's ``InputSigner``, and the full
+1 KiB payload, sign+verify one frame with a session's ``InputSigner``, the sans-I/O
 server-side InputFrame path, ``ServerConnection.receive_data`` (rate limit, decode,
-validation, HMAC verify, replay check) plus ``messages_received``. Goal: < 10 us median.
+validation, HMAC verify, replay check) plus ``messages_received``, and two edge cases on a
+real :class:`~astranet.server.session.Session` (``asyncio.Protocol``) with a null transport:
+
+* "edge InputFrame path": ``data_received`` of one masked WebSocket frame holding a signed
+  InputFrame with a folded ack: websockets' parser, the protocol core, metrics, and a host
+  whose ``handle`` queues the input and applies the ack as the game server does
+  (goal, issue 12: <= 8 us);
+* "snapshot send per client": one room's tick for 4 clients sharing one ~100-byte payload,
+  per client: envelope (built once, seq spliced in), frame header, ``transport.write``,
+  counters (goal: <= 4 us; the send() syscall itself is the kernel's and not included);
+* "websockets parse only": ``ServerProtocol.receive_data`` + ``events_received`` of the same
+  frame, the share of the edge path that is websockets' own.
 
 Each case runs ``--number`` ops per repetition and ``--repeat`` repetitions; the table shows
 the median (and min) of the per-op times. ``--json`` prints one JSON object instead.
@@ -16,12 +27,19 @@ The same cases run under pytest-benchmark in ``benchmarks/test_bench_protocol.py
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from astranet.net.messages import (
+    Ack,
     Hello,
     InputFrame,
     JoinAccepted,
@@ -33,6 +51,11 @@ from astranet.net.messages import (
 from astranet.net.ratelimit import RateLimitConfig
 from astranet.net.server_conn import ServerConnection
 from astranet.net.signing import InputSigner
+from astranet.replication import ClientBaseline, EncodedSnapshot
+from astranet.server.config import ServerConfig
+from astranet.server.metrics import ServerMetrics
+from astranet.server.session import Session, SnapshotEnvelopes
+from astranet.systems import InputQueue
 
 KEY = bytes(range(32))
 BLOB = bytes(16)  # a typical game input: buttons + two axes, padded
@@ -81,6 +104,140 @@ def run_server_path(conn: ServerConnection, frames: list[bytes]) -> None:
         drain()
 
 
+class NullTransport(asyncio.Transport):
+    """Takes writes and drops them: measures our work, not the kernel's send()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written += len(data)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class BenchHost:
+    """The SessionHost part of the game server that the per-message path runs."""
+
+    def __init__(self) -> None:
+        self.config = ServerConfig()
+        self.metrics = ServerMetrics()
+        self.envelopes = SnapshotEnvelopes()
+        self.ws_origins = None
+        self.game = SimpleNamespace(schema=SimpleNamespace(fingerprint=None))
+
+    def session_opened(self, session: Session) -> None:
+        return None
+
+    def handle(self, session: Session, message: object) -> None:
+        # As GameServer.handle: queue the input, apply the ack.
+        player = session.player
+        if type(message) is InputFrame:
+            player.inputs.push(message.seq, message.input_blob)
+            player.last_accepted_seq = message.seq
+        elif type(message) is Ack:
+            player.baseline.ack(message.snapshot_id)
+
+    def note_close(self, session: Session, code: int, reason: str) -> None:
+        raise AssertionError(f"closed {code} {reason}")
+
+    def note_oversized_snapshot(self, session: Session, exc: Exception) -> None:
+        raise AssertionError(exc)
+
+    def session_ended(self, session: Session) -> None:
+        return None
+
+
+_UPGRADE = (
+    b"GET /?token=x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def ws_frame(data: bytes) -> bytes:
+    """A client's (masked) binary frame."""
+    return Frame(Opcode.BINARY, data).serialize(mask=True, extensions=[])
+
+
+def edge_session(host: BenchHost | None = None) -> Session:
+    """A Session that completed its upgrade, Hello and JoinAccepted (needs a running loop)."""
+    host = host or BenchHost()
+    session = Session(host)
+    session.conn._flood = FloodGuardFree()
+    session.connection_made(NullTransport())
+    session.data_received(_UPGRADE)
+    session.data_received(ws_frame(encode(Hello(1, compact=True))))
+    session.player = SimpleNamespace(  # type: ignore[assignment]
+        inputs=InputQueue("p1", 1), baseline=ClientBaseline(), last_accepted_seq=None
+    )
+    session.send(JoinAccepted("Bench001", "p1", 30, KEY, b"tok", 1))
+    return session
+
+
+class FloodGuardFree:
+    """The rate limiter's interface, always admitting (the real one is timed separately)."""
+
+    def admit(self) -> object:
+        from astranet.net.ratelimit import Admission
+
+        return Admission.ACCEPT
+
+
+def measure_edge(repeat: int, number: int) -> dict[str, list[float]]:
+    """The three edge cases; runs its own event loop (Session needs one)."""
+
+    async def run() -> dict[str, list[float]]:
+        results: dict[str, list[float]] = {"edge InputFrame path": []}
+        signer = InputSigner(KEY)
+        wire = [
+            ws_frame(encode(InputFrame(seq, seq * 33, BLOB, signer.sign(seq, seq * 33, BLOB), seq)))
+            for seq in range(1, number + 1)
+        ]
+        for _ in range(repeat):
+            session = edge_session()
+            receive = session.data_received
+            start = time.perf_counter()
+            for data in wire:
+                receive(data)
+            results["edge InputFrame path"].append((time.perf_counter() - start) / number)
+            assert session.conn.stats.inputs_accepted == number
+        clients = [edge_session() for _ in range(4)]
+        snapshot = EncodedSnapshot(7, 1234, 6, False, bytes(100))
+        rounds = max(1, number // 4)
+        sends: list[float] = []
+        for _ in range(repeat):
+            host_envelopes = clients[0].host.envelopes
+            start = time.perf_counter()
+            for tick in range(rounds):
+                host_envelopes.clear()
+                for index, client in enumerate(clients):
+                    client.host.envelopes = host_envelopes
+                    client.offer_snapshot(snapshot, tick + index)
+            sends.append((time.perf_counter() - start) / (rounds * 4))
+        results["snapshot send per client"] = sends
+        parse: list[float] = []
+        for _ in range(repeat):
+            protocol = ServerProtocol(state=State.OPEN, max_size=65536)
+            start = time.perf_counter()
+            for data in wire:
+                protocol.receive_data(data)
+                protocol.events_received()
+            parse.append((time.perf_counter() - start) / number)
+        results["websockets parse only"] = parse
+        return results
+
+    return asyncio.run(run())
+
+
 def _time_per_op(op: Callable[[], object], number: int) -> float:
     start = time.perf_counter()
     for _ in range(number):
@@ -106,6 +263,7 @@ def measure(repeat: int, number: int) -> dict[str, dict[str, float]]:
         path.append((time.perf_counter() - start) / number)
         assert conn.stats.inputs_accepted == number, "frames were rejected"
     results["server InputFrame path"] = path
+    results.update(measure_edge(repeat, number))
     return {
         name: {"median_us": statistics.median(times) * 1e6, "min_us": min(times) * 1e6}
         for name, times in results.items()

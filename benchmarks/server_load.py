@@ -54,6 +54,7 @@ from _loadclients import (
     DEFAULT_INPUT_LEAD_MS,
     GROUP_SIZE,
     INPUT_PHASES,
+    PROTOCOLS,
     WorkerResult,
     worker_main,
 )
@@ -96,6 +97,7 @@ class LoadResult:
     pinned: bool
     input_phase: str
     input_lead_ms: float | None  # aligned only
+    protocol: str  # a1 (compact envelope, acks folded into inputs) or v1
     server_cpu_percent: float
     ticks: int
     late_ticks: int
@@ -153,6 +155,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="pin",
         action="store_false",
         help="do not pin the server to CPU 0 and the clients elsewhere",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="a1",
+        help="a1: compact snapshots, acks folded into inputs (default); v1: map envelope + Acks",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, help="write server_load_<label>_*.png here")
@@ -220,6 +228,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
                         groups,
                         args.input_phase,
                         args.input_lead_ms / 1000.0,
+                        args.protocol,
                     ),
                     daemon=True,
                 )
@@ -327,6 +336,7 @@ def _summarise(
         pinned=pinned,
         input_phase=args.input_phase,
         input_lead_ms=args.input_lead_ms if aligned else None,
+        protocol=args.protocol,
         server_cpu_percent=round(cpu_percent, 1),
         ticks=int(window.ticks),
         late_ticks=int(window.late_ticks),
