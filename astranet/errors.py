@@ -20,12 +20,14 @@ the way websockets' ``fail()`` and h11's ``error_status_hint`` do.
     │       ├── ReplayedInput         "replay"         close 1008 under kick (rule 3)
     │       ├── RateLimitExceeded     "rate_limited"   close 1008 (rule 5)
     │       ├── BadRequest            "bad_request"    (rule 2)
+    │       ├── Unauthorized          "unauthorized"   close 1008 (A4: missing/bad JWT)
     │       └── SnapshotDecodeError   "malformed"      a snapshot payload that does not decode
     ├── MatchmakingError (also a RemoteProtocolError: its reply goes on the wire)
     │   ├── UnknownRegion             "unknown_region"
     │   ├── RoomNotFound              "room_not_found"
     │   ├── RoomFull                  "room_full"
     │   ├── ResumeDenied              "resume_denied"
+    │   ├── Busy                      "busy"          a peer over its room bound (A4)
     │   ├── SeatExpired               "seat_expired"  a wrong, used or expired seat_token (A2)
     │   ├── RoomLost                  "room_lost"     the room's node is dead (A2)
     │   └── ClusterUnavailable        "unavailable"   the cluster directory (Redis) is down
@@ -41,6 +43,7 @@ __all__ = [
     "AstranetError",
     "BadRequest",
     "BadSignature",
+    "Busy",
     "ClusterUnavailable",
     "ConfigurationError",
     "ConnectionClosed",
@@ -63,6 +66,7 @@ __all__ = [
     "SeatExpired",
     "SnapshotDecodeError",
     "StorageError",
+    "Unauthorized",
     "UnknownMessageType",
     "UnknownRegion",
 ]
@@ -165,6 +169,13 @@ class BadRequest(RemoteProtocolError):
     code = "bad_request"
 
 
+class Unauthorized(RemoteProtocolError):
+    """WIRE A4: a missing, malformed, expired or wrongly signed token (reply, then 1008)."""
+
+    code = "unauthorized"
+    close_code = 1008
+
+
 class SnapshotDecodeError(RemoteProtocolError):
     """A snapshot payload is truncated, oversized, inconsistent or has no base."""
 
@@ -189,6 +200,12 @@ class RoomFull(MatchmakingError):
 
 class ResumeDenied(MatchmakingError):
     code = "resume_denied"
+
+
+class Busy(MatchmakingError):
+    """WIRE A4: this peer address created too many rooms lately (--max-rooms-per-peer)."""
+
+    code = "busy"
 
 
 class SeatExpired(MatchmakingError):

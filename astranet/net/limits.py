@@ -44,6 +44,11 @@ MAX_PLAYER_ID_CHARS: Final = 64
 #: Resume tokens are server-issued secrets (32 random bytes); 64 allows a MAC'd format.
 MAX_RESUME_TOKEN_BYTES: Final = 64
 MAX_SEAT_TOKEN_BYTES: Final = 64  # A2 seat_token: opaque, ours are 16 bytes
+#: WIRE A4 seq window: an InputFrame's seq may exceed the last accepted one (or 0 in a new
+#: session) by at most this. 65,536 frames is 36 minutes at 30 Hz, far past any gap a
+#: resumed client leaves (its seq counts on while disconnected, <= 30 s = 900 frames); a
+#: frame beyond it is refused unapplied, so a signed seq = 2**32-1 cannot lock the seat.
+MAX_INPUT_SEQ_JUMP: Final = 1 << 16
 MAX_PARTY_TOKEN_BYTES: Final = 64  # A4 party_token: opaque, ours are 16 bytes
 #: A4 Hello.token: a JWT. Identity-provider tokens with a few claims are 300-1,500 chars;
 #: 4 KiB (a browser cookie's limit) leaves room and bounds what verification must read.

@@ -29,6 +29,10 @@ then says ``compact: true`` and ``conn.compact`` is set, telling the shell to se
 the compact envelope (``astranet.net.envelope``); other replies stay map envelopes. An
 ``InputFrame`` carrying ``ack`` comes out as the frame followed by an ``Ack`` message (the
 pair was charged once by the rate limit); if the frame is refused its ack goes with it.
+WIRE A4: with an ``authenticate`` callable (the server's JWT check), ``Hello`` is answered only
+once ``authenticate(hello.token or upgrade_token)`` returned; its result is ``conn.identity``.
+If it raises ``Unauthorized`` the reply is ``ProtocolError{unauthorized}`` then close 1008 and
+no ``HelloAck``. The callable owns its clock; nothing here reads one.
 Out of phase means: ``InputFrame``/``Ack`` before ``JoinAccepted`` was sent, or
 ``FindOrCreate``/``JoinRoom``/``Resume`` after it, or while one is still being answered
 (phase ``MATCHING``: it ends with ``JoinAccepted``, a refusal, or a redirecting
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,12 +73,14 @@ from astranet.errors import (
     RateLimitExceeded,
     ReplayedInput,
     SchemaMismatch,
+    Unauthorized,
     UnknownMessageType,
     schema_mismatch_message,
 )
 from astranet.net._fields import close_reason
 from astranet.net.limits import (
     MAX_ERROR_MESSAGE_CHARS,
+    MAX_INPUT_SEQ_JUMP,
     MAX_MESSAGE_BYTES,
     MAX_PENDING_EVENTS,
     MAX_PENDING_MESSAGES,
@@ -118,6 +125,10 @@ DEFAULT_MAX_MALFORMED = 10
 #: Strikes are forgiven at ``max_malformed`` per this many seconds (a leaky bucket), so a
 #: long session with a rare bug is not closed, but a burst of garbage is.
 STRIKE_WINDOW_S = 60.0
+
+
+class SeqJump(BadRequest):
+    """A4: a signed InputFrame whose seq is beyond MAX_INPUT_SEQ_JUMP (``bad_request``)."""
 
 
 class OutOfPhase(BadRequest):
@@ -165,9 +176,9 @@ TRANSITIONS: dict[tuple[ServerPhase, type], ServerPhase] = {
 #: connection is back in the lobby (the client goes to ``url``).
 
 # Errors that count as a strike (rule 6); refusals like bad party_size do not.
-_STRIKES = (MalformedMessage, UnknownMessageType, OutOfPhase)
+_STRIKES = (MalformedMessage, UnknownMessageType, OutOfPhase, SeqJump)
 # Closing errors that still get a ProtocolError reply first (rule 1 asks for one).
-_REPLY_BEFORE_CLOSE = (ExpectedHello, ProtocolMismatch, SchemaMismatch)
+_REPLY_BEFORE_CLOSE = (ExpectedHello, ProtocolMismatch, SchemaMismatch, Unauthorized)
 
 
 @dataclass(slots=True)
@@ -182,6 +193,7 @@ class ConnectionStats:
     rate_limited: int = 0  # messages dropped by the token bucket
     signature_failures: int = 0
     replays: int = 0
+    seq_jumps: int = 0  # A4: signed frames refused for a seq beyond the window
     inputs_accepted: int = 0
 
 
@@ -198,6 +210,8 @@ class ServerConnection:
         max_malformed: int = DEFAULT_MAX_MALFORMED,
         allow_compact: bool = True,
         schema_fingerprint: int | None = None,
+        authenticate: Callable[[str | None], object] | None = None,
+        upgrade_token: str | None = None,
     ) -> None:
         """``schema_fingerprint``: the game's ``Schema.fingerprint``; a ``Hello`` carrying
         another is refused (``None``: accept any)."""
@@ -213,6 +227,10 @@ class ServerConnection:
         #: True once a Hello asked for the compact envelope and it was granted (WIRE A1).
         self.compact = False
         self.stats = ConnectionStats()
+        self._authenticate = authenticate
+        self._upgrade_token = upgrade_token
+        #: What ``authenticate`` returned for this connection's Hello (None: anonymous).
+        self.identity: object | None = None
         #: The last protocol error handled (for the shell's logs); ``None`` if none.
         self.last_error: ProtocolError | None = None
         self._flood = FloodGuard(rate_limit, clock)
@@ -355,6 +373,9 @@ class ServerConnection:
             theirs, ours = msg.schema, self.schema_fingerprint  # type: ignore[union-attr]
             if theirs is not None and ours is not None and theirs != ours:
                 raise SchemaMismatch(schema_mismatch_message(theirs, ours))
+            if self._authenticate is not None:
+                token = msg.token if msg.token is not None else self._upgrade_token  # type: ignore[union-attr]
+                self.identity = self._authenticate(token)  # raises Unauthorized
             granted = None
             if msg.compact:  # type: ignore[union-attr]
                 granted = self.compact = self.allow_compact
@@ -381,6 +402,13 @@ class ServerConnection:
         if not self._guard.is_fresh(frame.seq):
             self.stats.replays += 1
             raise ReplayedInput("input frame replayed", close_code=kick)
+        last = self._guard.last_seq
+        if frame.seq - (0 if last is None else last) > MAX_INPUT_SEQ_JUMP:
+            # Refused unapplied (the guard keeps its place): a strike, not a lock-out.
+            self.stats.seq_jumps += 1
+            raise SeqJump(
+                f"input seq {frame.seq} jumps more than {MAX_INPUT_SEQ_JUMP} past {last or 0}"
+            )
         self._guard.accept(frame.seq)
 
     def _fail(self, exc: ProtocolError) -> None:

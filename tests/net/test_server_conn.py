@@ -5,8 +5,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from astranet.errors import InvalidState, LocalProtocolError, RoomFull
+from astranet.errors import InvalidState, LocalProtocolError, RoomFull, Unauthorized
 from astranet.net import messages as m
+from astranet.net.limits import MAX_INPUT_SEQ_JUMP, U32_MAX
 from astranet.net.ratelimit import RateLimitConfig
 from astranet.net.server_conn import ServerConnection, ServerPhase
 from astranet.net.signing import sign
@@ -393,3 +394,50 @@ def test_a_refused_frame_takes_its_ack_with_it() -> None:
     assert replies(conn)[0] == m.ErrorMessage(
         "bad_signature", "input frame signature verification failed"
     )
+
+
+# ---------------------------------------------------- A4: authentication and seq window
+
+
+def _authenticate(token: str | None) -> str:
+    if token != "good":
+        raise Unauthorized("unauthorized: wrong signature")
+    return "alice"
+
+
+@pytest.mark.parametrize(
+    ("hello", "upgrade_token"),
+    [(m.Hello(1, token="good"), None), (m.Hello(1), "good"), (m.Hello(1, token="good"), "bad")],
+)
+def test_authenticated_hello_is_acked_with_identity(
+    hello: m.Hello, upgrade_token: str | None
+) -> None:
+    conn = ServerConnection(authenticate=_authenticate, upgrade_token=upgrade_token)
+    conn.receive_data(m.encode(hello))
+    assert replies(conn) == [m.HelloAck(1)]
+    assert conn.identity == "alice" and conn.phase is ServerPhase.LOBBY
+
+
+@pytest.mark.parametrize("hello", [m.Hello(1), m.Hello(1, token="bad")])
+def test_unauthorized_hello_is_refused_then_closed_1008_without_helloack(hello: m.Hello) -> None:
+    conn = ServerConnection(authenticate=_authenticate)
+    conn.receive_data(m.encode(hello))
+    assert replies(conn) == [m.ErrorMessage("unauthorized", "unauthorized: wrong signature")]
+    assert conn.close_expected() == (1008, "unauthorized: wrong signature")
+    assert conn.messages_received() == [] and conn.identity is None
+
+
+def test_seq_beyond_the_window_is_refused_unapplied_and_the_seat_keeps_working() -> None:
+    conn = in_room()
+    conn.receive_data(frame(U32_MAX))  # correctly signed, would lock the guard forever
+    assert [e.code for e in replies(conn)] == ["bad_request"]  # type: ignore[attr-defined]
+    assert conn.messages_received() == [] and conn.close_expected() is None
+    assert conn.stats.seq_jumps == 1 and conn.last_input_seq is None
+    conn.receive_data(frame(MAX_INPUT_SEQ_JUMP))  # the edge of the window from 0 is fine
+    conn.receive_data(frame(2 * MAX_INPUT_SEQ_JUMP))
+    conn.receive_data(frame(2 * MAX_INPUT_SEQ_JUMP + 1))
+    assert [f.seq for f in conn.messages_received()] == [  # type: ignore[attr-defined]
+        MAX_INPUT_SEQ_JUMP,
+        2 * MAX_INPUT_SEQ_JUMP,
+        2 * MAX_INPUT_SEQ_JUMP + 1,
+    ]
