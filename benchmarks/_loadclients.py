@@ -189,12 +189,14 @@ class _Worker:
 
     async def _join_group(self) -> list[_Client]:
         first = await self._join(None)
-        room_id = first.conn.room_id
+        room_id, party_token = first.conn.room_id, first.conn.party_token
         assert room_id is not None
-        rest = await asyncio.gather(*(self._join(room_id) for _ in range(GROUP_SIZE - 1)))
+        rest = await asyncio.gather(
+            *(self._join(room_id, party_token) for _ in range(GROUP_SIZE - 1))
+        )
         return [first, *rest]
 
-    async def _join(self, room_id: str | None) -> _Client:
+    async def _join(self, room_id: str | None, party_token: bytes | None = None) -> _Client:
         async with self._joins:
             ws = await connect(self.ws_url, compression=None, open_timeout=CONNECT_TIMEOUT_S)
             conn = ClientConnection()
@@ -202,7 +204,7 @@ class _Worker:
             if room_id is None:
                 conn.find_or_create(REGION, GAME_MODE, party_size=GROUP_SIZE)
             else:
-                conn.join_room(room_id)
+                conn.join_room(room_id, party_token)  # the held seats are the party's (A4)
             for data in conn.data_to_send():
                 await ws.send(data)
             while conn.session_key is None:

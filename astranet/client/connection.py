@@ -236,9 +236,9 @@ class GameClient:
         ws = await self._open()
         self._emit(EventKind.CONNECTED, options.url)
         with self._lock:
-            self.conn.hello()
+            self.conn.hello(token=options.token)
             if options.room_id is not None:
-                self.conn.join_room(options.room_id)
+                self.conn.join_room(options.room_id, options.party_token)
             else:
                 self.conn.find_or_create(options.region, options.game_mode, options.party_size)
         accepted = await self._handshake(ws)
@@ -510,7 +510,7 @@ class GameClient:
             ws = await self._open(url)
             with self._lock:
                 self.conn.reset_transport()
-                self.conn.hello()
+                self.conn.hello(token=self.options.token)
                 self.conn.resume()
             try:
                 return ws, await self._handshake(ws), url

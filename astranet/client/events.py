@@ -99,6 +99,8 @@ class ClientOptions:
     game_mode: str = "coop"
     party_size: int = 1
     room_id: str | None = None  # JoinRoom this room instead of FindOrCreate
+    party_token: bytes | None = None  # WIRE A4: the leader's token, takes a held party seat
+    token: str | None = None  # WIRE A4: the player's JWT (servers with --auth-jwt-*)
     ping_interval_s: float = 1.0
     open_timeout_s: float = 5.0
     join_timeout_s: float = 5.0

@@ -117,6 +117,9 @@ class ClientConnection:
         self.phase = ClientPhase.IDLE
         self.session_key: bytes | None = None
         self.room_id: str | None = None
+        #: WIRE A4: the party token of our FindOrCreate(party_size > 1); give it to friends
+        #: for their ``join_room(room_id, party_token)``.
+        self.party_token: bytes | None = None
         self.player_id: str | None = None
         self.resume_token: bytes | None = None
         self.entity: int | None = None
@@ -134,20 +137,24 @@ class ClientConnection:
 
     # ------------------------------------------------------------------------- sending
 
-    def hello(self, *, compact: bool = False) -> None:
-        """Queue Hello; ``compact`` asks for the compact Snapshot envelope (WIRE A1)."""
+    def hello(self, *, compact: bool = False, token: str | None = None) -> None:
+        """Queue Hello; ``compact`` asks for the compact Snapshot envelope (WIRE A1);
+        ``token`` is the player's JWT for a server with authentication (WIRE A4)."""
         self._require(frozenset({_C.IDLE}), "hello")
         compact_asked = True if compact else None
-        self._queue(Hello(PROTOCOL_VERSION, compact_asked, schema=self.schema_fingerprint))
+        self._queue(
+            Hello(PROTOCOL_VERSION, compact_asked, token=token, schema=self.schema_fingerprint)
+        )
         self.phase = ClientPhase.AWAIT_HELLO_ACK
 
     def find_or_create(self, region: str, game_mode: str, party_size: int = 1) -> None:
         self._require(_BEFORE_ROOM, "find_or_create")
         self._queue(FindOrCreate(region, game_mode, party_size))
 
-    def join_room(self, room_id: str) -> None:
+    def join_room(self, room_id: str, party_token: bytes | None = None) -> None:
+        """JoinRoom; ``party_token`` (from the party leader) takes one of its held seats."""
         self._require(_BEFORE_ROOM, "join_room")
-        self._queue(JoinRoom(room_id))
+        self._queue(JoinRoom(room_id, party_token=party_token))
 
     def resume(
         self,
@@ -241,6 +248,8 @@ class ClientConnection:
             self._start_session(msg)  # type: ignore[arg-type]
         elif kind is MatchResult:
             self.room_id = msg.room_id  # type: ignore[union-attr]
+            if msg.party_token is not None:  # type: ignore[union-attr]
+                self.party_token = msg.party_token  # type: ignore[union-attr]
         elif kind is HelloAck:
             self.compact_granted = msg.compact  # type: ignore[union-attr]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)

@@ -228,7 +228,8 @@ class ServerConnection:
         self.compact = False
         self.stats = ConnectionStats()
         self._authenticate = authenticate
-        self._upgrade_token = upgrade_token
+        #: ``?token=`` of the upgrade request (the edge may set it once the upgrade is done).
+        self.upgrade_token = upgrade_token
         #: What ``authenticate`` returned for this connection's Hello (None: anonymous).
         self.identity: object | None = None
         #: The last protocol error handled (for the shell's logs); ``None`` if none.
@@ -374,7 +375,7 @@ class ServerConnection:
             if theirs is not None and ours is not None and theirs != ours:
                 raise SchemaMismatch(schema_mismatch_message(theirs, ours))
             if self._authenticate is not None:
-                token = msg.token if msg.token is not None else self._upgrade_token  # type: ignore[union-attr]
+                token = msg.token if msg.token is not None else self.upgrade_token  # type: ignore[union-attr]
                 self.identity = self._authenticate(token)  # raises Unauthorized
             granted = None
             if msg.compact:  # type: ignore[union-attr]

@@ -23,8 +23,9 @@ import time
 
 from aiohttp import web
 
-from astranet.errors import BadRequest, InvalidState, MatchmakingError, ResumeDenied
+from astranet.errors import BadRequest, Busy, InvalidState, MatchmakingError, ResumeDenied
 from astranet.game import Game
+from astranet.net import ServerPhase
 from astranet.net.messages import (
     Ack,
     ClientMessage,
@@ -39,12 +40,14 @@ from astranet.net.messages import (
     Resume,
 )
 from astranet.replication.rewind import VIEW_FRAC_ONE
+from astranet.server.auth import Identity, authenticator_from_config, token_from_path
 from astranet.server.config import ServerConfig
 from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
 from astranet.server.matchmaking import Matchmaker
 from astranet.server.metrics import ServerMetrics
 from astranet.server.origins import cors_headers
+from astranet.server.peers import PeerBounds, peer_address
 from astranet.server.room import Player, Room
 from astranet.server.scheduler import TickLoop
 from astranet.server.session import (
@@ -74,6 +77,13 @@ _KICK_LABELS = {
 }
 
 
+LOBBY_IDLE_REASON = "lobby idle timeout: no room requested"
+PEER_CONNECTIONS_REASON = "too many connections from this address"
+OVERSIZED_SNAPSHOT_REASON = "snapshot too large for a message"
+# Kick labels that are not a policy verdict on the player (their seat survives, A4).
+_NOT_FINAL = frozenset({"handshake_timeout", "lobby_idle", "unauthorized"})
+
+
 def _kick_label(code: int, reason: str) -> str | None:
     if code == 1009:
         return "too_large"
@@ -83,6 +93,10 @@ def _kick_label(code: int, reason: str) -> str | None:
         return "movement_sanity"
     if reason.startswith("handshake timeout"):
         return "handshake_timeout"
+    if reason.startswith("lobby idle"):
+        return "lobby_idle"
+    if reason.startswith("unauthorized"):
+        return "unauthorized"
     if reason == TAKEOVER_REASON:
         return None  # the player is fine; their old socket is not
     return _KICK_LABELS.get(reason, "other")
@@ -102,6 +116,17 @@ class GameServer:
         )
         self.rooms: dict[str, Room] = {}
         self.sessions: set[Session] = set()
+        #: WIRE A4: the JWT check Hello runs (None: anonymous, the default).
+        self.authenticate = authenticator_from_config(
+            config.auth_jwt_secret, config.auth_jwt_public_key
+        )
+        self.peer_bounds = PeerBounds(config.max_connections_per_peer, config.max_rooms_per_peer)
+        # Authenticated player_id -> the room of their one seat (checked lazily on use).
+        self._seat_of: dict[str, str] = {}
+        self._lobby_since: dict[Session, float] = {}
+        self._peer_of: dict[Session, str] = {}  # sessions counted in peer_bounds
+        self._final_kicks: set[Session] = set()  # closed for a policy reason: no seat hold
+        self._oversized_rooms: set[str] = set()  # rooms whose oversize was logged already
         self.tick = 0
         #: Added to the tick loop's count: a restored server continues above the ticks its
         #: predecessor sent (set by ``persistence.restore``; server_tick never decreases).
@@ -294,8 +319,22 @@ class GameServer:
             if idle and idle >= self.config.empty_room_grace and not self._has_holds(room):
                 log.info("closing empty room %s", room.room_id)
                 self._close_room(room)
+        self._expire_lobby_idlers(now)
         self._update_occupancy()
         self.report_storage()
+
+    def _expire_lobby_idlers(self, now: float) -> None:
+        """Close connections that said Hello but asked for no room within the timeout (A4):
+        idle lobby sockets would otherwise hold file descriptors forever."""
+        timeout = self.config.lobby_idle_timeout
+        for session in self.sessions:
+            if session.conn.phase is not ServerPhase.LOBBY or session.player is not None:
+                self._lobby_since.pop(session, None)
+                continue
+            since = self._lobby_since.setdefault(session, now)
+            if now - since >= timeout:
+                self._lobby_since.pop(session, None)
+                session.close(1008, LOBBY_IDLE_REASON)
 
     def report_storage(self) -> None:
         """Mirror the persistence layer's counters into /metrics (once a second)."""
@@ -314,6 +353,7 @@ class GameServer:
                 player.session.close(code, reason)
                 player.session.player = None
         self.matchmaker.close_room(room.room_id)
+        self._oversized_rooms.discard(room.room_id)
         self.directory_version += 1
         self.rooms.pop(room.room_id, None)
         self.persistence.room_closed(room)
@@ -340,15 +380,24 @@ class GameServer:
                     )
                 )
             elif isinstance(message, FindOrCreate):
+                if self._take_over_own_seat(session, message.region, message.game_mode, None):
+                    return
                 seat = self.matchmaker.find_or_create(
                     message.region, message.game_mode, message.party_size
                 )
+                if seat.created and not self.peer_bounds.may_create_room(self._address(session)):
+                    self.matchmaker.close_room(seat.room_id)
+                    raise Busy(
+                        "busy: too many rooms created from this address; try again in a minute"
+                    )
                 room = self.rooms.get(seat.room_id)
                 if room is None:
                     room = self._create_room(seat.room_id, message.region, message.game_mode)
-                self._seat_new_player(session, room)
+                self._seat_new_player(session, room, party_token=seat.party_token)
             elif isinstance(message, JoinRoom):
-                self.matchmaker.join_room(message.room_id)
+                if self._take_over_own_seat(session, None, None, message.room_id):
+                    return
+                self.matchmaker.join_room(message.room_id, message.party_token)
                 self._seat_new_player(session, self.rooms[message.room_id])
             elif isinstance(message, Resume):
                 self._on_resume(session, message)
@@ -363,6 +412,9 @@ class GameServer:
         player = session.player
         if player is None:
             return  # room closed under this connection; it is being closed too
+        # A frame signed with this session's key proves the client got its JoinAccepted,
+        # so the resume token it replaced may go (rotation, A4).
+        player.previous_token_hash = None
         view = frame.view  # lag compensation: the tick the client was rendering, if it said
         view_tick = None if view is None else view[0] + view[1] / VIEW_FRAC_ONE
         queued = player.inputs.push(frame.seq, frame.input_blob, view_tick)
@@ -377,35 +429,139 @@ class GameServer:
         log.info("created room %s (%s, %s)", room_id, region, game_mode)
         return room
 
-    def _seat_new_player(self, session: Session, room: Room) -> None:
-        player_id = secrets.token_hex(8)
+    def _seat_new_player(
+        self, session: Session, room: Room, *, party_token: bytes | None = None
+    ) -> None:
+        identity = self._identity(session)
+        player_id = identity.player_id if identity is not None else secrets.token_hex(8)
         resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
         player = room.add_player(player_id, hash_resume_token(resume_token))
+        if identity is not None:
+            self._seat_of[player_id] = room.room_id
         self.persistence.player_joined(room, player)
-        self._attach(session, room, player, resume_token)
+        self._attach(session, room, player, resume_token, party_token=party_token)
         log.info("player %s joined room %s (entity %d)", player_id, room.room_id, player.net_id)
 
-    def _on_resume(self, session: Session, message: Resume) -> None:
-        room = self.rooms.get(message.room_id)
-        player = room.players.get(message.player_id) if room is not None else None
-        if (
-            player is None
-            or room is None
-            or not token_matches(player.token_hash, message.resume_token)
-        ):
-            raise ResumeDenied("resume denied: unknown player or wrong token")
+    # -- identity (WIRE A4) ----------------------------------------------------------------
+
+    @staticmethod
+    def _identity(session: Session) -> Identity | None:
+        identity = session.conn.identity
+        return identity if isinstance(identity, Identity) else None
+
+    @staticmethod
+    def _address(session: Session) -> str:
+        return peer_address(session.remote_address)
+
+    def _own_seat(self, player_id: str) -> tuple[Room, Player] | None:
+        room_id = self._seat_of.get(player_id)
+        room = self.rooms.get(room_id) if room_id is not None else None
+        player = room.players.get(player_id) if room is not None else None
+        if room is None or player is None:
+            self._seat_of.pop(player_id, None)  # stale: the seat went some other way
+            return None
+        return room, player
+
+    def _take_over_own_seat(
+        self, session: Session, region: str | None, game_mode: str | None, room_id: str | None
+    ) -> bool:
+        """One seat per ``sub`` (A4). If this identity holds a seat the request would land in
+        (JoinRoom of its room, FindOrCreate of its region and mode), take it over and return
+        True; if it holds one elsewhere, give that seat up first and return False."""
+        identity = self._identity(session)
+        owned = self._own_seat(identity.player_id) if identity is not None else None
+        if owned is None:
+            return False
+        room, player = owned
+        same = (
+            room.room_id == room_id
+            if room_id is not None
+            else (room.region, room.game_mode) == (region, game_mode)
+        )
+        if not same:
+            self._depart(room, player, close=(1008, TAKEOVER_REASON))
+            return False
+        self._reattach(session, room, player, announce=True)
+        return True
+
+    def _reattach(self, session: Session, room: Room, player: Player, *, announce: bool) -> None:
+        """Move ``player`` to ``session`` (Resume or a takeover): old socket closed 1008, the
+        resume token rotated, the next snapshot full."""
         previous = player.session
         if isinstance(previous, Session):
             # Takeover: the old socket may not know it is dead yet (WIRE rule 7).
             previous.player = None
             previous.close(1008, TAKEOVER_REASON)
         else:
-            self.matchmaker.resume(room.room_id, player.player_id)
+            with contextlib.suppress(ResumeDenied):  # a hold may already have been swept
+                self.matchmaker.resume(room.room_id, player.player_id)
         player.baseline.reset()  # the next snapshot is full
-        # The token stays valid: had this JoinAccepted been lost with the connection, a
-        # rotated token would lock the player out of their own seat.
-        self._attach(session, room, player, message.resume_token, resumed=True)
+        resume_token = self._rotate_resume_token(room, player)
+        self._attach(session, room, player, resume_token, resumed=not announce)
+
+    def _rotate_resume_token(self, room: Room, player: Player) -> bytes:
+        """A fresh resume token. The one it replaces stays valid until this session proves it
+        got the new one (its first signed input): a JoinAccepted lost with the connection must
+        not lock the player out of their own seat."""
+        resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
+        if player.previous_token_hash is None:
+            player.previous_token_hash = player.token_hash
+        player.token_hash = hash_resume_token(resume_token)
+        self.persistence.player_joined(room, player)  # upsert: the new hash survives restarts
+        return resume_token
+
+    def _depart(
+        self,
+        room: Room,
+        player: Player,
+        *,
+        close: tuple[int, str] | None = None,
+        release: bool = True,
+    ) -> None:
+        """Free ``player``'s seat now: close its socket (if ``close``), despawn, release."""
+        session = player.session
+        if isinstance(session, Session):
+            session.player = None
+            if close is not None:
+                session.close(*close)
+        player.session = None
+        if release:
+            with contextlib.suppress(ResumeDenied):
+                self.matchmaker.resume(room.room_id, player.player_id)  # drop a resume hold
+            try:
+                self.matchmaker.release(room.room_id)
+            except (InvalidState, MatchmakingError):
+                log.warning("no seat to release for %s in %s", player.player_id, room.room_id)
+        self._seat_of.pop(player.player_id, None)
+        try:
+            room.remove_player(player.player_id)  # game code (despawn_player)
+        except Exception:
+            log.exception("room %s failed removing %s; closing it", room.room_id, player.player_id)
+            self._close_room(room, code=1011, reason="room failed")
+            return
+        self.persistence.player_left(room, player)
+        self._update_occupancy()
+
+    def _on_resume(self, session: Session, message: Resume) -> None:
+        room = self.rooms.get(message.room_id)
+        player = room.players.get(message.player_id) if room is not None else None
+        identity = self._identity(session)
+        if (
+            player is None
+            or room is None
+            or (identity is not None and identity.player_id != player.player_id)
+            or not self._token_valid(player, message.resume_token)
+        ):
+            raise ResumeDenied("resume denied: unknown player or wrong token")
+        self._reattach(session, room, player, announce=False)
         log.info("player %s resumed in room %s", player.player_id, room.room_id)
+
+    @staticmethod
+    def _token_valid(player: Player, resume_token: bytes) -> bool:
+        if token_matches(player.token_hash, resume_token):
+            return True
+        previous = player.previous_token_hash
+        return previous is not None and token_matches(previous, resume_token)
 
     def _attach(
         self,
@@ -415,11 +571,13 @@ class GameServer:
         resume_token: bytes,
         *,
         resumed: bool = False,
+        party_token: bytes | None = None,
     ) -> None:
         session.room, session.player = room, player
         player.session = session
+        self._lobby_since.pop(session, None)
         if not resumed:
-            session.send(MatchResult(room.room_id))
+            session.send(MatchResult(room.room_id, party_token=party_token))
         session.send(
             JoinAccepted(
                 room.room_id,
@@ -438,38 +596,57 @@ class GameServer:
         player, room = session.player, session.room
         if player is None or room is None:
             return
-        session.player = None
-        player.session = None
-        self.matchmaker.release(room.room_id)
-        room.remove_player(player.player_id)
-        self.persistence.player_left(room, player)
-        self._update_occupancy()
+        self._depart(room, player)
 
     # -- notifications from sessions -------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
-        """A WebSocket is open (SessionHost)."""
+        """A WebSocket is open (SessionHost): count it against its address (A4: over the
+        bound it is closed 1013) and read ``?token=`` from the upgrade URL."""
+        address = self._address(session)
+        if not self.peer_bounds.connection_opened(address):
+            self.metrics.count_kick("peer_connections")
+            session.close(1013, PEER_CONNECTIONS_REASON)
+            return
+        self._peer_of[session] = address
+        session.conn.upgrade_token = token_from_path(session.request_path)
         self.sessions.add(session)
         self._update_occupancy()
 
     def session_ended(self, session: Session) -> None:
         """The socket is gone: hold the seat for Resume unless the player left."""
         self.sessions.discard(session)
+        address = self._peer_of.pop(session, None)
+        if address is not None:
+            self.peer_bounds.connection_closed(address)
+        self._lobby_since.pop(session, None)
+        final = session in self._final_kicks
+        self._final_kicks.discard(session)
         sent = session.ws.close_sent
         if sent is not None and sent.code == 1009 and session.conn.close_expected() is None:
             # websockets itself failed the connection 1009 (max_size) and does not wait for
             # the peer's reply (so ws.close_code reads 1006); our own closes go via note_close.
             self.count_kick("too_large")
+            final = True
         player, room = session.player, session.room
         if player is not None and room is not None and player.session is session:
-            player.session = None
-            player.inputs.clear()
-            player.baseline.reset()
-            if room.room_id in self.rooms:
+            if room.room_id not in self.rooms:
+                player.session = None
+            elif final:
+                # A kick is final (A4): no hold, the seat is free now, Resume is denied.
+                log.info("player %s loses the seat: kicked", player.player_id)
+                self._depart(room, player)
+            else:
+                player.session = None
+                player.inputs.clear()
+                player.baseline.reset()
                 try:
                     self.matchmaker.hold_for_resume(room.room_id, player.player_id)
-                except InvalidState:
-                    log.debug("no seat to hold for %s", player.player_id)
+                except (InvalidState, MatchmakingError):
+                    # No seat to hold: keeping the avatar would leave a ghost that no Resume
+                    # can reach and that keeps the room alive. Despawn it instead.
+                    log.warning("no seat to hold for %s; removing the avatar", player.player_id)
+                    self._depart(room, player, release=False)
         self._update_occupancy()
 
     def note_close(self, session: Session, code: int, reason: str) -> None:
@@ -477,9 +654,22 @@ class GameServer:
         if label is not None:
             self.count_kick(label)
             log.info("closing %s: %d %s", session.peer, code, reason)
+            if label not in _NOT_FINAL:
+                self._final_kicks.add(session)
 
     def note_oversized_snapshot(self, session: Session, exc: Exception) -> None:
-        log.error("snapshot for %s does not fit in a message: %s", session.peer, exc)
+        """A snapshot that cannot fit in a message: this client can never be brought up to
+        date, so it is closed 1011 and its seat freed (the room plays on); logged once per
+        room, counted per client in ``astranet_kicks_total{reason="snapshot_too_large"}``."""
+        room = session.room
+        room_id = room.room_id if room is not None else "?"
+        if room_id not in self._oversized_rooms:
+            self._oversized_rooms.add(room_id)
+            log.error("room %s: a snapshot does not fit in a message: %s", room_id, exc)
+        if session.conn.close_expected() is None:
+            self.count_kick("snapshot_too_large")
+            self._final_kicks.add(session)
+            session.close(1011, OVERSIZED_SNAPSHOT_REASON)
 
     def count_kick(self, reason: str) -> None:
         self.metrics.count_kick(reason)

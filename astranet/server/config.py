@@ -28,6 +28,12 @@ Flags (WIRE.md "Server command line") and their environment variables:
     --max-message-bytes    ASTRANET_MAX_MESSAGE_BYTES    65536  larger messages close 1009
     --http-host            ASTRANET_HTTP_HOST            = --host  bind the side port apart
     --allowed-origins      ASTRANET_ALLOWED_ORIGINS      *      browser origins (WS + CORS)
+  A4 (identity and abuse; docs/server.md "Abuse bounds"):
+    --auth-jwt-secret      ASTRANET_AUTH_JWT_SECRET      unset  HS256 secret (>= 32 chars)
+    --auth-jwt-public-key  ASTRANET_AUTH_JWT_PUBLIC_KEY  unset  RS256/ES256 PEM (inline or path)
+    --max-rooms-per-peer   ASTRANET_MAX_ROOMS_PER_PEER   120    rooms one address creates/min
+    --max-connections-per-peer ASTRANET_MAX_CONNECTIONS_PER_PEER 256  open sockets per address
+    --lobby-idle-timeout   ASTRANET_LOBBY_IDLE_TIMEOUT   60 s   after Hello, time to enter a room
 
 Precedence: CLI flag > environment variable > default. An environment variable set to the
 empty string counts as unset (container templates often export empty values).
@@ -99,6 +105,21 @@ class ServerConfig:
     max_message_bytes: int = 65536
     http_host: str | None = None  # None: the side port binds --host too
     allowed_origins: AllowedOrigins = None  # None: any origin (astranet.server.origins)
+    auth_jwt_secret: str | None = None
+    auth_jwt_public_key: str | None = None
+    #: Rooms one peer address may create per minute; 0 = unbounded. A LAN party behind one
+    #: NAT address opens a few rooms a minute; a test suite on loopback a few dozen.
+    max_rooms_per_peer: int = 120
+    #: Open WebSocket connections per peer address; 0 = unbounded. A LAN party or a test suite
+    #: on loopback runs dozens from one address (WIRE A4 asks for at least 64).
+    max_connections_per_peer: int = 256
+    #: Seconds a connection may stay in the lobby (after Hello, outside any room).
+    lobby_idle_timeout: float = 60.0
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when Hello must carry a JWT (WIRE A4)."""
+        return self.auth_jwt_secret is not None or self.auth_jwt_public_key is not None
 
     @property
     def http_bind_host(self) -> str:
@@ -182,6 +203,25 @@ def _non_empty(what: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+MIN_JWT_SECRET_CHARS = 32  # RFC 7518 3.2: an HS256 key must be at least 256 bits
+
+
+def _jwt_secret(raw: str) -> str:
+    if len(raw) < MIN_JWT_SECRET_CHARS:
+        raise ConfigurationError(
+            f"expected a secret of at least {MIN_JWT_SECRET_CHARS} characters "
+            f"(RFC 7518: HS256 keys >= 256 bits), got {len(raw)}"
+        )
+    return raw
+
+
+def _jwt_public_key(raw: str) -> str:
+    from astranet.server.auth import load_public_key  # imports cryptography only when used
+
+    load_public_key(raw)  # ConfigurationError names what is wrong
+    return raw
 
 
 def _existing_file(raw: str) -> str:
@@ -268,6 +308,33 @@ _FLAGS: tuple[_Flag, ...] = (
         parse_origins,
         "browser origins allowed to open the WebSocket and read the JSON endpoints ('*' = any)",
     ),
+    _Flag(
+        "auth_jwt_secret", _env("auth_jwt_secret"), _jwt_secret, "HS256 secret: Hello needs a JWT"
+    ),
+    _Flag(
+        "auth_jwt_public_key",
+        _env("auth_jwt_public_key"),
+        _jwt_public_key,
+        "RS256/ES256 public key (PEM text or file): Hello needs a JWT",
+    ),
+    _Flag(
+        "max_rooms_per_peer",
+        _env("max_rooms_per_peer"),
+        _int_in(0, 1_000_000, "a count"),
+        "rooms one address may create per minute (0 = unbounded)",
+    ),
+    _Flag(
+        "max_connections_per_peer",
+        _env("max_connections_per_peer"),
+        _int_in(0, 1_000_000, "a count"),
+        "open connections per address (0 = unbounded)",
+    ),
+    _Flag(
+        "lobby_idle_timeout",
+        _env("lobby_idle_timeout"),
+        _seconds(0.0, inclusive_low=False),
+        "seconds a connection may wait in the lobby after Hello",
+    ),
 )
 
 
@@ -313,6 +380,10 @@ def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> ServerCo
         except ConfigurationError as exc:
             raise ConfigurationError(f"{source}: {exc}") from None
     config = ServerConfig(**values)
+    if config.auth_jwt_secret is not None and config.auth_jwt_public_key is not None:
+        raise ConfigurationError(
+            "--auth-jwt-secret/--auth-jwt-public-key: expected one or neither, got both"
+        )
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigurationError(
             "--tls-cert/--tls-key: expected both or neither, got only "

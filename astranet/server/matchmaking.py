@@ -11,6 +11,14 @@ event loop each call is atomic: concurrent requests are serialised by the loop i
 no lock. Time comes from an injectable ``clock`` so tests need no sleeping; expired holds are
 swept lazily at the start of each call (no timers, no tasks).
 
+Party seats (WIRE A4): ``find_or_create`` with ``party_size`` > 1 returns a ``Seat`` carrying a
+fresh ``party_token`` (16 random bytes) that opens the party's held seats; ``join_room`` with
+that token takes one of them, without it only a free seat (else ``room_full``), so reading a
+room id from ``/rooms`` is not enough to take a friend's seat. Tokens compare in constant time.
+
+Buckets: the index of open rooms per (region, game_mode) drops a key once no room of it is
+open, so a client inventing game modes cannot grow it (issue 16).
+
 Seat accounting per room: ``players`` (seats taken, including dropped players still inside
 their resume window) + live party holds <= ``capacity``.
 
@@ -22,6 +30,7 @@ file: this is request-rate, not per-tick work).
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import re
 import secrets
@@ -30,6 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from astranet.errors import (
     BadRequest,
@@ -60,6 +70,7 @@ MAX_ROOMS = 10_000  # each room is an esper world ticking at 30 Hz; far beyond o
 MAX_EXPIRED_BACKLOG = MAX_ROOMS  # undrained resume expiries kept; oldest dropped beyond this
 ROOM_ID_LENGTH = 8
 ROOM_ID_ALPHABET = string.ascii_letters + string.digits
+PARTY_TOKEN_BYTES = 16  # 128 random bits: unguessable for the 30 s a hold lives
 ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9]{8}")
 GAME_MODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")  # WIRE rule 2
 
@@ -76,6 +87,15 @@ class Seat:
     room_id: str
     created: bool = False
     held: bool = False
+    #: WIRE A4: opens the party's held seats (``find_or_create`` with party_size > 1).
+    party_token: bytes | None = None
+
+
+class _Hold(NamedTuple):
+    """One held party seat: it expires at ``expiry``; ``token`` opens it."""
+
+    expiry: float
+    token: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +129,7 @@ class _Room:
     capacity: int
     serial: int  # creation order: ties between equally full rooms go to the oldest
     players: int = 0
-    party_holds: list[float] = field(default_factory=list)  # expiry times, seats not yet taken
+    party_holds: list[_Hold] = field(default_factory=list)  # seats not yet taken
     resume_holds: dict[str, float] = field(default_factory=dict)  # player_id -> expiry
 
     @property
@@ -187,20 +207,25 @@ class Matchmaker:
             # ties, which makes placement deterministic.
             room = max(fitting, key=lambda candidate: (candidate.occupied, -candidate.serial))
         room.players += 1
+        party_token = None
         if party_size > 1:
-            room.party_holds.extend([now + self.hold_seconds] * (party_size - 1))
-            self._next_expiry = min(self._next_expiry, now + self.hold_seconds)
+            party_token = secrets.token_bytes(PARTY_TOKEN_BYTES)
+            hold = _Hold(now + self.hold_seconds, party_token)
+            room.party_holds.extend([hold] * (party_size - 1))
+            self._next_expiry = min(self._next_expiry, hold.expiry)
         self._reindex(room)
-        return Seat(room.room_id, created=created)
+        return Seat(room.room_id, created=created, party_token=party_token)
 
-    def join_room(self, room_id: str) -> Seat:
-        """JoinRoom: consume a held party seat if one is live, else take a free seat."""
+    def join_room(self, room_id: str, party_token: bytes | None = None) -> Seat:
+        """JoinRoom: with the party's token take one of its held seats, else a free seat."""
         self._sweep()
         room = self._get(room_id)
-        if room.party_holds:
-            room.party_holds.remove(min(room.party_holds))  # the hold closest to expiry
-            room.players += 1  # occupancy unchanged: a hold became a player
-            return Seat(room.room_id, held=True)
+        if party_token is not None:
+            for hold in room.party_holds:
+                if hmac.compare_digest(hold.token, party_token):
+                    room.party_holds.remove(hold)
+                    room.players += 1  # occupancy unchanged: a hold became a player
+                    return Seat(room.room_id, held=True)
         if room.occupied >= room.capacity:
             raise RoomFull(f"room {room_id} is full ({room.capacity} players)")
         room.players += 1
@@ -251,8 +276,18 @@ class Matchmaker:
         room = self._rooms.pop(room_id, None)
         if room is None:
             return False
-        self._open.get((room.region, room.game_mode), {}).pop(room_id, None)
+        key = (room.region, room.game_mode)
+        bucket = self._open.get(key)
+        if bucket is not None:
+            bucket.pop(room_id, None)
+            if not bucket:
+                del self._open[key]
         return True
+
+    @property
+    def open_buckets(self) -> int:
+        """How many (region, game_mode) keys the open-room index holds (for tests/metrics)."""
+        return len(self._open)
 
     def restore_room(
         self,
@@ -310,7 +345,7 @@ class Matchmaker:
         self._next_expiry = float("inf")
         for room in self._rooms.values():
             if room.party_holds:
-                room.party_holds = [expiry for expiry in room.party_holds if expiry > now]
+                room.party_holds = [hold for hold in room.party_holds if hold.expiry > now]
             if room.resume_holds:
                 expired = [pid for pid, expiry in room.resume_holds.items() if expiry <= now]
                 for player_id in expired:
@@ -318,18 +353,26 @@ class Matchmaker:
                     room.players -= 1
                     self._expired_resumes.append((room.room_id, player_id))
             self._next_expiry = min(
-                (self._next_expiry, *room.party_holds, *room.resume_holds.values())
+                (
+                    self._next_expiry,
+                    *(hold.expiry for hold in room.party_holds),
+                    *room.resume_holds.values(),
+                )
             )
             self._reindex(room)
         return now
 
     def _reindex(self, room: _Room) -> None:
         """Keep ``room`` in its open bucket exactly when it has a free seat."""
-        bucket = self._open.setdefault((room.region, room.game_mode), {})
+        key = (room.region, room.game_mode)
         if room.occupied < room.capacity:
-            bucket[room.room_id] = room
-        else:
+            self._open.setdefault(key, {})[room.room_id] = room
+            return
+        bucket = self._open.get(key)
+        if bucket is not None:
             bucket.pop(room.room_id, None)
+            if not bucket:
+                del self._open[key]  # pruned: invented modes must not grow the index
 
     def _create(self, region: str, game_mode: str, room_id: str | None = None) -> _Room:
         if len(self._rooms) >= self.max_rooms:

@@ -64,6 +64,8 @@ class Player:
     inputs: InputQueue
     baseline: ClientBaseline = field(default_factory=ClientBaseline)
     session: SnapshotSink | None = None
+    #: The resume token before the last rotation, valid until the new one is proven (A4).
+    previous_token_hash: bytes | None = None
     #: Highest seq the replay guard accepted (continues across Resume, WIRE rule 7).
     last_accepted_seq: int | None = None
     #: Interest mask hook (None: sees everything); see SnapshotSubscriber.visible.

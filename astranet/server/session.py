@@ -117,6 +117,7 @@ class Session(WebSocketEdge):
             sig_failure_policy=config.sig_failure_policy,
             max_message_bytes=config.max_message_bytes,
             schema_fingerprint=host.game.schema.fingerprint,
+            authenticate=host.authenticate,  # None: anonymous (WIRE A4)
         )
         self.room: Room | None = None
         self.player: Player | None = None

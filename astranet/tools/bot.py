@@ -142,6 +142,8 @@ class Bot:
         self.world: ClientWorld | None = None
         self.joined = False
         self.room_id: str | None = None
+        #: The party token of this bot's FindOrCreate (for followers' JoinRoom, WIRE A4).
+        self.party_token: bytes | None = None
         self.error: str | None = None
         self.disconnects = 0
         self.reconnects = 0
@@ -159,6 +161,7 @@ class Bot:
         Raises the client's errors (``ConnectFailed``, ``RoomNotFound``, ...)."""
         accepted = await self.client.connect()
         self.room_id = accepted.room_id
+        self.party_token = self.client.conn.party_token
         self.joined = True
         self.world = ClientWorld(
             self.game,

@@ -198,7 +198,10 @@ class _Worker:
             leader = make(0, options)
             room_id = await self._join(leader)
             followers = [
-                make(seat, replace(options, party_size=1, room_id=room_id))
+                make(
+                    seat,
+                    replace(options, party_size=1, room_id=room_id, party_token=leader.party_token),
+                )
                 for seat in range(1, BOTS_PER_ROOM)
             ]
             if room_id is None:

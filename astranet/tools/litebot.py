@@ -62,6 +62,7 @@ class LiteBot(Bot):
     async def join(self) -> str:
         accepted = await self.client.connect()
         self.room_id = accepted.room_id
+        self.party_token = self.client.conn.party_token
         self.tick_s = 1.0 / accepted.tick_hz
         self.joined = True
         return accepted.room_id

@@ -134,7 +134,11 @@ async def _play() -> Outcome:
         room_id = await leader.join()
         followers = [
             Bot(
-                seat, 0, replace(options, party_size=1, room_id=room_id), coop_game, seed=100 + seat
+                seat,
+                0,
+                replace(options, party_size=1, room_id=room_id, party_token=leader.party_token),
+                coop_game,
+                seed=100 + seat,
             )
             for seat in range(1, SEATS)
         ]

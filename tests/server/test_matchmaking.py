@@ -107,12 +107,37 @@ def test_regions_and_modes_never_mix(mm: Matchmaker) -> None:
 def test_join_room_consumes_held_seat_before_free_seats(mm: Matchmaker, clock) -> None:
     party = mm.find_or_create("us-east", "coop", 4)
     assert occupancy(mm) == {party.room_id: (1, 3)}
+    assert party.party_token is not None and len(party.party_token) == 16
     for expected_holds in (2, 1, 0):
-        seat = mm.join_room(party.room_id)
+        seat = mm.join_room(party.room_id, party.party_token)
         assert seat == Seat(party.room_id, created=False, held=True)
         assert occupancy(mm)[party.room_id] == (4 - expected_holds, expected_holds)
     with pytest.raises(RoomFull):
         mm.join_room(party.room_id)
+
+
+def test_held_seats_open_only_with_the_partys_token(mm: Matchmaker) -> None:
+    party = mm.find_or_create("us-east", "coop", 4)
+    other = mm.find_or_create("us-east", "duel", 2)
+    for token in (None, b"\x00" * 16, other.party_token):
+        with pytest.raises(RoomFull):
+            mm.join_room(party.room_id, token)
+    assert mm.find_or_create("us-east", "coop", 1).party_token is None
+    three = mm.find_or_create("eu-central", "coop", 2)
+    assert mm.join_room(three.room_id).held is False  # a free seat needs no token
+    assert mm.join_room(three.room_id, three.party_token).held is True
+
+
+def test_open_buckets_are_pruned(mm: Matchmaker) -> None:
+    seats = [mm.find_or_create("us-east", f"mode{i}", 1) for i in range(50)]
+    assert mm.open_buckets == 50
+    for seat in seats:
+        mm.close_room(seat.room_id)
+    assert mm.open_buckets == 0
+    full = mm.find_or_create("us-east", "x", 4)
+    for _ in range(3):
+        mm.join_room(full.room_id, full.party_token)
+    assert mm.open_buckets == 0  # a full room leaves no empty bucket behind
 
 
 def test_held_seats_are_not_given_to_strangers(mm: Matchmaker) -> None:

@@ -56,6 +56,7 @@ class WireClient:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.joined: JoinAccepted | None = None
+        self.match: MatchResult | None = None  # the MatchResult of join() (party_token, A4)
         self.seq = 0
         self.snapshots: list[Snapshot] = []  # every Snapshot seen by recv()
 
@@ -113,7 +114,7 @@ class WireClient:
         result = await self.expect(MatchResult)
         joined = await self.expect(JoinAccepted)
         assert joined.room_id == result.room_id
-        self.joined = joined
+        self.joined, self.match = joined, result
         return joined
 
     def input_frame(self, blob: bytes, *, seq: int | None = None) -> InputFrame:

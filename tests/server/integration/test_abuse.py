@@ -129,10 +129,13 @@ async def test_exactly_64_kib_is_not_too_large(running: Running) -> None:
     await _still_answers(client, 8)
 
 
-async def _attack(running: Running, room_id: str, kind: int, stop: asyncio.Event) -> None:
+async def _attack(
+    running: Running, room_id: str, kind: int, stop: asyncio.Event, party_token: bytes
+) -> None:
     client = await running.client()
     await client.hello()
-    await client.send_raw(msgpack.packb({"t": "JoinRoom", "room_id": room_id}))
+    request = {"t": "JoinRoom", "room_id": room_id, "party_token": party_token}
+    await client.send_raw(msgpack.packb(request))
     garbage = [b"\xc1", msgpack.packb({"t": "Nope"}), b"\x00" * 70_000][kind]
     try:
         while not stop.is_set():
@@ -140,10 +143,10 @@ async def _attack(running: Running, room_id: str, kind: int, stop: asyncio.Event
             await asyncio.sleep(0)  # a fair loop: the victim's reader is in it too
             if kind == 2:  # oversize: closed at once; come back and do it again
                 await client.closed()
-                return await _attack(running, room_id, kind, stop)
+                return await _attack(running, room_id, kind, stop, party_token)
     except (ConnectionClosed, TimeoutError):
         if not stop.is_set():
-            return await _attack(running, room_id, kind, stop)
+            return await _attack(running, room_id, kind, stop, party_token)
     finally:
         await client.ws.close()
 
@@ -152,9 +155,13 @@ async def _attack(running: Running, room_id: str, kind: int, stop: asyncio.Event
 async def test_flooding_neighbours_do_not_delay_the_victims_snapshots(running: Running) -> None:
     victim = await running.joined_client(party_size=4)  # hold three seats for the attackers
     room_id = victim.joined.room_id  # type: ignore[union-attr]
+    token = victim.match.party_token  # type: ignore[union-attr]
+    assert token is not None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    attackers = [asyncio.create_task(_attack(running, room_id, kind, stop)) for kind in range(3)]
+    attackers = [
+        asyncio.create_task(_attack(running, room_id, kind, stop, token)) for kind in range(3)
+    ]
     arrivals: list[float] = []
     try:
         while len(arrivals) < 60:  # 2 s of snapshots under attack

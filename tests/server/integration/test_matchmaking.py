@@ -18,11 +18,16 @@ pytestmark = pytest.mark.timeout(30)
 ROOM_ID = re.compile(r"[A-Za-z0-9]{8}")
 
 
-async def _join_room(running: Running, room_id: str) -> WireClient | ErrorMessage:
+async def _join_room(
+    running: Running, room_id: str, party_token: bytes | None = None
+) -> WireClient | ErrorMessage:
     client = await running.client()
     await client.hello()
     # Hand-packed: the client-side encoder refuses ill-formed ids, a hostile client does not.
-    await client.send_raw(msgpack.packb({"t": "JoinRoom", "room_id": room_id}))
+    request: dict[str, object] = {"t": "JoinRoom", "room_id": room_id}
+    if party_token is not None:
+        request["party_token"] = party_token
+    await client.send_raw(msgpack.packb(request))
     reply = await client.expect((JoinAccepted, ErrorMessage, MatchResult))  # type: ignore[arg-type]
     if isinstance(reply, ErrorMessage):
         return reply
@@ -57,8 +62,10 @@ async def test_capacity_is_four_then_a_new_room(running: Running) -> None:
 async def test_party_seats_are_held_for_join_room(running: Running) -> None:
     leader = await running.joined_client(party_size=3)
     room_id = leader.joined.room_id  # type: ignore[union-attr]
+    party_token = leader.match.party_token  # type: ignore[union-attr]
+    assert isinstance(party_token, bytes) and len(party_token) == 16
     for _ in range(2):  # the two held seats
-        friend = await _join_room(running, room_id)
+        friend = await _join_room(running, room_id, party_token)
         assert isinstance(friend, WireClient) and friend.joined.room_id == room_id  # type: ignore[union-attr]
     # 3 players, 1 free seat: a party of 2 does not fit and gets a new room ...
     pair = await running.joined_client(party_size=2)
@@ -68,6 +75,21 @@ async def test_party_seats_are_held_for_join_room(running: Running) -> None:
     assert solo.joined.room_id == room_id  # type: ignore[union-attr]
     full = await _join_room(running, room_id)
     assert isinstance(full, ErrorMessage) and full.code == "room_full"
+
+
+async def test_held_seats_are_the_partys_a_stranger_gets_room_full(running: Running) -> None:
+    leader = await running.joined_client(party_size=4)
+    room_id = leader.joined.room_id  # type: ignore[union-attr]
+    assert leader.match.party_token is not None  # type: ignore[union-attr]
+    # Someone who read the room id from /rooms: no token, no free seat -> room_full (A4).
+    stranger = await _join_room(running, room_id)
+    assert isinstance(stranger, ErrorMessage) and stranger.code == "room_full"
+    forged = await _join_room(running, room_id, b"\x00" * 16)
+    assert isinstance(forged, ErrorMessage) and forged.code == "room_full"
+    friend = await _join_room(running, room_id, leader.match.party_token)  # type: ignore[union-attr]
+    assert isinstance(friend, WireClient)
+    solo = await running.joined_client(party_size=1)
+    assert solo.match.party_token is None  # type: ignore[union-attr]
 
 
 async def test_held_seats_keep_find_or_create_out(running: Running) -> None:
