@@ -117,9 +117,10 @@ class GameServer:
         self.rooms: dict[str, Room] = {}
         self.sessions: set[Session] = set()
         #: WIRE A4: the JWT check Hello runs (None: anonymous, the default).
-        self.authenticate = authenticator_from_config(
+        self.authenticator = authenticator_from_config(
             config.auth_jwt_secret, config.auth_jwt_public_key
         )
+        self.authenticate = self.authenticator.verify if self.authenticator else None
         self.peer_bounds = PeerBounds(config.max_connections_per_peer, config.max_rooms_per_peer)
         # Authenticated player_id -> the room of their one seat (checked lazily on use).
         self._seat_of: dict[str, str] = {}
