@@ -2,7 +2,7 @@
 
 The side port serves ``/play/`` from the package folder ``astranet/web/`` only. The page needs
 the JS client library (``js/src/*.js``, the source of truth) and @msgpack/msgpack's ES modules
-(``js/node_modules/@msgpack/msgpack/dist.esm/*.mjs``, installed by ``npm ci`` from the lock
+(``js/node_modules/@msgpack/msgpack/dist.esm/**/*.mjs``, installed by ``npm ci`` from the lock
 file). This copies both, byte for byte, into ``astranet/web/lib/`` and
 ``astranet/web/vendor/msgpack/`` (git-ignored build output; nothing generated is committed).
 The page's import map points ``@msgpack/msgpack`` at the copy. ``make web`` runs it;
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 _LIB = ("js/src", "*.js", "astranet/web/lib")
-_MSGPACK = ("js/node_modules/@msgpack/msgpack/dist.esm", "*.mjs", "astranet/web/vendor/msgpack")
+_MSGPACK = ("js/node_modules/@msgpack/msgpack/dist.esm", "**/*.mjs", "astranet/web/vendor/msgpack")
 
 
 class MissingNodeModules(FileNotFoundError):
@@ -46,8 +46,10 @@ def copy_web_assets(repo: Path = REPO) -> list[Path]:
             shutil.rmtree(destination)  # a file removed from js/src must not linger
         destination.mkdir(parents=True)
         for file in files:
-            shutil.copyfile(file, destination / file.name)
-            written.append(destination / file.name)
+            target_file = destination / file.relative_to(repo / source)
+            target_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target_file)
+            written.append(target_file)
     return written
 
 

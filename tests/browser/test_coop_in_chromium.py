@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright_api
 
 from astranet.tools.serverproc import ServerProcess
 from astranet.tools.webassets import REPO, copy_web_assets
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PLAY_S = 10.0
@@ -78,9 +77,11 @@ def test_two_pages_and_two_bots_play_one_room(server: ServerProcess, tmp_path: P
                 page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
                 page.on(
                     "console",
-                    lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type == "error"
-                    else None,
+                    lambda m: (
+                        problems.append(f"console {m.type}: {m.text}")
+                        if m.type == "error"
+                        else None
+                    ),
                 )
                 page.goto(f"{server.http_url}/play/?ws={ws_url}&bot=1&seed={seed}")
                 page.wait_for_function("window.astranet && window.astranet.world", timeout=15000)
