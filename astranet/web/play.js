@@ -223,6 +223,7 @@ window.astranet = {
       compared: s?.compared ?? 0,
       exact: s?.exact ?? 0,
       maxError: s?.maxError ?? null,
+      mismatches: s?.mismatches ?? [],
       decodeFailures: s?.decodeFailures ?? 0,
       inputsSent: s?.inputsSent ?? 0,
       snapshots: this.client?.stats.snapshots ?? 0,

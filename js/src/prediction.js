@@ -78,21 +78,21 @@ export class PredictionHistory {
  * @param {PredictionHistory} history @param {number | null} lastInputSeq
  * @param {Float64Array | ArrayLike<number>} serverState
  * @param {{tolerance?: number, columns?: number[] | null}} [options]
- * @returns {{lastInputSeq: number | null, error: number, rewind: boolean, compared: boolean}}
+ * @returns {{lastInputSeq: number | null, error: number, rewind: boolean, compared: boolean, predicted: Float64Array | null}}
  */
 export function comparePrediction(history, lastInputSeq, serverState, { tolerance = 0.0, columns = null } = {}) {
-  if (lastInputSeq === null) return { lastInputSeq, error: NaN, rewind: false, compared: false };
+  if (lastInputSeq === null) return { lastInputSeq, error: NaN, rewind: false, compared: false, predicted: null };
   const predicted = history.stateAt(lastInputSeq);
   const nothingPredicted = history.length === 0;
   history.acknowledge(lastInputSeq);
   if (!predicted) {
     const error = nothingPredicted ? NaN : Infinity;
-    return { lastInputSeq, error, rewind: true, compared: !Number.isNaN(error) };
+    return { lastInputSeq, error, rewind: true, compared: !Number.isNaN(error), predicted: null };
   }
   let error = 0;
   const cols = columns ?? Array.from(predicted.keys());
   for (const c of cols) error = Math.max(error, Math.abs(serverState[c] - predicted[c]));
-  return { lastInputSeq, error, rewind: !(error <= tolerance), compared: true };
+  return { lastInputSeq, error, rewind: !(error <= tolerance), compared: true, predicted };
 }
 
 /** Displayed = predicted + an offset decaying linearly to zero over `decayMs`. */

@@ -24,6 +24,8 @@ import { Replica, rowOf } from './replica.js';
 
 /** The server banks at most 3 inputs of credit per player (systems/input_ingestion.py). */
 export const MAX_INPUT_STEPS_PER_FRAME = 3;
+/** Mispredictions kept with their columns for diagnosis. */
+export const MAX_MISMATCH_SAMPLES = 32;
 
 /**
  * @typedef {object} JsGame the game's client half, mirroring astranet.game.Game
@@ -59,7 +61,7 @@ export class ClientWorld {
     this.epoch = /** @type {number | null} */ (null);
     this.accumulatedS = 0;
     this.anchor = /** @type {[number, number] | null} */ (null);
-    this.stats = { compared: 0, exact: 0, rewinds: 0, replayedInputs: 0, maxError: 0, decodeFailures: 0, applied: 0, inputsSent: 0, stepsDropped: 0, frames: 0, sampled: 0, extrapolated: 0 };
+    this.stats = { compared: 0, exact: 0, rewinds: 0, replayedInputs: 0, maxError: 0, decodeFailures: 0, applied: 0, inputsSent: 0, stepsDropped: 0, frames: 0, sampled: 0, extrapolated: 0, mismatches: /** @type {{seq: number | null, columns: number[], server: number[], predicted: number[]}[]} */ ([]) };
     /** @type {RenderView} */
     this.view = { netIds: new Uint32Array(0), values: new Float64Array(0), status: Status.EMPTY, renderTimeMs: null, localNetId: null };
   }
@@ -139,6 +141,7 @@ export class ClientWorld {
       if (outcome.compared && Number.isFinite(outcome.error)) {
         this.stats.compared += 1;
         if (outcome.error <= this.tolerance) this.stats.exact += 1;
+        else this.countMismatch(applied.lastInputSeq, serverState, outcome.predicted);
         this.stats.maxError = Math.max(this.stats.maxError, outcome.error);
       }
     }
@@ -162,6 +165,19 @@ export class ClientWorld {
       this.smoother.correct(frame.nowMs, before, local.stateRow);
       this.stats.rewinds += 1;
     }
+  }
+
+  /**
+   * Remember which columns a misprediction was in (stats.mismatches, the newest
+   * MAX_MISMATCH_SAMPLES): damage or a downed player show in hp, a dropped input in pos.
+   * @param {number | null} seq @param {Float64Array} server @param {Float64Array | null} predicted
+   */
+  countMismatch(seq, server, predicted) {
+    if (!predicted) return;
+    const columns = [];
+    for (let c = 0; c < this.width; c++) if (server[c] !== predicted[c]) columns.push(c);
+    this.stats.mismatches.push({ seq, columns, server: Array.from(server), predicted: Array.from(predicted) });
+    if (this.stats.mismatches.length > MAX_MISMATCH_SAMPLES) this.stats.mismatches.shift();
   }
 
   /** @param {ClientFrame} frame */

