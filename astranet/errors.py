@@ -15,6 +15,7 @@ the way websockets' ``fail()`` and h11's ``error_status_hint`` do.
     │       ├── PayloadTooLarge       "too_large"      close 1009 (rule 6)
     │       ├── ExpectedHello         "expected_hello" close 1002 (rule 1)
     │       ├── ProtocolMismatch      "protocol_mismatch" close 1002 (rule 1)
+    │       ├── RoomFailed            "room_failed"    close 1011 (a game system raised)
     │       ├── SchemaMismatch        "schema_mismatch" close 1002 (another game's schema)
     │       ├── BadSignature          "bad_signature"  close 1008 under kick (rule 3)
     │       ├── ReplayedInput         "replay"         close 1008 under kick (rule 3)
@@ -30,7 +31,8 @@ the way websockets' ``fail()`` and h11's ``error_status_hint`` do.
     │   ├── Busy                      "busy"          a peer over its room bound (A4)
     │   ├── SeatExpired               "seat_expired"  a wrong, used or expired seat_token (A2)
     │   ├── RoomLost                  "room_lost"     the room's node is dead (A2)
-    │   └── ClusterUnavailable        "unavailable"   the cluster directory (Redis) is down
+    │   ├── ClusterUnavailable        "unavailable"   the cluster directory (Redis) is down
+    │   └── GameError                 "game_error"    the game's setup()/spawn_player() raised
     ├── InvalidState (also AssertionError)   an API call in the wrong phase
     ├── ConnectionClosed              the peer or we closed; carries code and reason
     ├── ConfigurationError (also ValueError) a bad flag or env value
@@ -48,6 +50,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionClosed",
     "ExpectedHello",
+    "GameError",
     "InvalidState",
     "LocalProtocolError",
     "MalformedMessage",
@@ -59,6 +62,7 @@ __all__ = [
     "RemoteProtocolError",
     "ReplayedInput",
     "ResumeDenied",
+    "RoomFailed",
     "RoomFull",
     "RoomLost",
     "RoomNotFound",
@@ -227,6 +231,27 @@ class ClusterUnavailable(MatchmakingError):
     """
 
     code = "unavailable"
+
+
+class GameError(MatchmakingError):
+    """The game's own code (``setup``, ``spawn_player``) raised while serving this request.
+
+    Nothing the request started is kept (no room, no seat, no avatar); the server logged the
+    traceback, and the connection stays in the lobby.
+    """
+
+    code = "game_error"
+
+
+class RoomFailed(RemoteProtocolError):
+    """The room's simulation (a game system) raised: the room is closed for every player.
+
+    Sent as ``ProtocolError{code:"room_failed"}`` right before close 1011 ``room failed``; a
+    client must not try to resume (the room is gone).
+    """
+
+    code = "room_failed"
+    close_code = 1011
 
 
 class InvalidState(AstranetError, AssertionError):

@@ -25,7 +25,13 @@ Rules the server relies on:
   function of ``(store state, command)``.
 * ``decode_input`` raises :class:`InputError` for a blob it cannot read. The server then
   applies :meth:`Game.empty_input` instead (WIRE rule 3: the seq still counts as applied), and
-  counts it in ``/metrics``; the client gets no error and no strike.
+  counts it in ``/metrics``; the client gets no error and no strike. Any other exception is
+  treated the same (and logged once per room: raise InputError instead).
+* When the game's code raises, only what caused it pays: ``setup``/``spawn_player`` raising
+  refuses that join (``game_error``; no room, seat or avatar is kept), ``check_input`` or
+  ``apply_input`` raising kicks that player, ``despawn_player`` raising falls back to the
+  default despawn. Only an exception in one of the game's systems closes the room (its players
+  get ``room_failed``), and the other rooms go on.
 * ``check_input`` is the movement-sanity hook: return a short reason string for an impossible
   command (too fast, firing too often...). The server counts and logs it, applies the empty
   input instead, and kicks a player whose violations keep coming (``astranet.systems``).

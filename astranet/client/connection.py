@@ -18,7 +18,8 @@ downtime and starts a new *epoch* (snapshots carry it, so the systems restart pr
 the full snapshot that follows). After ``give_up_after_s`` (default 30 s, the server's seat
 hold) or a ``resume_denied``/``room_lost`` it emits GAVE_UP and sets ``error``
 (:class:`ReconnectGaveUp` or the refusal). Closes the server means (1000 after Leave, 1002,
-1008 kicks, 1009) are final.
+1008 kicks, 1009) are final, and so is the 1011 that follows a ``room_failed`` reply (``error``
+is then ``RoomFailed``).
 
 Failover (WIRE A3): each attempt goes to the next candidate node -- first the one that served
 us, then ``url``, ``fallback_urls``, nodes seen in redirects and, when ``nodes_url`` is set,
@@ -65,6 +66,7 @@ from astranet.errors import (
     InvalidState,
     RemoteProtocolError,
     ResumeDenied,
+    RoomFailed,
     RoomLost,
     SchemaMismatch,
 )
@@ -163,6 +165,8 @@ class GameClient:
         self.served_url = self.options.url
         self._known_urls: list[str] = []
         self._remember_url(self.options.url, *self.options.fallback_urls)
+        #: Set by a ``room_failed`` reply: the close that follows is final (the room is gone).
+        self._final_error: AstranetError | None = None
         self._view: tuple[int, int] | None = None
 
     # -- thread-safe API for the game loop ---------------------------------------------------
@@ -347,8 +351,16 @@ class GameClient:
             while True:
                 assert self._ws is not None
                 code, reason = await self._serve(self._ws)
-                if self._closing or code not in _RESUMABLE_CLOSES or not self.options.reconnect:
-                    if not self._closing and code != 1000:
+                final = self._final_error is not None
+                if (
+                    self._closing
+                    or final
+                    or code not in _RESUMABLE_CLOSES
+                    or not self.options.reconnect
+                ):
+                    if self._final_error is not None:
+                        self.error = self._final_error
+                    elif not self._closing and code != 1000:
                         self.error = ConnectionClosed(code, reason)
                     self._emit(EventKind.CLOSED, f"{code} {reason}".rstrip())
                     return
@@ -450,6 +462,8 @@ class GameClient:
         for message in messages:
             if isinstance(message, ErrorMessage):
                 if self.conn.phase in (ClientPhase.IN_ROOM, ClientPhase.CLOSED):
+                    if message.code == RoomFailed.code:
+                        self._final_error = server_error(message)
                     self._emit(EventKind.SERVER_ERROR, f"{message.code}: {message.message}")
                 else:
                     raise server_error(message)

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from astranet.errors import (
     BadRequest,
     ConnectionClosed,
+    GameError,
     ProtocolError,
     ProtocolMismatch,
     RemoteProtocolError,
     ResumeDenied,
+    RoomFailed,
     RoomFull,
     RoomLost,
     RoomNotFound,
@@ -49,6 +51,8 @@ _SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
     "bad_request": BadRequest,
     "protocol_mismatch": ProtocolMismatch,
     "schema_mismatch": SchemaMismatch,
+    "game_error": GameError,
+    "room_failed": RoomFailed,
 }
 
 

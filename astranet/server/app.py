@@ -7,7 +7,13 @@ routes between them. One :class:`~astranet.server.scheduler.TickLoop` task steps
 (never a loop per room or connection): a 30 Hz budget is shared, so a room is a few hundred
 microseconds of Python and numpy, and one task keeps all rooms on the same absolute schedule.
 
-A room that raises while stepping is closed (its players get 1011) and the others go on.
+Game-code failures (issue 11): a failure caused by one player's request or input refuses or
+kicks only that player and keeps nothing it started: ``setup`` or ``spawn_player`` raising
+answers ``game_error`` (no room, seat or avatar left behind); ``decode_input`` raising makes the
+blob undecodable; ``check_input``/``apply_input`` raising kicks that player; ``despawn_player``
+raising falls back to the library's despawn. Only a game *system* raising while the room steps
+closes the room: its players get ``room_failed`` then close 1011, and it is gone from
+``/rooms``, ``/metrics`` and matchmaking at once; the other rooms go on.
 Shutdown (WIRE rule 8): stop accepting, stop ticking, checkpoint every room, close every
 client 1001, flush storage, return.
 """
@@ -23,12 +29,22 @@ import time
 
 from aiohttp import web
 
-from astranet.errors import BadRequest, Busy, InvalidState, MatchmakingError, ResumeDenied
+from astranet.errors import (
+    BadRequest,
+    Busy,
+    GameError,
+    InvalidState,
+    MatchmakingError,
+    ResumeDenied,
+    RoomFailed,
+    RoomNotFound,
+)
 from astranet.game import Game
 from astranet.net import ServerPhase
 from astranet.net.messages import (
     Ack,
     ClientMessage,
+    ErrorMessage,
     FindOrCreate,
     InputFrame,
     JoinAccepted,
@@ -57,6 +73,7 @@ from astranet.server.session import (
     SnapshotEnvelopes,
 )
 from astranet.storage import hash_resume_token, token_matches
+from astranet.systems.input_ingestion import GAME_ERROR_REASON
 
 __all__ = ["GameServer"]
 
@@ -91,6 +108,8 @@ def _kick_label(code: int, reason: str) -> str | None:
         return None
     if reason.startswith("movement sanity"):
         return "movement_sanity"
+    if reason.startswith(GAME_ERROR_REASON):
+        return "game_error"
     if reason.startswith("handshake timeout"):
         return "handshake_timeout"
     if reason.startswith("lobby idle"):
@@ -265,7 +284,7 @@ class GameServer:
             except Exception:
                 # One room's bug must not stop every other room's clock.
                 log.exception("room %s failed at tick %d; closing it", room.room_id, tick)
-                self._close_room(room, code=1011, reason="room failed")
+                self._fail_room(room)
                 continue
             self._enforce_sanity(room)
             self._report_ingestion(room)
@@ -306,13 +325,7 @@ class GameServer:
             player = room.players.get(player_id) if room is not None else None
             if room is not None and player is not None:
                 log.info("player %s did not resume in time; removing avatar", player_id)
-                try:
-                    room.remove_player(player_id)  # game code (despawn_player)
-                except Exception:
-                    # Same rule as a failing step: close this room, keep the clock going.
-                    log.exception("room %s failed removing %s; closing it", room_id, player_id)
-                    self._close_room(room, code=1011, reason="room failed")
-                    continue
+                room.remove_player(player_id)  # game code, but a failure costs only the avatar
                 self.persistence.player_left(room, player)
         now = time.monotonic()
         for room in list(self.rooms.values()):
@@ -359,6 +372,16 @@ class GameServer:
         self.rooms.pop(room.room_id, None)
         self.persistence.room_closed(room)
         room.close()
+        self._update_occupancy()
+
+    def _fail_room(self, room: Room) -> None:
+        """A game system raised: tell every player why (``room_failed``), close the room."""
+        why = ErrorMessage(RoomFailed.code, "the game's code raised in this room; it is closed")
+        for player in room.players.values():
+            if isinstance(player.session, Session):
+                with contextlib.suppress(InvalidState):  # already closing: the close wins
+                    player.session.send(why)
+        self._close_room(room, code=1011, reason="room failed")
 
     # -- messages from sessions ------------------------------------------------------------
 
@@ -394,12 +417,18 @@ class GameServer:
                 room = self.rooms.get(seat.room_id)
                 if room is None:
                     room = self._create_room(seat.room_id, message.region, message.game_mode)
-                self._seat_new_player(session, room, party_token=seat.party_token)
+                self._seat_new_player(
+                    session, room, party_token=seat.party_token, created=seat.created
+                )
             elif isinstance(message, JoinRoom):
                 if self._take_over_own_seat(session, None, None, message.room_id):
                     return
                 self.matchmaker.join_room(message.room_id, message.party_token)
-                self._seat_new_player(session, self.rooms[message.room_id])
+                room = self.rooms.get(message.room_id)
+                if room is None:  # listed but never set up: give the seat back
+                    self.matchmaker.release(message.room_id)
+                    raise RoomNotFound("room ID does not exist")
+                self._seat_new_player(session, room)
             elif isinstance(message, Resume):
                 self._on_resume(session, message)
             elif isinstance(message, Leave):
@@ -424,19 +453,46 @@ class GameServer:
         player.last_accepted_seq = frame.seq
 
     def _create_room(self, room_id: str, region: str, game_mode: str) -> Room:
-        room = Room(room_id, region, game_mode, self.game, tick_hz=self.config.tick_hz)
+        try:
+            room = Room(room_id, region, game_mode, self.game, tick_hz=self.config.tick_hz)
+        except Exception:
+            log.exception("the game's setup() raised creating room %s; refusing", room_id)
+            self.matchmaker.close_room(room_id)  # the seat (and any party holds) with it
+            self.directory_version += 1
+            raise GameError(
+                "the game failed to set up a room: its setup() raised (see the server log)"
+            ) from None
         self.rooms[room_id] = room
         self.persistence.room_created(room)
         log.info("created room %s (%s, %s)", room_id, region, game_mode)
         return room
 
     def _seat_new_player(
-        self, session: Session, room: Room, *, party_token: bytes | None = None
+        self,
+        session: Session,
+        room: Room,
+        *,
+        party_token: bytes | None = None,
+        created: bool = False,
     ) -> None:
+        """Spawn and attach a player whose seat the matchmaker just gave out. If the game's
+        ``spawn_player`` raises, the seat goes back (a room created for this request goes)."""
         identity = self._identity(session)
         player_id = identity.player_id if identity is not None else secrets.token_hex(8)
         resume_token = secrets.token_bytes(RESUME_TOKEN_BYTES)
-        player = room.add_player(player_id, hash_resume_token(resume_token))
+        try:
+            player = room.add_player(player_id, hash_resume_token(resume_token))
+        except Exception:
+            log.exception("the game's spawn_player() raised in room %s; refusing", room.room_id)
+            if created and not room.players:
+                self._close_room(room)
+            else:
+                self.matchmaker.release(room.room_id)
+                self.directory_version += 1
+            raise GameError(
+                "the game failed to spawn your player: its spawn_player() raised"
+                " (see the server log)"
+            ) from None
         if identity is not None:
             self._seat_of[player_id] = room.room_id
         self.persistence.player_joined(room, player)
@@ -534,12 +590,7 @@ class GameServer:
             except (InvalidState, MatchmakingError):
                 log.warning("no seat to release for %s in %s", player.player_id, room.room_id)
         self._seat_of.pop(player.player_id, None)
-        try:
-            room.remove_player(player.player_id)  # game code (despawn_player)
-        except Exception:
-            log.exception("room %s failed removing %s; closing it", room.room_id, player.player_id)
-            self._close_room(room, code=1011, reason="room failed")
-            return
+        room.remove_player(player.player_id)  # game code, but a failure costs only the avatar
         self.persistence.player_left(room, player)
         self._update_occupancy()
 

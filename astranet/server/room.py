@@ -112,13 +112,19 @@ class Room:
         self.reported = IngestionStats()  # the part of `ingestion` already in /metrics
         self.empty_since: float | None = clock()
         self._clock = clock
-        with self.activated():
-            add_system(InputIngestionSystem(game, self._input_queues, self.ingestion), Stage.INPUT)
-            self.replication = add_system(
-                SnapshotReplicationSystem(self.history, self.fanout, self.connected_players),
-                Stage.REPLICATE,
-            )
-            game.setup(self.sim)
+        try:
+            with self.activated():
+                add_system(
+                    InputIngestionSystem(game, self._input_queues, self.ingestion), Stage.INPUT
+                )
+                self.replication = add_system(
+                    SnapshotReplicationSystem(self.history, self.fanout, self.connected_players),
+                    Stage.REPLICATE,
+                )
+                game.setup(self.sim)
+        except BaseException:
+            self.close()  # a half-set-up world must not outlive the failed request
+            raise
 
     # -- structure -------------------------------------------------------------------------
 
@@ -127,8 +133,15 @@ class Room:
         return WorldSwitch(self.world)
 
     def add_player(self, player_id: str, token_hash: bytes) -> Player:
+        """Spawn the avatar (game code). If ``spawn_player`` raises, whatever it had already
+        spawned into the store is removed again and the exception propagates."""
+        before = self.store.net_ids.copy()
         with self.activated():
-            net_id = int(self.game.spawn_player(self.sim, player_id))
+            try:
+                net_id = int(self.game.spawn_player(self.sim, player_id))
+            except BaseException:
+                self._discard_spawned_since(before, player_id)
+                raise
         player = Player(player_id, net_id, token_hash, InputQueue(player_id, net_id))
         self.players[player_id] = player
         self.empty_since = None
@@ -149,14 +162,30 @@ class Room:
         self.empty_since = None
         return player
 
-    def remove_player(self, player_id: str) -> None:
+    def remove_player(self, player_id: str) -> bool:
+        """Despawn the avatar and free the player record (Leave, or a held seat expired).
+
+        A raising ``despawn_player`` costs only that avatar: it is logged and the library's
+        default despawn removes the avatar instead. Returns False when the game's code raised.
+        """
         player = self.players.pop(player_id, None)
         if player is None:
-            return
-        with self.activated():
-            self.game.despawn_player(self.sim, player_id, player.net_id)
+            return True
         if not self.players:
             self.empty_since = self._clock()
+        with self.activated():
+            try:
+                self.game.despawn_player(self.sim, player_id, player.net_id)
+            except Exception:
+                log.exception("room %s: despawn_player(%s) raised", self.room_id, player_id)
+                Game.despawn_player(self.game, self.sim, player_id, player.net_id)
+                return False
+        return True
+
+    def _discard_spawned_since(self, before: np.ndarray, player_id: str) -> None:
+        new_ids = np.setdiff1d(self.store.net_ids, before, assume_unique=True)
+        for net_id in new_ids.tolist():
+            Game.despawn_player(self.game, self.sim, player_id, int(net_id))
 
     def close(self) -> None:
         """Delete the room's esper world (the room must not be stepped afterwards)."""

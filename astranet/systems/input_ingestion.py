@@ -16,6 +16,11 @@ refused or undecodable command is replaced by ``Game.empty_input()`` and its seq
 as applied (WIRE rule 3). ``MAX_VIOLATIONS`` violations within ``VIOLATION_WINDOW_TICKS`` set
 ``InputQueue.kick_reason``; the server closes that connection after the tick.
 
+Game-code failures: ``decode_input`` raising anything (not only :class:`InputError`) makes the
+blob undecodable. ``check_input`` or ``apply_input`` raising on a player's command kicks that
+player (``kick_reason`` ``game error: ...``) and drops the rest of its queue; the room and its
+other players go on. Only a failure in the game's own systems closes the room.
+
 Limits: MAX_QUEUED_INPUTS per player; per-player Python work only (players <= room capacity).
 """
 
@@ -32,6 +37,7 @@ import esper
 from astranet.game import Game, InputError, SimContext
 
 __all__ = [
+    "GAME_ERROR_REASON",
     "MAX_INPUT_CREDIT",
     "MAX_QUEUED_INPUTS",
     "MAX_VIOLATIONS",
@@ -54,6 +60,8 @@ STANDING_QUEUE_TICKS = 30
 # Violations tolerated within the window before a kick: a glitchy client survives a few.
 MAX_VIOLATIONS = 10
 VIOLATION_WINDOW_TICKS = 300  # 10 s at 30 Hz
+#: Start of the kick reason when the game's own code raised on a player's command.
+GAME_ERROR_REASON = "game error"
 
 
 @dataclass(slots=True)
@@ -64,6 +72,7 @@ class IngestionStats:
     undecodable: int = 0
     violations: int = 0
     dropped: int = 0  # inputs dropped because a player's queue overflowed
+    game_errors: int = 0  # check_input/apply_input raised on a player's command (a kick)
 
 
 class QueuedInput(NamedTuple):
@@ -157,34 +166,69 @@ class InputIngestionSystem(esper.Processor):
         self.game = game
         self.queues = queues
         self.stats = stats if stats is not None else IngestionStats()
+        self._warned_decoder = False
 
     def process(self, sim: SimContext) -> None:
-        game, stats = self.game, self.stats
         for queue in self.queues():
             for seq, blob, view_tick in queue.take():
-                command = self._decode(blob)
-                reason = game.check_input(sim, queue.net_id, command)
-                if reason is not None:
-                    stats.violations += 1
-                    queue.record_violation(sim.tick, reason)
-                    log.info("player %s: input refused (%s)", queue.player_id, reason)
-                    command = game.empty_input()
-                sim.view_tick = view_tick  # what sim.rewind() should look at for this input
-                try:
-                    game.apply_input(sim, queue.net_id, command)
-                finally:
-                    sim.view_tick = None
-                queue.last_input_seq = seq
-                stats.applied += 1
+                queue.last_input_seq = seq  # applied, refused or failed: the seq counts
+                if not self._apply_one(sim, queue, blob, view_tick):
+                    queue.clear()  # the player is being kicked: drop the rest of its inputs
+                    break
+
+    def _apply_one(
+        self, sim: SimContext, queue: InputQueue, blob: bytes, view_tick: float | None
+    ) -> bool:
+        """Decode, vet and apply one input. False when the game's code raised on this
+        player's command: the player is kicked (``kick_reason``), the room goes on."""
+        game, stats = self.game, self.stats
+        command = self._decode(blob)
+        try:
+            reason = game.check_input(sim, queue.net_id, command)
+        except Exception as exc:
+            return self._game_failed(queue, "check_input", exc)
+        if reason is not None:
+            stats.violations += 1
+            queue.record_violation(sim.tick, reason)
+            log.info("player %s: input refused (%s)", queue.player_id, reason)
+            command = game.empty_input()
+        sim.view_tick = view_tick  # what sim.rewind() should look at for this input
+        try:
+            game.apply_input(sim, queue.net_id, command)
+        except Exception as exc:
+            return self._game_failed(queue, "apply_input", exc)
+        finally:
+            sim.view_tick = None
+        stats.applied += 1
+        return True
+
+    def _game_failed(self, queue: InputQueue, hook: str, exc: Exception) -> bool:
+        # One player's command broke the game's code: kick that player, not the room.
+        log.error(
+            "player %s: the game's %s raised on their input; kicking them",
+            queue.player_id,
+            hook,
+            exc_info=exc,
+        )
+        self.stats.game_errors += 1
+        queue.kick_reason = f"{GAME_ERROR_REASON}: {hook} raised {type(exc).__name__}"
+        return False
 
     def _decode(self, blob: bytes) -> object:
         try:
             return self.game.decode_input(blob)
         except InputError:
             pass
-        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
-            # A game decoder that trips over hostile bytes is the same outcome as one that
-            # refuses them cleanly; log it so the game author can tighten the decoder.
-            log.debug("decode_input raised %r; treating the blob as undecodable", exc)
+        except Exception as exc:
+            # A game decoder that trips over hostile bytes (struct.error, IndexError...) is the
+            # same outcome as one that refuses them cleanly (WIRE rule 3: an empty input, no
+            # error, no strike). Tell the game author once per room to raise InputError.
+            if not self._warned_decoder:
+                self._warned_decoder = True
+                log.warning(
+                    "the game's decode_input raised %r instead of InputError; treating such "
+                    "blobs as undecodable (logged once per room)",
+                    exc,
+                )
         self.stats.undecodable += 1
         return self.game.empty_input()

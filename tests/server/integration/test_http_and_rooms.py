@@ -101,18 +101,23 @@ class _BombGame(Dots):
         super().apply_input(sim, net_id, command)  # type: ignore[arg-type]
 
 
-async def test_a_failing_room_is_closed_and_the_others_keep_ticking(serve: StartServer) -> None:
+async def test_an_input_that_breaks_the_game_kicks_that_player_not_the_room(
+    serve: StartServer,
+) -> None:
+    """apply_input raising on one player's command costs that player, not their room (issue 11)."""
     running = await serve(game=_BombGame())
     doomed = await running.joined_client(game_mode="a")
+    roommate = await running.joined_client(game_mode="a")
     survivor = await running.joined_client(game_mode="b")
     await doomed.send_input(b"BOOM")
-    assert await doomed.closed() == (1011, "room failed")
-    before = (await survivor.next_snapshot()).server_tick
-    for _ in range(10):
-        snapshot = await survivor.next_snapshot()
-    assert snapshot.server_tick >= before + 9
-    rooms = await running.rooms()
-    assert [r["room_id"] for r in rooms] == [survivor.joined.room_id]  # type: ignore[union-attr]
+    assert await doomed.closed() == (1008, "game error: apply_input raised RuntimeError")
+    for client in (roommate, survivor):
+        before = (await client.next_snapshot()).server_tick
+        for _ in range(10):
+            snapshot = await client.next_snapshot()
+        assert snapshot.server_tick >= before + 9
+    rooms = {r["room_id"] for r in await running.rooms()}
+    assert rooms == {roommate.joined.room_id, survivor.joined.room_id}  # type: ignore[union-attr]
 
 
 class _SystemBombGame(Dots):
