@@ -1,5 +1,9 @@
 """The headless runner: parse flags (astranet.server.config), load the game, serve until a signal.
 
+Event loop: uvloop when it is installed (``pip install 'astranet[fast]'``), else asyncio's own;
+``ASTRANET_EVENT_LOOP=asyncio`` forces asyncio's, ``=uvloop`` requires uvloop. The edge
+(astranet.server.edge) is plain ``asyncio.Protocol`` code and runs on both.
+
 Exit codes: 0 after a graceful SIGTERM/SIGINT (WIRE rule 8); 2 for a bad flag, an unloadable
 game or an unusable database (one line on stderr, no traceback); 1 if a port cannot be bound.
 """
@@ -8,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from astranet.errors import AstranetError, ConfigurationError, StorageError
 from astranet.game import load_game
@@ -65,6 +70,34 @@ def _naming_db(db: str, exc: StorageError) -> StorageError:
     return StorageError(f"database {message}")
 
 
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event-loop factory for ``choice`` (default ``$ASTRANET_EVENT_LOOP`` or ``auto``).
+
+    ``None`` means asyncio's default loop. Raises ``ConfigurationError`` for an unknown choice
+    or for ``uvloop`` when it is not installed.
+    """
+    choice = choice or os.environ.get("ASTRANET_EVENT_LOOP") or "auto"
+    if choice not in EVENT_LOOPS:
+        raise ConfigurationError(
+            f"ASTRANET_EVENT_LOOP: expected one of {', '.join(EVENT_LOOPS)}, got {choice!r}"
+        )
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigurationError(
+                "ASTRANET_EVENT_LOOP=uvloop but uvloop is not installed "
+                "(pip install 'astranet[fast]')"
+            ) from None
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config_or_exit(list(argv) if argv is not None else None)
     logging.basicConfig(
@@ -72,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(run(config))
+        factory = loop_factory()
+        with asyncio.Runner(loop_factory=factory) as runner:
+            log.info("event loop: %s", "uvloop" if factory is not None else "asyncio")
+            runner.run(run(config))
     except ConfigurationError as exc:
         print(f"astranet-server: error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Sequence
+from typing import cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -164,7 +165,8 @@ class WebSocketEdge(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         # Any unsent byte makes the connection "not writable" until the buffer drains.
         transport.set_write_buffer_limits(high=0, low=0)

@@ -69,3 +69,23 @@ async def test_plain_http_gets_426() -> None:
             writer.close()
     finally:
         server.close()
+
+
+def test_the_edge_runs_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        await test_messages_echo_and_the_query_is_kept()
+        await test_plain_http_gets_426()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def test_event_loop_choice() -> None:
+    from astranet.errors import ConfigurationError
+    from astranet.server.cli import loop_factory
+
+    assert loop_factory("asyncio") is None
+    with pytest.raises(ConfigurationError, match="ASTRANET_EVENT_LOOP"):
+        loop_factory("tokio")
