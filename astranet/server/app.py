@@ -58,6 +58,7 @@ from astranet.net.messages import (
 from astranet.replication.rewind import VIEW_FRAC_ONE
 from astranet.server.auth import Identity, authenticator_from_config, token_from_path
 from astranet.server.config import ServerConfig
+from astranet.server.fdlimits import AcceptErrorHandler
 from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
 from astranet.server.matchmaking import Matchmaker
@@ -147,6 +148,7 @@ class GameServer:
         self._peer_of: dict[Session, str] = {}  # sessions counted in peer_bounds
         self._final_kicks: set[Session] = set()  # closed for a policy reason: no seat hold
         self._oversized_rooms: set[str] = set()  # rooms whose oversize was logged already
+        self._accept_errors = AcceptErrorHandler(lambda: self.count_kick("fd_exhausted"))
         self.tick = 0
         #: Added to the tick loop's count: a restored server continues above the ticks its
         #: predecessor sent (set by ``persistence.restore``; server_tick never decreases).
@@ -190,6 +192,7 @@ class GameServer:
         await self.persistence.restore(self)  # before listening: held seats exist from tick 0
         # One asyncio.Protocol per connection (astranet.server.edge); TLS is the same path.
         loop = asyncio.get_running_loop()
+        self._accept_errors.install(loop)  # descriptor exhaustion: logged once, counted
         self._ws_server = await loop.create_server(
             self._new_session,
             config.host,
@@ -215,6 +218,7 @@ class GameServer:
 
     async def shutdown(self) -> None:
         """Graceful stop (rule 8): stop accepting, checkpoint, close clients 1001."""
+        self._accept_errors.uninstall(asyncio.get_running_loop())
         if self._ws_server is not None:
             self._ws_server.close()  # stop accepting; open connections stay
         self._ticker.stop()
