@@ -22,6 +22,10 @@ open, so a client inventing game modes cannot grow it (issue 16).
 Seat accounting per room: ``players`` (seats taken, including dropped players still inside
 their resume window) + live party holds <= ``capacity``.
 
+The lobby does not call the Matchmaker directly: it awaits a :class:`MatchmakingBackend`
+(:class:`InProcessMatchmaking` wraps this Matchmaker and is the embedded default; the Redis
+backend in ``astranet.cluster`` decides cluster-wide and still keeps this node's seats here).
+
 Limits: MAX_ROOMS live rooms. find_or_create scans only the rooms of that region+mode that
 have a free seat (an index kept exact on every occupancy change); a sweep that finds an expired
 hold is O(live rooms). Measured ~5 us/call with 3,000 full rooms (ad hoc timeit; no benchmark
@@ -39,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from astranet.errors import (
     BadRequest,
@@ -48,6 +52,7 @@ from astranet.errors import (
     ResumeDenied,
     RoomFull,
     RoomNotFound,
+    SeatExpired,
     UnknownRegion,
 )
 
@@ -56,7 +61,10 @@ __all__ = [
     "DEFAULT_HOLD_SECONDS",
     "MAX_PARTY_SIZE",
     "MAX_ROOMS",
+    "InProcessMatchmaking",
+    "Match",
     "Matchmaker",
+    "MatchmakingBackend",
     "RoomInfo",
     "Seat",
     "new_room_id",
@@ -406,3 +414,121 @@ class Matchmaker:
                 f"game_mode {game_mode!r} is not served; this server serves: "
                 + ", ".join(sorted(self.game_modes))
             )
+
+
+# --- the backend seam: the lobby asks, a backend decides -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A backend's answer to one FindOrCreate / JoinRoom / Resume.
+
+    ``url is None``: the request is served on this node; for FindOrCreate/JoinRoom the seat is
+    already taken in the local :class:`Matchmaker` and the room host seats the player in room
+    ``room_id`` (building it from ``region``/``game_mode`` if it does not exist yet).
+    Otherwise the room lives at ``url`` (WIRE.md A2): the lobby replies
+    ``MatchResult{room_id, url, seat_token}`` and the client goes there.
+    """
+
+    room_id: str
+    region: str
+    game_mode: str
+    url: str | None = None
+    seat_token: bytes | None = None
+    #: The room is new (a refused request may abandon it: ``RoomHost.abandon_new_room``).
+    created: bool = False
+    #: WIRE A4: opens the party's held seats (FindOrCreate with party_size > 1).
+    party_token: bytes | None = None
+
+
+class MatchmakingBackend(Protocol):
+    """Where matchmaking decisions are made: in this process, or cluster-wide (Redis).
+
+    The ``async`` requests are awaited by the lobby while the connection is in phase
+    ``MATCHING``; refusals raise :class:`~astranet.errors.MatchmakingError` or ``BadRequest``.
+    The synchronous notifications come from the room host (on the tick loop: they must not
+    block) so a cluster backend can mirror them.
+    """
+
+    async def find_or_create(self, region: str, game_mode: str, party_size: int) -> Match: ...
+
+    async def join_room(
+        self, room_id: str, seat_token: bytes | None, party_token: bytes | None
+    ) -> Match: ...
+
+    async def route_resume(self, room_id: str) -> Match | None:
+        """None: resume here (the room host checks the token); else redirect to ``url``."""
+
+    def seats_released(self, room_id: str, seats: int) -> None: ...
+
+    def room_closed(self, room_id: str) -> None: ...
+
+    def has_holds(self, room_id: str) -> bool:
+        """True while seats of ``room_id`` are held elsewhere (do not close it as empty)."""
+
+    def rooms_json(self, tick: int) -> list[dict[str, object]]:
+        """The ``GET /rooms`` rows this backend knows (cluster-wide for a cluster backend)."""
+
+    def view_version(self) -> object:
+        """Changes whenever ``rooms_json`` may have changed for reasons the server cannot see."""
+
+    def install(self, server: Any) -> None:
+        """Called once by the GameServer before start (add HTTP routes, metrics)."""
+
+    async def start(self, server: Any) -> None:
+        """After the ports are bound, before ``listening`` is logged (join the cluster)."""
+
+    async def stop(self) -> None:
+        """Shutdown: leave the cluster (its rooms go with it)."""
+
+
+class InProcessMatchmaking:
+    """The embedded default: the local :class:`Matchmaker` decides (exactly v1 behaviour).
+
+    No call awaits anything, so every decision is still loop-atomic.
+    """
+
+    def __init__(self, matchmaker: Matchmaker) -> None:
+        self.matchmaker = matchmaker
+
+    async def find_or_create(self, region: str, game_mode: str, party_size: int) -> Match:
+        seat = self.matchmaker.find_or_create(region, game_mode, party_size)
+        return Match(
+            seat.room_id, region, game_mode, created=seat.created, party_token=seat.party_token
+        )
+
+    async def join_room(
+        self, room_id: str, seat_token: bytes | None, party_token: bytes | None
+    ) -> Match:
+        if seat_token is not None:  # only a cluster issues seat tokens
+            raise SeatExpired("seat token is wrong, used or expired")
+        self.matchmaker.join_room(room_id, party_token)
+        info = self.matchmaker.room(room_id)
+        return Match(room_id, info.region, info.game_mode)
+
+    async def route_resume(self, room_id: str) -> Match | None:
+        return None
+
+    def seats_released(self, room_id: str, seats: int) -> None:
+        pass
+
+    def room_closed(self, room_id: str) -> None:
+        pass
+
+    def has_holds(self, room_id: str) -> bool:
+        return False
+
+    def rooms_json(self, tick: int) -> list[dict[str, object]]:
+        return [info.as_json(tick) for info in self.matchmaker.rooms()]
+
+    def view_version(self) -> object:
+        return 0
+
+    def install(self, server: Any) -> None:
+        pass
+
+    async def start(self, server: Any) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from astranet.errors import InvalidState, LocalProtocolError
+from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
 from astranet.net import ServerConnection, ServerPhase
 from astranet.net.envelope import SnapshotEnvelope
 from astranet.net.messages import ClientMessage, Hello, ServerMessage
@@ -168,6 +168,11 @@ class Session(WebSocketEdge):
     def send(self, message: ServerMessage, **kwargs: int | None) -> None:
         """Send a reply now (raises ``InvalidState`` if the protocol forbids it)."""
         self.conn.send(message, **kwargs)
+        self._flush_conn()
+
+    def send_error(self, exc: ProtocolError) -> None:
+        """Reply to a refused request now (``conn.send_error``; it may close)."""
+        self.conn.send_error(exc)
         self._flush_conn()
 
     def close(self, code: int, reason: str) -> None:
