@@ -106,7 +106,7 @@ class Lobby:
                 self.host.give_back_seat(match.room_id)
                 self.host.abandon_new_room(match.room_id)
                 raise Busy("busy: too many rooms created from this address; try again in a minute")
-            self.host.seat_in(session, match)
+            self.host.seat_in(session, match, build=isinstance(message, FindOrCreate))
         except (MatchmakingError, BadRequest) as exc:
             # Refusals of well-formed requests (unknown region, room full, seat expired,
             # directory unavailable): a reply, no strike, and the client may ask again.

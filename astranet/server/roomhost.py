@@ -464,15 +464,16 @@ class RoomHost:
             self.matchmaker.close_room(room_id)
             self.backend.room_closed(room_id)
 
-    def seat_in(self, session: Session, match: Match) -> None:
+    def seat_in(self, session: Session, match: Match, *, build: bool) -> None:
         """Seat a new player where the backend's ``match`` says (its seat is already taken).
 
-        A room the backend ``created`` is built here now; a room that should exist but does
-        not (listed but never set up) gives the seat back: ``room_not_found``.
+        With ``build`` (FindOrCreate, or a room the backend ``created``) a missing room is
+        built here now; otherwise a room that should exist but does not (listed but never set
+        up) gives the seat back: ``room_not_found``.
         """
         room = self.rooms.get(match.room_id)
         if room is None:
-            if not match.created:
+            if not (build or match.created):
                 self.give_back_seat(match.room_id)
                 raise RoomNotFound("room ID does not exist")
             room = self.ensure_room_exists(match.room_id, match.region, match.game_mode)
