@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,tools,client]'
 	touch $(STAMP)
 
-# The browser client's npm packages, from the lock file (npm ci), when missing or outdated.
-js/node_modules/.package-lock.json: js/package-lock.json
-	cd js && npm ci --no-audit --no-fund
-
-# The page's library and vendor ES modules, copied into astranet/web/ (git-ignored).
-web: $(STAMP) js/node_modules/.package-lock.json
-	$(BIN)/python -m astranet.tools.webassets
+# The browser client (/play): npm ci from the lock file when js/node_modules is missing or
+# older than the lock, then copy the library and msgpack's ES modules into astranet/web/
+# (git-ignored). Without npm the server still runs, only /play is missing.
+web: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ js/node_modules/.package-lock.json -nt js/package-lock.json ] || (cd js && npm ci --no-audit --no-fund); \
+	  $(BIN)/python -m astranet.tools.webassets; \
+	else echo "make web: npm not found; skipping the browser client (/play)"; fi
 
 run: $(STAMP) web
 	$(BIN)/python -m astranet.server $(ARGS)
