@@ -132,6 +132,7 @@ class BenchHost:
         self.metrics = ServerMetrics()
         self.envelopes = SnapshotEnvelopes()
         self.ws_origins = None
+        self.authenticate = None
         self.game = SimpleNamespace(schema=SimpleNamespace(fingerprint=None))
 
     def session_opened(self, session: Session) -> None:

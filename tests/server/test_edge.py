@@ -1,12 +1,17 @@
-"""The WebSocket edge on its own: framing, HTTP answers, and message delivery over loopback."""
+"""The WebSocket edge on its own: framing, HTTP answers, message delivery over loopback, and the
+data-frame fast path checked against websockets' own parser on random frame streams."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from astranet.server.edge import WebSocketEdge, binary_frame
 
@@ -89,3 +94,97 @@ def test_event_loop_choice() -> None:
     assert loop_factory("asyncio") is None
     with pytest.raises(ConfigurationError, match="ASTRANET_EVENT_LOOP"):
         loop_factory("tokio")
+
+
+# ----------------------------------------------------------------- the data-frame fast path
+
+
+class _Wire(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.out += data
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+class _Recorder(WebSocketEdge):
+    def __init__(self, fast: bool) -> None:
+        super().__init__(max_message_bytes=300)
+        self.allow_fast = fast
+        self.got: list[bytes | str] = []
+
+    def on_message(self, data: bytes | str) -> None:
+        self.got.append(data)
+
+
+_UPGRADE = (
+    b"GET /?token=t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def _frame(opcode: Opcode, data: bytes, fin: bool = True) -> bytes:
+    return Frame(opcode, data, fin).serialize(mask=True, extensions=[])
+
+
+_messages = st.one_of(
+    st.binary(max_size=200).map(lambda b: [_frame(Opcode.BINARY, b)]),
+    st.binary(max_size=40).map(lambda b: [_frame(Opcode.TEXT, b)]),
+    st.binary(max_size=20).map(lambda b: [_frame(Opcode.PING, b)]),
+    st.lists(st.binary(max_size=90), min_size=2, max_size=4).map(
+        lambda parts: (
+            [_frame(Opcode.BINARY, parts[0], fin=False)]
+            + [_frame(Opcode.CONT, p, fin=False) for p in parts[1:-1]]
+            + [_frame(Opcode.CONT, parts[-1])]
+        )
+    ),
+    st.just([bytes(2)]),  # an unmasked continuation: a protocol error
+    st.just([_frame(Opcode.BINARY, bytes(301))]),  # over max_message_bytes
+    st.just([_frame(Opcode.CLOSE, b"\x03\xe8bye")]),
+)
+
+
+async def _run(fast: bool, stream: bytes, cuts: list[int]) -> tuple[list, bytes, str]:
+    edge = _Recorder(fast)
+    wire = _Wire()
+    edge.connection_made(wire)
+    edge.data_received(_UPGRADE)
+    assert edge._fast  # the upgrade ended its chunk: the fast path is on
+    if not fast:
+        edge._fast = False
+    points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    for start, stop in itertools.pairwise(points):
+        edge.data_received(stream[start:stop])
+    edge.connection_lost(None)
+    return edge.got, bytes(wire.out), edge.ws.state.name
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_messages, max_size=8), st.lists(st.integers(0, 5000), max_size=12))
+def test_fast_path_delivers_what_websockets_alone_delivers(messages, cuts) -> None:
+    stream = b"".join(frame for message in messages for frame in message)
+    fast = asyncio.run(_run(True, stream, cuts))
+    slow = asyncio.run(_run(False, stream, cuts))
+    assert fast[0] == slow[0]  # the same messages, in order
+    assert fast[1] == slow[1]  # the same bytes back: 101, pongs, close frames
+    assert State.CLOSED.name == fast[2] == slow[2]
