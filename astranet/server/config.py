@@ -34,6 +34,12 @@ Flags (WIRE.md "Server command line") and their environment variables:
     --max-rooms-per-peer   ASTRANET_MAX_ROOMS_PER_PEER   120    rooms one address creates/min
     --max-connections-per-peer ASTRANET_MAX_CONNECTIONS_PER_PEER 256  open sockets per address
     --lobby-idle-timeout   ASTRANET_LOBBY_IDLE_TIMEOUT   60 s   after Hello, time to enter a room
+  cluster mode (WIRE A2/A3, docs/cluster.md):
+    --redis                ASTRANET_REDIS                unset  redis://HOST:PORT/DB; cluster mode
+    --node-id              ASTRANET_NODE_ID              unique per process
+    --public-url           ASTRANET_PUBLIC_URL           ws://--host:bound ws port
+    --store                ASTRANET_STORE                redis with --redis, else sqlite
+    --node-lease           ASTRANET_NODE_LEASE           10 s   a silent node is dead after it
 
 Precedence: CLI flag > environment variable > default. An environment variable set to the
 empty string counts as unset (container templates often export empty values).
@@ -72,6 +78,7 @@ DEFAULT_GAME = "astranet.examples.coop:game"
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east", "us-west", "eu-central")
 SIG_FAILURE_POLICIES: tuple[str, ...] = ("kick", "warn")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+STORES: tuple[str, ...] = ("sqlite", "redis")
 # WIRE rule 2 spells the game mode alphabet; regions share it so both are safe as labels/keys.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
@@ -115,6 +122,22 @@ class ServerConfig:
     max_connections_per_peer: int = 256
     #: Seconds a connection may stay in the lobby (after Hello, outside any room).
     lobby_idle_timeout: float = 60.0
+    #: Cluster mode (WIRE A2): the shared Redis; None = one node alone.
+    redis: str | None = None
+    node_id: str | None = None  # None: unique per process (see resolved_node_id)
+    public_url: str | None = None  # None: ws(s)://--host:<bound ws port>
+    #: Where rooms, players and checkpoints live: "sqlite" (--db) or "redis" (--redis, shared
+    #: by the cluster: room failover, A3). None: redis in cluster mode, else sqlite.
+    store: str | None = None
+    #: Seconds after its last heartbeat a node is declared dead (A2: at most 10).
+    node_lease: float = 10.0
+
+    @property
+    def store_kind(self) -> str:
+        """The effective store: ``--store``, else redis in cluster mode, else sqlite."""
+        if self.store is not None:
+            return self.store
+        return "redis" if self.redis is not None else "sqlite"
 
     @property
     def auth_enabled(self) -> bool:
@@ -222,6 +245,29 @@ def _jwt_public_key(raw: str) -> str:
 
     load_public_key(raw)  # ConfigurationError names what is wrong
     return raw
+
+
+def _redis_url(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")) or any(
+        ch.isspace() for ch in value
+    ):
+        raise ConfigurationError(f"expected a redis://HOST:PORT/DB URL, got {raw!r}")
+    return value
+
+
+def _ws_url(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("ws://", "wss://")) or any(ch.isspace() for ch in value):
+        raise ConfigurationError(f"expected a ws:// or wss:// URL, got {raw!r}")
+    return value
+
+
+def _name_list_item(raw: str) -> str:
+    value = raw.strip()
+    if not NAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(f"expected a name matching [A-Za-z0-9_-]{{1,32}}, got {raw!r}")
+    return value
 
 
 def _existing_file(raw: str) -> str:
@@ -335,6 +381,16 @@ _FLAGS: tuple[_Flag, ...] = (
         _seconds(0.0, inclusive_low=False),
         "seconds a connection may wait in the lobby after Hello",
     ),
+    _Flag("redis", _env("redis"), _redis_url, "shared Redis of a cluster (cluster mode)"),
+    _Flag("node_id", _env("node_id"), _name_list_item, "this node's id in the cluster"),
+    _Flag("public_url", _env("public_url"), _ws_url, "the URL clients use to reach this node"),
+    _Flag("store", _env("store"), _choice(STORES), "rooms and checkpoints: sqlite or redis"),
+    _Flag(
+        "node_lease",
+        _env("node_lease"),
+        _seconds(0.0, inclusive_low=False),
+        "seconds after its last heartbeat a node is declared dead (cluster mode)",
+    ),
 )
 
 
@@ -383,6 +439,12 @@ def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> ServerCo
     if config.auth_jwt_secret is not None and config.auth_jwt_public_key is not None:
         raise ConfigurationError(
             "--auth-jwt-secret/--auth-jwt-public-key: expected one or neither, got both"
+        )
+    if config.store == "redis" and config.redis is None:
+        raise ConfigurationError("--store: 'redis' needs --redis redis://HOST:PORT/DB")
+    if config.node_lease > 10.0:
+        raise ConfigurationError(
+            f"--node-lease: expected seconds <= 10 (WIRE A2), got {config.node_lease:g}"
         )
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigurationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -210,3 +211,28 @@ def test_help_mentions_every_env_var(capsys: pytest.CaptureFixture[str]) -> None
     for env_var, *_ in ENV_CASES:
         assert env_var in out
     assert "ASTRANET_TLS_CERT" in out and "ASTRANET_TLS_KEY" in out
+
+
+def test_the_store_is_redis_in_cluster_mode_and_sqlite_alone() -> None:
+    assert parse_config([], {}).store_kind == "sqlite"
+    cluster = parse_config(["--redis", "redis://127.0.0.1:6379/0"], {})
+    assert cluster.store_kind == "redis" and cluster.node_lease == 10.0
+    explicit = parse_config(["--redis", "redis://127.0.0.1:6379/0", "--store", "sqlite"], {})
+    assert explicit.store_kind == "sqlite"
+    from_env = parse_config([], {"ASTRANET_REDIS": "redis://r:6379/1", "ASTRANET_NODE_ID": "n1"})
+    assert (from_env.redis, from_env.node_id) == ("redis://r:6379/1", "n1")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--store", "redis"], "--store: 'redis' needs --redis"),
+        (["--store", "disk"], "--store: expected 'sqlite' or 'redis'"),
+        (["--redis", "http://x"], "--redis: expected a redis://"),
+        (["--public-url", "http://x"], "--public-url: expected a ws:// or wss:// URL"),
+        (["--node-lease", "30"], "--node-lease: expected seconds <= 10"),
+    ],
+)
+def test_bad_cluster_flags_name_the_flag(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        parse_config(argv, {})
