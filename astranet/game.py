@@ -104,6 +104,9 @@ class Game:
     schema: Schema
     #: Lag-compensation cap: how far behind the newest snapshot ``sim.rewind`` may look.
     max_rewind_ms: ClassVar[float] = 500.0
+    #: Interest management: bytes per second each client's snapshots may use (the whole
+    #: Snapshot message); None = no budget. See :meth:`relevance`.
+    snapshot_budget_bytes_per_s: ClassVar[int | None] = None
 
     def setup(self, sim: SimContext) -> None:
         """Create the room's initial entities and add simulation processors (once per room)."""
@@ -134,6 +137,24 @@ class Game:
     def check_input(self, sim: SimContext, net_id: int, command: Any) -> str | None:
         """Movement sanity: return why ``command`` is impossible, or None when it is fine."""
         return None
+
+    def relevance(self, sim: SimContext, net_id: int) -> Any:
+        """Interest management: what the player whose avatar is ``net_id`` may see this tick.
+
+        Return a :class:`~astranet.replication.interest.Relevance` (store rows + priority
+        weights; :class:`~astranet.replication.interest.SpatialGrid` builds one from
+        positions) or None for everything. Called once per connected player per tick, after
+        the simulation; entities entering relevance spawn on that client, leaving it despawn.
+        Overriding it (or setting ``snapshot_budget_bytes_per_s``) switches the room to the
+        budgeted encoder (astranet.replication.interest).
+        """
+        return None
+
+    @property
+    def uses_interest(self) -> bool:
+        """Whether this game overrides :meth:`relevance` or sets a snapshot budget."""
+        overridden = type(self).relevance is not Game.relevance
+        return overridden or self.snapshot_budget_bytes_per_s is not None
 
 
 def _search_current_directory() -> None:

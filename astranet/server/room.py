@@ -26,11 +26,18 @@ import numpy as np
 
 from astranet.ecs import ColumnStore, WorldSwitch
 from astranet.game import Game, SimContext
+from astranet.net.limits import MAX_SNAPSHOT_PAYLOAD_BYTES
 from astranet.replication import (
     ClientBaseline,
     EncodedSnapshot,
     SnapshotFanout,
     SnapshotHistory,
+)
+from astranet.replication.interest import (
+    ENVELOPE_BYTES,
+    MIN_BUDGET_BYTES,
+    BudgetedEncoder,
+    InterestBaseline,
 )
 from astranet.replication.rewind import Rewinder
 from astranet.systems import (
@@ -41,6 +48,7 @@ from astranet.systems import (
     Stage,
     add_system,
 )
+from astranet.systems.snapshot_replication import InterestPolicy
 
 __all__ = ["Player", "Room", "SnapshotSink"]
 
@@ -62,7 +70,7 @@ class Player:
     net_id: int
     token_hash: bytes
     inputs: InputQueue
-    baseline: ClientBaseline = field(default_factory=ClientBaseline)
+    baseline: ClientBaseline | InterestBaseline = field(default_factory=ClientBaseline)
     session: SnapshotSink | None = None
     #: The resume token before the last rotation, valid until the new one is proven (A4).
     previous_token_hash: bytes | None = None
@@ -118,7 +126,9 @@ class Room:
                     InputIngestionSystem(game, self._input_queues, self.ingestion), Stage.INPUT
                 )
                 self.replication = add_system(
-                    SnapshotReplicationSystem(self.history, self.fanout, self.connected_players),
+                    SnapshotReplicationSystem(
+                        self.history, self.fanout, self.connected_players, self._interest_policy()
+                    ),
                     Stage.REPLICATE,
                 )
                 game.setup(self.sim)
@@ -127,6 +137,20 @@ class Room:
             raise
 
     # -- structure -------------------------------------------------------------------------
+
+    def _interest_policy(self) -> InterestPolicy | None:
+        """The budgeted encoder, when the game manages interest (Game.uses_interest)."""
+        game = self.game
+        if not getattr(game, "uses_interest", False):
+            return None
+        per_s = game.snapshot_budget_bytes_per_s
+        budget = MAX_SNAPSHOT_PAYLOAD_BYTES
+        if per_s is not None:
+            budget = min(budget, max(MIN_BUDGET_BYTES, per_s // self.tick_hz - ENVELOPE_BYTES))
+        return InterestPolicy(BudgetedEncoder(game.schema), game.relevance, budget)
+
+    def _new_baseline(self) -> ClientBaseline | InterestBaseline:
+        return InterestBaseline() if self.replication.interest else ClientBaseline()
 
     def activated(self) -> WorldSwitch:
         """Context manager: make this room's world esper's current one."""
@@ -142,7 +166,9 @@ class Room:
             except BaseException:
                 self._discard_spawned_since(before, player_id)
                 raise
-        player = Player(player_id, net_id, token_hash, InputQueue(player_id, net_id))
+        player = Player(
+            player_id, net_id, token_hash, InputQueue(player_id, net_id), self._new_baseline()
+        )
         self.players[player_id] = player
         self.empty_since = None
         return player
@@ -156,6 +182,7 @@ class Room:
             net_id,
             token_hash,
             InputQueue(player_id, net_id, last_input_seq),
+            self._new_baseline(),
             last_accepted_seq=last_input_seq,
         )
         self.players[player_id] = player

@@ -13,6 +13,7 @@ Benchmark: benchmarks/tick.py (capture + 4 encodes), benchmarks/server_load.py (
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 import esper
@@ -20,14 +21,16 @@ import numpy as np
 
 from astranet.game import SimContext
 from astranet.replication import ClientBaseline, EncodedSnapshot, SnapshotFanout, SnapshotHistory
+from astranet.replication.interest import BudgetedEncoder, InterestBaseline, Relevance
 
-__all__ = ["SnapshotReplicationSystem", "SnapshotSubscriber"]
+__all__ = ["InterestPolicy", "SnapshotReplicationSystem", "SnapshotSubscriber"]
 
 
 class SnapshotSubscriber(Protocol):
     """What the system needs of a client."""
 
-    baseline: ClientBaseline
+    baseline: ClientBaseline | InterestBaseline
+    net_id: int  # the avatar, passed to Game.relevance
 
     @property
     def visible(self) -> np.ndarray | None:
@@ -37,24 +40,52 @@ class SnapshotSubscriber(Protocol):
         """Take this tick's snapshot (called synchronously inside the tick; must not block)."""
 
 
+@dataclass(frozen=True, slots=True)
+class InterestPolicy:
+    """Interest management for a room: the game's relevance hook and a per-tick byte budget."""
+
+    encoder: BudgetedEncoder
+    relevance: Callable[[SimContext, int], Relevance | None]
+    budget_bytes: int  # per snapshot payload
+
+
 class SnapshotReplicationSystem(esper.Processor):
-    """Stage.REPLICATE: one capture per tick, one encode per distinct baseline."""
+    """Stage.REPLICATE: one capture per tick, one encode per distinct baseline.
+
+    With an :class:`InterestPolicy`, subscribers whose baseline is an
+    :class:`~astranet.replication.interest.InterestBaseline` get the budgeted encoder's payload
+    of what the game's ``relevance`` hook says they may see instead.
+    """
 
     def __init__(
         self,
         history: SnapshotHistory,
         fanout: SnapshotFanout,
         subscribers: Callable[[], Iterable[SnapshotSubscriber]],
+        interest: InterestPolicy | None = None,
     ) -> None:
         self.history = history
         self.fanout = fanout
         self.subscribers = subscribers
+        self.interest = interest
         self.payload_bytes = 0  # payload bytes handed to subscribers (a skipped one counts)
 
     def process(self, sim: SimContext) -> None:
         snapshot = self.history.capture(sim.tick)
         self.fanout.begin_tick(snapshot)
+        interest = self.interest
         for subscriber in self.subscribers():
-            encoded = self.fanout.encode_for(subscriber.baseline, subscriber.visible)
+            baseline = subscriber.baseline
+            if interest is not None and isinstance(baseline, InterestBaseline):
+                relevance = interest.relevance(sim, subscriber.net_id)
+                if relevance is None:
+                    relevance = Relevance.everything(len(snapshot))
+                encoded = interest.encoder.encode_for(
+                    baseline, snapshot, relevance, interest.budget_bytes
+                )
+                self.payload_bytes += len(encoded.payload)
+                subscriber.deliver(encoded)
+                continue
+            encoded = self.fanout.encode_for(baseline, subscriber.visible)
             self.payload_bytes += len(encoded.payload)
             subscriber.deliver(encoded)
