@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--budget", type=int, default=32_000, help="bytes/s per client")
     parser.add_argument("--world", type=float, default=1000.0, help="side of the square")
-    parser.add_argument("--radius", type=float, default=100.0)
+    parser.add_argument("--radius", type=float, default=150.0)
     parser.add_argument("--near", type=float, default=25.0)
     parser.add_argument("--tick-hz", type=int, default=30)
     parser.add_argument("--ack-lag", type=int, default=3, help="ticks until a snapshot is acked")

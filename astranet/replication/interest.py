@@ -64,12 +64,13 @@ DEFAULT_COMPOSITES = 32
 # The payload header alone is 24 bytes; below 64 a budget could not carry a single spawn.
 MIN_BUDGET_BYTES = 64
 MAX_ATTEMPTS = 3
-# What a Snapshot message adds around its payload (the map envelope is ~60 bytes with
-# last_input_seq; the compact one less): reserved from a bytes-per-second budget.
-ENVELOPE_BYTES = 64
+# What a Snapshot message adds around its payload, at most: the map envelope is 97 bytes with
+# u32 ids and a u64 tick at their widest (the compact one is smaller); reserved from a
+# bytes-per-second budget so whole messages stay within it.
+ENVELOPE_BYTES = 100
 _AIM_UNDER = 0.03
-_NEAR_BOOST = 1e9  # above any accumulated priority (a billion ticks of waiting)
-_IN_FLIGHT_BOOST = 1e12  # above that too
+_NEAR_BOOST = 1e9  # above in-flight and any accumulated priority
+_IN_FLIGHT_BOOST = 1e6  # in plan B: after near ones, above any accumulated priority
 _ID_BYTES = 4
 
 
@@ -280,16 +281,16 @@ class BudgetedEncoder:
         # Plan A builds on the latest composite (deferred entities keep what was last sent);
         # plan B, when repeating the unacked sends alone would not fit, on the acked base.
         carried_bytes, carry_ids = self._carry(latest, base)
-        for start, carry in ((latest, carried_bytes), (held, 0.0)):
+        for plan_b, (start, carry) in enumerate(((latest, carried_bytes), (held, 0.0))):
             rank = prio_rank
-            if start is not latest:
-                # Re-send what is in flight first (latest already holds the current value):
-                # otherwise each fallback would trade the last sends for others and the
-                # client would never converge.
+            if plan_b:
+                # Re-send what is in flight first after the near ones (latest already holds
+                # the current value): otherwise each fallback would trade the last sends for
+                # others and the client would never converge.
                 in_flight = self._holds_current(latest, current, rows, rel_ids)
                 rank = prio_rank + np.where(in_flight, _IN_FLIGHT_BOOST, 0.0)
             plan = self._plan(current, rows, rel_ids, rank, start)
-            if start is latest and len(carry_ids):
+            if not plan_b and len(carry_ids):
                 # Already in the carried bytes: sending the current value instead is ~free.
                 plan.cost[_member(rel_ids[plan.order], carry_ids)[0]] = 0.0
             fixed = HEADER.size + carry + _ID_BYTES * len(plan.despawn_ids)
@@ -298,6 +299,9 @@ class BudgetedEncoder:
             margin = max(8.0, _AIM_UNDER * budget_bytes)
             room = budget_bytes - fixed - max(self._slack, 0.0) - margin
             take = int(np.searchsorted(cumulative, room, side="right"))
+            near_first = int(np.count_nonzero(weights[plan.order] >= 1.0))
+            if not plan_b and take < near_first and start is not held:
+                continue  # repeating far updates in flight would starve near ones: plan B
             for attempt in range(MAX_ATTEMPTS):
                 attempts += 1
                 chosen = np.sort(plan.order[:take])
@@ -306,7 +310,7 @@ class BudgetedEncoder:
                     self.schema, composite, base, compress=self.compress
                 )
                 estimate = fixed + (cumulative[take - 1] if take else 0.0)
-                if attempt == 0 and start is latest:
+                if attempt == 0 and not plan_b:
                     # Learn how far the estimate misses (carry deltas grow with ack lag).
                     self._slack += 0.2 * (len(payload) - estimate - self._slack)
                 if len(payload) <= budget_bytes or take == 0:
