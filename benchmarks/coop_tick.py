@@ -1,16 +1,22 @@
-"""One server tick of the coop example game at 50 / 200 / 600 drones with 4 players firing.
+"""One server tick of a coop room (astranet.server.room.Room) with 4 bot players connected.
 
-Per repeat a fresh room is built: the team entity, 4 players near the centre, and N drones on
-a ring 25..55 units out (so they chase for the whole run instead of exploding at once). Each
-tick the 4 scripted players aim at their nearest drone and fire whenever the weapon is ready
-(``fire_ready``), the commands go through ``check_input`` + ``apply_input`` like the server's
-InputIngestionSystem, then the four coop systems run. We time that whole simulation tick and
-each system, then (outside the simulation timing) capture a snapshot and encode it for one
-client that acked the previous tick, to report delta and full payload bytes.
+Per repeat a fresh :class:`~astranet.server.room.Room` of the coop example game is built with 4
+players, each driven by the library's bot brain (:class:`~astranet.tools.brain.BotBrain`,
+reading the server's store as if it were the client's prediction) and each "connected" through a
+sink that keeps the snapshot it was offered and acks it before the next tick (so the room's
+clients share one delta base, as on a quiet network). Per tick, outside the timing, every
+player's next input is pushed into its queue like the session does; then ``Room.step`` is timed:
+input ingestion, the four coop systems, capture and the fan-out of one payload to four players.
 
-Reported per size: median and p90 tick ms (simulation only), median ms per system, median
-capture+encode ms, delta and full payload bytes at the last tick, drones/projectiles left.
+Scenarios: ``wave1`` is the game as it starts (the first wave's 8 drones, spawned by the game's
+WaveSystem); ``50/200/600`` put that many drones on a ring 25..55 units out (wave 1, so no new
+wave spawns while they chase); ``held`` is wave 1 with every player disconnected (seats held for
+Resume), which the server does not step at all (WIRE A4); the script times that decision.
+
+Reported per scenario: median and p90 room tick in microseconds, median per system, the delta
+payload bytes of the last tick (what each client got) and a full snapshot's bytes.
 Usage: ``python benchmarks/coop_tick.py [--ticks 60] [--reps 5] [--json]``.
+Results: docs/benchmarks.md, section "Co-op game tick (the default game)".
 """
 
 from __future__ import annotations
@@ -18,161 +24,150 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 import sys
 import time
 import uuid
 
-import esper
 import numpy as np
 
-from astranet.ecs import ColumnStore
-from astranet.examples.coop import DRONE, PROJECTILE, TEAM, Command, fire_ready, game
+from astranet.examples.coop import DRONE, PROJECTILE, game
 from astranet.examples.coop.components import snap_pos
-from astranet.examples.coop.input import STAND_STILL
-from astranet.game import SimContext
-from astranet.replication import ClientBaseline, SnapshotFanout, SnapshotHistory
+from astranet.replication import ClientBaseline
+from astranet.server.room import Player, Room
+from astranet.tools.brain import BotBrain, Personality
 
-SIZES = (50, 200, 600)
+SCENARIOS: tuple[str | int, ...] = ("wave1", 50, 200, 600, "held")
 PLAYERS = 4
-DT_S = 1.0 / 30
+
+
+class AckingSink:
+    """A connected client as the room sees it: keeps the snapshot, acks it before next tick."""
+
+    def __init__(self, player: Player) -> None:
+        self.player = player
+        self.last_payload = 0
+        self.pending: int | None = None
+
+    def offer_snapshot(self, snapshot: object, last_input_seq: int | None) -> None:
+        self.pending = snapshot.id  # type: ignore[attr-defined]
+        self.last_payload = len(snapshot.payload)  # type: ignore[attr-defined]
+
+    def ack(self) -> None:
+        if self.pending is not None:
+            self.player.baseline.ack(self.pending)
+            self.pending = None
 
 
 class BenchRoom:
-    """A coop room stepped like the server does, with a replication client on the side."""
+    """A real Room with 4 bot players whose inputs arrive one per tick."""
 
-    def __init__(self, drones: int, seed: int) -> None:
-        self.world = f"coop-bench-{uuid.uuid4().hex}"
-        esper.switch_world(self.world)
-        self.sim = SimContext(ColumnStore(game.schema, capacity=1024), 0, DT_S, "BENCHMRK")
-        game.setup(self.sim)
-        self.players = [game.spawn_player(self.sim, f"p{i}") for i in range(PLAYERS)]
+    def __init__(self, scenario: str | int, seed: int) -> None:
+        self.room = Room(f"B{uuid.uuid4().hex[:7]}", "bench", "coop", game)
+        self.tick = 0
+        self.seq = 0
         rng = np.random.default_rng(seed)
-        angle = rng.uniform(0, 2 * math.pi, drones)
-        radius = rng.uniform(25, 55, drones)
-        ring = snap_pos(np.stack([np.cos(angle), np.sin(angle)], axis=1) * radius[:, None])
-        store = self.sim.store
-        store.spawn(drones, Body__pos=ring, Body__kind=DRONE, Health__hp=3)
-        store["Team.wave"][np.flatnonzero(store["Body.kind"] == TEAM)] = 1
-        self.processors = list(esper._processors)  # private, read-only: per-system timing
-        self.history = SnapshotHistory(store)
-        self.fanout = SnapshotFanout(game.schema, self.history)
-        self.client = ClientBaseline()
-        self.delta_bytes = 0
+        players = [self.room.add_player(f"p{i}", b"") for i in range(PLAYERS)]
+        self.brains = []
+        self.sinks = []
+        for i, player in enumerate(players):
+            brain = BotBrain(Personality.draw(random.Random(seed + i)), seed + i)
+            brain.bind(self.room.store, player.net_id)
+            self.brains.append((player, brain))
+            sink = AckingSink(player)
+            self.sinks.append(sink)
+            if scenario != "held":
+                player.session = sink
+        if isinstance(scenario, int):
+            angle = rng.uniform(0, 2 * math.pi, scenario)
+            radius = rng.uniform(25, 55, scenario)
+            ring = snap_pos(np.stack([np.cos(angle), np.sin(angle)], axis=1) * radius[:, None])
+            store = self.room.store
+            store.spawn(scenario, Body__pos=ring, Body__kind=DRONE, Health__hp=3)
+            store["Team.wave"][...] = np.where(store["Body.kind"] == 3, 1, 0)
 
-    def commands(self) -> dict[int, Command]:
-        store = self.sim.store
-        drones = np.flatnonzero(store["Body.kind"] == DRONE)
-        commands = {}
-        for i, net_id in enumerate(self.players):  # 4 players: per-player Python is fine
-            pos = store["Body.pos"][store.rows([net_id])[0]].astype(np.float64)
-            aim = 0
-            if len(drones):
-                offsets = store["Body.pos"][drones].astype(np.float64) - pos
-                nearest = offsets[np.einsum("ij,ij->i", offsets, offsets).argmin()]
-                turns = math.atan2(nearest[1], nearest[0]) / (2 * math.pi)
-                aim = round((turns - math.floor(turns)) * 256) % 256
-            phase = self.sim.tick / 40 + i * math.pi / 2
-            commands[net_id] = Command(
-                int(60 * math.cos(phase)), int(60 * math.sin(phase)), aim, fire_ready(store, net_id)
-            )
-        return commands
-
-    def tick(self) -> tuple[float, dict[str, float], float]:
-        """One tick; returns (simulation s, s per system, capture+encode s)."""
-        esper.switch_world(self.world)
-        self.sim.tick += 1
-        commands = self.commands()  # what the clients sent: not server work, not timed
-        per_system: dict[str, float] = {}
+    def step(self) -> tuple[float, dict[str, float]]:
+        """Queue every player's input (untimed), then time one Room.step."""
+        for sink in self.sinks:
+            sink.ack()
+        for player, brain in self.brains:  # what the clients sent: not server work
+            if player.session is not None:  # a held seat sends nothing
+                self.seq += 1
+                player.inputs.push(self.seq, brain())
+        self.tick += 1
+        room = self.room
         started = time.perf_counter()
-        for net_id, command in commands.items():
-            if game.check_input(self.sim, net_id, command) is not None:
-                command = STAND_STILL
-            game.apply_input(self.sim, net_id, command)
-        per_system["apply_input"] = time.perf_counter() - started
-        for processor in self.processors:
-            t0 = time.perf_counter()
-            processor.process(self.sim)
-            per_system[type(processor).__name__] = time.perf_counter() - t0
-        simulated = time.perf_counter() - started
-        t0 = time.perf_counter()
-        snapshot = self.history.capture(self.sim.tick)
-        self.fanout.begin_tick(snapshot)
-        encoded = self.fanout.encode_for(self.client)
-        replicated = time.perf_counter() - t0
-        self.client.ack(encoded.id)
-        self.delta_bytes = len(encoded.payload)
-        return simulated, per_system, replicated
+        # As GameServer._step_all: a room nobody is connected to is not stepped (WIRE A4).
+        # (getattr: the same script measures the code before Room.attended existed.)
+        attended = getattr(room, "attended", None)
+        per_system = room.step(self.tick) if attended is None or attended() else {}
+        return time.perf_counter() - started, per_system
 
     def full_bytes(self) -> int:
-        return len(self.fanout.encode_for(ClientBaseline()).payload)
+        return len(self.room.fanout.encode_for(ClientBaseline()).payload)
 
     def count(self, kind: int) -> int:
-        return int((self.sim.store["Body.kind"] == kind).sum())
-
-    def close(self) -> None:
-        esper.switch_world("default")
-        esper.delete_world(self.world)
+        return int((self.room.store["Body.kind"] == kind).sum())
 
 
-def measure(drones: int, ticks: int, reps: int, seed: int) -> dict[str, float | int | dict]:
-    tick_ms: list[float] = []
-    replicate_ms: list[float] = []
-    system_ms: dict[str, list[float]] = {}
+def measure(scenario: str | int, ticks: int, reps: int, seed: int) -> dict[str, object]:
+    tick_us: list[float] = []
+    system_us: dict[str, list[float]] = {}
     last: dict[str, int] = {}
     for rep in range(reps):
-        room = BenchRoom(drones, seed + rep)
+        bench = BenchRoom(scenario, seed + rep)
         for _ in range(ticks):
-            simulated, per_system, replicated = room.tick()
-            tick_ms.append(simulated * 1000)
-            replicate_ms.append(replicated * 1000)
-            for name, seconds in per_system.items():
-                system_ms.setdefault(name, []).append(seconds * 1000)
+            seconds, per_system = bench.step()
+            tick_us.append(seconds * 1e6)
+            for name, spent in per_system.items():
+                system_us.setdefault(name, []).append(spent * 1e6)
+        connected = scenario != "held"
         last = {
-            "delta_bytes": room.delta_bytes,
-            "full_bytes": room.full_bytes(),
-            "drones_left": room.count(DRONE),
-            "projectiles": room.count(PROJECTILE),
+            "delta_bytes": bench.sinks[0].last_payload if connected else 0,
+            "full_bytes": bench.full_bytes() if connected else 0,
+            "drones_left": bench.count(DRONE),
+            "projectiles": bench.count(PROJECTILE),
         }
-        room.close()
+        bench.room.close()
     return {
-        "drones": drones,
+        "scenario": str(scenario),
         "players": PLAYERS,
-        "tick_ms": statistics.median(tick_ms),
-        "tick_p90_ms": float(np.percentile(tick_ms, 90)),
-        "systems_ms": {name: statistics.median(v) for name, v in system_ms.items()},
-        "capture_encode_ms": statistics.median(replicate_ms),
+        "tick_us": statistics.median(tick_us),
+        "tick_p90_us": float(np.percentile(tick_us, 90)),
+        "systems_us": {name: statistics.median(v) for name, v in system_us.items()},
         **last,
-        "samples": len(tick_ms),
+        "samples": len(tick_us),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=60, help="ticks per repeat")
-    parser.add_argument("--reps", type=int, default=5, help="fresh rooms per size")
+    parser.add_argument("--reps", type=int, default=5, help="fresh rooms per scenario")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON array")
     args = parser.parse_args(argv)
-    results = [measure(n, args.ticks, args.reps, args.seed) for n in SIZES]
+    results = [measure(s, args.ticks, args.reps, args.seed) for s in SCENARIOS]
     if args.json:
         print(json.dumps(results))
         return 0
+    print(f"coop Room.step, {PLAYERS} bot players, {args.ticks} ticks x {args.reps} reps (medians)")
     print(
-        f"coop tick, {PLAYERS} players firing, {args.ticks} ticks x {args.reps} reps "
-        "(medians; simulation = inputs + 4 systems)"
-    )
-    print(
-        f"{'drones':>6} {'tick ms':>8} {'p90 ms':>7} {'chase':>6} {'shots':>6} {'combat':>7} "
-        f"{'wave':>6} {'cap+enc':>8} {'delta B':>8} {'full B':>7} {'left':>5}"
+        f"{'scenario':>8} {'tick us':>8} {'p90 us':>7} {'input':>6} {'chase':>6} {'shots':>6} "
+        f"{'combat':>7} {'wave':>6} {'replic':>7} {'delta B':>8} {'full B':>7} {'left':>5}"
     )
     for r in results:
-        s = r["systems_ms"]
+        s = r["systems_us"]
+
+        def us(name: str, s: dict = s) -> float:
+            return s.get(name, 0.0)
+
         print(
-            f"{r['drones']:>6} {r['tick_ms']:>8.3f} {r['tick_p90_ms']:>7.3f} "
-            f"{s['DroneSystem']:>6.3f} {s['ProjectileSystem']:>6.3f} "
-            f"{s['CombatSystem']:>7.3f} {s['WaveSystem']:>6.3f} "
-            f"{r['capture_encode_ms']:>8.3f} {r['delta_bytes']:>8} {r['full_bytes']:>7} "
+            f"{r['scenario']:>8} {r['tick_us']:>8.1f} {r['tick_p90_us']:>7.1f} "
+            f"{us('InputIngestionSystem'):>6.1f} {us('DroneSystem'):>6.1f} "
+            f"{us('ProjectileSystem'):>6.1f} {us('CombatSystem'):>7.1f} {us('WaveSystem'):>6.1f} "
+            f"{us('SnapshotReplicationSystem'):>7.1f} {r['delta_bytes']:>8} {r['full_bytes']:>7} "
             f"{r['drones_left']:>5}"
         )
     return 0

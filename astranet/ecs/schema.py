@@ -66,28 +66,56 @@ def _code_dtype(bits: int) -> np.dtype:
     return np.dtype(np.uint32)
 
 
+class _Derived:
+    """What an encoding's declaration implies, computed once (read on every capture/encode)."""
+
+    __slots__ = ("code_bits", "code_dtype", "max_codes")
+
+    def __init__(self, code_bits: tuple[int, ...], max_codes: tuple[int, ...]) -> None:
+        self.code_bits = code_bits
+        self.max_codes = max_codes
+        self.code_dtype = _code_dtype(max(code_bits))
+
+
 class Encoding:
     """Base of field encodings: column shape/dtype and column <-> codes.
 
-    Subclasses are frozen slotted dataclasses that set ``size`` (floats per entity),
-    ``code_bits`` (bits of each code component) and ``max_codes`` (largest valid code of each).
+    Subclasses are frozen slotted dataclasses that set ``size`` (floats per entity) and
+    implement ``_code_bits()`` (bits of each code component) and, when not every code value is
+    valid, ``_max_codes()`` (largest valid code of each). The derived properties are computed on
+    first use and kept in a slot that is not a dataclass field, so equality, hashing and
+    ``repr`` (which the schema fingerprint is built from) see only the declaration.
     """
 
-    __slots__ = ()
+    __slots__ = ("_derived",)
     size: int
     column_dtype: ClassVar[np.dtype] = np.dtype(np.float32)
 
+    def _code_bits(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _max_codes(self) -> tuple[int, ...]:
+        return tuple((1 << b) - 1 for b in self._code_bits())
+
+    def _props(self) -> _Derived:
+        try:
+            return self._derived
+        except AttributeError:  # first use (or a copy made without __post_init__)
+            derived = _Derived(self._code_bits(), self._max_codes())
+            object.__setattr__(self, "_derived", derived)  # frozen: a cache, not state
+            return derived
+
     @property
     def code_bits(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        return self._props().code_bits
 
     @property
     def max_codes(self) -> tuple[int, ...]:
-        return tuple((1 << b) - 1 for b in self.code_bits)
+        return self._props().max_codes
 
     @property
     def code_dtype(self) -> np.dtype:
-        return _code_dtype(max(self.code_bits))
+        return self._props().code_dtype
 
     def column_shape(self, n: int) -> tuple[int, ...]:
         return (n,) if self.size == 1 else (n, self.size)
@@ -114,8 +142,7 @@ class Float(Encoding):
         if self.size < 1:
             raise SchemaError("Float size must be >= 1")
 
-    @property
-    def code_bits(self) -> tuple[int, ...]:
+    def _code_bits(self) -> tuple[int, ...]:
         return (32,) * self.size
 
     def quantize(self, column: np.ndarray) -> np.ndarray:
@@ -141,7 +168,7 @@ class Quantized(Encoding):
             raise SchemaError(f"Quantized range must be finite, hi > lo: {self.lo}..{self.hi}")
         if not (np.isfinite(self.step) and self.step > 0) or self.size < 1:
             raise SchemaError("Quantized step must be > 0 and size >= 1")
-        if self.max_code >= 1 << 32:
+        if self._max_codes()[0] >= 1 << 32:
             raise SchemaError("Quantized range/step needs more than 32 bits")
         # Idempotence needs float32 rounding error (half an ulp) well below half a step.
         ulp = float(np.spacing(np.float32(max(abs(self.lo), abs(self.hi)))))
@@ -150,19 +177,20 @@ class Quantized(Encoding):
 
     @property
     def max_code(self) -> int:
-        return round((self.hi - self.lo) / self.step)
+        return self.max_codes[0]
 
-    @property
-    def code_bits(self) -> tuple[int, ...]:
-        return (max(1, self.max_code.bit_length()),) * self.size
+    def _code_bits(self) -> tuple[int, ...]:
+        return (max(1, self._max_codes()[0].bit_length()),) * self.size
 
-    @property
-    def max_codes(self) -> tuple[int, ...]:
-        return (self.max_code,) * self.size
+    def _max_codes(self) -> tuple[int, ...]:
+        return (round((self.hi - self.lo) / self.step),) * self.size
 
     def quantize(self, column: np.ndarray) -> np.ndarray:
-        codes = q.quantize_linear(column, self.lo, self.step, self.max_code)
-        return codes.reshape(-1, self.size).astype(self.code_dtype)
+        derived = self._props()
+        codes = q.quantize_linear(
+            column, self.lo, self.step, derived.max_codes[0], derived.code_dtype
+        )
+        return codes.reshape(-1, self.size)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         values = q.dequantize_linear(codes, self.lo, self.step)
@@ -181,13 +209,11 @@ class Angle(Encoding):
         if not 1 <= self.bits <= 20 or self.size < 1:
             raise SchemaError("Angle bits must be 1..20 and size >= 1")
 
-    @property
-    def code_bits(self) -> tuple[int, ...]:
+    def _code_bits(self) -> tuple[int, ...]:
         return (self.bits,) * self.size
 
     def quantize(self, column: np.ndarray) -> np.ndarray:
-        codes = q.quantize_angle(column, self.bits)
-        return codes.reshape(-1, self.size).astype(self.code_dtype)
+        return q.quantize_angle(column, self.bits, self.code_dtype).reshape(-1, self.size)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         return self._shape_out(q.dequantize_angle(codes, self.bits).reshape(-1, self.size))
@@ -204,12 +230,10 @@ class Quaternion(Encoding):
         if not 2 <= self.bits <= 20 or self.size != 4:
             raise SchemaError("Quaternion bits must be 2..20 (size is always 4)")
 
-    @property
-    def code_bits(self) -> tuple[int, ...]:
+    def _code_bits(self) -> tuple[int, ...]:
         return (2, self.bits, self.bits, self.bits)
 
-    @property
-    def max_codes(self) -> tuple[int, ...]:
+    def _max_codes(self) -> tuple[int, ...]:
         top = (1 << self.bits) - 2  # see astranet.ecs.quantize._quat_max_code
         return (3, top, top, top)
 
@@ -227,12 +251,11 @@ class Bool(Encoding):
     size: int = 1
     column_dtype: ClassVar[np.dtype] = np.dtype(np.bool_)
 
-    @property
-    def code_bits(self) -> tuple[int, ...]:
+    def _code_bits(self) -> tuple[int, ...]:
         return (1,) * self.size
 
     def quantize(self, column: np.ndarray) -> np.ndarray:
-        return np.asarray(column).reshape(-1, self.size).astype(bool).astype(np.uint8)
+        return np.asarray(column).reshape(-1, self.size).astype(bool).view(np.uint8)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         return self._shape_out(np.asarray(codes).reshape(-1, self.size) != 0)

@@ -76,6 +76,9 @@ class ColumnStore:
         ]
         self._freed_ids = np.zeros(0, dtype=np.uint32)
         self._freed_at = np.zeros(0, dtype=np.int64)
+        # name -> view over the live rows; systems index columns by name dozens of times a
+        # tick, so each view is made once and dropped by every structural change.
+        self._views: dict[str, np.ndarray] = {}
 
     # -- access ---------------------------------------------------------------------------
 
@@ -84,7 +87,10 @@ class ColumnStore:
 
     def __getitem__(self, name: str) -> np.ndarray:
         """Writable view of column ``name`` over the live rows (invalid after spawn/despawn)."""
-        return self._columns[self.schema.index(name)][: self.count]
+        view = self._views.get(name)
+        if view is None:
+            view = self._views[name] = self._columns[self.schema.index(name)][: self.count]
+        return view
 
     @property
     def net_ids(self) -> np.ndarray:
@@ -101,7 +107,12 @@ class ColumnStore:
         """Row index of each net id; raises :class:`UnknownEntityError` if any is not live."""
         wanted = np.asarray(net_ids, dtype=np.int64).reshape(-1)
         live = self._ids[: self.count]
-        rows = np.searchsorted(live, wanted)
+        rows = live.searchsorted(wanted)
+        if len(rows) == 1:  # the common case (one player's row): no mask arrays
+            row = int(rows[0])
+            if row < self.count and live[row] == wanted[0]:
+                return rows
+            raise UnknownEntityError(f"net ids not live: {wanted.tolist()}")
         found = rows < self.count
         found[found] = live[rows[found]] == wanted[found]
         if not found.all():
@@ -123,6 +134,7 @@ class ColumnStore:
         if n < 0 or self.count + n > MAX_ENTITIES:
             raise UnknownEntityError(f"cannot spawn {n}: limit is {MAX_ENTITIES} live entities")
         ids = self._allocate(n)
+        self._views.clear()
         first = self.count
         self._ensure_capacity(first + n)
         self._ids[first : first + n] = ids
@@ -140,6 +152,7 @@ class ColumnStore:
         rows = self.rows(net_ids)
         if len(rows) == 0:
             return
+        self._views.clear()
         keep = np.ones(self.count, dtype=bool)
         keep[rows] = False
         gone = self._ids[: self.count][~keep]
@@ -161,6 +174,7 @@ class ColumnStore:
         """Overwrite the whole content with rows ``net_ids`` (sorted) and ``columns`` (schema
         order). Used by the client replica, whose ids come from the server, not the allocator."""
         n = len(net_ids)
+        self._views.clear()
         self._ensure_capacity(n)
         self._ids[:n] = net_ids
         for col, values in zip(self._columns, columns, strict=True):

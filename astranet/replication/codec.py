@@ -31,6 +31,7 @@ from astranet.ecs.schema import Schema
 from astranet.ecs.store import MAX_ENTITIES
 from astranet.errors import SnapshotDecodeError
 from astranet.replication._bits import pack_bits, packed_size, unpack_bits
+from astranet.replication._rows import rows_differ
 from astranet.replication.snapshot import Snapshot, empty_snapshot
 
 __all__ = [
@@ -76,22 +77,6 @@ def _zigzag_delta(cur: np.ndarray, base: np.ndarray, bits: int) -> np.ndarray:
     return ((signed << 1) ^ (signed >> 63)).astype(np.uint32)
 
 
-_ROW_VIEW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _rows_differ(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Per-row "any code differs" for ``(n, k)`` code arrays, without a slow short-axis reduce."""
-    row_bytes = cur.shape[1] * cur.itemsize
-    if row_bytes in _ROW_VIEW and cur.flags.c_contiguous and base.flags.c_contiguous:
-        # One row is one machine word: compare whole rows as integers.
-        as_word = _ROW_VIEW[row_bytes]
-        return cur.view(as_word)[:, 0] != base.view(as_word)[:, 0]
-    changed = cur[:, 0] != base[:, 0]
-    for comp in range(1, cur.shape[1]):
-        changed |= cur[:, comp] != base[:, comp]
-    return changed
-
-
 def _pack_mask(mask: np.ndarray) -> bytes:
     return np.packbits(mask, bitorder="little").tobytes()
 
@@ -123,12 +108,26 @@ def encode_delta(
         kept[common_base] = True
         despawn_ids = base_ids[~kept]
 
-    # Rows present in both, gathered once (views when nothing spawned or despawned).
-    cur_common = [c[common_cur] for c in current.codes]
-    base_common = [b[common_base] for b in base.codes]
-    field_changed = [_rows_differ(c, b) for c, b in zip(cur_common, base_common, strict=True)]
-    any_changed = np.logical_or.reduce(field_changed)  # a Schema has at least one field
-    updated = np.flatnonzero(any_changed)
+    # Rows present in both, gathered once (views when nothing spawned or despawned). A field
+    # whose code array *is* the base's (incremental capture reuses unchanged columns) has no
+    # changed row: None, and no comparison at all.
+    same_rows = isinstance(common_cur, slice)
+    cur_common: list[np.ndarray] = []
+    base_common: list[np.ndarray] = []
+    field_changed: list[np.ndarray | None] = []
+    for cur_codes, base_codes in zip(current.codes, base.codes, strict=True):
+        if same_rows and cur_codes is base_codes:
+            cur_common.append(cur_codes)
+            base_common.append(base_codes)
+            field_changed.append(None)
+            continue
+        now, then = cur_codes[common_cur], base_codes[common_base]
+        cur_common.append(now)
+        base_common.append(then)
+        field_changed.append(rows_differ(now, then))
+    masks = [m for m in field_changed if m is not None]
+    any_changed = np.logical_or.reduce(masks) if masks else None
+    updated = np.flatnonzero(any_changed) if any_changed is not None else despawn_ids[:0]
 
     parts = [
         HEADER.pack(
@@ -152,9 +151,16 @@ def encode_delta(
             parts.append(pack_bits(spawned[:, comp], bits))
     if len(updated):
         parts.append(_pack_mask(any_changed))
-        parts.extend(_pack_mask(changed[updated]) for changed in field_changed)
+        no_change = bytes(packed_size(len(updated), 1))
+        parts.extend(
+            no_change if changed is None else _pack_mask(changed[updated])
+            for changed in field_changed
+        )
         for f, field in enumerate(schema.fields):
-            rows = updated[field_changed[f][updated]]
+            changed = field_changed[f]
+            if changed is None:
+                continue
+            rows = updated[changed[updated]]
             if len(rows) == 0:
                 continue
             now, then = cur_common[f][rows], base_common[f][rows]

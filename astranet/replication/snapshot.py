@@ -3,8 +3,12 @@
 Operations: :func:`capture` a :class:`~astranet.ecs.store.ColumnStore` into a :class:`Snapshot`
 (net ids sorted ascending + one code array per field); keep the last ``capacity`` snapshots in a
 :class:`SnapshotHistory` so any of them can serve as the delta base a client acknowledged.
-Goals: capture is one vectorised quantize per column; a snapshot is immutable once built (its
-arrays are marked read-only) so one object can be shared by every client's encode.
+Goals: capture is at most one vectorised quantize per column; a snapshot is immutable once built
+(its arrays are marked read-only) so one object can be shared by every client's encode.
+Incremental capture (:class:`SnapshotHistory`): a column whose bits did not change since the last
+capture is not quantized again; its code array (and the net id array) is the *same object* as in
+the previous snapshot, which the codec recognises as "no field changed" without comparing. In a
+large store (PARTIAL_MIN_ROWS rows and more) only the rows whose bits changed are quantized.
 Limits: DEFAULT_RING snapshots (64, about 2 s at 30 Hz); ids are u32 and start at 1.
 Benchmark: benchmarks/tick.py, benchmarks/test_bench_replication.py.
 """
@@ -18,15 +22,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from astranet.ecs.schema import Schema
+from astranet.ecs.schema import Encoding, Schema
 from astranet.ecs.store import ColumnStore
 from astranet.errors import ConfigurationError, InvalidState
+from astranet.replication._rows import rows_differ
 
-__all__ = ["DEFAULT_RING", "Snapshot", "SnapshotHistory", "capture", "empty_snapshot"]
+__all__ = [
+    "DEFAULT_RING",
+    "PARTIAL_MIN_ROWS",
+    "Snapshot",
+    "SnapshotHistory",
+    "capture",
+    "empty_snapshot",
+]
 
 # 64 snapshots = 2.1 s at 30 Hz: longer than any RTT we serve, so a client acking normally
 # always has its base in the ring; older bases get a full snapshot instead.
 DEFAULT_RING = 64
+# Below this many rows re-quantizing a changed column whole costs less than finding its changed
+# rows (a handful of numpy calls either way); above it, quantizing only changed rows wins.
+PARTIAL_MIN_ROWS = 256
 MAX_SNAPSHOT_ID = (1 << 32) - 1  # ids are u32 on the wire
 
 
@@ -94,6 +109,68 @@ def capture(store: ColumnStore, snapshot_id: int, tick: int) -> Snapshot:
     )
 
 
+class _IncrementalCapture:
+    """The previous capture's net ids, column bits and codes: what the next capture may reuse."""
+
+    __slots__ = ("codes", "ids", "ids_raw", "raw")
+
+    def __init__(self) -> None:
+        self.ids: np.ndarray | None = None  # frozen net ids of the last snapshot
+        self.ids_raw = b""
+        self.raw: list[bytes] = []  # each column's bytes at the last capture
+        self.codes: tuple[np.ndarray, ...] = ()
+
+    def capture(self, store: ColumnStore, snapshot_id: int, tick: int) -> Snapshot:
+        """Like :func:`capture`, reusing whatever did not change since the previous call."""
+        ids = store.net_ids
+        ids_raw = ids.tobytes()
+        previous_ids = self.ids
+        same_rows = previous_ids is not None and ids_raw == self.ids_raw
+        ids = previous_ids if same_rows else _frozen(ids.copy())
+        fields = store.schema.fields
+        codes: list[np.ndarray] = []
+        raw: list[bytes] = []
+        for f, column in enumerate(store.columns()):
+            bits = column.tobytes()
+            raw.append(bits)
+            encoding = fields[f].encoding
+            if same_rows and bits == self.raw[f]:
+                codes.append(self.codes[f])  # the very same frozen array: "unchanged"
+            elif previous_ids is not None and len(ids) >= PARTIAL_MIN_ROWS:
+                codes.append(_frozen(self._partial(encoding, column, f, ids, previous_ids)))
+            else:
+                codes.append(_frozen(encoding.quantize(column)))
+        self.ids, self.ids_raw, self.raw, self.codes = ids, ids_raw, raw, tuple(codes)
+        return Snapshot(snapshot_id, tick, ids, self.codes)
+
+    def _partial(
+        self, encoding: Encoding, column: np.ndarray, f: int, ids: np.ndarray, old_ids: np.ndarray
+    ) -> np.ndarray:
+        """Codes of ``column``: rows that existed with the same bits keep their old codes."""
+        old_codes = self.codes[f]
+        old_column = np.frombuffer(self.raw[f], dtype=column.dtype).reshape(
+            (len(old_ids), *column.shape[1:])
+        )
+        if ids is old_ids:  # same rows (ids sorted on both sides)
+            kept_rows: np.ndarray | slice = slice(None)
+            old_rows: np.ndarray | slice = slice(None)
+            stale = rows_differ(column, old_column)
+        else:
+            pos = np.minimum(np.searchsorted(old_ids, ids), max(len(old_ids) - 1, 0))
+            existed = (old_ids[pos] == ids) if len(old_ids) else np.zeros(len(ids), dtype=bool)
+            kept_rows, old_rows = np.flatnonzero(existed), pos[existed]
+            stale = np.ones(len(ids), dtype=bool)
+            stale[kept_rows] = rows_differ(column[kept_rows], old_column[old_rows])
+        if np.count_nonzero(stale) * 2 > len(ids):
+            return encoding.quantize(column)
+        codes = np.empty_like(old_codes, shape=(len(ids), old_codes.shape[1]))
+        codes[kept_rows] = old_codes[old_rows]
+        changed = np.flatnonzero(stale)
+        if len(changed):
+            codes[changed] = encoding.quantize(column[changed])
+        return codes
+
+
 class SnapshotHistory:
     """The ring of a room's recent snapshots, by id. One per room, shared by its clients."""
 
@@ -104,12 +181,13 @@ class SnapshotHistory:
         self.capacity = capacity
         self._ring: OrderedDict[int, Snapshot] = OrderedDict()
         self._next_id = 1
+        self._incremental = _IncrementalCapture()
 
     def capture(self, tick: int) -> Snapshot:
         """Capture the store as the next snapshot id and push it (evicting the oldest)."""
         if self._next_id > MAX_SNAPSHOT_ID:
             raise InvalidState("snapshot id space (u32) exhausted")
-        snap = capture(self.store, self._next_id, tick)
+        snap = self._incremental.capture(self.store, self._next_id, tick)
         self._next_id += 1
         self.store.advance_clock()
         self._ring[snap.id] = snap

@@ -9,6 +9,12 @@ Players: a :class:`Player` is the server's memory of one seat: the avatar's net 
 queue, the replication baseline and, while connected, the session that receives snapshots. A
 player whose connection dropped keeps all of it (seat held for Resume) but gets no snapshots.
 
+Unattended rooms: a room with no connected player (every seat held for Resume, or none yet) is
+not stepped by the server (WIRE A4: "Rooms with no connected player are not simulated"): its
+state stays frozen, nothing is captured, and the first player who comes back continues from
+there with a full snapshot. :meth:`attended` is that test; :meth:`step` itself always steps, so
+tools and tests can drive a room without sessions.
+
 Limits: room capacity comes from the matchmaker (4); per-player work is Python, per-entity work
 is the game's vectorised systems. Benchmark: benchmarks/server_load.py.
 """
@@ -241,6 +247,10 @@ class Room:
                 name = type(processor).__name__
                 timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started)
         return timings
+
+    def attended(self) -> bool:
+        """Whether any player is connected (the server steps only attended rooms)."""
+        return any(p.session is not None for p in self.players.values())
 
     def connected_players(self) -> Iterator[Player]:
         return (p for p in self.players.values() if p.session is not None)

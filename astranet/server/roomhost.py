@@ -133,6 +133,8 @@ class RoomHost:
         self.envelopes.clear()
         timings: dict[str, float] = {}
         for room in list(self.rooms.values()):
+            if not room.attended():
+                continue  # nobody connected: frozen until someone resumes (WIRE A4)
             try:
                 for name, seconds in room.step(tick).items():
                     timings[name] = timings.get(name, 0.0) + seconds

@@ -115,7 +115,9 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
             .apply(full.id, None, full.payload, full.compressed, full.server_tick)
             .snapshot
         )
-        expected = simulate_from(checkpoint, first_tick, full.server_tick).history.latest
+        # Nobody was connected between the restore and the Resume, so the room stayed frozen
+        # (WIRE A4): the first snapshot is the checkpoint stepped once, at its own tick.
+        expected = simulate_from(checkpoint, full.server_tick, full.server_tick).history.latest
         assert expected is not None
         np.testing.assert_array_equal(received.net_ids, expected.net_ids)
         for got, want in zip(received.codes, expected.codes, strict=True):

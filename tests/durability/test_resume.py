@@ -6,6 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from astranet.examples.dots import encode_input
@@ -55,6 +56,40 @@ async def test_resume_after_a_drop_keeps_seat_avatar_and_seq(
     assert full.id > applied.id and full.server_tick >= applied.server_tick
     assert full.last_input_seq == applied.last_input_seq
     resumed = await play(client, 2)  # the client's seq simply continues
+    assert resumed.last_input_seq == applied.last_input_seq + 2
+
+
+async def ticks_pass(witness: WireClient, ticks: int) -> int:
+    """Wait for ``ticks`` snapshots of the witness's (attended) room; returns the last tick."""
+    first = await witness.expect(Snapshot)
+    last = await witness.snapshot_where(lambda s: s.server_tick >= first.server_tick + ticks)
+    return last.server_tick
+
+
+async def test_a_room_nobody_is_connected_to_is_frozen_until_a_resume(
+    durable: Durable, tmp_path: Path
+) -> None:
+    server = await durable.start(tmp_path / "a.db")
+    client = WireClient(url(server))
+    joined = await client.join()
+    witness = WireClient(url(server))  # another game mode, so another room: a clock to watch
+    await witness.join(game_mode="witness")
+    applied = await play(client)
+    room = server.rooms[joined.room_id]
+    await client.drop()
+    await ticks_pass(witness, 30)  # 1 s: the server has long seen the drop
+    assert not room.attended()
+    frozen_tick, frozen_id = room.tick, room.history.next_id
+    frozen_state = room.store.export_state()
+    assert await ticks_pass(witness, 10) > frozen_tick + 10
+    assert (room.tick, room.history.next_id) == (frozen_tick, frozen_id)  # not stepped
+    assert all(np.array_equal(frozen_state[k], v) for k, v in room.store.export_state().items())
+
+    await client.resume()
+    await client.expect(JoinAccepted)
+    full = await client.expect(Snapshot)
+    assert full.base_id is None and full.id >= frozen_id and full.server_tick > frozen_tick
+    resumed = await play(client, 2)
     assert resumed.last_input_seq == applied.last_input_seq + 2
 
 

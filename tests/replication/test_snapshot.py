@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astranet.errors import ConfigurationError
-from astranet.replication.snapshot import SnapshotHistory, capture
-from tests.replication.helpers import SCHEMA, make_store
+from astranet.replication.snapshot import PARTIAL_MIN_ROWS, SnapshotHistory, capture
+from tests.replication.helpers import SCHEMA, evolve, make_store
 
 
 def test_ring_keeps_the_last_capacity_snapshots() -> None:
@@ -44,3 +46,31 @@ def test_select_and_checksum() -> None:
     assert view.net_ids.tolist() == snap.net_ids[visible].tolist()
     assert snap.select(None) is snap
     assert view.checksum() != snap.checksum()
+
+
+@pytest.mark.parametrize("rows", [5, PARTIAL_MIN_ROWS + 40])
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), change=st.sampled_from([0.0, 0.05, 0.3, 1.0]))
+def test_incremental_capture_equals_a_fresh_capture(rows: int, seed: int, change: float) -> None:
+    rng = np.random.default_rng(seed)
+    store = make_store(rng, rows)
+    history = SnapshotHistory(store)
+    for tick in range(6):
+        snap = history.capture(tick)
+        assert snap.same_state(capture(store, 0, tick))
+        assert all(not c.flags.writeable for c in (snap.net_ids, *snap.codes))
+        evolve(store, rng, change=change, spawn=int(rng.integers(0, 3)), despawn=0.05 * (tick % 2))
+
+
+def test_an_unchanged_column_reuses_the_previous_codes_object() -> None:
+    store = make_store(np.random.default_rng(3), 8)
+    history = SnapshotHistory(store)
+    first = history.capture(0)
+    store["Body.pos"][2] += 1.0
+    second = history.capture(1)
+    moved = SCHEMA.index("Body.pos")
+    assert second.net_ids is first.net_ids
+    assert second.codes[moved] is not first.codes[moved]
+    assert all(second.codes[f] is first.codes[f] for f in range(len(SCHEMA)) if f != moved)
+    store.spawn(1)
+    assert history.capture(2).net_ids is not second.net_ids

@@ -1,0 +1,35 @@
+"""Row-wise "did anything change" for column and code arrays, compared by their bits.
+
+Operations: :func:`rows_differ` over two arrays of the same shape and dtype, ``(n,)`` or
+``(n, k)``. Values are compared as unsigned integers of the same width, so float columns compare
+bit for bit (a NaN equals the same NaN; ``-0.0`` differs from ``0.0``): exactly the question
+"would quantizing this row give the same codes", since quantizers are pure functions of the bits.
+Goals: no reduce over the short ``k`` axis when a row is one machine word (that reduce was half
+of a 10,000-entity tick); otherwise one ``!=`` per component.
+Benchmark: benchmarks/tick.py (capture and delta encode).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["rows_differ"]
+
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def rows_differ(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Bool ``(n,)``: rows of ``cur`` whose bits differ from the same row of ``base``."""
+    as_uint = _UINT[cur.itemsize]
+    cur_bits, base_bits = cur.view(as_uint), base.view(as_uint)
+    if cur.ndim == 1:
+        return cur_bits != base_bits
+    row_bytes = cur.shape[1] * cur.itemsize
+    if row_bytes in _UINT and cur.flags.c_contiguous and base.flags.c_contiguous:
+        # One row is one machine word: compare whole rows as integers.
+        as_word = _UINT[row_bytes]
+        return cur.view(as_word)[:, 0] != base.view(as_word)[:, 0]
+    changed = cur_bits[:, 0] != base_bits[:, 0]
+    for comp in range(1, cur.shape[1]):
+        changed |= cur_bits[:, comp] != base_bits[:, comp]
+    return changed
