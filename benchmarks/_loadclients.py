@@ -15,7 +15,7 @@ client), in one of two input phases (``--input-phase``):
 * ``aligned``: clients time their inputs to arrive just before the server tick, as real
   netcode clients do. Each client estimates the tick schedule from its snapshots' arrival
   times: ``phase = min(arrival - server_tick * period)`` over a sliding window of 1-2 s
-  (``PHASE_BLOCK`` snapshots per block, two blocks), a jitter-robust estimate of when tick 0
+  (the library's :class:`~astranet.client.pacing.TickPacer` estimate), of when tick 0
   "arrived" in the client's clock (``time.monotonic``). The worker takes the earliest of its
   clients' estimates (the one least delayed by the server's write order) and sends every
   client's input in one burst ``lead_s`` before the next estimated tick ``k``; the input
@@ -67,6 +67,7 @@ from websockets.asyncio.client import ClientConnection as WsClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
+from astranet.client.pacing import TickPacer
 from astranet.errors import AstranetError, InvalidState
 from astranet.examples.cubes import encode_input
 from astranet.net import ClientConnection, ErrorMessage, Snapshot
@@ -91,7 +92,6 @@ INPUT_PHASES = ("spread", "aligned")
 #: a1: compact envelope + ack folded into the input (WIRE A1); v1: map envelope + Ack messages.
 PROTOCOLS = ("a1", "v1")
 DEFAULT_INPUT_LEAD_MS = 18.0  # > the server's tick-to-snapshot delay + burst + read at 100 clients
-PHASE_BLOCK = INPUT_HZ  # snapshots per block of the sliding-window phase minimum (~1 s)
 # 2 s of inputs at 30 Hz: an input unanswered for that long is a stall, not latency.
 MAX_PENDING_INPUTS = 64
 # 1,000 clients x 30 Hz x 60 s = 1.8 M; keep the pickled result a few tens of MB at most.
@@ -128,7 +128,7 @@ class WorkerResult:
 class _Client:
     """One player: protocol state, socket, its unanswered inputs and tick-phase estimate."""
 
-    __slots__ = ("conn", "pending", "phase_cur", "phase_n", "phase_prev", "unacked", "ws")
+    __slots__ = ("conn", "pending", "ticks", "unacked", "ws")
 
     def __init__(self, conn: ClientConnection, ws: WsClient) -> None:
         self.conn = conn
@@ -136,22 +136,16 @@ class _Client:
         self.unacked: int | None = None  # a1: newest snapshot id not yet acked
         # (seq, sent_at, target tick or -1), oldest first
         self.pending: deque[tuple[int, float, int]] = deque()
-        # Sliding-window minimum of (arrival - server_tick * period): two blocks of PHASE_BLOCK.
-        self.phase_cur = math.inf
-        self.phase_prev = math.inf
-        self.phase_n = 0
+        # The library's tick-phase estimate (only its phase is used: the worker paces).
+        self.ticks = TickPacer(INPUT_HZ)
 
-    def observe_phase(self, value: float) -> None:
-        if value < self.phase_cur:
-            self.phase_cur = value
-        self.phase_n += 1
-        if self.phase_n >= PHASE_BLOCK:
-            self.phase_prev, self.phase_cur, self.phase_n = self.phase_cur, math.inf, 0
+    def observe_phase(self, arrival_s: float, server_tick: int) -> None:
+        self.ticks.observe_snapshot(arrival_s * 1000.0, server_tick)
 
     @property
     def phase(self) -> float:
-        """Estimated arrival time of tick 0's snapshot (inf before any snapshot)."""
-        return min(self.phase_prev, self.phase_cur)
+        """Estimated arrival time of tick 0's snapshot in seconds (inf before any snapshot)."""
+        return self.ticks.phase_ms / 1000.0
 
 
 class _Worker:
@@ -222,7 +216,7 @@ class _Worker:
     async def read_loop(self, client: _Client) -> None:
         conn, ws, result = client.conn, client.ws, self.result
         pending = client.pending
-        aligned, period_s = self.aligned, 1.0 / INPUT_HZ
+        aligned = self.aligned
         try:
             async for data in ws:
                 now = time.monotonic()
@@ -236,7 +230,7 @@ class _Worker:
                         conn.ack(msg.id)
                     seq = msg.last_input_seq
                     if aligned:
-                        client.observe_phase(now - msg.server_tick * period_s)
+                        client.observe_phase(now, msg.server_tick)
                     if self.measuring:
                         result.snapshots += 1
                         result.snapshot_bytes += len(data)

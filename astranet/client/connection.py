@@ -10,6 +10,18 @@ thread-safe (one lock around the sans-I/O state; the writer is woken with
 ``call_soon_threadsafe``), so a non-asyncio game loop can run this client in a background
 thread (:class:`astranet.client.threaded.ThreadedClient`).
 
+One message per tick (WIRE A1): :meth:`ack` only remembers the newest applied snapshot id; the
+next :meth:`send_input` folds it into its ``InputFrame``. A client that sends no input still
+acks: an ack left waiting ``ACK_HOLD_PERIODS`` periods goes out as a separate ``Ack`` when the
+next snapshot arrives. ``Hello`` asks for the compact Snapshot envelope
+(``ClientOptions.compact_envelope``).
+
+Inputs timed to the tick (``ClientOptions.input_pacing``, default on): a
+:class:`~astranet.client.pacing.TickPacer` learns the server's tick phase from snapshot
+arrivals and :meth:`input_steps_due` tells the prediction system when to produce each input, so
+it reaches the server just before the tick that applies it; the pacer learns its lead from the
+acknowledging snapshots (hit or miss of each input's target tick).
+
 Reconnection (WIRE rule 7): when the socket drops abnormally (no close frame, 1001/1011-1014,
 or the server silent for ``silence_timeout_s``) the client emits DISCONNECTED, then retries with
 :class:`~astranet.net.backoff.Backoff` (exponential, jittered), each attempt Hello + Resume
@@ -60,6 +72,7 @@ from astranet.client.events import (
     ReconnectGaveUp,
     server_error,
 )
+from astranet.client.pacing import TickPacer
 from astranet.errors import (
     AstranetError,
     ConnectionClosed,
@@ -85,6 +98,7 @@ from astranet.net.messages import (
 from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = [
+    "ACK_HOLD_PERIODS",
     "CLOSE_TIMEOUT_S",
     "MAX_EVENTS",
     "MAX_INBOX_SNAPSHOTS",
@@ -97,6 +111,10 @@ __all__ = [
 # dropping the oldest unacked ones is safe.
 MAX_INBOX_SNAPSHOTS = 64
 MAX_EVENTS = 256  # a reconnect storm of 30 s at the 1 s backoff cap is ~100 events
+# An ack not folded into an input within 1.5 periods (a client that sends no input) goes out
+# alone, so the server's delta bases keep moving.
+ACK_HOLD_PERIODS = 1.5
+MAX_PACED_INPUTS = 64  # inputs awaiting their acknowledging snapshot (2 s at 30 Hz)
 MAX_PINGS_IN_FLIGHT = 16  # 16 s of unanswered 1 Hz pings; older ones are forgotten
 CLOSE_TIMEOUT_S = 2.0  # Leave -> the server closes 1000 within one RTT; don't wait forever
 MAX_REDIRECTS = 3  # per attempt: owner -> restorer is one hop; more means a routing loop
@@ -168,6 +186,11 @@ class GameClient:
         #: Set by a ``room_failed`` reply: the close that follows is final (the room is gone).
         self._final_error: AstranetError | None = None
         self._view: tuple[int, int] | None = None
+        self.pacer: TickPacer | None = None  # per session, when options.input_pacing
+        self._paced: deque[tuple[int, int]] = deque(maxlen=MAX_PACED_INPUTS)  # (seq, target)
+        self._pending_ack: int | None = None  # newest applied snapshot id not yet sent
+        self._pending_ack_ms = 0.0
+        self._period_ms = 1000.0 / 30
 
     # -- thread-safe API for the game loop ---------------------------------------------------
 
@@ -181,28 +204,42 @@ class GameClient:
         self._view = view
 
     def send_input(self, blob: bytes) -> int | None:
-        """Sign and send one input; its seq, or None when not in a room (reconnecting)."""
+        """Sign and send one input (with the pending ack folded in); its seq, or None when not
+        in a room (reconnecting)."""
         with self._lock:
             if self.conn.phase is not ClientPhase.IN_ROOM:
                 self.stats.inputs_refused += 1
                 return None
             try:
-                seq = self.conn.send_input(blob, view=self._view)
+                seq = self.conn.send_input(blob, view=self._view, ack=self._pending_ack)
             except InvalidState:  # the writer is stuck (send queue full): treat as offline
                 self.stats.inputs_refused += 1
                 return None
+            self._pending_ack = None
+            target = self.pacer.take_target() if self.pacer is not None else None
+            if target is not None:
+                self._paced.append((seq, target))
             self.stats.inputs_sent += 1
         self._poke()
         return seq
 
     def ack(self, snapshot_id: int) -> None:
-        """Acknowledge an applied snapshot (ignored while not in a room)."""
+        """Acknowledge an applied snapshot: it rides on the next input (ignored while not in a
+        room; an older id than one already pending is dropped, the newest ack wins)."""
         with self._lock:
             if self.conn.phase is not ClientPhase.IN_ROOM:
                 return
-            with contextlib.suppress(InvalidState):
-                self.conn.ack(snapshot_id)
-        self._poke()
+            if self._pending_ack is None:
+                self._pending_ack_ms = self.now_ms()
+            elif snapshot_id <= self._pending_ack:
+                return
+            self._pending_ack = snapshot_id
+
+    def input_steps_due(self, now_ms: float) -> int | None:
+        """How many inputs to produce now so they reach the server just before its ticks;
+        None when pacing is off (the caller keeps its own fixed-step clock)."""
+        with self._lock:
+            return None if self.pacer is None else self.pacer.steps_due(now_ms)
 
     def drain_snapshots(self) -> list[ReceivedSnapshot]:
         with self._lock:
@@ -240,7 +277,7 @@ class GameClient:
         ws = await self._open()
         self._emit(EventKind.CONNECTED, options.url)
         with self._lock:
-            self.conn.hello(token=options.token)
+            self.conn.hello(token=options.token, compact=options.compact_envelope)
             if options.room_id is not None:
                 self.conn.join_room(options.room_id, options.party_token)
             else:
@@ -342,8 +379,13 @@ class GameClient:
         with self._lock:
             self.epoch += 1
             # A fresh clock per session: a restarted server may number its ticks anew, and
-            # the pinger's first Ping (sent at once) re-syncs within one RTT.
+            # the pinger's first Ping (sent at once) re-syncs within one RTT. The same for
+            # the tick phase (re-learnt from the first snapshots).
             self.server_clock = ServerClock(accepted.tick_hz)
+            self._period_ms = 1000.0 / accepted.tick_hz
+            self.pacer = TickPacer(accepted.tick_hz) if self.options.input_pacing else None
+            self._paced.clear()
+            self._pending_ack = None
 
     async def _run(self) -> None:
         """Serve the socket; on a resumable drop, reconnect; repeat until final."""
@@ -388,6 +430,7 @@ class GameClient:
         with self._lock:
             self.conn.reset_transport()  # send_input now returns None until resumed
             self._pings.clear()
+            self._pending_ack = None  # acks of this session mean nothing to the next
         return result if result is not None else (1006, "connection lost")
 
     async def _read_loop(self, ws: WebSocket) -> tuple[int, str]:
@@ -445,6 +488,7 @@ class GameClient:
                     self._inbox.append(
                         received_snapshot(message, now_ms, self.epoch, self.conn.entity)
                     )
+                    self._pace(message, now_ms)
                     self.stats.snapshots += 1
                     self.stats.snapshot_bytes += len(message.payload)
                     if len(self._inbox) > MAX_INBOX_SNAPSHOTS:
@@ -468,6 +512,24 @@ class GameClient:
                 else:
                     raise server_error(message)
         return messages
+
+    def _pace(self, message: Snapshot, now_ms: float) -> None:
+        """Per snapshot (lock held): tick phase, hit/miss of paced inputs, a lone Ack."""
+        pacer = self.pacer
+        if pacer is not None:
+            pacer.observe_snapshot(now_ms, message.server_tick)
+            applied = message.last_input_seq
+            paced = self._paced
+            while paced and applied is not None and paced[0][0] <= applied:
+                pacer.observe_applied(paced.popleft()[1], message.server_tick)
+        pending = self._pending_ack
+        if pending is not None and now_ms - self._pending_ack_ms >= (
+            ACK_HOLD_PERIODS * self._period_ms
+        ):
+            with contextlib.suppress(InvalidState):
+                self.conn.ack(pending)  # no input carried it: send it alone
+            self._pending_ack = None
+            self._wake.set()
 
     # -- internals: reconnection -------------------------------------------------------------
 
@@ -524,7 +586,7 @@ class GameClient:
             ws = await self._open(url)
             with self._lock:
                 self.conn.reset_transport()
-                self.conn.hello(token=self.options.token)
+                self.conn.hello(token=self.options.token, compact=self.options.compact_envelope)
                 self.conn.resume()
             try:
                 return ws, await self._handshake(ws), url

@@ -124,6 +124,11 @@ class ClientOptions:
     #: An HTTP ``GET /nodes`` URL of the cluster (A2), read when resuming fails on the node
     #: that served us: its live nodes' ``url`` join the candidates.
     nodes_url: str | None = None
+    # WIRE A1: ask for the compact Snapshot envelope (the server may refuse; both decode).
+    compact_envelope: bool = True
+    # Produce inputs just before the server tick (astranet.client.pacing); False: the
+    # prediction system's own fixed-step clock, at whatever phase the frames fall.
+    input_pacing: bool = True
 
 
 @dataclass(slots=True)

@@ -11,8 +11,9 @@ For game loops that are not asyncio (pygame, arcade, a plain ``while running`` l
         draw(view)
     client.stop()
 
-Hand-over is thread-safe: ``send_input``/``ack`` take the client's lock and wake the network
-loop with ``call_soon_threadsafe``; ``drain_snapshots``/``drain_events``/``clock_estimate``
+Hand-over is thread-safe: ``send_input``/``ack``/``input_steps_due`` take the client's lock
+(an ack rides on the next input, WIRE A1) and ``send_input`` wakes the network loop with
+``call_soon_threadsafe``; ``drain_snapshots``/``drain_events``/``clock_estimate``
 copy under the same lock. The game thread never touches the socket and the network thread
 never touches esper or the stores.
 Limits: those of GameClient; ``stop()`` waits at most ``timeout`` seconds for the thread.
@@ -90,6 +91,9 @@ class ThreadedClient:
 
     def ack(self, snapshot_id: int) -> None:
         self.client.ack(snapshot_id)
+
+    def input_steps_due(self, now_ms: float) -> int | None:
+        return self.client.input_steps_due(now_ms)
 
     def drain_snapshots(self) -> list[ReceivedSnapshot]:
         return self.client.drain_snapshots()

@@ -13,6 +13,11 @@ send a burst the server would queue). For each step it:
 4. applies the game's own ``apply_input`` to the predicted store and records
    ``(seq, command, state)`` in the :class:`~astranet.replication.prediction.PredictionHistory`.
 
+Timed to the tick: a link that offers ``input_steps_due(now_ms)`` (GameClient, with input
+pacing on) decides the number of steps instead of the accumulator, so each input is produced
+just before the server tick that applies it (astranet.client.pacing); ``None`` from it means
+"no pacing", and the accumulator is used.
+
 Limits: prediction starts once the first snapshot containing the avatar was reconciled
 (``LocalPlayer.ready``); the client's step clock is its own monotonic frame time, so over hours
 a drift between client and server clocks shows up as the server's input queue filling
@@ -65,21 +70,18 @@ class PredictionSystem(esper.Processor):
         self.accumulated_s = 0.0
         self.inputs_sent = 0
         self.steps_dropped = 0  # steps not taken because a frame was too long
+        self._steps_due: Callable[[float], int | None] | None = getattr(
+            link, "input_steps_due", None
+        )
 
     def process(self, frame: ClientFrame) -> None:
         local = self.local
         if not local.ready or local.net_id is None:
             self.accumulated_s = 0.0
             return
-        step_s = local.sim.dt_s
-        self.accumulated_s += frame.dt_s
-        steps = int(self.accumulated_s / step_s)
-        if steps > MAX_INPUT_STEPS_PER_FRAME:
-            self.steps_dropped += steps - MAX_INPUT_STEPS_PER_FRAME
-            self.accumulated_s -= (steps - MAX_INPUT_STEPS_PER_FRAME) * step_s
-            steps = MAX_INPUT_STEPS_PER_FRAME
+        paced = self._steps_due(frame.now_ms) if self._steps_due is not None else None
+        steps = self._fixed_steps(frame, local.sim.dt_s) if paced is None else paced
         for _ in range(steps):
-            self.accumulated_s -= step_s
             blob = self.input_source()
             seq = self.link.send_input(blob)
             if seq is None:
@@ -88,3 +90,14 @@ class PredictionSystem(esper.Processor):
             self.game.apply_input(local.sim, local.net_id, command)
             local.history.record(seq, command, local.state())
             self.inputs_sent += 1
+
+    def _fixed_steps(self, frame: ClientFrame, step_s: float) -> int:
+        """Steps of the frame-time accumulator (no pacing link)."""
+        self.accumulated_s += frame.dt_s
+        steps = int(self.accumulated_s / step_s)
+        if steps > MAX_INPUT_STEPS_PER_FRAME:
+            self.steps_dropped += steps - MAX_INPUT_STEPS_PER_FRAME
+            self.accumulated_s -= (steps - MAX_INPUT_STEPS_PER_FRAME) * step_s
+            steps = MAX_INPUT_STEPS_PER_FRAME
+        self.accumulated_s -= steps * step_s
+        return steps

@@ -69,6 +69,9 @@ class MeasuredLink:
     def ack(self, snapshot_id: int) -> None:
         self.client.ack(snapshot_id)
 
+    def input_steps_due(self, now_ms: float) -> int | None:
+        return self.client.input_steps_due(now_ms)
+
     def send_input(self, blob: bytes) -> int | None:
         seq = self.client.send_input(blob)
         if seq is not None:

@@ -4,9 +4,10 @@ Why it exists: a full :class:`~astranet.tools.bot.Bot` decodes every snapshot, p
 reconciles and interpolates -- about 1.7 ms of CPU per bot per 30 Hz frame on the reference
 machine, so one core drives ~20 of them and a 2-core box cannot put 100+ players on a server
 (docs/benchmarks.md, "Load test (co-op bots)"). A :class:`LiteBot` keeps everything the
-*server* sees a real client do -- Hello/FindOrCreate/JoinRoom, 30 signed inputs a second paced
-by its own clock, an Ack for every snapshot (so the server sends deltas against acked bases
-exactly as for a real client), a Ping a second, Leave -- but never decodes a payload. It steers
+*server* sees a real client do -- Hello/FindOrCreate/JoinRoom, 30 signed inputs a second timed
+to the server tick (GameClient's pacer), an ack for every snapshot folded into the next input
+(so the server sends deltas against acked bases exactly as for a real client), a Ping a second,
+Leave -- but never decodes a payload. It steers
 blind with its seeded :class:`~astranet.tools.brain.Personality`: a random walk around where
 dead reckoning says it is, an aim that sweeps, and FIRE on a conservative schedule.
 
@@ -75,11 +76,13 @@ class LiteBot(Bot):
             if received.last_input_seq is not None:
                 self.applied_seq = max(self.applied_seq, received.last_input_seq)
         now_ms = self.client.now_ms()
-        if self._last_ms is not None:
-            self._accumulated_s += (now_ms - self._last_ms) / 1000.0
+        steps = self.client.input_steps_due(now_ms)  # timed to the server tick
+        if steps is None:  # pacing off: a fixed step on the bot's own clock
+            if self._last_ms is not None:
+                self._accumulated_s += (now_ms - self._last_ms) / 1000.0
+            steps = min(int(self._accumulated_s / self.tick_s), MAX_INPUT_STEPS_PER_FRAME)
+            self._accumulated_s = min(self._accumulated_s - steps * self.tick_s, self.tick_s)
         self._last_ms = now_ms
-        steps = min(int(self._accumulated_s / self.tick_s), MAX_INPUT_STEPS_PER_FRAME)
-        self._accumulated_s = min(self._accumulated_s - steps * self.tick_s, self.tick_s)
         for _ in range(steps):
             self._send_one()
         self._sample_rtt()

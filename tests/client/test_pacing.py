@@ -1,0 +1,115 @@
+"""TickPacer: inputs produced just before the server tick that applies them, from any phase."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from astranet.client.pacing import DEFAULT_LEAD_MS, TickPacer
+
+PERIOD_MS = 1000.0 / 30
+
+
+def simulate(
+    start_ms: float, frame_offset_ms: float, fps: float, snap_delay_ms: float, one_way_ms: float
+) -> tuple[TickPacer, list[float], int, int]:
+    """A server ticking at 30 Hz from ``start_ms``, a client framing at ``fps`` for 25 s.
+
+    Returns the pacer, each input's latency (production -> arrival of the snapshot of the tick
+    that applied it) from 5 s after the server's start, how many inputs the server had to queue a
+    tick, and the misses after those 5 s of warm-up.
+    """
+    pacer = TickPacer(30)
+    frame_ms = 1000.0 / fps
+    inflight: list[tuple[float, int, int]] = []  # (acking snapshot arrival, tick, target)
+    latencies: list[float] = []
+    applied_ticks: list[int] = []
+    now = frame_offset_ms
+    next_snapshot = 0
+    warm_misses: int | None = None
+    warm_ms = max(start_ms, 0.0) + 5_000
+    while now < 25_000:
+        if warm_misses is None and now > warm_ms:
+            warm_misses = pacer.misses
+        # Snapshots that arrived by now: tick k arrives at start + k P + delay + one way.
+        while start_ms + next_snapshot * PERIOD_MS + snap_delay_ms + one_way_ms <= now:
+            arrival = start_ms + next_snapshot * PERIOD_MS + snap_delay_ms + one_way_ms
+            if next_snapshot >= 0 and arrival >= 0:
+                pacer.observe_snapshot(arrival, next_snapshot)
+            for item in [i for i in inflight if i[1] <= next_snapshot]:
+                inflight.remove(item)
+                pacer.observe_applied(item[2], next_snapshot)
+            next_snapshot += 1
+        for _ in range(pacer.steps_due(now)):
+            target = pacer.take_target()
+            assert target is not None
+            reaches = now + one_way_ms
+            tick = math.ceil((reaches - start_ms) / PERIOD_MS)  # the first tick after arrival
+            inflight.append((0.0, tick, target))
+            if now > warm_ms:
+                applied_ticks.append(tick)
+                acked_at = start_ms + tick * PERIOD_MS + snap_delay_ms + one_way_ms
+                latencies.append(acked_at - now)
+        now += frame_ms
+    doubled = len(applied_ticks) - len(set(applied_ticks))
+    return pacer, latencies, doubled, pacer.misses - (warm_misses or 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start_ms=st.floats(-5_000, 5_000),
+    frame_offset_ms=st.floats(0, 17),
+    fps=st.sampled_from([30.0, 60.0, 144.0]),
+    snap_delay_ms=st.floats(0.2, 8.0),
+    one_way_ms=st.floats(0.05, 20.0),
+)
+def test_inputs_are_acknowledged_within_one_tick_plus_lead_from_any_phase(
+    start_ms: float, frame_offset_ms: float, fps: float, snap_delay_ms: float, one_way_ms: float
+) -> None:
+    _, latencies, doubled, misses = simulate(
+        start_ms, frame_offset_ms, fps, snap_delay_ms, one_way_ms
+    )
+    assert len(latencies) > 400  # one input per tick (30 Hz) over at least 15 s
+    latencies.sort()
+    p99 = latencies[int(0.99 * len(latencies))]
+    # Production -> acknowledging snapshot is the unavoidable part (server delay, both network
+    # legs, the frame the input waited for) plus the lead's slack: no queueing for a tick.
+    frame_ms = 1000.0 / fps
+    assert p99 <= snap_delay_ms + 2 * one_way_ms + frame_ms + DEFAULT_LEAD_MS
+    assert misses <= 2 + len(latencies) // 100
+    assert doubled <= 3  # the server rarely gets two inputs in one tick
+
+
+def test_nothing_is_due_before_the_first_snapshot_then_one_per_tick() -> None:
+    pacer = TickPacer(30)
+    assert not pacer.synced and pacer.steps_due(1_000.0) == 0
+    pacer.observe_snapshot(1_000.0, 30)  # tick 30 arrived at t = 1000 ms: phase 0
+    assert pacer.synced and abs(pacer.phase_ms) < 1e-9
+    first_deadline = 31 * PERIOD_MS - DEFAULT_LEAD_MS
+    assert pacer.steps_due(first_deadline - 0.5) == 0
+    assert pacer.steps_due(first_deadline + 0.5) == 1 and pacer.take_target() == 31
+    assert pacer.steps_due(first_deadline + 1.0) == 0  # already produced for tick 31
+    assert pacer.steps_due(first_deadline + PERIOD_MS) == 1 and pacer.take_target() == 32
+
+
+def test_a_stall_skips_targets_instead_of_bursting() -> None:
+    pacer = TickPacer(30, max_steps=3)
+    pacer.observe_snapshot(0.0, 0)
+    pacer.steps_due(0.0)
+    assert pacer.steps_due(10 * PERIOD_MS) == 3
+    assert pacer.skipped > 0
+    assert [pacer.take_target() for _ in range(3)][-1] == math.floor(
+        (10 * PERIOD_MS + DEFAULT_LEAD_MS) / PERIOD_MS
+    )
+
+
+def test_misses_lengthen_the_lead_and_hits_shorten_it_slowly() -> None:
+    pacer = TickPacer(30, lead_ms=5.0)
+    pacer.observe_applied(10, 11)
+    assert pacer.lead_ms > 5.0 and pacer.misses == 1
+    longer = pacer.lead_ms
+    for tick in range(100):
+        pacer.observe_applied(tick, tick)
+    assert 5.0 < pacer.lead_ms < longer and pacer.hits == 100
