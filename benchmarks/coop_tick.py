@@ -98,7 +98,7 @@ class BenchRoom:
         self.tick += 1
         room = self.room
         started = time.perf_counter()
-        # As GameServer._step_all: a room nobody is connected to is not stepped (WIRE A4).
+        # As RoomHost.step_all: a room nobody is connected to is not stepped (WIRE A4).
         # (getattr: the same script measures the code before Room.attended existed.)
         attended = getattr(room, "attended", None)
         per_system = room.step(self.tick) if attended is None or attended() else {}
