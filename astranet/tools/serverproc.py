@@ -1,10 +1,10 @@
 """The server side of the load test: a server subprocess, its ``/metrics``, its CPU.
 
-* :class:`ServerProcess` runs ``python -m astranet.server --game astranet.examples.coop:game
---ws-port 0
-  --http-port 0 --db <tmp>``, logs to a file (never a pipe: an undrained pipe would block the
-  server), reads the ports from its ``listening ws=PORT http=PORT`` line and stops it with
-  SIGTERM (WIRE rule 8: it checkpoints and exits 0).
+* :class:`ServerProcess` runs ``python -m astranet.server --game GAME --ws-port 0
+  --http-port 0 --db <tmp or given>``, logs to a file (never a pipe: an undrained pipe would
+  block the server), reads the ports from its ``listening ws=PORT http=PORT`` line, waits for
+  other log lines (``wait_for_log``), and stops it with SIGTERM (WIRE rule 8: it checkpoints and
+  exits 0) or kills it (crash tests). The test suite's one server subprocess launcher.
 * :func:`cpu_seconds` reads utime + stime of a process (all threads) from ``/proc/<pid>/stat``,
   so the bot workers -- other processes -- never count as server CPU.
 * :func:`parse_metrics` turns the Prometheus text into a :class:`MetricsSample` (the counters
@@ -73,8 +73,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 class ServerProcess:
-    """``python -m astranet.server`` with the coop game on free ports (a context manager).
+    """``python -m astranet.server`` on free ports of 127.0.0.1 (a context manager).
 
+    ``game`` is a ``--game`` spec; ``db`` the database file (default: a fresh one in a
+    temporary folder); ``cwd`` the server's working directory (``--game`` imports from it);
     ``env`` is added to this process's environment for the server (a game's settings);
     ``cpu`` pins the server to that one CPU (``sched_setaffinity``) right after it starts.
     """
@@ -86,9 +88,12 @@ class ServerProcess:
         *,
         env: Mapping[str, str] | None = None,
         cpu: int | None = None,
+        db: Path | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="astranet-loadtest-")
+        self._dir = tempfile.TemporaryDirectory(prefix="astranet-server-")
         self.log_path = Path(self._dir.name) / "server.log"
+        self.db = db if db is not None else Path(self._dir.name) / "server.db"
         args = [
             sys.executable,
             "-m",
@@ -102,7 +107,7 @@ class ServerProcess:
             "--http-port",
             "0",
             "--db",
-            str(Path(self._dir.name) / "loadtest.db"),
+            str(self.db),
             "--log-level",
             "info",
             *extra_args,
@@ -113,6 +118,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=None if env is None else {**os.environ, **env},
+            cwd=cwd,
         )
         if cpu is not None:
             os.sched_setaffinity(self.proc.pid, {cpu})
@@ -126,24 +132,55 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}"
 
+    url = ws_url
+
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
     def _wait_listening(self) -> tuple[int, int]:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            found = _LISTENING.search(self.log_path.read_text(errors="replace"))
+        try:
+            found = self.wait_for_log(_LISTENING, STARTUP_TIMEOUT_S)
+        except ServerStartError:
+            self.stop()
+            raise
+        return int(found[1]), int(found[2])
+
+    @property
+    def lines(self) -> list[str]:
+        """The server's log so far, one line each."""
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def wait_for_log(
+        self, pattern: re.Pattern[str], timeout_s: float = STARTUP_TIMEOUT_S
+    ) -> re.Match[str]:
+        """The first log line matching ``pattern``; ServerStartError if the process exits or
+        ``timeout_s`` passes first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = pattern.search(self.log_path.read_text(errors="replace"))
             if found:
-                return int(found[1]), int(found[2])
-            if self.proc.poll() is not None:
-                break
+                return found
+            if self.proc.poll() is not None or time.monotonic() >= deadline:
+                raise ServerStartError(
+                    f"no log line matching {pattern.pattern!r}; log tail:\n{self.log_tail()}"
+                )
             time.sleep(0.05)  # polling a log file: no event crosses the process boundary
-        self.stop()
-        raise ServerStartError(f"server did not start; log tail:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.lines[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing is flushed)."""
+        self.proc.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM (WIRE rule 8: checkpoint, close clients 1001, exit 0)."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """The exit code, waiting at most ``timeout_s`` (subprocess.TimeoutExpired after)."""
+        return self.proc.wait(timeout_s)
 
     def stop(self) -> int:
         """SIGTERM, wait for the graceful exit (SIGKILL after STOP_TIMEOUT_S); exit code."""

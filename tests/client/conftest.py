@@ -18,9 +18,9 @@ from astranet.client import ClientOptions, ClientWorld, GameClient
 from astranet.client.demo import BotInput
 from astranet.examples.dots import ARENA, Dots, encode_input, snap
 from astranet.game import Game, SimContext, load_game
-from astranet.net.linkconditioner import LinkConditioner, LinkProfile
+from astranet.net.linkconditioner import LinkConditioner
 from astranet.server.app import GameServer
-from astranet.server.config import parse_config
+from astranet.testing import LinkProfile, TestServer
 
 DOTS = load_game("astranet.examples.dots:game")
 WALL_X = 10.0  # the server-only wall of WalledDots (players spawn at the origin)
@@ -43,40 +43,32 @@ class WalledDots(Dots):
 
 
 class Net:
+    """A TestServer behind a LinkConditioner, and GameClients (with ClientWorlds) through it."""
+
     def __init__(self) -> None:
-        self.server: GameServer | None = None
-        self.conditioner: LinkConditioner | None = None
+        self.test: TestServer | None = None
         self.clients: list[tuple[GameClient, ClientWorld]] = []
 
     async def start(
         self, game: Game = DOTS, latency_ms: float = 0.0, jitter_ms: float = 0.0, seed: int = 7
     ) -> None:
-        config = parse_config(
-            [
-                "--game",
-                "astranet.examples.dots:game",
-                "--host",
-                "127.0.0.1",
-                "--ws-port",
-                "0",
-                "--http-port",
-                "0",
-            ],
-            {},
-        )
-        self.server = GameServer(config, game)
-        await self.server.start()
         profile = LinkProfile(latency_ms=latency_ms, jitter_ms=jitter_ms)
-        assert self.server.ws_port is not None
-        self.conditioner = LinkConditioner(
-            "127.0.0.1", self.server.ws_port, profile, profile, seed=seed
-        )
-        await self.conditioner.start()
+        self.test = await TestServer(game, link=profile, link_seed=seed).start()
+
+    @property
+    def server(self) -> GameServer:
+        assert self.test is not None
+        return self.test.running
 
     @property
     def url(self) -> str:
-        assert self.conditioner is not None
-        return f"ws://127.0.0.1:{self.conditioner.port}"
+        assert self.test is not None
+        return self.test.url
+
+    @property
+    def conditioner(self) -> LinkConditioner:
+        assert self.test is not None and self.test.conditioner is not None
+        return self.test.conditioner
 
     async def client(
         self, input_source: Callable[[], bytes] | None = None, *, seed: int = 1, **options: object
@@ -96,10 +88,8 @@ class Net:
         for client, world in self.clients:
             await client.close()
             world.close()
-        if self.conditioner is not None:
-            await self.conditioner.close()
-        if self.server is not None:
-            await self.server.shutdown()
+        if self.test is not None:
+            await self.test.close()
         esper.switch_world("default")
 
 

@@ -20,7 +20,7 @@ from astranet.replication import Replica
 from astranet.server.persistence import ROOM_META_KEY
 from astranet.server.room import Room
 from astranet.storage import Checkpoint, PlayerRecord, SQLiteStorage
-from tests.durability._wire import RESTORED, ServerProcess, WireClient
+from tests.durability._wire import RESTORED, WireClient, start_server
 
 TICK_HZ = 30
 CHECKPOINT_INTERVAL_S = 0.2
@@ -55,7 +55,7 @@ def simulate_from(checkpoint: Checkpoint, first_tick: int, last_tick: int) -> Ro
 async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     flags = ("--checkpoint-interval", str(CHECKPOINT_INTERVAL_S), "--tick-hz", str(TICK_HZ))
-    first = await ServerProcess.start(db, *flags)
+    first = start_server(db, *flags)
     try:
         player = WireClient(first.url)
         joined = await player.join()
@@ -65,9 +65,9 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
         settled = applied.server_tick + 2 * round(CHECKPOINT_INTERVAL_S * TICK_HZ) + 1
         before_crash = await player.snapshot_where(lambda s: s.server_tick >= settled)
         first.kill()
-        assert await first.wait() == -signal.SIGKILL
+        assert first.wait() == -signal.SIGKILL
     finally:
-        await first.stop()
+        first.close()
 
     checkpoint, players = read_back(db, joined.room_id)
     assert checkpoint.tick >= applied.server_tick  # taken after the last input was applied
@@ -92,9 +92,9 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
         avatar_pos(seen.store.net_ids, seen.store["Body.pos"], joined.entity), saved_pos
     )
 
-    second = await ServerProcess.start(db, *flags)
+    second = start_server(db, *flags)
     try:
-        first_tick = int((await second.wait_for_log(RESTORED))[1])
+        first_tick = int(second.wait_for_log(RESTORED)[1])
         assert first_tick > before_crash.server_tick  # server_tick never decreases (rule 4)
         player.url = second.url  # same player object: identity and seq carry over
         await player.resume()
@@ -135,7 +135,7 @@ async def test_sigkill_then_resume_restores_the_last_checkpoint(tmp_path: Path) 
         moved = await player.snapshot_where(lambda s: s.last_input_seq == seq)
         assert moved.server_tick > full.server_tick
         second.terminate()
-        assert await second.wait() == 0
+        assert second.wait() == 0
     finally:
-        await second.stop()
+        second.close()
     assert ROOM_META_KEY in read_back(db, joined.room_id)[0].state

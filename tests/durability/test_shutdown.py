@@ -15,7 +15,7 @@ import pytest
 from astranet.examples.dots import encode_input, game
 from astranet.replication import Replica
 from astranet.storage import SQLiteStorage
-from tests.durability._wire import ServerProcess, WireClient
+from tests.durability._wire import WireClient, start_server
 
 SHUTDOWN_LIMIT_S = 10.0  # rule 8 / issue: exit 0 within 10 s
 
@@ -25,7 +25,7 @@ async def test_sigterm_closes_1001_checkpoints_and_exits_0(tmp_path: Path) -> No
     db = tmp_path / "graceful.db"
     # No periodic checkpoint within the test (the config refuses 0), so the one on disk can
     # only be the shutdown's.
-    server = await ServerProcess.start(db, "--checkpoint-interval", "3600")
+    server = start_server(db, "--checkpoint-interval", "3600")
     try:
         players = [WireClient(server.url) for _ in range(2)]
         joined = [await p.join() for p in players]
@@ -34,10 +34,10 @@ async def test_sigterm_closes_1001_checkpoints_and_exits_0(tmp_path: Path) -> No
         started = time.monotonic()
         server.terminate()
         closes = await asyncio.gather(*(p.closed() for p in players))
-        assert await server.wait(SHUTDOWN_LIMIT_S) == 0
+        assert server.wait(SHUTDOWN_LIMIT_S) == 0
         elapsed = time.monotonic() - started
     finally:
-        await server.stop()
+        server.close()
     assert [code for code, _ in closes] == [1001, 1001]
     assert elapsed < SHUTDOWN_LIMIT_S
 

@@ -20,9 +20,9 @@ import pytest
 from astranet.ecs import ColumnStore, WorldSwitch
 from astranet.examples.coop import DRONE, TEAM, Command, fire_ready, game
 from astranet.examples.coop.input import STAND_STILL
-from astranet.game import SimContext, load_game
+from astranet.game import SimContext
 from astranet.server.app import GameServer
-from astranet.server.config import parse_config
+from astranet.testing import TestServer
 
 _world_ids = itertools.count()
 
@@ -117,25 +117,8 @@ def make_world() -> Iterator[Callable[..., CoopWorld]]:
 @pytest.fixture
 async def server() -> AsyncIterator[GameServer]:
     """An in-process GameServer serving the coop game on 127.0.0.1, free ports."""
-    config = parse_config(
-        [
-            "--ws-port",
-            "0",
-            "--http-port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--game",
-            "astranet.examples.coop:game",
-        ],
-        {},
-    )
-    running = GameServer(config, load_game(config.game))
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.shutdown()
+    async with TestServer(game) as running:
+        yield running.running
 
 
 def play(world: CoopWorld, players: list[int], ticks: int) -> None:

@@ -6,18 +6,11 @@ import pytest
 
 from astranet.errors import LocalProtocolError
 from astranet.net.ratelimit import Admission, FloodGuard, RateLimitConfig, TokenBucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from astranet.testing import FakeClock
 
 
 def test_bucket_starts_full_and_refills_at_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     bucket = TokenBucket(rate_per_s=10, burst=5, clock=clock)
     assert all(bucket.try_take() for _ in range(5))
     assert not bucket.try_take()
@@ -30,7 +23,7 @@ def test_bucket_starts_full_and_refills_at_rate() -> None:
 
 
 def test_backwards_clock_does_not_drain_or_fill() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     bucket = TokenBucket(rate_per_s=10, burst=2, clock=clock)
     bucket.try_take()
     clock.now -= 50
@@ -41,13 +34,13 @@ def test_backwards_clock_does_not_drain_or_fill() -> None:
 
 def test_bad_bucket_config_is_local_error() -> None:
     with pytest.raises(LocalProtocolError):
-        TokenBucket(0, 10, FakeClock())
+        TokenBucket(0, 10, FakeClock(1000.0))
     with pytest.raises(LocalProtocolError):
-        TokenBucket(10, 0, FakeClock())
+        TokenBucket(10, 0, FakeClock(1000.0))
 
 
 def test_well_behaved_client_is_never_limited_even_after_a_stall() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     guard = FloodGuard(RateLimitConfig(), clock)
     # Join burst, then 60 s of 30 inputs + 30 acks + 2 pings per second, spread evenly.
     assert all(guard.admit() is Admission.ACCEPT for _ in range(10))
@@ -60,7 +53,7 @@ def test_well_behaved_client_is_never_limited_even_after_a_stall() -> None:
 
 
 def test_flood_is_dropped_with_bounded_replies_then_closed() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     config = RateLimitConfig(
         rate_per_s=100, burst=10, reply_interval_s=0.1, max_drops=50, drop_window_s=5.0
     )
@@ -75,7 +68,7 @@ def test_flood_is_dropped_with_bounded_replies_then_closed() -> None:
 
 
 def test_reply_interval_allows_one_reply_per_interval() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     guard = FloodGuard(RateLimitConfig(rate_per_s=1, burst=1, max_drops=1000), clock)
     guard.admit()
     replies = 0
@@ -86,7 +79,7 @@ def test_reply_interval_allows_one_reply_per_interval() -> None:
 
 
 def test_brief_overshoot_is_forgiven() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     config = RateLimitConfig(rate_per_s=10, burst=10, max_drops=20, drop_window_s=2.0)
     guard = FloodGuard(config, clock)
     for _ in range(3):  # three overshoots of 15 drops, 5 s apart: never closed

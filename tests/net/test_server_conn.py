@@ -11,18 +11,11 @@ from astranet.net.limits import MAX_INPUT_SEQ_JUMP, U32_MAX
 from astranet.net.ratelimit import RateLimitConfig
 from astranet.net.server_conn import ServerConnection, ServerPhase
 from astranet.net.signing import sign
+from astranet.testing import FakeClock
 
 KEY = bytes(range(32))
 ROOM = "Room0001"
 HELLO = m.encode(m.Hello(1))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def replies(conn: ServerConnection) -> list[m.Message]:

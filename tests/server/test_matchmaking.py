@@ -22,21 +22,14 @@ from astranet.errors import (
     UnknownRegion,
 )
 from astranet.server.matchmaking import Matchmaker, RoomInfo, Seat, new_room_id
+from astranet.testing import FakeClock
 
 REGIONS = ("us-east", "us-west", "eu-central")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
@@ -356,7 +349,7 @@ OPERATIONS = st.lists(
 @settings(max_examples=300)
 @given(OPERATIONS)
 def test_placement_matches_reference_under_random_operations(operations: list) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     mm = Matchmaker(REGIONS, None, clock=clock)
     for op in operations:
         rows = mm.rooms()

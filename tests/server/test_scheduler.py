@@ -13,15 +13,7 @@ import pytest
 
 from astranet.errors import ConfigurationError, InvalidState
 from astranet.server.scheduler import TickClock, TickLoop, TickPlan
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
+from astranet.testing import FakeClock
 
 # --- TickClock: pure rules ---------------------------------------------------------------
 
