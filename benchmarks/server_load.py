@@ -213,7 +213,8 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
     pipes: list[Any] = []
     with ServerProcess(
         "astranet.examples.cubes:game",
-        ("--regions", "us-east"),
+        # Every load client comes from 127.0.0.1: lift the per-address bounds (WIRE A4).
+        ("--regions", "us-east", "--max-rooms-per-peer", "0", "--max-connections-per-peer", "0"),
         env=env,
         cpu=cpus[0] if pinned else None,
     ) as server:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
@@ -89,6 +89,8 @@ class SessionHost(Protocol):
     envelopes: SnapshotEnvelopes
     #: Origin header values the upgrade accepts (websockets' ``origins=``); None = any.
     ws_origins: Sequence[str | None] | None
+    #: Hello's identity check (WIRE A4), handed to ServerConnection; None = anonymous.
+    authenticate: Callable[[str | None], object] | None
 
     def session_opened(self, session: Session) -> None:
         """The WebSocket is open; the host may refuse it with ``session.close(1013, ...)``."""
