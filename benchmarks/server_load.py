@@ -98,6 +98,7 @@ class LoadResult:
     input_phase: str
     input_lead_ms: float | None  # aligned only
     protocol: str  # a1 (compact envelope, acks folded into inputs) or v1
+    event_loop: str  # the server's: auto (uvloop when installed), asyncio or uvloop
     server_cpu_percent: float
     ticks: int
     late_ticks: int
@@ -162,6 +163,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="a1",
         help="a1: compact snapshots, acks folded into inputs (default); v1: map envelope + Acks",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the server's event loop (ASTRANET_EVENT_LOOP; auto = uvloop when installed)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, help="write server_load_<label>_*.png here")
     parser.add_argument("--label", default="run", help="name used in plot file names")
@@ -207,6 +214,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
     env = {
         "ASTRANET_CUBES_ENTITIES": str(args.entities),
         "ASTRANET_CUBES_MOVING_FRACTION": str(args.moving_fraction),
+        "ASTRANET_EVENT_LOOP": args.event_loop,
     }
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
@@ -338,6 +346,7 @@ def _summarise(
         input_phase=args.input_phase,
         input_lead_ms=args.input_lead_ms if aligned else None,
         protocol=args.protocol,
+        event_loop=args.event_loop,
         server_cpu_percent=round(cpu_percent, 1),
         ticks=int(window.ticks),
         late_ticks=int(window.late_ticks),

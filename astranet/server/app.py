@@ -42,6 +42,7 @@ from astranet.net.messages import (
 )
 from astranet.server.auth import authenticator_from_config, token_from_path
 from astranet.server.config import ServerConfig
+from astranet.server.fdlimits import AcceptErrorHandler
 from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
 from astranet.server.lobby import Lobby
@@ -149,6 +150,7 @@ class GameServer:
         self._lobby_since: dict[Session, float] = {}
         self._peer_of: dict[Session, str] = {}  # sessions counted in peer_bounds
         self._final_kicks: set[Session] = set()  # closed for a policy reason: no seat hold
+        self._accept_errors = AcceptErrorHandler(lambda: self.count_kick("fd_exhausted"))
         self.ws_port: int | None = None
         self.http_port: int | None = None
         self._ws_server: asyncio.Server | None = None
@@ -220,6 +222,7 @@ class GameServer:
         await self.persistence.restore(self)  # before listening: held seats exist from tick 0
         # One asyncio.Protocol per connection (astranet.server.edge); TLS is the same path.
         loop = asyncio.get_running_loop()
+        self._accept_errors.install(loop)  # descriptor exhaustion: logged once, counted
         self._ws_server = await loop.create_server(
             self._new_session,
             config.host,
@@ -255,6 +258,7 @@ class GameServer:
 
         In cluster mode the node first leaves the directory with its rooms (A2: at once).
         """
+        self._accept_errors.uninstall(asyncio.get_running_loop())
         if self._ws_server is not None:
             self._ws_server.close()  # stop accepting; open connections stay
         self.host.ticker.stop()

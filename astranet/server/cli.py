@@ -21,6 +21,7 @@ from astranet.errors import AstranetError, ConfigurationError, StorageError
 from astranet.game import load_game
 from astranet.server.app import GameServer
 from astranet.server.config import ServerConfig, load_config_or_exit
+from astranet.server.fdlimits import raise_nofile_limit
 from astranet.server.persistence import open_sqlite_persistence
 
 __all__ = ["main", "run"]
@@ -36,6 +37,8 @@ async def run(config: ServerConfig) -> None:
     database raises :class:`StorageError` whose message starts with the file's path (``main``
     exits 2).
     """
+    soft, hard = raise_nofile_limit()  # 1,024 descriptors would be ~1,000 players
+    log.info("file descriptor limit %d (hard %d)", soft, hard)
     game = load_game(config.game)
     try:
         persistence = await open_sqlite_persistence(

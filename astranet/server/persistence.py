@@ -213,6 +213,7 @@ class StoragePersistence:
             "checkpoints_coalesced": writer.checkpoints_coalesced,
             "checkpoints_dropped": writer.checkpoints_dropped,
             "writes_failed": writer.writes_failed,
+            "writes_fenced": writer.writes_fenced,
             "records_refused": self.records_refused,
             "seq_batches_dropped": writer.seq_batches_dropped,
             "pending_jobs": writer.pending_jobs,

@@ -22,7 +22,9 @@ interval retries), a seq batch merges into the newest pending batch or is droppe
 record write (room/player) raises :class:`WriteQueueFull` so the server can refuse the join
 rather than silently lose a seat.
 
-Errors: a failing job is logged and counted (``writes_failed``) and the thread carries on;
+Errors: a failing job is logged and counted (``writes_failed``) and the thread carries on; a
+write a fenced backend refuses (``FencedOut``: the room moved to another node) is counted in
+``writes_fenced`` and is not a failure;
 the next ``flush()`` raises StorageError summarising the failures since the previous flush.
 Reads deliver their own exceptions to their awaiting caller.
 
@@ -44,7 +46,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from astranet.errors import InvalidState, StorageError
-from astranet.storage.base import Checkpoint, PlayerRecord, RoomRecord, Storage
+from astranet.storage.base import Checkpoint, FencedOut, PlayerRecord, RoomRecord, Storage
 
 __all__ = ["MAX_PENDING_JOBS", "StorageWriter", "WriteQueueFull"]
 
@@ -156,6 +158,7 @@ class StorageWriter:
         self._closing = False
         # Counters for /metrics (read without the lock; ints are updated atomically).
         self.writes_failed = 0
+        self.writes_fenced = 0  # refused: the room is another node's now (FencedOut)
         self.checkpoints_written = 0
         self.checkpoints_coalesced = 0
         self.checkpoints_dropped = 0
@@ -367,6 +370,12 @@ class StorageWriter:
     def _run_job(self, storage: Storage, job: _Job) -> None:
         try:
             job.run(storage)
+        except FencedOut as exc:
+            # Expected after a failover: another node owns the room now. One line, no trace;
+            # not a failure of this store (flush() does not raise for it).
+            self.writes_fenced += 1
+            log.warning("storage writer: %s refused: %s", _describe(job), exc)
+            return
         except Exception as exc:  # logged, counted, surfaced by flush(); the thread lives on
             log.exception("storage writer: %s failed", _describe(job))
             with self._cond:

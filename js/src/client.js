@@ -165,8 +165,17 @@ export class GameClient extends EventTarget {
       this.phase = 'closed';
       this.stopPinging();
       this.ws?.close(1000);
-      throw exc;
+      throw this.asSchemaMismatch(exc);
     }
+  }
+
+  /** The server's `schema_mismatch` refusal, as the SchemaMismatch a caller checks for. @param {unknown} exc */
+  asSchemaMismatch(exc) {
+    if (exc instanceof ServerProtocolError && exc.code === 'schema_mismatch') {
+      const ours = this.options.schema?.fingerprint ?? 0;
+      return new SchemaMismatch(ours, null, `server refused Hello.schema: ${exc.serverMessage}`);
+    }
+    return exc;
   }
 
   /** Leave the room (the server closes 1000). */

@@ -78,6 +78,10 @@ export class RoomLost extends ServerProtocolError {}
 export class Unauthorized extends ServerProtocolError {}
 export class Busy extends ServerProtocolError {}
 export class Unavailable extends ServerProtocolError {}
+/** `game_error`: the game's own code failed serving this join (nothing was kept). */
+export class GameError extends ServerProtocolError {}
+/** `room_failed`: the room's game code raised; the room is gone. */
+export class RoomFailed extends ServerProtocolError {}
 /** `schema_mismatch`: the server refused our Hello.schema. */
 export class SchemaRefused extends ServerProtocolError {}
 
@@ -99,6 +103,8 @@ export const PROTOCOL_ERRORS = Object.freeze({
   unauthorized: Unauthorized,
   busy: Busy,
   unavailable: Unavailable,
+  game_error: GameError,
+  room_failed: RoomFailed,
   schema_mismatch: SchemaRefused,
 });
 

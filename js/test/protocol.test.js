@@ -71,4 +71,6 @@ test('every ProtocolError code and close code has its typed error', () => {
   assert.equal(connectionClosedFor(1006, '').resumable, true);
   assert.equal(connectionClosedFor(4000, '').constructor, ConnectionClosed);
   for (const code of vectors.messages.error_codes) assert.notEqual(protocolErrorFor(code, '').constructor, ServerProtocolError, code);
+  assert.ok(vectors.messages.close_codes.length >= 7);
+  for (const code of vectors.messages.close_codes) assert.notEqual(connectionClosedFor(code, '').constructor, ConnectionClosed, String(code));
 });

@@ -295,12 +295,15 @@ def _messages() -> dict[str, Any]:
                 "map": _hex(envelope.encode(fields[5])),
             }
         )
-    section = PROTOCOL_DOC.read_text().split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    doc = PROTOCOL_DOC.read_text()
+    section = doc.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    closes = doc.split("## Close codes", 1)[1].split("\n## ", 1)[0]
     return {
         "hello_compact": _hex(m.encode(m.Hello(1, True))),
         "input_frame_ack": _hex(m.encode(m.InputFrame(1, 2, b"\x03", bytes(16), 9))),
         "compact": compact,
         "error_codes": sorted(set(re.findall(r"^\| `([a-z_]+)`", section, flags=re.M))),
+        "close_codes": sorted({int(c) for c in re.findall(r"^\| (\d{4}) \|", closes, flags=re.M)}),
         "client": {name: _hex(data) for name, data in client.items()},
         "server": [{"bytes": _hex(m.encode(msg)), "expect": expect} for msg, expect in server],
         "bad_server": [_hex(b"\x93\x01\x02\x03"), _hex(b"\x81\xa1t\xa4Nope"), _hex(b"\xc1")],

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from astranet.errors import InvalidState, StorageError
-from astranet.storage.base import Checkpoint, PlayerRecord, RoomRecord, hash_resume_token
+from astranet.storage.base import (
+    Checkpoint,
+    FencedOut,
+    PlayerRecord,
+    RoomRecord,
+    hash_resume_token,
+)
 from astranet.storage.sqlite import SQLiteStorage
 from astranet.storage.writer import StorageWriter, WriteQueueFull
 
@@ -217,3 +223,16 @@ async def test_close_flushes_pending_writes(tmp_path: Path) -> None:
         assert reader.load_checkpoint("Room0001").tick == 8
     finally:
         reader.close()
+
+
+async def test_a_fenced_write_is_counted_and_is_not_a_failure(tmp_path: Path) -> None:
+    class FencedStorage(SQLiteStorage):
+        def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+            raise FencedOut(checkpoint.room_id, f"room {checkpoint.room_id} moved")
+
+    writer = await StorageWriter.start(lambda: FencedStorage(tmp_path / "f.db"))
+    writer.submit_room(_room("Room0001"))
+    writer.submit_checkpoint(_checkpoint("Room0001", 5))
+    await writer.flush()  # no StorageError: another node owning the room is not a fault here
+    assert (writer.writes_fenced, writer.writes_failed, writer.checkpoints_written) == (1, 0, 0)
+    await writer.close()
