@@ -22,10 +22,18 @@ interval retries), a seq batch merges into the newest pending batch or is droppe
 record write (room/player) raises :class:`WriteQueueFull` so the server can refuse the join
 rather than silently lose a seat.
 
-Errors: a failing job is logged and counted (``writes_failed``) and the thread carries on; a
-write a fenced backend refuses (``FencedOut``: the room moved to another node) is counted in
-``writes_fenced`` and is not a failure;
-the next ``flush()`` raises StorageError summarising the failures since the previous flush.
+Errors: a failing job is counted (``writes_failed``) and the thread carries on; a write a
+fenced backend refuses (``FencedOut``: the room moved to another node) is counted in
+``writes_fenced`` and is not a failure. A *transient* failure (``TRANSIENT_ERRORS``: sqlite's
+OperationalError such as "database or disk is full", an OSError, a lost Redis connection) is
+kept and retried, in order, every ``RETRY_INTERVAL_S`` and before each new batch; while any
+write waits for its retry, newer writes queue behind it (never run ahead of it), so a disk that
+was full once catches up and players who joined meanwhile are written. The first failure of an
+outage is logged with its traceback, the rest are counted (``writes_retrying`` is the backlog).
+A *permanent* failure (a constraint violation: retrying cannot help) is logged and reported
+once by the next ``flush()``. ``close()`` makes a last retry round and raises StorageError only
+for what is lost at exit: permanent failures since the last flush, writes still failing, and
+writes dropped because the retry backlog overflowed (``writes_lost``).
 Reads deliver their own exceptions to their awaiting caller.
 
 Limits: one thread, one backend connection; a job runs at the backend's speed.
@@ -37,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -58,6 +67,25 @@ log = logging.getLogger(__name__)
 MAX_PENDING_JOBS = 10_000
 
 T = TypeVar("T")
+
+#: A failed write is retried this often while the backend keeps failing (a full disk is
+#: usually fixed in minutes; one attempt a second costs nothing).
+RETRY_INTERVAL_S = 1.0
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [sqlite3.OperationalError, OSError]
+    try:
+        import redis.exceptions
+    except ImportError:  # pragma: no cover - redis is a dependency, but stay optional here
+        pass
+    else:
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    return tuple(errors)
+
+
+#: Failures a retry can cure (disk full, I/O error, database locked, connection lost).
+TRANSIENT_ERRORS = _transient_errors()
 
 
 class WriteQueueFull(StorageError):
@@ -155,9 +183,13 @@ class StorageWriter:
         self._completed = 0  # every submission numbered <= this has been processed
         self._failures_since_flush = 0
         self._last_failure: BaseException | None = None
+        self._failed: deque[_Job] = deque()  # transient failures, oldest first, to retry
+        self._outage_logged = False
         self._closing = False
         # Counters for /metrics (read without the lock; ints are updated atomically).
         self.writes_failed = 0
+        self.writes_retried = 0  # failed writes that a retry saved
+        self.writes_lost = 0  # failed writes dropped: the retry backlog was full
         self.writes_fenced = 0  # refused: the room is another node's now (FencedOut)
         self.checkpoints_written = 0
         self.checkpoints_coalesced = 0
@@ -293,8 +325,18 @@ class StorageWriter:
     async def backup(self, path: str | Path) -> None:
         await self._call(lambda s: s.backup(path))
 
+    @property
+    def writes_retrying(self) -> int:
+        """Failed writes waiting for their retry (the backlog of an outage)."""
+        return len(self._failed)
+
     async def flush(self) -> None:
-        """Wait until every job submitted so far has run; raise if any write failed."""
+        """Wait until every job submitted so far has run (or awaits its retry); raise if any
+        write failed since the last flush or is still waiting for a retry."""
+        await self._wait_completed()
+        self._raise_for_failures()
+
+    async def _wait_completed(self) -> None:
         with self._cond:
             target = self._submitted
             done = self._completed >= target
@@ -302,27 +344,39 @@ class StorageWriter:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._flush_waiters.append((target, waiter))
             await waiter
+
+    def _raise_for_failures(self) -> None:
         with self._cond:
             failures, last = self._failures_since_flush, self._last_failure
-            self._failures_since_flush, self._last_failure = 0, None
+            self._failures_since_flush = 0
+            retrying, lost = len(self._failed), self.writes_lost
+            if not retrying:
+                self._last_failure = None
+        problems = []
         if failures:
-            raise StorageError(
-                f"{failures} storage write(s) failed since the last flush; last: {last}"
-            ) from last
+            problems.append(f"{failures} storage write(s) failed since the last flush")
+        if retrying:
+            problems.append(f"{retrying} write(s) still failing (kept for retry)")
+        if lost:
+            problems.append(f"{lost} failed write(s) dropped (retry backlog full)")
+        if problems:
+            raise StorageError("; ".join(problems) + f"; last: {last}") from last
 
     async def close(self) -> None:
-        """Flush, stop the thread and close the backend. Idempotent."""
+        """Flush, retry what failed once more, stop the thread and close the backend; raise
+        StorageError only for what is lost. Idempotent."""
         if self._closed:
             return
         self._closed = True
         try:
-            await self.flush()
+            await self._wait_completed()
         finally:
             with self._cond:
                 self._closing = True
                 self._cond.notify()
             await self._stopped
             self._thread.join()  # already finished: _stopped is set as its last act
+        self._raise_for_failures()
 
     # -- the writer thread ------------------------------------------------------------
 
@@ -352,10 +406,15 @@ class StorageWriter:
     def _drain_until_closed(self, storage: Storage) -> None:
         while True:
             with self._cond:
-                while not self._jobs and not self._closing:
-                    self._cond.wait()
-                if not self._jobs:
-                    return  # closing and drained
+                if not self._jobs and not self._closing:
+                    # Wake for new jobs, or after RETRY_INTERVAL_S to retry failed writes.
+                    self._cond.wait(RETRY_INTERVAL_S if self._failed else None)
+                closing_and_drained = self._closing and not self._jobs
+            if closing_and_drained:
+                self._retry_failed(storage)  # one last chance before we say what is lost
+                return
+            self._retry_failed(storage)  # older writes first: order is kept
+            with self._cond:
                 # Swap, don't copy (websockets' outbox idiom); taken jobs can't be coalesced.
                 batch, self._jobs = self._jobs, deque()
                 self._pending_checkpoints.clear()
@@ -367,7 +426,50 @@ class StorageWriter:
                 self._completed = batch_upto
             self._to_loop(self._wake_flushers, batch_upto)
 
+    def _retry_failed(self, storage: Storage) -> None:
+        """Run the kept writes in order; stop at the first that still fails transiently."""
+        with self._cond:
+            if not self._failed:
+                return
+            waiting, self._failed = list(self._failed), deque()
+        for index, job in enumerate(waiting):
+            try:
+                job.run(storage)
+            except FencedOut:
+                self.writes_fenced += 1
+                continue
+            except TRANSIENT_ERRORS:
+                with self._cond:
+                    self._failed.extendleft(reversed(waiting[index:]))
+                return
+            except Exception as exc:
+                self._count_permanent(job, exc)
+                continue
+            self.writes_retried += 1
+            if isinstance(job, _CheckpointJob):
+                self.checkpoints_written += 1
+        if self._outage_logged:
+            log.warning("storage writer: the backend works again; the backlog is written")
+            self._outage_logged = False
+
+    def _keep_for_retry(self, job: _Job) -> None:
+        with self._cond:
+            if len(self._failed) >= self._max_pending_jobs:
+                self._failed.popleft()
+                self.writes_lost += 1
+            self._failed.append(job)
+
+    def _count_permanent(self, job: _Job, exc: Exception) -> None:
+        log.error("storage writer: %s failed: %s", _describe(job), exc)
+        with self._cond:
+            self.writes_failed += 1
+            self._failures_since_flush += 1
+            self._last_failure = exc
+
     def _run_job(self, storage: Storage, job: _Job) -> None:
+        if self._failed and not isinstance(job, _ReadJob):
+            self._keep_for_retry(job)  # an older write waits for its retry: queue behind it
+            return
         try:
             job.run(storage)
         except FencedOut as exc:
@@ -376,12 +478,21 @@ class StorageWriter:
             self.writes_fenced += 1
             log.warning("storage writer: %s refused: %s", _describe(job), exc)
             return
-        except Exception as exc:  # logged, counted, surfaced by flush(); the thread lives on
-            log.exception("storage writer: %s failed", _describe(job))
+        except TRANSIENT_ERRORS as exc:  # kept and retried; logged once per outage
+            if not self._outage_logged:
+                log.exception(
+                    "storage writer: %s failed; retrying every %.0f s",
+                    _describe(job),
+                    RETRY_INTERVAL_S,
+                )
+                self._outage_logged = True
             with self._cond:
                 self.writes_failed += 1
-                self._failures_since_flush += 1
                 self._last_failure = exc
+            self._keep_for_retry(job)
+            return
+        except Exception as exc:  # permanent: logged, counted, surfaced by flush()
+            self._count_permanent(job, exc)
             return
         if isinstance(job, _CheckpointJob):
             self.checkpoints_written += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -236,3 +237,64 @@ async def test_a_fenced_write_is_counted_and_is_not_a_failure(tmp_path: Path) ->
     await writer.flush()  # no StorageError: another node owning the room is not a fault here
     assert (writer.writes_fenced, writer.writes_failed, writer.checkpoints_written) == (1, 0, 0)
     await writer.close()
+
+
+class FullDisk(SQLiteStorage):
+    """A real SQLiteStorage whose writes fail like a full disk while ``full`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.full = threading.Event()
+        self.attempts = 0
+
+    def _refuse_if_full(self) -> None:
+        if self.full.is_set():
+            self.attempts += 1
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def save_room(self, room: RoomRecord) -> None:
+        self._refuse_if_full()
+        super().save_room(room)
+
+    def save_player(self, player: PlayerRecord) -> None:
+        self._refuse_if_full()
+        super().save_player(player)
+
+
+async def _full_disk_writer(tmp_path: Path) -> tuple[StorageWriter, FullDisk]:
+    opened: list[FullDisk] = []
+
+    def open_storage() -> FullDisk:
+        opened.append(FullDisk(tmp_path / "full.db"))
+        return opened[0]
+
+    return await StorageWriter.start(open_storage), opened[0]
+
+
+async def test_a_disk_that_was_full_catches_up_and_close_reports_nothing(tmp_path: Path) -> None:
+    writer, storage = await _full_disk_writer(tmp_path)
+    storage.full.set()
+    writer.submit_room(_room("Room0001"))  # fails: kept for retry
+    writer.submit_player(PlayerRecord("p1", "Room0001", 3, hash_resume_token(b"t"), 1.0))
+    with pytest.raises(StorageError, match=r"still failing"):
+        await writer.flush()
+    assert writer.writes_retrying == 2 and writer.writes_failed >= 1
+    storage.full.clear()  # the operator freed some space
+    writer.submit_room(_room("Room0002"))  # the next batch retries the backlog first
+    await asyncio.wait_for(writer.flush(), THREAD_WAIT_S)
+    assert (writer.writes_retried, writer.writes_retrying) == (2, 0)
+    await writer.close()  # nothing lost: no StorageError (the CLI exits 0)
+    reader = _read(tmp_path / "full.db")
+    try:
+        assert [p.player_id for p in reader.players_in_room("Room0001")] == ["p1"]
+    finally:
+        reader.close()
+
+
+async def test_close_reports_writes_still_failing_at_exit(tmp_path: Path) -> None:
+    writer, storage = await _full_disk_writer(tmp_path)
+    storage.full.set()
+    writer.submit_room(_room("Room0001"))
+    with pytest.raises(StorageError, match=r"1 write\(s\) still failing"):
+        await writer.close()
+    assert storage.attempts >= 2  # close made a last attempt
