@@ -275,6 +275,7 @@ function meteredLink(/** @type {GameClient} */ client) {
     clockEstimate: (/** @type {number} */ now) => client.clockEstimate(now),
     ack: (/** @type {number} */ id) => client.ack(id),
     sendInput: (/** @type {Uint8Array} */ blob) => client.sendInput(blob),
+    setView: (/** @type {[number, number] | null} */ view) => client.setView(view),
     drainSnapshots() {
       const received = client.drainSnapshots();
       for (const r of received) {

@@ -45,6 +45,7 @@ export const MAX_REDIRECTS = 4; // a redirect to a redirect to ...: a misconfigu
  * @property {import('./schema.js').Schema | null} [schema] checked at join when given
  * @property {boolean} [foldAcks] fold acks into InputFrame (WIRE A1; default true)
  * @property {boolean} [compact] ask for the compact Snapshot envelope (WIRE A1; default true)
+ * @property {boolean} [sendView] state the rendered view in every InputFrame (lag compensation; default true)
  * @property {boolean} [reconnect] Resume after an abrupt close (default true)
  * @property {Backoff} [backoff]
  * @property {string} [token] JWT for servers with authentication (WIRE A4)
@@ -56,7 +57,7 @@ export class GameClient extends EventTarget {
   /** @param {GameClientOptions} options */
   constructor(options) {
     super();
-    this.options = { region: 'us-east', gameMode: 'coop', partySize: 1, reconnect: true, foldAcks: true, compact: true, ...options };
+    this.options = { region: 'us-east', gameMode: 'coop', partySize: 1, reconnect: true, foldAcks: true, compact: true, sendView: true, ...options };
     this.now = options.now ?? (() => performance.now());
     this.WebSocketImpl = options.WebSocketImpl ?? globalThis.WebSocket;
     this.backoff = options.backoff ?? new Backoff();
@@ -75,6 +76,7 @@ export class GameClient extends EventTarget {
     /** @type {InputSigner | null} */ this.signer = null;
     /** @type {Promise<void>} */ this.sendChain = Promise.resolve();
     /** @type {number | null} */ this.pendingAck = null;
+    /** @type {[number, number] | null} */ this.view = null;
     /** @type {import('./contract.js').ReceivedSnapshot[]} */ this.inbox = [];
     /** @type {ServerClock | null} */ this.clock = null;
     /** @type {Map<number, number>} */ this.pings = new Map();
@@ -125,15 +127,26 @@ export class GameClient extends EventTarget {
     const tickMs = Math.floor(performance.timeOrigin + this.now());
     const { signer, ws, epoch } = this;
     const ack = this.pendingAck;
+    const view = this.options.sendView ? this.view : null;
     this.pendingAck = null;
     this.stats.inputsSent += 1;
     this.sendChain = this.sendChain.then(async () => {
-      const sig = await signer.sign(seq, tickMs, blob);
+      const sig = await signer.sign(seq, tickMs, blob, view);
       if (this.ws === ws && this.epoch === epoch && ws && ws.readyState === 1) {
-        ws.send(msg.encode(msg.inputFrame(seq, tickMs, blob, sig, ack)));
+        ws.send(msg.encode(msg.inputFrame(seq, tickMs, blob, sig, ack, view)));
       }
     });
     return seq;
+  }
+
+  /**
+   * The view the next inputs state (lag compensation, protocol.md): the server tick the
+   * player was looking at, as (view_tick, view_frac in 1/65536 tick); null states none.
+   * ClientWorld sets it every frame.
+   * @param {[number, number] | null} view
+   */
+  setView(view) {
+    this.view = view;
   }
 
   // -- connecting ------------------------------------------------------------------------

@@ -50,6 +50,8 @@
  * @property {() => ReceivedSnapshot[]} drainSnapshots
  * @property {(snapshotId: number) => void} ack
  * @property {(blob: Uint8Array) => number | null} sendInput
+ * @property {(view: [number, number] | null) => void} [setView] optional: the view the next
+ *   inputs state (lag compensation), set by ClientWorld after each frame
  */
 
 /** The one argument every client system receives per rendered frame. */

@@ -57,12 +57,19 @@ export const resume = (roomId, playerId, resumeToken) => ({
 });
 /**
  * @param {number} seq @param {number} tickMs @param {Uint8Array} blob @param {Uint8Array} sig
- * @param {number | null} [ack] WIRE A1: a folded Ack (only when the server supports it)
+ * @param {number | null} [ack] WIRE A1: a folded Ack
+ * @param {[number, number] | null} [view] lag compensation: (view_tick, view_frac)
  */
-export const inputFrame = (seq, tickMs, blob, sig, ack = null) =>
-  ack === null
-    ? { t: 'InputFrame', seq, tick_ms: tickMs, input_blob: blob, sig }
-    : { t: 'InputFrame', seq, tick_ms: tickMs, input_blob: blob, sig, ack };
+export function inputFrame(seq, tickMs, blob, sig, ack = null, view = null) {
+  /** @type {Record<string, unknown>} */
+  const message = { t: 'InputFrame', seq, tick_ms: tickMs, input_blob: blob, sig };
+  if (ack !== null) message.ack = ack;
+  if (view) {
+    message.view_tick = view[0];
+    message.view_frac = view[1];
+  }
+  return message;
+}
 export const ackMessage = (/** @type {number} */ snapshotId) => ({ t: 'Ack', snapshot_id: snapshotId });
 export const ping = (/** @type {number} */ nonce, /** @type {number} */ clientTimeMs) => ({
   t: 'Ping',

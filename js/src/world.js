@@ -24,6 +24,21 @@ import { Replica, rowOf } from './replica.js';
 
 /** The server banks at most 3 inputs of credit per player (systems/input_ingestion.py). */
 export const MAX_INPUT_STEPS_PER_FRAME = 3;
+/** view_frac counts 1/65536 of a tick (astranet/replication/rewind.py VIEW_FRAC_ONE). */
+export const VIEW_FRAC_ONE = 1 << 16;
+
+/** Python's round() (half to even) of a non-negative float. @param {number} v */
+function roundHalfEven(v) {
+  const floor = Math.floor(v);
+  const diff = v - floor;
+  return diff < 0.5 ? floor : diff > 0.5 ? floor + 1 : floor % 2 === 0 ? floor : floor + 1;
+}
+
+/** The fixed-point view (ticks x 65536) nearest to `renderMs`: rewind.py view_q_of. */
+export function viewQOf(/** @type {number} */ renderMs, /** @type {number} */ tickMs) {
+  return Math.max(0, roundHalfEven((renderMs / tickMs) * VIEW_FRAC_ONE));
+}
+
 /** Mispredictions kept with their columns for diagnosis. */
 export const MAX_MISMATCH_SAMPLES = 32;
 
@@ -61,6 +76,7 @@ export class ClientWorld {
     this.epoch = /** @type {number | null} */ (null);
     this.accumulatedS = 0;
     this.anchor = /** @type {[number, number] | null} */ (null);
+    this.viewQ = 0;
     this.stats = { compared: 0, exact: 0, rewinds: 0, replayedInputs: 0, maxError: 0, decodeFailures: 0, applied: 0, inputsSent: 0, stepsDropped: 0, frames: 0, sampled: 0, extrapolated: 0, mismatches: /** @type {{seq: number | null, columns: number[], server: number[], predicted: number[]}[]} */ ([]) };
     /** @type {RenderView} */
     this.view = { netIds: new Uint32Array(0), values: new Float64Array(0), status: Status.EMPTY, renderTimeMs: null, localNetId: null };
@@ -74,6 +90,10 @@ export class ClientWorld {
     this.reconcile(frame);
     this.predict(frame);
     this.interpolate(frame);
+    // The next inputs say what the player saw in this frame (lag compensation).
+    if (this.link.setView && frame.tickMs !== null && this.view.renderTimeMs !== null) {
+      this.link.setView([Math.floor(this.viewQ / VIEW_FRAC_ONE), this.viewQ % VIEW_FRAC_ONE]);
+    }
     return this.view;
   }
 
@@ -232,7 +252,10 @@ export class ClientWorld {
     if (frame.arrivalTimeMs !== null) arrivingMs = frame.arrivalTimeMs;
     else if (this.anchor) arrivingMs = this.anchor[0] + (frame.nowMs - this.anchor[1]);
     else return;
-    const renderMs = this.delay.renderTimeMs(arrivingMs);
+    // On the 1/65536-tick grid the server's rewind reproduces what is drawn, bit for bit.
+    const viewQ = viewQOf(this.delay.renderTimeMs(arrivingMs), tickMs);
+    const renderMs = (viewQ / VIEW_FRAC_ONE) * tickMs;
+    this.viewQ = viewQ;
     const sampled = this.buffer.sample(renderMs);
     if (sampled.status !== Status.EMPTY) this.stats.sampled += 1;
     if (sampled.status === Status.EXTRAPOLATING || sampled.status === Status.HOLDING_NEWEST) this.stats.extrapolated += 1;

@@ -22,6 +22,9 @@ test('signatures and whole InputFrames match Python byte for byte', async () => 
     const sig = await signer.sign(v.seq, v.tick_ms, hex(v.blob));
     assert.equal(toHex(sig), v.sig);
     assert.equal(toHex(encode(m.inputFrame(v.seq, v.tick_ms, hex(v.blob), sig))), v.frame);
+    const viewSig = await signer.sign(v.seq, v.tick_ms, hex(v.blob), v.view);
+    assert.equal(toHex(viewSig), v.view_sig);
+    assert.equal(toHex(encode(m.inputFrame(v.seq, v.tick_ms, hex(v.blob), viewSig, 7, v.view))), v.view_frame);
   }
 });
 

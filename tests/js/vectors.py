@@ -217,17 +217,26 @@ def _signing() -> list[dict[str, Any]]:
         key = rng.randbytes(32)
         blob = rng.randbytes(rng.randrange(0, 40))
         cases.append((key, rng.randrange(2**32), rng.randrange(2**53), blob))
-    return [
-        {
-            "key": _hex(key),
-            "seq": seq,
-            "tick_ms": tick,
-            "blob": _hex(blob),
-            "sig": _hex(sign(key, seq, tick, blob)),
-            "frame": _hex(m.encode(m.InputFrame(seq, tick, blob, sign(key, seq, tick, blob)))),
-        }
-        for key, seq, tick, blob in cases
-    ]
+    out = []
+    for number, (key, seq, tick, blob) in enumerate(cases):
+        view = (rng.randrange(2**40), rng.randrange(2**16)) if number % 2 else (1234, 32768)
+        view_sig = sign(key, seq, tick, blob, view)
+        out.append(
+            {
+                "key": _hex(key),
+                "seq": seq,
+                "tick_ms": tick,
+                "blob": _hex(blob),
+                "sig": _hex(sign(key, seq, tick, blob)),
+                "frame": _hex(m.encode(m.InputFrame(seq, tick, blob, sign(key, seq, tick, blob)))),
+                "view": list(view),
+                "view_sig": _hex(view_sig),
+                "view_frame": _hex(
+                    m.encode(m.InputFrame(seq, tick, blob, view_sig, 7, view[0], view[1]))
+                ),
+            }
+        )
+    return out
 
 
 def _messages() -> dict[str, Any]:
