@@ -69,10 +69,14 @@ class DesyncError(SnapshotDecodeError):
 # -- encode -------------------------------------------------------------------------------
 
 
-def _zigzag_delta(cur: np.ndarray, base: np.ndarray, bits: int) -> np.ndarray:
-    """``cur - base`` wrapped to the signed ``bits``-bit range, zigzagged (always < 2**bits)."""
-    full = 1 << bits
-    diff = (cur.astype(np.int64) - base.astype(np.int64)) % full
+def _zigzag_delta(cur: np.ndarray, base: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """``cur - base`` wrapped to the signed ``bits``-bit range, zigzagged (always < 2**bits).
+
+    ``cur``/``base`` are ``(m, k)`` codes, ``bits`` the ``(k,)`` widths: one pass per field.
+    """
+    full = np.left_shift(1, bits)
+    diff = np.subtract(cur, base, dtype=np.int64)
+    np.remainder(diff, full, out=diff)
     signed = np.where(diff >= full >> 1, diff - full, diff)
     return ((signed << 1) ^ (signed >> 63)).astype(np.uint32)
 
@@ -145,7 +149,7 @@ def encode_delta(
         parts.append(_CRC.pack(current.checksum()))
     parts.append(np.ascontiguousarray(despawn_ids, dtype="<u4").tobytes())
     parts.append(np.ascontiguousarray(cur_ids[spawn_rows], dtype="<u4").tobytes())
-    for field, codes in zip(schema.fields, current.codes, strict=True):
+    for field, codes in zip(schema.fields, current.codes, strict=True) if len(spawn_rows) else ():
         spawned = codes[spawn_rows]
         for comp, bits in enumerate(field.encoding.code_bits):
             parts.append(pack_bits(spawned[:, comp], bits))
@@ -163,12 +167,12 @@ def encode_delta(
             rows = updated[changed[updated]]
             if len(rows) == 0:
                 continue
-            now, then = cur_common[f][rows], base_common[f][rows]
-            for comp, bits in enumerate(field.encoding.code_bits):
-                zz = _zigzag_delta(now[:, comp], then[:, comp], bits)
-                width = int(zz.max()).bit_length()
+            bits = np.array(field.encoding.code_bits, dtype=np.int64)
+            zz = _zigzag_delta(cur_common[f][rows], base_common[f][rows], bits)
+            for comp, top in enumerate(zz.max(axis=0).tolist()):
+                width = int(top).bit_length()
                 parts.append(bytes((width,)))
-                parts.append(pack_bits(zz, width))
+                parts.append(pack_bits(zz[:, comp], width))
     return b"".join(parts)
 
 
