@@ -32,27 +32,38 @@ log = logging.getLogger("astranet.server")
 async def run(config: ServerConfig) -> None:
     """Serve ``config`` until SIGTERM or SIGINT, then shut down gracefully.
 
-    Persistence is the SQLite file ``config.db`` (created if missing), checkpointed every
-    ``config.checkpoint_interval`` seconds (the flag requires > 0) and at shutdown. An unusable
-    database raises :class:`StorageError` whose message starts with the file's path (``main``
-    exits 2).
+    Persistence is the SQLite file ``config.db`` (created if missing) or, with ``--store redis``
+    (implied by ``--redis``), the cluster's shared Redis store with room failover; checkpointed
+    every ``config.checkpoint_interval`` seconds (the flag requires > 0) and at shutdown. An
+    unusable database raises :class:`StorageError` whose message starts with the file's path or
+    the Redis URL (``main`` exits 2).
     """
     soft, hard = raise_nofile_limit()  # 1,024 descriptors would be ~1,000 players
     log.info("file descriptor limit %d (hard %d)", soft, hard)
     game = load_game(config.game)
+    location = config.redis if config.store_kind == "redis" else config.db
+    assert location is not None
+    backend = None
     try:
-        persistence = await open_sqlite_persistence(
-            config.db, checkpoint_interval=config.checkpoint_interval
-        )
+        if config.store_kind == "redis":
+            # Cluster node on the shared store: room failover (WIRE A3, docs/cluster.md).
+            from astranet.cluster.failover import open_failover_node
+
+            node = await open_failover_node(config)
+            persistence, backend = node.persistence, node.backend
+        else:
+            persistence = await open_sqlite_persistence(
+                config.db, checkpoint_interval=config.checkpoint_interval
+            )
     except StorageError as exc:
-        raise _naming_db(config.db, exc) from None
-    server = GameServer(config, game, persistence=persistence)
+        raise _naming_db(location, exc) from None
+    server = GameServer(config, game, persistence=persistence, backend=backend)
     try:
         await server.start()
     except BaseException as exc:
         await persistence.writer.close()  # release the file; the original error wins
         if isinstance(exc, StorageError):
-            raise _naming_db(config.db, exc) from None
+            raise _naming_db(location, exc) from None
         raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
