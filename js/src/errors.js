@@ -136,6 +136,7 @@ export class AbnormalClosure extends ConnectionClosed {} // 1006: no close frame
 export class PolicyViolation extends ConnectionClosed {} // 1008: kick (sig, replay, flood)
 export class MessageTooBig extends ConnectionClosed {} // 1009
 export class InternalError extends ConnectionClosed {} // 1011: room failed
+export class ServiceRestart extends ConnectionClosed {} // 1012: the node is restarting (resume)
 export class TryAgainLater extends ConnectionClosed {} // 1013: too many connections
 
 export const CLOSE_CODES = Object.freeze({
@@ -146,6 +147,7 @@ export const CLOSE_CODES = Object.freeze({
   1008: PolicyViolation,
   1009: MessageTooBig,
   1011: InternalError,
+  1012: ServiceRestart,
   1013: TryAgainLater,
 });
 
