@@ -271,6 +271,17 @@ class TestClient:
             seq = (await self.send_input(blob)).seq
         return seq
 
+    async def hold(self, blob: bytes, ticks: int) -> Snapshot:
+        """Send ``blob`` once per tick for ``ticks`` ticks, as a real client does (one input
+        per snapshot received; the server applies at most one per tick and drops a backlog),
+        then return the snapshot that shows the last one applied."""
+        frame = None
+        for _ in range(ticks):
+            frame = await self.send_input(blob)
+            await self.next_snapshot()
+        assert frame is not None, "hold for at least one tick"
+        return await self.applied(frame.seq)
+
     async def ack(self, snapshot_id: int) -> None:
         await self.send(Ack(snapshot_id))
 

@@ -157,9 +157,14 @@ class TestServer:
         return client
 
     async def joined_client(self, *, decode: bool | None = None, **join: Any) -> TestClient:
-        """A client that joined (FindOrCreate with ``join``'s region/game_mode/party_size)."""
+        """A client that joined (FindOrCreate with ``join``'s region/game_mode/party_size).
+
+        A decoding client returns once it has decoded its first snapshot, so ``state`` and
+        ``value`` already show the room (its own avatar included)."""
         client = await self.client(decode=decode)
         await client.join(**join)
+        if client.replica is not None:
+            await client.next_snapshot()
         return client
 
     async def join(

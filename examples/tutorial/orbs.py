@@ -1,19 +1,4 @@
-"""Tutorial step 2: "orbs" as an astranet :class:`~astranet.game.Game` the server can run.
-
-The rules are step 1's; what is new is the contract with the server (docs/server.md, "The Game
-interface"): ``setup`` once per room, ``spawn_player`` per joining player, and the input path
-``decode_input`` -> ``check_input`` -> ``apply_input``, which the server calls once per input
-frame and the client calls again to predict. Serve it with:
-
-    astranet-server --game astranet.examples.tutorial.step2_game:game --db orbs.db
-
-Input blob (2 bytes, little-endian): ``int8 dx, int8 dy``, the stick direction scaled by 127
-(``encode_input(dx, dy)``). A vector longer than a full stick is refused by ``check_input``.
-Limits: at most 4 players per room (the server's room capacity); 5 orbs per room.
-Benchmark: none of its own; benchmarks/tick.py measures the same kind of column systems.
-"""
-
-from __future__ import annotations
+"""orbs as an astranet Game. Serve it: astranet-server --game orbs:game --db orbs.db"""
 
 import math
 import struct
@@ -21,23 +6,13 @@ import zlib
 
 import esper
 import numpy as np
+from orbs_columns import ORB, PLAYER, SCHEMA, CollectSystem, move_player, snap
+from orbs_single import ARENA, ORBS
 
 from astranet.ecs import NetEntity
-from astranet.examples.tutorial.step0_single_player import ARENA, ORBS
-from astranet.examples.tutorial.step1_columns import (
-    ORB,
-    PLAYER,
-    SCHEMA,
-    CollectSystem,
-    move_player,
-    snap,
-)
 from astranet.game import Game, InputError, SimContext
 from astranet.systems import Stage, add_system
 
-__all__ = ["MAX_STICK_SQUARED", "Orbs", "encode_input", "game"]
-
-# --8<-- [start:input]
 _INPUT = struct.Struct("<bb")  # int8 dx, int8 dy: a stick direction scaled by 127
 # Rounding a unit diagonal to int8 can lengthen it by up to half a unit per axis, so (90, 90)
 # must pass while (127, 127) (a 41 % speed hack) must not.
@@ -49,10 +24,6 @@ def encode_input(dx: float, dy: float) -> bytes:
     return _INPUT.pack(round(max(-1.0, min(1.0, dx)) * 127), round(max(-1.0, min(1.0, dy)) * 127))
 
 
-# --8<-- [end:input]
-
-
-# --8<-- [start:game]
 class Orbs(Game):
     name = "orbs"
     schema = SCHEMA
@@ -85,4 +56,3 @@ class Orbs(Game):
 
 
 game = Orbs()
-# --8<-- [end:game]

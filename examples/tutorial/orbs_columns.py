@@ -1,52 +1,20 @@
-"""Tutorial step 1: the same game with its state in replicated numpy columns.
-
-What changes from step 0: the state a client must see (positions, kinds, scores) is declared
-with ``@replicated`` fields and lives in a :class:`~astranet.ecs.ColumnStore`, one numpy array
-per field, one row per entity. Systems do their math on whole columns, so a tick costs a few
-numpy calls whatever the entity count, and the server can snapshot the columns as they are.
-Movement becomes a plain function (``move_player``) instead of a processor, because in step 2
-the server runs it once per *input* and the client runs the very same function to predict.
-
-    python -m astranet.examples.tutorial.step1_columns
-
-Limits: positions live on a 1/256 grid inside [-64, 64] (the ``Quantized`` declaration); the
-arena, speed and orb count are the ones of step 0. Deterministic (seeded RNG).
-Benchmark: benchmarks/tick.py measures column systems against a per-entity esper loop.
-"""
-
-from __future__ import annotations
+"""orbs with its state in replicated numpy columns. Run: python orbs_columns.py"""
 
 import esper
 import numpy as np
+from orbs_single import ARENA, ORB_RADIUS, ORBS, SPEED
 
 from astranet.ecs import ColumnStore, Quantized, Schema, replicated
-from astranet.examples.tutorial.step0_single_player import ARENA, ORB_RADIUS, ORBS, SPEED
 from astranet.game import SimContext
 from astranet.systems import Stage, add_system
 
-__all__ = [
-    "GRID",
-    "ORB",
-    "PLAYER",
-    "SCHEMA",
-    "Body",
-    "CollectSystem",
-    "Score",
-    "main",
-    "move_player",
-    "play",
-    "snap",
-    "steer",
-]
-
-# --8<-- [start:schema]
 GRID = 256  # positions are multiples of 1/256: exactly what a snapshot can carry
 PLAYER, ORB = 0, 1
 
 
 @replicated
 class Body:
-    pos = Quantized(-64.0, 64.0, 1 / GRID, size=2)  # 15 bits per axis on the wire
+    pos = Quantized(-64.0, 64.0, 1 / GRID, size=2)  # 16 bits per axis on the wire
     kind = Quantized(0.0, 1.0, 1.0)  # PLAYER or ORB: 1 bit
 
 
@@ -56,10 +24,8 @@ class Score:
 
 
 SCHEMA = Schema(Body, Score)  # field order is part of the wire format
-# --8<-- [end:schema]
 
 
-# --8<-- [start:systems]
 def snap(values: np.ndarray) -> np.ndarray:
     """Round to the grid, so the server holds exactly the values clients will decode."""
     return np.round(values * GRID) / GRID
@@ -94,10 +60,6 @@ class CollectSystem(esper.Processor):
         pos[orbs[taken]] = snap(self.rng.uniform(-ARENA, ARENA, (int(taken.sum()), 2)))
 
 
-# --8<-- [end:systems]
-
-
-# --8<-- [start:loop]
 def steer(me: np.ndarray, orbs: np.ndarray) -> np.ndarray:
     """The "keyboard": a unit vector from ``me`` towards the nearest of ``orbs`` (n, 2)."""
     if len(orbs) == 0:
@@ -128,10 +90,8 @@ def play(frames: int, report_every: int = 60) -> ColumnStore:
 
 
 def main() -> None:
-    esper.switch_world("orbs-step1")
     play(frames=300)
 
 
 if __name__ == "__main__":
     main()
-# --8<-- [end:loop]

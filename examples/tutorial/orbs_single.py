@@ -1,27 +1,11 @@
-"""Tutorial step 0: "orbs" as an ordinary single-player esper game, before any networking.
-
-This is the starting point the tutorial assumes you already know how to write: components are
-plain dataclasses, processors loop over entities, and a ``while`` loop calls ``esper.process``.
-The "keyboard" is a bot that steers towards the nearest orb, so the file runs headless:
-
-    python -m examples.tutorial.step0_single_player
-
-Limits: per-entity Python loops (fine for a handful of entities; step 1 explains why a server
-wants columns instead). Deterministic: the orbs' RNG is seeded, so the output never changes.
-Benchmark: none (this is the "before" picture; benchmarks/tick.py measures the column approach).
-"""
-
-from __future__ import annotations
+"""orbs, single player: plain esper, before any networking. Run: python orbs_single.py"""
 
 import math
 import random
-from dataclasses import dataclass as component
+from dataclasses import dataclass as component  # a component is a plain dataclass
 
 import esper
 
-__all__ = ["ARENA", "ORBS", "ORB_RADIUS", "SPEED", "main", "play"]
-
-# --8<-- [start:components]
 ARENA = 20.0  # the arena is [-ARENA, ARENA] on both axes
 SPEED = 8.0  # units per second at full stick
 ORB_RADIUS = 1.0  # touch an orb within this distance to collect it
@@ -51,10 +35,6 @@ class Score:
     points: int = 0
 
 
-# --8<-- [end:components]
-
-
-# --8<-- [start:processors]
 def clamp(value: float) -> float:
     return max(-ARENA, min(ARENA, value))
 
@@ -81,10 +61,6 @@ class CollectProcessor(esper.Processor):
                     orb_pos.y = self.rng.uniform(-ARENA, ARENA)
 
 
-# --8<-- [end:processors]
-
-
-# --8<-- [start:loop]
 def steer(player: int) -> None:
     """The "keyboard": point the stick at the nearest orb."""
     me = esper.component_for_entity(player, Position)
@@ -113,10 +89,8 @@ def play(frames: int, report_every: int = 60) -> tuple[Position, Score]:
 
 
 def main() -> None:
-    esper.switch_world("orbs-step0")
     play(frames=300)
 
 
 if __name__ == "__main__":
     main()
-# --8<-- [end:loop]

@@ -1,19 +1,4 @@
-"""Tutorial step 4: a headless client that plays "orbs" with prediction and interpolation.
-
-``GameClient`` owns the WebSocket (join, signed inputs, acks, pings, reconnection);
-``ClientWorld`` is an esper world holding the client systems in order: receive snapshots,
-reconcile, predict our own avatar with the game's ``apply_input``, interpolate everyone else.
-``run_frames`` steps it at 60 fps on the same asyncio loop. The bot steers towards the nearest
-orb it can *see* (the last frame's RenderView), exactly as a player reacts to the screen.
-
-    python -m astranet.examples.tutorial.step4_client --url ws://127.0.0.1:8788 --duration 10
-
-Exit status 0 after ``--duration``; 2 (with a message) when it cannot connect or join.
-Limits: one player per process; prints one line per second. Benchmark: benchmarks/netcode_feel.py
-measures the same client systems across round-trip times.
-"""
-
-from __future__ import annotations
+"""A headless orbs client with prediction and interpolation. Run: python orbs_client.py"""
 
 import argparse
 import asyncio
@@ -22,13 +7,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orbs import encode_input, game
+from orbs_columns import ORB, steer
+
 from astranet.client import ClientOptions, ClientWorld, GameClient, run_frames
 from astranet.errors import ConnectionClosed, ProtocolError
-from astranet.examples.tutorial.step1_columns import ORB, steer
-from astranet.examples.tutorial.step2_game import encode_input, game
 from astranet.systems import RenderView
-
-__all__ = ["Summary", "main", "play"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +27,9 @@ class Summary:
     predictions_exact: int  # ... and matched our prediction bit for bit
 
 
-# --8<-- [start:play]
 async def play(url: str, duration_s: float = 10.0, out: Callable[[str], None] = print) -> Summary:
-    client = GameClient(ClientOptions(url=url, game_mode="orbs"))
+    options = ClientOptions(url=url, game_mode="orbs", schema=game.schema.fingerprint)
+    client = GameClient(options)
     accepted = await client.connect()  # raises ConnectFailed, or the server's refusal
     me = accepted.entity  # our avatar's net id
     out(f"joined room {accepted.room_id} as entity {me}")
@@ -88,9 +72,6 @@ async def play(url: str, duration_s: float = 10.0, out: Callable[[str], None] = 
     return Summary(start[:2], end[:2], end[2], frames, stats.compared, stats.exact)
 
 
-# --8<-- [end:play]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Play orbs headless, printing positions.")
     parser.add_argument("--url", default=os.environ.get("AW_WS_URL", "ws://127.0.0.1:8788"))
@@ -99,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = asyncio.run(play(args.url, args.duration))
     except (ConnectionClosed, ProtocolError) as exc:  # cannot connect, or join refused
-        print(f"step4_client: {exc}", file=sys.stderr)
+        print(f"orbs_client: {exc}", file=sys.stderr)
         return 2
     print(
         f"done: score {summary.score}, {summary.predictions_exact}/"
