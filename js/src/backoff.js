@@ -10,7 +10,6 @@ export class Backoff {
    *   giveUpAfterS?: number | null, random?: () => number}} [options]
    */
   constructor({ initialS = 0.1, maxS = 5.0, multiplier = 2.0, jitter = 0.5, giveUpAfterS = 30.0, random = Math.random } = {}) {
-    Object.assign(this, { initialS, maxS, multiplier, jitter, giveUpAfterS, random });
     this.initialS = initialS;
     this.maxS = maxS;
     this.multiplier = multiplier;

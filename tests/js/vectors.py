@@ -25,9 +25,11 @@ from astranet.examples.coop.components import SCHEMA as COOP_SCHEMA
 from astranet.examples.coop.input import Command, encode_command
 from astranet.examples.coop.sim import step_avatar
 from astranet.net import messages as m
+from astranet.net.clock import ServerClock
 from astranet.net.envelope import SnapshotEnvelope
 from astranet.net.signing import sign
 from astranet.replication.codec import compress_payload, encode_delta
+from astranet.replication.interpolation import InterpolationDelay, SnapshotBuffer
 from astranet.replication.prediction import read_rows
 from astranet.replication.snapshot import Snapshot, capture
 
@@ -354,6 +356,70 @@ def _coop_steps() -> list[dict[str, Any]]:
     return cases
 
 
+def _clock() -> list[dict[str, Any]]:
+    """Pong samples and, after each, the Python ServerClock's estimates."""
+    rng = random.Random(23)
+    clock = ServerClock(30)
+    out = []
+    now = 1000.0
+    for _ in range(48):
+        send = now
+        rtt = rng.uniform(20, 180) if rng.random() > 0.1 else rng.uniform(400, 900)
+        recv = send + rtt
+        server_time = 5_000_000 + send + rng.uniform(0.3, 0.7) * rtt
+        tick = int((server_time - 4_990_000) / (1000 / 30))
+        clock.add_pong(send, recv, server_time, tick)
+        out.append(
+            {
+                "pong": [send, recv, server_time, tick],
+                "srtt": clock.rtt.srtt_ms,
+                "rttvar": clock.rtt.rttvar_ms,
+                "offset": clock.offset_ms,
+                "tick_at": [recv + 5, clock.estimated_server_tick(recv + 5)],
+            }
+        )
+        now = recv + rng.uniform(100, 600)
+    return out
+
+
+def _interpolation() -> dict[str, Any]:
+    """A SnapshotBuffer (one angle column) and an InterpolationDelay, fed and sampled."""
+    rng = np.random.default_rng(29)
+    buffer = SnapshotBuffer(3, angle_columns=np.array([False, False, True]))
+    pushes = []
+    for k in range(6):
+        ids = np.array([1, 2, 4] if k < 3 else [2, 4, 7], dtype=np.uint32)
+        values = rng.uniform(-3, 3, size=(3, 3))
+        time_ms = 100.0 * k + (7.0 if k == 4 else 0.0)
+        buffer.push(time_ms, ids, values)
+        pushes.append({"time": time_ms, "ids": ids.tolist(), "values": values.reshape(-1).tolist()})
+    samples = []
+    for render in [-50.0, 0.0, 33.3, 150.0, 250.0, 399.0, 407.0, 450.0, 507.0, 560.0, 700.0, 480.0]:
+        result = buffer.sample(render)
+        samples.append(
+            {
+                "render": render,
+                "ids": result.net_ids.tolist(),
+                "values": np.asarray(result.values, dtype=np.float64).reshape(-1).tolist(),
+                "status": result.status.value,
+            }
+        )
+    delay = InterpolationDelay(1000 / 30)
+    arrivals = []
+    client, server = 0.0, 0.0
+    jitter_rng = random.Random(31)
+    for _ in range(80):
+        server += 1000 / 30
+        client = server + 50 + jitter_rng.uniform(0, 40)
+        arrivals.append([client, server, delay.on_snapshot_arrival(client, server)])
+    return {
+        "pushes": pushes,
+        "samples": samples,
+        "starvations": buffer.starvations,
+        "arrivals": arrivals,
+    }
+
+
 def write_vectors(directory: Path) -> Path:
     """Write ``vectors.json`` into ``directory``; returns its path."""
     schemas = {"probe": describe(PROBE_SCHEMA), "coop": describe(COOP_SCHEMA)}
@@ -376,6 +442,8 @@ def write_vectors(directory: Path) -> Path:
         "signing": _signing(),
         "messages": _messages(),
         "coop_steps": _coop_steps(),
+        "clock": _clock(),
+        "interpolation": _interpolation(),
         "crc32": [{"hex": _hex(b), "crc": zlib.crc32(b)} for b in (b"", b"abc", bytes(range(256)))],
     }
     path = Path(directory) / "vectors.json"
