@@ -296,15 +296,18 @@ class WebSocketEdge(asyncio.Protocol):
             if end - pos < size:
                 self._rx = buf[pos:]
                 return
+            ws = self.ws
             if opcode >= 8:  # ping, pong, close: websockets answers them
                 self._receive_via_websockets(buf[pos : pos + size])
-            else:
+            elif ws.state is State.OPEN:
                 mask = buf[pos + header - 4 : pos + header]
                 payload = apply_mask(buf[pos + header : pos + size], mask)
                 self._on_data_frame(_OPCODES[opcode], bool(head1 & 0x80), payload)
+            # else: our close frame is out; data the peer sent before reading it is dropped
+            # unread (a kicked flooder costs a header read per frame, not a parse)
             pos += size
-            if self.ws.state is not State.OPEN:
-                break  # closing: websockets reads the rest (the peer's close frame)
+            if ws.close_rcvd is not None or ws.state is State.CLOSED:
+                break  # the closing handshake is done: websockets discards the rest
         else:
             self._rx = buf[pos:]  # under two bytes of the next frame, or nothing
             return

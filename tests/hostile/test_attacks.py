@@ -102,6 +102,9 @@ async def test_descriptor_exhaustion_logs_once_and_recovers(tmp_path: Path) -> N
             sys.executable, "-m", "astranet.server", "--ws-port", "0", "--http-port", "0",
             "--db", str(tmp_path / "a.db"), "--max-connections-per-peer", "0",
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=low_limit,
+            # The log-once report is asyncio's accept-error path; uvloop (libuv) recovers from
+            # EMFILE silently (its reserve-descriptor trick), so pin the loop this test checks.
+            env={**os.environ, "ASTRANET_EVENT_LOOP": "asyncio"},
         )  # fmt: skip
     try:
         ws_port = http_port = 0

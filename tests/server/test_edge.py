@@ -132,9 +132,15 @@ class _Recorder(WebSocketEdge):
         super().__init__(max_message_bytes=300)
         self.allow_fast = fast
         self.got: list[bytes | str] = []
+        self.closing = False
 
     def on_message(self, data: bytes | str) -> None:
+        if self.closing:
+            return  # as a Session: nothing is handled once it decided to close
         self.got.append(data)
+        if data == b"bye":
+            self.closing = True
+            self.close(1000, "bye")  # what follows is dropped, the peer's close awaited
 
 
 _UPGRADE = (
@@ -147,6 +153,9 @@ def _frame(opcode: Opcode, data: bytes, fin: bool = True) -> bytes:
     return Frame(opcode, data, fin).serialize(mask=True, extensions=[])
 
 
+_UNMASKED = [bytes(2)]  # an unmasked continuation frame: a protocol error
+_TOO_BIG = [_frame(Opcode.BINARY, bytes(301))]  # over max_message_bytes: 1009
+_BYE = [_frame(Opcode.BINARY, b"bye")]  # the server closes on it
 _messages = st.one_of(
     st.binary(max_size=200).map(lambda b: [_frame(Opcode.BINARY, b)]),
     st.binary(max_size=40).map(lambda b: [_frame(Opcode.TEXT, b)]),
@@ -158,9 +167,10 @@ _messages = st.one_of(
             + [_frame(Opcode.CONT, parts[-1])]
         )
     ),
-    st.just([bytes(2)]),  # an unmasked continuation: a protocol error
-    st.just([_frame(Opcode.BINARY, bytes(301))]),  # over max_message_bytes
+    st.just(_UNMASKED),
+    st.just(_TOO_BIG),
     st.just([_frame(Opcode.CLOSE, b"\x03\xe8bye")]),
+    st.just(_BYE),
 )
 
 
@@ -176,7 +186,8 @@ async def _run(fast: bool, stream: bytes, cuts: list[int]) -> tuple[list, bytes,
     for start, stop in itertools.pairwise(points):
         edge.data_received(stream[start:stop])
     edge.connection_lost(None)
-    return edge.got, bytes(wire.out), edge.ws.state.name
+    frames_out = bytes(wire.out).partition(b"\r\n\r\n")[2]  # after the 101 (it has a Date)
+    return edge.got, frames_out, edge.ws.state.name
 
 
 @settings(max_examples=150, deadline=None)
@@ -185,6 +196,13 @@ def test_fast_path_delivers_what_websockets_alone_delivers(messages, cuts) -> No
     stream = b"".join(frame for message in messages for frame in message)
     fast = asyncio.run(_run(True, stream, cuts))
     slow = asyncio.run(_run(False, stream, cuts))
-    assert fast[0] == slow[0]  # the same messages, in order
-    assert fast[1] == slow[1]  # the same bytes back: 101, pongs, close frames
     assert State.CLOSED.name == fast[2] == slow[2]
+    if any(message in (_UNMASKED, _TOO_BIG) for message in messages):
+        # websockets hands over a chunk's events after parsing all of it, so a fatal frame
+        # can close the connection before earlier messages of its chunk are handled; the
+        # fast path handles them in order first. Whatever websockets delivered, we did too.
+        assert fast[0][: len(slow[0])] == slow[0]
+        return
+    assert fast[0] == slow[0]  # the same messages, in order
+    if _BYE not in messages:  # (our close may go before or after a pong queued with it)
+        assert fast[1] == slow[1]  # the same frames back: pongs, close frames
