@@ -42,7 +42,7 @@ from astranet.net.messages import (
 )
 from astranet.server.auth import authenticator_from_config, token_from_path
 from astranet.server.config import ServerConfig
-from astranet.server.fdlimits import AcceptErrorHandler
+from astranet.server.fdlimits import AcceptErrorHandler, fd_capacity
 from astranet.server.hooks import NoPersistence, Persistence
 from astranet.server.http import HttpSidePort
 from astranet.server.lobby import Lobby
@@ -151,6 +151,11 @@ class GameServer:
         self._peer_of: dict[Session, str] = {}  # sessions counted in peer_bounds
         self._final_kicks: set[Session] = set()  # closed for a policy reason: no seat hold
         self._accept_errors = AcceptErrorHandler(lambda: self.count_kick("fd_exhausted"))
+        # Every admitted TCP connection, and those still upgrading (oldest first): with the
+        # descriptor table nearly full, new connections evict the oldest upgrading one.
+        self._connections: set[Session] = set()
+        self._upgrading: dict[Session, None] = {}
+        self._fd_capacity = fd_capacity()
         self.ws_port: int | None = None
         self.http_port: int | None = None
         self._ws_server: asyncio.Server | None = None
@@ -349,9 +354,36 @@ class GameServer:
 
     # -- notifications from sessions -------------------------------------------------------
 
+    def admit_connection(self, session: Session) -> bool:
+        """SessionHost: a new TCP connection. False drops it before parsing: over the
+        per-address connect rate, or when the descriptor table is full (A4). When full, the
+        oldest connection that has not finished its WebSocket upgrade yet is dropped to make
+        room, so silent sockets cannot lock players out; players in rooms are never evicted.
+        """
+        if not self.peer_bounds.may_connect(self._address(session)):
+            self.count_kick("peer_connect_rate")
+            return False
+        if len(self._connections) >= self._fd_capacity:
+            victim = next(iter(self._upgrading), None)
+            if victim is None:
+                self.count_kick("fd_reserve")
+                return False
+            del self._upgrading[victim]
+            victim.abort()
+            self.count_kick("fd_reserve_evicted")
+        self._connections.add(session)
+        self._upgrading[session] = None
+        return True
+
+    def connection_lost_unopened(self, session: Session) -> None:
+        """SessionHost: an admitted connection closed before its upgrade finished."""
+        self._connections.discard(session)
+        self._upgrading.pop(session, None)
+
     def session_opened(self, session: Session) -> None:
         """A WebSocket is open (SessionHost): count it against its address (A4: over the
         bound it is closed 1013) and read ``?token=`` from the upgrade URL."""
+        self._upgrading.pop(session, None)
         address = self._address(session)
         if not self.peer_bounds.connection_opened(address):
             self.metrics.count_kick("peer_connections")
@@ -365,6 +397,8 @@ class GameServer:
     def session_ended(self, session: Session) -> None:
         """The socket is gone: hold the seat for Resume unless the player left."""
         self.sessions.discard(session)
+        self._connections.discard(session)
+        self._upgrading.pop(session, None)
         address = self._peer_of.pop(session, None)
         if address is not None:
             self.peer_bounds.connection_closed(address)

@@ -21,12 +21,33 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ACCEPT_EXHAUSTED_MESSAGE", "AcceptErrorHandler", "raise_nofile_limit"]
+__all__ = [
+    "ACCEPT_EXHAUSTED_MESSAGE",
+    "FD_RESERVE",
+    "AcceptErrorHandler",
+    "fd_capacity",
+    "raise_nofile_limit",
+]
 
 log = logging.getLogger("astranet.server")
 
 ACCEPT_EXHAUSTED_MESSAGE = "socket.accept() out of system resource"  # asyncio's wording
 QUIET_S = 60.0  # a report after this long without one starts a new (logged) episode
+#: Descriptors kept free of WebSocket connections: the HTTP side port (/healthz must answer),
+#: the database and its WAL, Redis, the event loop, logs.
+FD_RESERVE = 128
+
+
+def fd_capacity() -> int:
+    """How many WebSocket connections fit under the soft ``RLIMIT_NOFILE`` minus the reserve."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return 1 << 30
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(16, soft - FD_RESERVE)
 
 
 def raise_nofile_limit() -> tuple[int, int]:

@@ -75,6 +75,10 @@ INDEX_FILE = "index.html"
 METRICS_MIN_INTERVAL_S = 0.1  # issue 16: at most 10 renders/s (~1 ms each at 10k rooms)
 ROOMS_MIN_INTERVAL_S = 0.1
 ROOMS_MAX_AGE_S = 1.0  # an unchanged directory is answered from cache this long (tick lags)
+#: A render may use at most this share of the event loop: the interval between renders grows
+#: with their cost (``/rooms`` at 10,000 rooms is ~22 ms: one render per ~0.9 s, not 10/s).
+RENDER_LOOP_SHARE = 0.025
+MAX_RENDER_INTERVAL_S = 1.0  # however costly, a render at least once a second (WIRE freshness)
 # Explicit types for what a web client ships (Python 3.11's mimetypes lacks .mjs/.wasm).
 WEB_CONTENT_TYPES: Mapping[str, str] = {
     ".html": "text/html; charset=utf-8",
@@ -139,7 +143,9 @@ class CoalescedRender:
     :meth:`get` returns a body whose render began after the call (waiting for the next allowed
     render if needed, and sharing one render among every caller waiting for it), except that
     when ``version()`` is unchanged since the last render and that render is younger than
-    ``max_age_s``, the cached body is returned at once.
+    ``max_age_s``, the cached body is returned at once. The interval between renders is
+    ``min_interval_s``, or longer for a costly render: ``render time / RENDER_LOOP_SHARE``,
+    capped at ``MAX_RENDER_INTERVAL_S``.
     """
 
     def __init__(
@@ -160,6 +166,7 @@ class CoalescedRender:
         self._body: bytes | None = None
         self._started = -math.inf  # clock() when the cached body's render began
         self._rendered_version: object = None
+        self._interval_s = min_interval_s
         self.renders = 0
 
     async def get(self) -> bytes:
@@ -175,13 +182,17 @@ class CoalescedRender:
                     and self._version() == self._rendered_version
                 ):
                     return body
-                wait = self._started + self._min_interval_s - self._clock()
+                wait = self._started + self._interval_s - self._clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            self._started = self._clock()
+            self._started = started = self._clock()
             self._rendered_version = self._version() if self._version is not None else None
             self._body = body = self._render()
             self.renders += 1
+            cost_s = self._clock() - started
+            self._interval_s = max(
+                self._min_interval_s, min(MAX_RENDER_INTERVAL_S, cost_s / RENDER_LOOP_SHARE)
+            )
             return body
 
 

@@ -1,6 +1,9 @@
 """Per-peer-address bounds (WIRE A4): open connections and rooms created per minute.
 
-Operations: ``connection_opened(address)`` -> False when the address already holds
+Operations: ``may_connect(address)`` -> False when the address opens new TCP connections faster
+than ``CONNECT_RATE_PER_S`` (burst ``CONNECT_BURST``): the edge drops the socket before parsing
+anything, so a burst of a thousand sockets costs microseconds each, not a WebSocket handshake
+each; ``connection_opened(address)`` -> False when the address already holds
 ``max_connections`` (the edge closes the new socket 1013); ``connection_closed(address)`` for
 every opened one; ``may_create_room(address)`` -> False when the address created
 ``max_rooms_per_minute`` rooms within the last minute (the request gets ``busy``).
@@ -26,7 +29,12 @@ from astranet.net.ratelimit import TokenBucket
 
 __all__ = ["MAX_TRACKED_PEERS", "PeerBounds", "peer_address"]
 
-MAX_TRACKED_PEERS = 65_536  # room buckets kept; ~200 bytes each, ~13 MB at the bound
+MAX_TRACKED_PEERS = 65_536  # buckets kept per kind; ~200 bytes each, ~13 MB at the bound
+#: New connections per second per address, and the burst. A LAN party joining at once is a
+#: dozen; a test suite on loopback opens ~100 within a second; reconnecting clients back off.
+#: An attacker's burst of 1,000 sockets gets 128 handshakes, the rest are dropped unparsed.
+CONNECT_RATE_PER_S = 64.0
+CONNECT_BURST = 128.0
 
 
 def peer_address(remote: object) -> str:
@@ -51,8 +59,32 @@ class PeerBounds:
         self._clock = clock
         self._connections: dict[str, int] = {}
         self._room_buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._connect_buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.refused_connections = 0
         self.refused_rooms = 0
+        self.dropped_connects = 0
+
+    def may_connect(self, address: str) -> bool:
+        """Charge one new TCP connection to ``address`` (unbounded when connections are)."""
+        if not self.max_connections:
+            return True
+        if self._take(self._connect_buckets, address, CONNECT_RATE_PER_S, CONNECT_BURST):
+            return True
+        self.dropped_connects += 1
+        return False
+
+    def _take(
+        self, table: OrderedDict[str, TokenBucket], address: str, rate: float, burst: float
+    ) -> bool:
+        bucket = table.get(address)
+        if bucket is None:
+            bucket = TokenBucket(rate, burst, self._clock)
+            table[address] = bucket
+            while len(table) > MAX_TRACKED_PEERS:
+                table.popitem(last=False)
+        else:
+            table.move_to_end(address)
+        return bucket.try_take()
 
     def connection_opened(self, address: str) -> bool:
         """Count a new connection; False (and nothing counted) if the address is at its bound."""
@@ -79,15 +111,7 @@ class PeerBounds:
         per_minute = self.max_rooms_per_minute
         if not per_minute:
             return True
-        bucket = self._room_buckets.get(address)
-        if bucket is None:
-            bucket = TokenBucket(per_minute / 60.0, per_minute, self._clock)
-            self._room_buckets[address] = bucket
-            while len(self._room_buckets) > MAX_TRACKED_PEERS:
-                self._room_buckets.popitem(last=False)
-        else:
-            self._room_buckets.move_to_end(address)
-        if bucket.try_take():
+        if self._take(self._room_buckets, address, per_minute / 60.0, per_minute):
             return True
         self.refused_rooms += 1
         return False

