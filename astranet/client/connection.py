@@ -235,6 +235,12 @@ class GameClient:
                 return
             self._pending_ack = snapshot_id
 
+    def next_input_due_ms(self) -> float | None:
+        """Client-clock ms when the next paced input falls due (None: no schedule yet, or
+        pacing off). A frame loop may wake then instead of at its own frame phase."""
+        with self._lock:
+            return None if self.pacer is None else self.pacer.next_deadline_ms()
+
     def input_steps_due(self, now_ms: float) -> int | None:
         """How many inputs to produce now so they reach the server just before its ticks;
         None when pacing is off (the caller keeps its own fixed-step clock)."""

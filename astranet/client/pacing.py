@@ -9,6 +9,7 @@ Operations (pure: times are passed in, in the client's monotonic milliseconds)::
 
     pacer.observe_snapshot(arrival_ms, server_tick)   # every snapshot read off the socket
     n = pacer.steps_due(now_ms)                       # each frame: inputs to produce now
+    wake_ms = pacer.next_deadline_ms()                # optional: when to run the next frame
     target = pacer.take_target()                      # per input sent: the tick it aims at
     pacer.observe_applied(target, acked_tick)         # its first acknowledging snapshot
 
@@ -24,7 +25,7 @@ after its deadline), the round trip and the server's delay from tick start to sn
 than guess those, the pacer measures the outcome: an input first acknowledged by a snapshot of
 a later tick than its target *missed*, and each miss lengthens ``lead`` by ``MISS_STEP_MS``;
 each hit shortens it by ``HIT_DECAY_MS``. Misses cost a whole period of latency, so the decay is
-slow: the lead settles where about one input in ``MISS_STEP_MS / HIT_DECAY_MS`` (300) misses.
+slow: the lead settles where about one input in ``MISS_STEP_MS / HIT_DECAY_MS`` (400) misses.
 Limits: lead within ``[MIN_LEAD_MS, MAX_LEAD_PERIODS periods]`` (a lead above one period aims
 an input more than a tick ahead: a long round trip, or frames as coarse as ticks); at most
 ``max_steps`` inputs per call (a longer stall skips targets instead of bursting);
@@ -49,13 +50,14 @@ __all__ = [
     "TickPacer",
 ]
 
-# Where the lead starts: misses raise it fast (MISS_STEP_MS each), hits lower it slowly, so
-# start low (a loopback client framing at 60 fps settles near 17 ms within a few misses).
-DEFAULT_LEAD_MS = 10.0
+# Where the lead starts: misses raise it fast (MISS_STEP_MS each) but each costs that input a
+# period; hits lower it slowly. 20 ms covers a loopback server's tick-to-snapshot delay plus
+# a bot frame loop's stepping, so a fresh client rarely misses while it learns.
+DEFAULT_LEAD_MS = 20.0
 MIN_LEAD_MS = 1.0
 MAX_LEAD_PERIODS = 4  # a 130 ms round trip at 30 Hz; beyond that pacing gains little anyway
-MISS_STEP_MS = 3.0
-HIT_DECAY_MS = 0.01  # 300 hits undo one miss: a steady miss rate of ~0.3 %
+MISS_STEP_MS = 4.0
+HIT_DECAY_MS = 0.01  # 400 hits undo one miss: a steady miss rate of ~0.25 %
 PHASE_BLOCK = 30  # snapshots per block of the phase minimum (~1 s at 30 Hz)
 MAX_TARGETS = 64  # inputs produced but not yet sent (a frame produces at most a few)
 # Targets further than this ahead of the schedule mean the tick numbering changed (a resume on
@@ -135,6 +137,13 @@ class TickPacer:
         self._targets.extend(range(first, first + steps))
         self._next_target = first + steps
         return steps
+
+    def next_deadline_ms(self) -> float | None:
+        """When the next input falls due (None before the schedule started): a frame loop
+        that can wake then (astranet.tools.fleet) produces it with no frame-granularity lag."""
+        if self._next_target is None or not self.synced:
+            return None
+        return self.phase_ms + self._next_target * self.period_ms - self.lead_ms
 
     def take_target(self) -> int | None:
         """The target tick of the next input sent (None if it was not paced by this pacer)."""

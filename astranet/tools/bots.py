@@ -198,6 +198,13 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="LiteBots: real protocol traffic, no prediction (capacity runs)",
     )
+    parser.add_argument(
+        "--input-pacing",
+        choices=("on", "off"),
+        default="on",
+        help="time inputs to the server tick (on, the client's default) or send them at the "
+        "bots' own frame phase (off)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -212,6 +219,7 @@ def fleet_config(args: argparse.Namespace, url: str) -> FleetConfig:
         fps=args.fps,
         seed=args.seed,
         lite=args.lite,
+        input_pacing=args.input_pacing == "on",
     )
 
 

@@ -5,7 +5,8 @@ Why processes: one Python process cannot step hundreds of client worlds with pre
 round-robin to ``workers`` processes (``multiprocessing`` *spawn* context: each worker gets
 fresh esper worlds and its own event loop). Inside a worker one asyncio loop runs every bot's
 network tasks and a single frame task that steps every joined bot's world in turn, 30 times a
-second (one clock per process, never a sleep per bot).
+second (one clock per process, never a sleep per bot), its frames phase-locked to the bots'
+input deadlines (astranet.client.pacing) so inputs reach the server just before its tick.
 
 With ``lite`` the bots are :class:`~astranet.tools.litebot.LiteBot` s (the same protocol
 traffic, no client-side simulation) so a small machine can load a server with more players.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue as queue_module
 import time
@@ -75,6 +77,7 @@ class FleetConfig:
     join_deadline_s: float | None = None  # play starts then even if workers still join;
     # None: 30 s + 0.5 s per room (an overloaded server accepts ~10 joins a second)
     lite: bool = False  # LiteBot (no prediction, no decoding) instead of the full Bot
+    input_pacing: bool = True  # inputs timed to the server tick (ClientOptions.input_pacing)
 
     def join_deadline(self) -> float:
         if self.join_deadline_s is not None:
@@ -185,6 +188,7 @@ class _Worker:
             game_mode=config.game_mode,
             party_size=BOTS_PER_ROOM,
             seed=config.seed + room_index,
+            input_pacing=config.input_pacing,
         )
         first = room_index * BOTS_PER_ROOM
 
@@ -220,25 +224,47 @@ class _Worker:
         return room_id
 
     async def _frames(self) -> None:
-        """Step every joined bot once per frame period (frame pacing, not synchronisation)."""
+        """Step every joined bot once per frame period (frame pacing, not synchronisation).
+
+        Each bot's frame is phase-locked to its own input deadline (GameClient's pacer,
+        astranet.client.pacing): the loop wakes at the earliest of the bots' next frames and
+        next deadlines and steps the bots that are due, so an input is produced at its deadline
+        rather than up to a frame later, and a bot is still stepped about once a period.
+        (Waking the whole worker at the earliest deadline would make each bot's pacer chase
+        the others' leads upward.)
+        """
         period = 1.0 / self.config.fps
-        next_frame = time.monotonic()
-        next_progress = next_frame + PROGRESS_INTERVAL_S
+        last_step: dict[int, float] = {}  # id(bot) -> when it was last stepped
+        planned = time.monotonic()
+        next_progress = planned + PROGRESS_INTERVAL_S
         while not self._stop.is_set():
             now = time.monotonic()
-            lag = now - next_frame
+            lag = now - planned
             if lag > period:
                 self.late_frames += 1
                 self.lag_max_ms = max(self.lag_max_ms, lag * 1000.0)
-                next_frame = now  # do not try to catch up: the systems cap steps per frame
+            wake = now + period
+            stepped = False
             for bot in self.playing:
-                bot.step()
-            self.frames += 1
+                due = bot.client.next_input_due_ms()
+                due_s = None if due is None else due / 1000.0
+                frame_at = last_step.get(id(bot), -math.inf) + period
+                if now >= frame_at - 0.0005 or (due_s is not None and now >= due_s):
+                    bot.step()
+                    stepped = True
+                    last_step[id(bot)] = now
+                    frame_at = now + period
+                    due = bot.client.next_input_due_ms()
+                    due_s = None if due is None else due / 1000.0
+                wake = min(wake, frame_at)
+                if due_s is not None and due_s > now:
+                    wake = min(wake, due_s)
+            self.frames += stepped
             if now >= next_progress:
                 next_progress = now + PROGRESS_INTERVAL_S
                 self._progress()
-            next_frame += period
-            await asyncio.sleep(max(0.0, next_frame - time.monotonic()))
+            planned = wake
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
     def _progress(self) -> None:
         self._send(
