@@ -30,7 +30,9 @@ upgrade is done (at a frame boundary), the edge splits *data* frames itself (a h
 and websockets' C ``apply_mask``; websockets' generator parser is ~4 us a frame) and feeds
 websockets only whole control frames, so its state machine still answers pings, runs the
 closing handshake and fails bad frames with its own close codes. Fragmented messages are
-reassembled here within ``max_message_bytes`` (1009 above it).
+reassembled here within ``max_message_bytes`` (1009 above it). Pings beyond
+``PING_RATE_PER_S`` (burst ``PING_BURST``) fail the connection 1008: each one costs a parse
+and a pong, and the protocol's own rate limit only sees messages.
 
 Server frames are unmasked and we negotiate no extension, so a binary message is a 2-10 byte
 header plus the payload (RFC 6455 5.2): :func:`binary_frame` writes it directly instead of
@@ -43,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Sequence
 from typing import cast
 
@@ -51,6 +54,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import SEND_EOF, State
 from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
+
+from astranet.net.ratelimit import TokenBucket
 
 __all__ = [
     "CLOSE_TIMEOUT_S",
@@ -75,6 +80,12 @@ CLOSE_TIMEOUT_S = 2.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
 KEEPALIVE_REASON = "keepalive ping timeout"
+#: WebSocket pings a peer may send: browsers and libraries ping every 10-30 s, so 5 a second
+#: with a burst of 20 never limits a real client, while a flood of 6-byte pings (10,000 in one
+#: 64 KiB read, each answered with a pong) is cut before it can delay a tick.
+PING_RATE_PER_S = 5.0
+PING_BURST = 20
+PING_FLOOD_REASON = "too many pings"
 
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
@@ -127,6 +138,7 @@ class WebSocketEdge(asyncio.Protocol):
         self._fast = False
         self._fast_pending = False
         self._rx = b""
+        self._pings = TokenBucket(PING_RATE_PER_S, PING_BURST, time.monotonic)
         self._last_received = 0.0
         self._timer: asyncio.TimerHandle | None = None  # open deadline, then keepalive
         self._close_timer: asyncio.TimerHandle | None = None
@@ -298,6 +310,9 @@ class WebSocketEdge(asyncio.Protocol):
                 return
             ws = self.ws
             if opcode >= 8:  # ping, pong, close: websockets answers them
+                if opcode == 9 and not self._pings.try_take():
+                    self._fail(1008, PING_FLOOD_REASON)  # each ping costs a parse and a write
+                    return
                 self._receive_via_websockets(buf[pos : pos + size])
             elif ws.state is State.OPEN:
                 mask = buf[pos + header - 4 : pos + header]

@@ -206,3 +206,14 @@ def test_fast_path_delivers_what_websockets_alone_delivers(messages, cuts) -> No
     assert fast[0] == slow[0]  # the same messages, in order
     if _BYE not in messages:  # (our close may go before or after a pong queued with it)
         assert fast[1] == slow[1]  # the same frames back: pongs, close frames
+
+
+async def test_a_ping_flood_is_cut() -> None:
+    edge = _Recorder(True)
+    wire = _Wire()
+    edge.connection_made(wire)
+    edge.data_received(_UPGRADE)
+    edge.data_received(_frame(Opcode.PING, b"") * 10_000 + _frame(Opcode.BINARY, b"late"))
+    assert edge.ws.close_sent is not None and edge.ws.close_sent.code == 1008
+    assert wire.out.count(b"\x8a\x00") <= 20  # at most the burst was answered
+    assert edge.got == []
