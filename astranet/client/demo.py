@@ -7,9 +7,10 @@ Usage::
                     astranet.examples.coop:game]
                     [--seed N]
 
-``AW_WS_URL`` and ``AW_REGION`` set the defaults of ``--url`` and ``--region`` (WIRE.md,
-command line section). Lines: ``connected``, ``joined room/player/entity``, every Nth snapshot
-with RTT and payload size, ``disconnected``/``reconnecting``/``reconnected``, and a summary.
+``AW_WS_URL`` and ``AW_REGION`` set the defaults of ``--url`` and ``--region`` (WIRE.md, command
+line section; when ``AW_REGION`` is the server's list of regions, the first one). Lines:
+``connected``, ``joined room/player/entity``, every Nth snapshot with RTT and payload size,
+``disconnected``/``reconnecting``/``reconnected``, and a summary.
 Exit status: 0 after ``--duration`` seconds; 2 when it cannot connect (wrong URL, refused);
 3 when the server refuses the join (unknown region, room not found or full); 4 when the session
 ends early (kicked, gave up reconnecting); 64 for a bad ``--game``. Never a traceback.
@@ -32,7 +33,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from astranet.client.connection import GameClient
-from astranet.client.events import ClientEvent, ClientOptions, EventKind
+from astranet.client.events import ClientEvent, ClientOptions, EventKind, region_from_env
 from astranet.client.world import ClientWorld
 from astranet.errors import (
     AstranetError,
@@ -75,7 +76,7 @@ class BotInput:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="astranet-client", description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=os.environ.get("AW_WS_URL", "ws://127.0.0.1:8788"))
-    parser.add_argument("--region", default=os.environ.get("AW_REGION", "us-east"))
+    parser.add_argument("--region", default=region_from_env())
     parser.add_argument("--game-mode", default="coop")
     parser.add_argument("--room", default=None, help="JoinRoom this room id")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to play")

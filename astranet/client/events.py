@@ -13,6 +13,8 @@ Limits: none (plain values). Benchmark: none.
 from __future__ import annotations
 
 import enum
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from astranet.errors import (
@@ -39,6 +41,7 @@ __all__ = [
     "ConnectFailed",
     "EventKind",
     "ReconnectGaveUp",
+    "region_from_env",
     "server_error",
 ]
 
@@ -141,6 +144,17 @@ class ClientStats:
     pongs: int = 0
     rate_limited: int = 0
     reconnects: int = 0
+
+
+def region_from_env(environ: Mapping[str, str] = os.environ, default: str = "us-east") -> str:
+    """The region a client asks for, from ``AW_REGION``.
+
+    To the server ``AW_REGION`` is the *list* of regions it serves (``us-east,eu-central``);
+    one environment shared by server and clients is common (a compose file, a CI job), so a
+    client takes the first region of such a list instead of asking for ``"us-east,eu-central"``.
+    """
+    first = environ.get("AW_REGION", "").split(",")[0].strip()
+    return first or default
 
 
 def server_error(message: ErrorMessage) -> ProtocolError:

@@ -42,6 +42,7 @@ import random
 import signal
 import socket
 import struct
+import sys
 from dataclasses import dataclass
 
 from astranet.errors import ConfigurationError, InvalidState
@@ -536,8 +537,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.listen, args.target, profile, args.seed))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args.listen, args.target, profile, args.seed))
+    except OSError as exc:  # e.g. the listen port is taken: a message, not a traceback
+        host, port = args.listen
+        print(
+            f"astranet-linkconditioner: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -16,13 +16,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from astranet.errors import AstranetError, ConfigurationError, StorageError
-from astranet.game import load_game
+from astranet.game import Game, load_game
 from astranet.server.app import GameServer
 from astranet.server.config import ServerConfig, load_config_or_exit
 from astranet.server.fdlimits import raise_nofile_limit
 from astranet.server.persistence import open_sqlite_persistence
+from astranet.storage.lock import DatabaseLock
 
 __all__ = ["main", "run"]
 
@@ -44,6 +46,7 @@ async def run(config: ServerConfig) -> None:
     location = config.redis if config.store_kind == "redis" else config.db
     assert location is not None
     backend = None
+    db_lock: DatabaseLock | None = None
     try:
         if config.store_kind == "redis":
             # Cluster node on the shared store: room failover (WIRE A3, docs/cluster.md).
@@ -52,11 +55,25 @@ async def run(config: ServerConfig) -> None:
             node = await open_failover_node(config)
             persistence, backend = node.persistence, node.backend
         else:
+            # One server per database file (astranet.storage.lock); held until exit.
+            db_lock = DatabaseLock(config.db).acquire()
             persistence = await open_sqlite_persistence(
                 config.db, checkpoint_interval=config.checkpoint_interval
             )
     except StorageError as exc:
+        if db_lock is not None:
+            db_lock.release()
         raise _naming_db(location, exc) from None
+    try:
+        await _serve(config, game, persistence, backend, location)
+    finally:
+        if db_lock is not None:
+            db_lock.release()
+
+
+async def _serve(
+    config: ServerConfig, game: Game, persistence: Any, backend: Any, location: str
+) -> None:
     server = GameServer(config, game, persistence=persistence, backend=backend)
     try:
         await server.start()

@@ -228,6 +228,17 @@ def _non_empty(what: str) -> Callable[[str], str]:
     return parse
 
 
+def _file_path(what: str) -> Callable[[str], str]:
+    """A file path: anything the OS accepts (spaces included: "My Games/orbs.db"), not blank."""
+
+    def parse(raw: str) -> str:
+        if not raw.strip() or "\0" in raw:
+            raise ConfigurationError(f"expected {what}, got {raw!r}")
+        return raw
+
+    return parse
+
+
 MIN_JWT_SECRET_CHARS = 32  # RFC 7518 3.2: an HS256 key must be at least 256 bits
 
 
@@ -299,7 +310,7 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag("ws_port", _env("ws_port"), _PORT, "WebSocket port (0 = any free port)"),
     _Flag("http_port", _env("http_port"), _PORT, "HTTP side port (0 = any free port)"),
     _Flag("regions", "AW_REGION", _name_list, "comma-separated regions served"),
-    _Flag("db", _env("db"), _non_empty("a database path"), "SQLite checkpoint database"),
+    _Flag("db", _env("db"), _file_path("a database path"), "SQLite checkpoint database"),
     _Flag(
         "sig_failure_policy",
         _env("sig_failure_policy"),

@@ -198,6 +198,13 @@ class Bot:
         if self.world is not None:
             self.world.close()
 
+    def _lost(self) -> str | None:
+        """A session that dropped and had not resumed when the run ended (the server died,
+        say) is lost, even though its client was still trying (give_up_after_s is 30 s)."""
+        if self.disconnects > self.reconnects:
+            return "disconnected and not resumed when the run ended"
+        return None
+
     def report(self) -> BotReport:
         world, client = self.world, self.client
         error = client.error
@@ -209,7 +216,7 @@ class Bot:
             room_id=self.room_id,
             style=self.personality.style.value,
             joined=self.joined,
-            error=self.error or (str(error) if error is not None else None),
+            error=self.error or (str(error) if error is not None else None) or self._lost(),
             kicked=close_code == KICK_CLOSE_CODE,
             close_code=close_code,
             disconnects=self.disconnects,

@@ -34,6 +34,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from astranet.client.events import region_from_env
 from astranet.tools.bot import BotReport
 from astranet.tools.fleet import BOTS_PER_ROOM, FleetConfig, FleetResult, run_fleet
 
@@ -174,7 +175,7 @@ def _positive(kind: type) -> Any:
 
 def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags astranet-bots and astranet-loadtest share."""
-    parser.add_argument("--region", default=os.environ.get("AW_REGION", "us-east"))
+    parser.add_argument("--region", default=region_from_env())
     parser.add_argument("--game-mode", default="coop")
     parser.add_argument("--rooms", type=_positive(int), default=1, help="rooms of 4 bots")
     parser.add_argument(

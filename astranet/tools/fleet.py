@@ -35,6 +35,7 @@ import contextlib
 import math
 import os
 import queue as queue_module
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -303,12 +304,20 @@ def run_fleet(config: FleetConfig, on_message: ProgressCallback | None = None) -
         )
         for w, rooms in enumerate(assignments)
     ]
-    for process in processes:
-        process.start()
+    # A Ctrl-C reaches the whole process group: the workers inherit SIGINT ignored (set
+    # around start()), so only this process handles it and stops them, with no traceback from
+    # a worker interrupted while it was still importing.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     result = FleetResult()
     ready: set[int] = set()
     done: set[int] = set()
     started = time.monotonic()
+    interrupted = False
     deadline = started + config.join_deadline() + config.duration_s + SHUTDOWN_GRACE_S
     try:
         while len(done) < count and time.monotonic() < deadline:
@@ -334,10 +343,13 @@ def run_fleet(config: FleetConfig, on_message: ProgressCallback | None = None) -
                     result.play_ended = time.monotonic()
             if on_message is not None:
                 on_message(kind, worker, payload)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         go.set()
         for process in processes:
-            process.join(timeout=5.0)
+            process.join(timeout=0.5 if interrupted else 5.0)
             if process.is_alive():  # ours, by handle: a worker stuck past every deadline
                 process.terminate()
                 process.join(timeout=5.0)

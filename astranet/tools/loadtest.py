@@ -19,7 +19,7 @@ Live progress goes to stderr (rich). At the end: a summary table (stderr), four 
 ``clients``, ``late_tick_fraction``, ``tick_ms_p99``, ``snapshot_bytes_per_client_per_s``,
 ``input_to_snapshot_ms_p99``, ``disconnects`` and ``kicks`` (docs/loadtest.md lists them all).
 Exit status: 0 ran (whatever it measured); 2 the server could not be started or reached;
-64 bad flags.
+64 bad flags; 130 interrupted (Ctrl-C: the server and the bots are stopped, no traceback).
 Limits: the tick percentiles are as fine as the histogram buckets; ``MAX_INTERVALS`` samples.
 Benchmark: this is one; results in docs/benchmarks.md, "Load test (co-op bots)".
 """
@@ -58,6 +58,7 @@ from astranet.tools.serverproc import (
 __all__ = ["MAX_INTERVALS", "LoadTest", "main"]
 
 EXIT_OK, EXIT_SERVER, EXIT_USAGE = 0, 2, 64
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 MAX_INTERVALS = 7200  # two hours of 1 s samples
 SCRAPE_JOIN_S = 15.0  # the sampler may be inside one scrape (SCRAPE_TIMEOUT_S) when stopped
 
@@ -251,6 +252,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: the server and the bot workers are already stopped
+        print("astranet-loadtest: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if (args.url is None) != (args.http_url is None):

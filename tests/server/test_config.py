@@ -153,7 +153,7 @@ BAD_FLAGS = [
     (["--empty-room-grace", "5000"], "--empty-room-grace: expected seconds >= 0 and <= 3600"),
     (["--max-message-bytes", "10"], "--max-message-bytes: expected a byte count 1024..16777216"),
     (["--host", ""], "--host: expected a host name or address without spaces"),
-    (["--db", " "], "--db: expected a database path without spaces"),
+    (["--db", " "], "--db: expected a database path"),
     (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
      "--tls-cert: expected a path to an existing PEM file, got '/nonexistent/cert.pem'"),
     (["--bogus"], "unrecognized arguments: --bogus"),

@@ -30,12 +30,12 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from astranet.client import ClientOptions, ClientWorld, ThreadedClient
-from astranet.client.events import ClientEvent, EventKind
+from astranet.client.events import ClientEvent, EventKind, region_from_env
 from astranet.errors import AstranetError, ConnectionClosed, InvalidState, ProtocolError
 from astranet.examples.coop import (
     ARENA,
@@ -64,7 +64,9 @@ RATE_WINDOW_MS = 1000.0  # snapshot rate and mean size are over the last second
 
 HUD_PX = 40  # score/wave bar at the top
 MARGIN_PX = 20
-ARENA_PX = 720  # 120 units across at 6 px per unit
+# 120 units across at 5.5 px per unit: the whole window (760 px) fits an 800 px screen with
+# its title bar, controls line included.
+ARENA_PX = 660
 SCALE = ARENA_PX / (2.0 * ARENA)
 FOOTER_PX = 40  # two lines under the arena: connection status, then the controls
 WINDOW_SIZE = (ARENA_PX + 2 * MARGIN_PX, HUD_PX + MARGIN_PX + ARENA_PX + FOOTER_PX)
@@ -364,7 +366,7 @@ def _describe(event: ClientEvent) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=os.environ.get("AW_WS_URL", "ws://127.0.0.1:8788"))
-    parser.add_argument("--region", default=os.environ.get("AW_REGION", "us-east"))
+    parser.add_argument("--region", default=region_from_env())
     parser.add_argument("--room", default=None, help="JoinRoom this room id")
     parser.add_argument("--bot", action="store_true", help="play with bot input")
     parser.add_argument("--seed", type=int, default=0, help="bot seed")
@@ -382,8 +384,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def display_problem(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why no window can open here, or None. SDL would otherwise fall back to an invisible
+    offscreen window and "play" unseen; an explicit SDL_VIDEODRIVER (tests use ``dummy``)
+    is the caller's choice and always allowed."""
+    if environ.get("SDL_VIDEODRIVER"):
+        return None
+    if sys.platform.startswith("linux") and not (
+        environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+    ):
+        return (
+            "no display (neither DISPLAY nor WAYLAND_DISPLAY is set); for a headless bot use"
+            " astranet-client, or SDL_VIDEODRIVER=dummy with --bot"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Connect, open the window and play; returns the exit status."""
+    problem = display_problem()
+    if problem is not None:  # before connecting: nothing to undo
+        print(f"{PROG}: cannot open a window: {problem}", file=sys.stderr)
+        return EXIT_DISPLAY
     options = ClientOptions(
         url=args.url, region=args.region, room_id=args.room, schema=game.schema.fingerprint
     )
