@@ -81,6 +81,9 @@ class SimContext:
     view_tick: float | None = None
     #: The room's :class:`~astranet.replication.rewind.Rewinder` (server only; None on clients).
     rewinder: Any = None
+    #: Reliable game events: ``sim.events.emit("hit", data, to=player_id)``
+    #: (:class:`~astranet.systems.events.EventRouter`; server only, None on clients).
+    events: Any = None
 
     def rewind(self, view_tick: float | None) -> Any:
         """Lag compensation: the replicated state as a client saw it at ``view_tick``.

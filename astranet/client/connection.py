@@ -89,12 +89,14 @@ from astranet.net.clock import ServerClock
 from astranet.net.limits import MAX_MESSAGE_BYTES
 from astranet.net.messages import (
     ErrorMessage,
+    Events,
     JoinAccepted,
     MatchResult,
     Pong,
     RateLimited,
     Snapshot,
 )
+from astranet.replication.events import EventInbox, GameEvent
 from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = [
@@ -110,6 +112,9 @@ __all__ = [
 # 64 snapshots = 2 s at 30 Hz: a game loop that falls further behind has bigger problems, and
 # dropping the oldest unacked ones is safe.
 MAX_INBOX_SNAPSHOTS = 64
+# Game events held for a game that does not drain them (ClientWorld drains every frame): the
+# outbox bound on the server side, so one resync's worth fits.
+MAX_GAME_EVENTS = 256
 MAX_EVENTS = 256  # a reconnect storm of 30 s at the 1 s backoff cap is ~100 events
 # An ack not folded into an input within 1.5 periods (a client that sends no input) goes out
 # alone, so the server's delta bases keep moving.
@@ -191,6 +196,10 @@ class GameClient:
         self._pending_ack: int | None = None  # newest applied snapshot id not yet sent
         self._pending_ack_ms = 0.0
         self._period_ms = 1000.0 / 30
+        # Game events: deduplicated across resumes (the inbox outlives every socket) and
+        # kept until the game drains them; beyond the bound the oldest go (counted).
+        self._event_inbox = EventInbox()
+        self._game_events: deque[GameEvent] = deque(maxlen=MAX_GAME_EVENTS)
 
     # -- thread-safe API for the game loop ---------------------------------------------------
 
@@ -253,6 +262,13 @@ class GameClient:
             self._inbox.clear()
         return snapshots
 
+    def drain_game_events(self) -> list[GameEvent]:
+        """Reliable game events received since the last call, each once, in order."""
+        with self._lock:
+            events = list(self._game_events)
+            self._game_events.clear()
+        return events
+
     def drain_events(self) -> list[ClientEvent]:
         with self._lock:
             events = list(self._events)
@@ -283,7 +299,7 @@ class GameClient:
         ws = await self._open()
         self._emit(EventKind.CONNECTED, options.url)
         with self._lock:
-            self.conn.hello(token=options.token, compact=options.compact_envelope)
+            self.conn.hello(token=options.token, compact=options.compact_envelope, events=True)
             if options.room_id is not None:
                 self.conn.join_room(options.room_id, options.party_token)
             else:
@@ -507,6 +523,14 @@ class GameClient:
                             sent_ms, now_ms, message.server_time_ms, message.server_tick
                         )
                         self.stats.pongs += 1
+                elif isinstance(message, Events):
+                    fresh = self._event_inbox.accept(
+                        [
+                            GameEvent(message.first_seq + i, tick, kind, data)
+                            for i, (tick, kind, data) in enumerate(message.events)
+                        ]
+                    )
+                    self._game_events.extend(fresh)
                 elif isinstance(message, RateLimited):
                     self.stats.rate_limited += 1
         for message in messages:
@@ -592,7 +616,9 @@ class GameClient:
             ws = await self._open(url)
             with self._lock:
                 self.conn.reset_transport()
-                self.conn.hello(token=self.options.token, compact=self.options.compact_envelope)
+                self.conn.hello(
+                    token=self.options.token, compact=self.options.compact_envelope, events=True
+                )
                 self.conn.resume()
             try:
                 return ws, await self._handshake(ws), url

@@ -32,6 +32,7 @@ from astranet.client.connection import GameClient
 from astranet.client.events import ClientEvent, ClientOptions, ClientStats
 from astranet.errors import AstranetError, InvalidState
 from astranet.net.messages import JoinAccepted
+from astranet.replication.events import GameEvent
 from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = ["ThreadedClient"]
@@ -88,6 +89,9 @@ class ThreadedClient:
 
     def set_view(self, view: tuple[int, int] | None) -> None:
         self.client.set_view(view)
+
+    def drain_game_events(self) -> list[GameEvent]:
+        return self.client.drain_game_events()
 
     def ack(self, snapshot_id: int) -> None:
         self.client.ack(snapshot_id)

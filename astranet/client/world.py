@@ -30,6 +30,7 @@ import esper
 from astranet.ecs import ColumnStore, EntityMirror
 from astranet.game import Game, SimContext
 from astranet.replication import Replica
+from astranet.replication.events import GameEvent
 from astranet.replication.interpolation import (
     DEFAULT_MAX_EXTRAPOLATION_MS,
     InterpolationDelay,
@@ -125,6 +126,9 @@ class ClientWorld:
         finally:
             esper.switch_world(previous)
         self._last_ms: float | None = None
+        #: Game events received since the previous frame (``GameEvent``: seq, server_tick,
+        #: type, data), in order; filled by every ``step``.
+        self.events: list[GameEvent] = []
 
     def step(self, now_ms: float | None = None, dt_s: float | None = None) -> RenderView:
         """Run one frame (synchronously) and return what to draw."""
@@ -140,6 +144,9 @@ class ClientWorld:
         finally:
             esper.switch_world(previous)
         view = self.interpolation.view
+        drain = getattr(self.link, "drain_game_events", None)
+        # Reliable game events that arrived since the last frame, each once, in order.
+        self.events = drain() if drain is not None else []
         set_view = getattr(self.link, "set_view", None)
         if set_view is not None and frame.tick_ms is not None:
             # The next inputs say what the player saw in this frame (lag compensation).

@@ -127,6 +127,8 @@ class ClientConnection:
         self.last_acked_snapshot_id: int | None = None
         #: HelloAck's ``compact`` on this socket: True/False if asked, None if not asked.
         self.compact_granted: bool | None = None
+        #: HelloAck's ``events``: True if the event channel was granted, None if not asked.
+        self.events_granted: bool | None = None
         self.last_error: ProtocolError | None = None
         self.next_seq = first_seq
         self._acked: deque[int] = deque(maxlen=MAX_ACK_HISTORY)
@@ -137,13 +139,22 @@ class ClientConnection:
 
     # ------------------------------------------------------------------------- sending
 
-    def hello(self, *, compact: bool = False, token: str | None = None) -> None:
+    def hello(
+        self, *, compact: bool = False, token: str | None = None, events: bool = False
+    ) -> None:
         """Queue Hello; ``compact`` asks for the compact Snapshot envelope (WIRE A1);
-        ``token`` is the player's JWT for a server with authentication (WIRE A4)."""
+        ``token`` is the player's JWT for a server with authentication (WIRE A4); ``events``
+        asks for reliable game events (``Events`` messages)."""
         self._require(frozenset({_C.IDLE}), "hello")
         compact_asked = True if compact else None
         self._queue(
-            Hello(PROTOCOL_VERSION, compact_asked, token=token, schema=self.schema_fingerprint)
+            Hello(
+                PROTOCOL_VERSION,
+                compact_asked,
+                token=token,
+                schema=self.schema_fingerprint,
+                events=True if events else None,
+            )
         )
         self.phase = ClientPhase.AWAIT_HELLO_ACK
 
@@ -252,6 +263,7 @@ class ClientConnection:
                 self.party_token = msg.party_token  # type: ignore[union-attr]
         elif kind is HelloAck:
             self.compact_granted = msg.compact  # type: ignore[union-attr]
+            self.events_granted = msg.events  # type: ignore[union-attr]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
         if len(self._events) >= MAX_PENDING_EVENTS:
             self.fail(1011, "receive queue overflow: caller is not draining")

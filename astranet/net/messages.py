@@ -84,6 +84,7 @@ __all__ = [
     "Ack",
     "ClientMessage",
     "ErrorMessage",
+    "Events",
     "FindOrCreate",
     "Hello",
     "HelloAck",
@@ -176,7 +177,7 @@ def _err(remote: bool) -> f.ErrorClass:
 # --------------------------------------------------------------------- client -> server
 
 
-@_message("Hello", CLIENT_MESSAGES, added=("compact", "token", "schema"))
+@_message("Hello", CLIENT_MESSAGES, added=("compact", "token", "schema", "events"))
 class Hello(Message):
     # Any u32: a client of another version must decode fine and get ``protocol_mismatch``.
     protocol: int
@@ -186,11 +187,14 @@ class Hello(Message):
     token: str | None = None
     #: The client's schema fingerprint (``Schema.fingerprint``); nil: do not check.
     schema: int | None = None
+    #: True asks for reliable game events (``Events`` messages, docs/protocol.md).
+    events: bool | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
         f.check_u32("protocol", self.protocol, err)
         f.check_optional_bool("compact", self.compact, err)
+        f.check_optional_bool("events", self.events, err)
         if self.token is not None:
             f.check_str("token", self.token, MAX_AUTH_TOKEN_CHARS, err)
         f.check_optional_u32("schema", self.schema, err)
@@ -323,17 +327,20 @@ class Leave(Message):
 # --------------------------------------------------------------------- server -> client
 
 
-@_message("HelloAck", SERVER_MESSAGES, added=("compact",))
+@_message("HelloAck", SERVER_MESSAGES, added=("compact", "events"))
 class HelloAck(Message):
     protocol: int
     #: WIRE A1: whether the compact envelope asked for in ``Hello`` was granted; None (absent)
     #: when the client did not ask.
     compact: bool | None = None
+    #: Whether the event channel asked for in ``Hello`` was granted; None when not asked.
+    events: bool | None = None
 
     def _check(self, remote: bool) -> None:
         err = _err(remote)
         f.check_u32("protocol", self.protocol, err)
         f.check_optional_bool("compact", self.compact, err)
+        f.check_optional_bool("events", self.events, err)
 
 
 @_message("MatchResult", SERVER_MESSAGES, added=("party_token",))
@@ -437,8 +444,33 @@ class ErrorMessage(Message):
         f.check_str("message", self.message, MAX_ERROR_MESSAGE_CHARS, err)
 
 
+@_message("Events", SERVER_MESSAGES)
+class Events(Message):
+    """Reliable game events (only to a client whose ``Hello`` asked): ``events[i]`` has seq
+    ``first_seq + i`` and is ``[server_tick u64, type str(1..64), data bin(<=4096)]``."""
+
+    first_seq: int
+    events: tuple[tuple[int, str, bytes], ...]
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_u32("first_seq", self.first_seq, err)
+        if type(self.events) not in (tuple, list) or not 1 <= len(self.events) <= 256:
+            raise err("events must be an array of 1-256 events")
+        for event in self.events:
+            if type(event) not in (tuple, list) or len(event) != 3:
+                raise err("each event must be [server_tick, type, data]")
+            f.check_u64("server_tick", event[0], err)
+            f.check_str("type", event[1], 64, err, min_chars=1)
+            f.check_bytes("data", event[2], 4096, err)
+        if self.first_seq + len(self.events) - 1 > 0xFFFFFFFF:
+            raise err("event seq past u32")
+
+
 ClientMessage = Hello | FindOrCreate | JoinRoom | Resume | InputFrame | Ack | Ping | Leave
-ServerMessage = HelloAck | MatchResult | JoinAccepted | Snapshot | Pong | RateLimited | ErrorMessage
+ServerMessage = (
+    HelloAck | MatchResult | JoinAccepted | Snapshot | Pong | RateLimited | ErrorMessage | Events
+)
 
 # ----------------------------------------------------------------------------- codec
 

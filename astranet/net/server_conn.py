@@ -90,6 +90,7 @@ from astranet.net.messages import (
     Ack,
     ClientMessage,
     ErrorMessage,
+    Events,
     FindOrCreate,
     Hello,
     HelloAck,
@@ -158,7 +159,7 @@ SENDS: dict[ServerPhase, frozenset[type]] = {
     _P.AWAIT_HELLO: frozenset({HelloAck, ErrorMessage, RateLimited}),
     _P.LOBBY: frozenset({MatchResult, JoinAccepted, Pong, ErrorMessage, RateLimited}),
     _P.MATCHING: frozenset({MatchResult, JoinAccepted, Pong, ErrorMessage, RateLimited}),
-    _P.IN_ROOM: frozenset({Snapshot, Pong, ErrorMessage, RateLimited}),
+    _P.IN_ROOM: frozenset({Snapshot, Events, Pong, ErrorMessage, RateLimited}),
     _P.CLOSED: frozenset(),
 }
 #: Phase changes: (phase, message received or sent) -> next phase. Closing (any phase ->
@@ -226,6 +227,8 @@ class ServerConnection:
         self.allow_compact = allow_compact
         #: True once a Hello asked for the compact envelope and it was granted (WIRE A1).
         self.compact = False
+        #: True once a Hello asked for game events: the shell may send ``Events`` messages.
+        self.events = False
         self.stats = ConnectionStats()
         self._authenticate = authenticate
         #: ``?token=`` of the upgrade request (the edge may set it once the upgrade is done).
@@ -382,7 +385,10 @@ class ServerConnection:
             granted = None
             if msg.compact:  # type: ignore[union-attr]
                 granted = self.compact = self.allow_compact
-            self._queue(HelloAck(PROTOCOL_VERSION, granted))
+            events = None
+            if msg.events:  # type: ignore[union-attr]
+                events = self.events = True  # the event channel (docs/protocol.md, Events)
+            self._queue(HelloAck(PROTOCOL_VERSION, granted, events))
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
         if len(self._events) >= MAX_PENDING_EVENTS:
             self._close_with(1011, "receive queue overflow: shell is not draining")

@@ -329,6 +329,7 @@ class GameServer:
             elif isinstance(message, Ack):
                 if session.player is not None:
                     session.player.baseline.ack(message.snapshot_id)
+                    session.player.outbox.ack(message.snapshot_id)
             elif isinstance(message, Ping):
                 session.send(
                     Pong(

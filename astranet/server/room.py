@@ -33,12 +33,14 @@ import numpy as np
 from astranet.ecs import ColumnStore, WorldSwitch
 from astranet.game import Game, SimContext
 from astranet.net.limits import MAX_SNAPSHOT_PAYLOAD_BYTES
+from astranet.net.messages import Events
 from astranet.replication import (
     ClientBaseline,
     EncodedSnapshot,
     SnapshotFanout,
     SnapshotHistory,
 )
+from astranet.replication.events import EventOutbox
 from astranet.replication.interest import (
     ENVELOPE_BYTES,
     MIN_BUDGET_BYTES,
@@ -54,6 +56,7 @@ from astranet.systems import (
     Stage,
     add_system,
 )
+from astranet.systems.events import EventRouter
 from astranet.systems.snapshot_replication import InterestPolicy
 
 __all__ = ["Player", "Room", "SnapshotSink"]
@@ -66,6 +69,8 @@ class SnapshotSink(Protocol):
 
     def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
         """Take this tick's snapshot without blocking (newest wins if the writer is behind)."""
+
+    # Optional: ``wants_events`` (bool) and ``offer_events(Events)``, for the event channel.
 
 
 @dataclass(eq=False, slots=True)
@@ -84,10 +89,22 @@ class Player:
     last_accepted_seq: int | None = None
     #: Interest mask hook (None: sees everything); see SnapshotSubscriber.visible.
     visible: np.ndarray | None = None
+    #: Reliable game events waiting for this player (survives Resume; bounded).
+    outbox: EventOutbox = field(default_factory=EventOutbox)
 
     def deliver(self, snapshot: EncodedSnapshot) -> None:
-        if self.session is not None:
-            self.session.offer_snapshot(snapshot, self.inputs.last_input_seq)
+        session = self.session
+        if session is None:
+            return
+        if getattr(session, "wants_events", False):
+            # Written just before the snapshot on the same stream: an ack of this snapshot
+            # (or a later one) proves these events arrived.
+            due = self.outbox.due(snapshot.id, snapshot.server_tick)
+            if due:
+                session.offer_events(
+                    Events(due[0].seq, tuple((e.server_tick, e.type, e.data) for e in due))
+                )
+        session.offer_snapshot(snapshot, self.inputs.last_input_seq)
 
 
 class Room:
@@ -119,6 +136,7 @@ class Room:
         self.sim = SimContext(self.store, 0, 1.0 / tick_hz, room_id, authoritative=True)
         self.history = SnapshotHistory(self.store)
         self.fanout = SnapshotFanout(game.schema, self.history, checksum=checksum)
+        self.events = self.sim.events = EventRouter(self._outboxes)
         self.sim.rewinder = Rewinder(
             game.schema, self.history, tick_hz, max_rewind_ms=getattr(game, "max_rewind_ms", 500.0)
         )
@@ -235,6 +253,7 @@ class Room:
         tick += self.tick_offset
         self.tick = tick
         self.sim.tick = tick
+        self.events.tick = tick
         timings: dict[str, float] = {}
         with self.activated():
             # esper.process() plus per-system timing. esper's own timed_process() records
@@ -251,6 +270,9 @@ class Room:
     def attended(self) -> bool:
         """Whether any player is connected (the server steps only attended rooms)."""
         return any(p.session is not None for p in self.players.values())
+
+    def _outboxes(self) -> dict[str, EventOutbox]:
+        return {player_id: p.outbox for player_id, p in self.players.items()}
 
     def connected_players(self) -> Iterator[Player]:
         return (p for p in self.players.values() if p.session is not None)

@@ -135,6 +135,7 @@ class RoomHost:
         for room in list(self.rooms.values()):
             if not room.attended():
                 continue  # nobody connected: frozen until someone resumes (WIRE A4)
+            room.events.everyone = self.broadcast_event  # to=EVERYONE reaches every room
             try:
                 for name, seconds in room.step(tick).items():
                     timings[name] = timings.get(name, 0.0) + seconds
@@ -150,6 +151,11 @@ class RoomHost:
             self.housekeeping()
         if self._checkpoint_every:
             self._checkpoint_due(tick)
+
+    def broadcast_event(self, event_type: str, data: bytes = b"") -> None:
+        """One game event for every player of every room on this node."""
+        for room in self.rooms.values():
+            room.events.deliver_local(event_type, data)
 
     def _report_ingestion(self, room: Room) -> None:
         """Move the room's new ingestion counts into /metrics (deltas since last tick)."""
@@ -345,6 +351,7 @@ class RoomHost:
             with contextlib.suppress(ResumeDenied):  # a hold may already have been swept
                 self.matchmaker.resume(room.room_id, player.player_id)
         player.baseline.reset()  # the next snapshot is full
+        player.outbox.new_session()  # waiting events go out again on the new socket
         resume_token = self._rotate_resume_token(room, player)
         self._attach(session, room, player, resume_token, resumed=not announce)
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
 from astranet.net import ServerConnection, ServerPhase
 from astranet.net.envelope import SnapshotEnvelope
-from astranet.net.messages import ClientMessage, Hello, ServerMessage
+from astranet.net.messages import ClientMessage, Events, Hello, ServerMessage
 from astranet.replication import EncodedSnapshot
 from astranet.server.edge import WebSocketEdge
 
@@ -172,6 +172,19 @@ class Session(WebSocketEdge):
             self._write_snapshot(*pending)
 
     # -- called by the host ----------------------------------------------------------------
+
+    @property
+    def wants_events(self) -> bool:
+        """Whether this client asked for game events in its Hello."""
+        return self.conn.events
+
+    def offer_events(self, message: Events) -> None:
+        """Write one ``Events`` message now (before this tick's snapshot; never dropped while
+        the socket is open: the transport buffers it)."""
+        try:
+            self.send(message)
+        except InvalidState:  # closing: the outbox keeps them for a Resume
+            return
 
     def send(self, message: ServerMessage, **kwargs: int | None) -> None:
         """Send a reply now (raises ``InvalidState`` if the protocol forbids it)."""

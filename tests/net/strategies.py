@@ -68,6 +68,15 @@ SERVER_STRATEGIES = {
     ),
     m.Pong: st.builds(m.Pong, u64, u64, u64, u64),
     m.RateLimited: st.builds(m.RateLimited, u32),
+    m.Events: st.builds(
+        m.Events,
+        st.integers(0, U32_MAX - 8),
+        st.lists(
+            st.tuples(u64, st.text(min_size=1, max_size=64), st.binary(max_size=64)),
+            min_size=1,
+            max_size=8,
+        ).map(tuple),
+    ),
     m.ErrorMessage: st.builds(
         m.ErrorMessage,
         st.text(ALNUM + "_", min_size=1, max_size=64),

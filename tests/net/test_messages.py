@@ -70,6 +70,7 @@ def test_registries_cover_wire_md() -> None:
         "Pong",
         "RateLimited",
         "ProtocolError",
+        "Events",
     }
     assert set(CLIENT_STRATEGIES) == set(m.CLIENT_MESSAGES.values())
     assert set(SERVER_STRATEGIES) == set(m.SERVER_MESSAGES.values())

@@ -1,0 +1,44 @@
+"""The event channel on the wire: asked for in Hello, granted in HelloAck, Events validated."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from astranet.errors import InvalidState, MalformedMessage
+from astranet.net import messages as m
+from astranet.net.server_conn import ServerConnection
+
+
+def _replies(conn: ServerConnection) -> list[m.Message]:
+    return [m.decode_server_message(b) for b in conn.data_to_send()]
+
+
+def test_events_are_granted_only_when_asked() -> None:
+    asked = ServerConnection()
+    asked.receive_data(m.encode(m.Hello(1, events=True)))
+    assert _replies(asked) == [m.HelloAck(1, events=True)] and asked.events
+    plain = ServerConnection()
+    plain.receive_data(m.encode(m.Hello(1)))
+    ack = plain.data_to_send()
+    assert ack == [m.encode(m.HelloAck(1))] and not plain.events
+    assert b"events" not in ack[0]  # a v1 client sees the v1 HelloAck
+
+
+def test_events_round_trip_and_only_go_out_in_a_room() -> None:
+    msg = m.Events(7, ((100, "hit", b"\x01"), (101, "wave", b"")))
+    assert m.decode_server_message(m.encode(msg)) == msg
+    conn = ServerConnection()
+    conn.receive_data(m.encode(m.Hello(1, events=True)))
+    with pytest.raises(InvalidState):
+        conn.send(msg)  # not before JoinAccepted
+
+
+@pytest.mark.parametrize(
+    "events",
+    [[], [[1, "", b""]], [[1, "x" * 65, b""]], [[1, "ok", bytes(4097)]], [[-1, "ok", b""]], [1]],
+)
+def test_bad_events_messages_are_malformed(events: list[object]) -> None:
+    wire = msgpack.packb({"t": "Events", "first_seq": 1, "events": events})
+    with pytest.raises(MalformedMessage):
+        m.decode_server_message(wire)
