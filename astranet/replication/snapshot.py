@@ -42,6 +42,8 @@ DEFAULT_RING = 64
 # Below this many rows re-quantizing a changed column whole costs less than finding its changed
 # rows (a handful of numpy calls either way); above it, quantizing only changed rows wins.
 PARTIAL_MIN_ROWS = 256
+# Captures a mostly-changing column is quantized whole before the partial path is tried again.
+DENSE_RETRY_CAPTURES = 16
 MAX_SNAPSHOT_ID = (1 << 32) - 1  # ids are u32 on the wire
 
 
@@ -112,13 +114,16 @@ def capture(store: ColumnStore, snapshot_id: int, tick: int) -> Snapshot:
 class _IncrementalCapture:
     """The previous capture's net ids, column bits and codes: what the next capture may reuse."""
 
-    __slots__ = ("codes", "ids", "ids_raw", "raw")
+    __slots__ = ("codes", "dense_for", "ids", "ids_raw", "raw")
 
     def __init__(self) -> None:
         self.ids: np.ndarray | None = None  # frozen net ids of the last snapshot
         self.ids_raw = b""
         self.raw: list[bytes] = []  # each column's bytes at the last capture
         self.codes: tuple[np.ndarray, ...] = ()
+        # field -> captures left before trying the partial path again: a column most of whose
+        # rows change every tick (a swarm's positions) is quantized whole without the search.
+        self.dense_for: dict[int, int] = {}
 
     def capture(self, store: ColumnStore, snapshot_id: int, tick: int) -> Snapshot:
         """Like :func:`capture`, reusing whatever did not change since the previous call."""
@@ -136,12 +141,19 @@ class _IncrementalCapture:
             encoding = fields[f].encoding
             if same_rows and bits == self.raw[f]:
                 codes.append(self.codes[f])  # the very same frozen array: "unchanged"
-            elif previous_ids is not None and len(ids) >= PARTIAL_MIN_ROWS:
+            elif previous_ids is not None and len(ids) >= PARTIAL_MIN_ROWS and self._try_partial(f):
                 codes.append(_frozen(self._partial(encoding, column, f, ids, previous_ids)))
             else:
                 codes.append(_frozen(encoding.quantize(column)))
         self.ids, self.ids_raw, self.raw, self.codes = ids, ids_raw, raw, tuple(codes)
         return Snapshot(snapshot_id, tick, ids, self.codes)
+
+    def _try_partial(self, f: int) -> bool:
+        left = self.dense_for.get(f, 0)
+        if left:
+            self.dense_for[f] = left - 1
+            return False
+        return True
 
     def _partial(
         self, encoding: Encoding, column: np.ndarray, f: int, ids: np.ndarray, old_ids: np.ndarray
@@ -162,6 +174,7 @@ class _IncrementalCapture:
             stale = np.ones(len(ids), dtype=bool)
             stale[kept_rows] = rows_differ(column[kept_rows], old_column[old_rows])
         if np.count_nonzero(stale) * 2 > len(ids):
+            self.dense_for[f] = DENSE_RETRY_CAPTURES
             return encoding.quantize(column)
         codes = np.empty_like(old_codes, shape=(len(ids), old_codes.shape[1]))
         codes[kept_rows] = old_codes[old_rows]
