@@ -232,3 +232,22 @@ async def test_lobby_idlers_are_closed(serve: StartServer) -> None:
     await idle.hello()
     code, reason = await idle.closed(within_s=5)
     assert (code, reason) == (1008, "lobby idle timeout: no room requested")
+
+
+async def test_abandoned_rooms_are_not_stepped(running: Running) -> None:
+    """Room amplification (issue 16 #1): rooms whose only player dropped (held seat, held party
+    seats) cost no simulation; the bystander's room keeps ticking."""
+    dropped = []
+    for index in range(5):
+        client = await running.joined_client(game_mode=f"amp{index}", party_size=4)
+        dropped.append(client.joined.room_id)  # type: ignore[union-attr]
+        client.ws.transport.abort()
+        await running.ended(client)
+    bystander = await running.joined_client(region="eu-central", game_mode="bystander")
+    rooms = running.server.rooms
+    frozen = {room_id: rooms[room_id].tick for room_id in dropped}
+    own = rooms[bystander.joined.room_id]  # type: ignore[union-attr]
+    start = own.tick
+    await bystander.snapshot_where(lambda s: s.server_tick >= start + 10)
+    assert own.tick >= start + 10
+    assert {room_id: rooms[room_id].tick for room_id in dropped} == frozen
