@@ -261,9 +261,11 @@ async def test_coalesced_render_bounds_renders_and_is_never_older_than_asked() -
     def render() -> bytes:
         return str(state["value"]).encode()
 
-    coalesced = CoalescedRender(render, min_interval_s=0.05)
+    now = [0.0]  # a still clock: every request below arrives at the same instant
+    coalesced = CoalescedRender(render, min_interval_s=0.05, clock=lambda: now[0])
     assert await coalesced.get() == b"0"
     state["value"] = 1
+    now[0] = 1.0
     bodies = await asyncio.gather(*(coalesced.get() for _ in range(200)))
     assert set(bodies) == {b"1"}  # everyone asked after the change sees it
     assert coalesced.renders == 2  # 200 concurrent requests, one render
