@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import sys
 import time
@@ -99,8 +100,8 @@ async def drive(player: Player, stop: asyncio.Event, resumed: asyncio.Semaphore)
             player.last_tick = max(player.last_tick, tick)
             client.ack(int(received.snapshot_id))
         step += 1
-        angle = (step % 8) / 8.0
-        client.send_input(encode_input(1.0 - 2 * angle, 2 * angle - 1.0))
+        angle = (step % 16) * math.pi / 8  # walk in circles, at most unit speed
+        client.send_input(encode_input(0.8 * math.cos(angle), 0.8 * math.sin(angle)))
         await asyncio.sleep(INPUT_PERIOD_S)  # the input rate is the point
 
 
@@ -176,6 +177,10 @@ async def _measure(
         if len(serving) > 1:
             twins += 1
     resumed = [p for p in affected if p.resumed_at is not None]
+    stuck = [p for p in affected if p.resumed_at is None]
+    if stuck:  # say why, from the client's own events
+        events = stuck[0].client.drain_events()[-4:]
+        print(f"  {len(stuck)} not resumed; player {stuck[0].index}: {events}", flush=True)
     latencies = sorted(p.resumed_at - killed_at for p in resumed)  # type: ignore[operator]
     lost_ticks = []
     for room_id in rooms:
