@@ -28,6 +28,7 @@ Benchmark: benchmarks/failover.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -40,7 +41,7 @@ from astranet.cluster.directory import RoomDirectory
 from astranet.cluster.leases import HostedRoom, NodeLease
 from astranet.cluster.ownership import RoomOwnership
 from astranet.cluster.timings import ClusterTimings
-from astranet.errors import RoomLost
+from astranet.errors import MatchmakingError, RoomLost
 from astranet.server.config import ServerConfig
 from astranet.server.matchmaking import InProcessMatchmaking, Match, MatchmakingBackend
 from astranet.server.persistence import StoragePersistence
@@ -77,12 +78,14 @@ class FailoverMatchmaking:
         config: ServerConfig | None = None,
         fence: Fence | None = None,
         check_interval_s: float = 1.0,
+        own_lease: bool = True,
     ) -> None:
         """``host`` is the room host (``rooms``, ``matchmaker``, ``tick``...: what
         ``restore_room`` needs); ``check_interval_s`` is the epoch heartbeat period.
 
-        Without ``ownership``, :meth:`start` joins the cluster itself from ``config`` and
-        ``fence`` (a directory, this node's lease, the ownership watch).
+        Without ``ownership``, :meth:`start` connects from ``config`` and ``fence`` (a
+        directory handle and the ownership watch) and, with ``own_lease``, keeps this node's
+        lease itself (when ``inner`` is not a cluster backend that already does).
         """
         self.inner = inner
         self.ownership = ownership  # type: ignore[assignment]
@@ -93,6 +96,7 @@ class FailoverMatchmaking:
         self.check_interval_s = check_interval_s
         self.directory: RoomDirectory | None = None
         self.lease: NodeLease | None = None
+        self.own_lease = own_lease
         self.restored = 0  # rooms restored here
         self.evicted = 0  # rooms this node lost to another
         self._restoring: dict[str, asyncio.Future[bool]] = {}
@@ -151,7 +155,8 @@ class FailoverMatchmaking:
                     session.close(ROOM_MOVED_CLOSE_CODE, ROOM_MOVED_REASON)
                     session.player = None
                 player.session = None
-            self.host.matchmaker.close_room(room_id)
+            with contextlib.suppress(MatchmakingError):  # no seat book entry: nothing to free
+                self.host.matchmaker.close_room(room_id)
             room.close()
             self.evicted += 1
 
@@ -208,6 +213,8 @@ class FailoverMatchmaking:
         )
         self.ownership = RoomOwnership(self.directory.client, fence, redis_url=config.redis)
         self.check_interval_s = timings.heartbeat_s
+        if not self.own_lease:
+            return
         host = self.host
         self.lease = NodeLease(
             self.directory,
@@ -248,9 +255,16 @@ class FailoverNode:
     backend: Callable[[Any], FailoverMatchmaking]
 
 
-async def open_failover_node(config: ServerConfig) -> FailoverNode:
+async def open_failover_node(
+    config: ServerConfig, inner: Callable[[Any], MatchmakingBackend] | None = None
+) -> FailoverNode:
     """Open the shared Redis store (StorageError naming the URL if unreachable) and build the
-    backend factory ``GameServer(backend=...)`` takes."""
+    backend factory ``GameServer(backend=...)`` takes.
+
+    ``inner`` builds the matchmaking backend to wrap from the room host: the cluster's Redis
+    matchmaking (which keeps the node's lease itself), or by default the in-process one (this
+    module then keeps the lease).
+    """
     assert config.redis is not None
     node_id = config.node_id or default_node_id()
     fence = Fence(node_id)
@@ -263,8 +277,9 @@ async def open_failover_node(config: ServerConfig) -> FailoverNode:
     )
 
     def backend(host: Any) -> FailoverMatchmaking:
+        wrapped = inner(host) if inner is not None else InProcessMatchmaking(host.matchmaker)
         return FailoverMatchmaking(
-            InProcessMatchmaking(host.matchmaker), persistence, host, config=config, fence=fence
+            wrapped, persistence, host, config=config, fence=fence, own_lease=inner is None
         )
 
     return FailoverNode(node_id, persistence, backend)
