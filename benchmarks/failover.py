@@ -94,7 +94,7 @@ async def drive(player: Player, stop: asyncio.Event, resumed: asyncio.Semaphore)
                 and player.tick_at_kill is not None
                 and player.resumed_at is None
             ):
-                player.resumed_at = time.monotonic()
+                player.resumed_at = received.arrival_ms / 1000.0  # client clock: monotonic
                 player.resumed_tick = tick
                 resumed.release()
             player.last_tick = max(player.last_tick, tick)

@@ -176,9 +176,13 @@ async def test_kill_9_every_player_resumes_elsewhere_with_the_checkpointed_world
     assert joined[1].room_id == room_id and joined[0].entity != joined[1].entity
     for step in range(6):  # move both avatars, then stand still
         for player in players:
-            player.send_input(encode_input(1.0, 0.5 * step))
+            player.send_input(encode_input(0.6, 0.1 * step))
     # Two checkpoint intervals of stillness: the last checkpoint holds the final positions.
     await asyncio.sleep(2 * CHECKPOINT_INTERVAL_S + 0.5)
+    # Before the kill: the newest snapshot each player saw (WIRE rule 4 across the move).
+    last_seen = {
+        p: max((s.snapshot_id, s.server_tick) for s in p.drain_snapshots()) for p in players
+    }
     a.kill()
     assert a.wait() == -signal.SIGKILL
     checkpoint = RedisStorage(redis_url).load_checkpoint(room_id)
@@ -196,6 +200,8 @@ async def test_kill_9_every_player_resumes_elsewhere_with_the_checkpointed_world
     for player, accepted in zip(players, joined, strict=True):
         first = await _first_snapshot_of_session(player, 2)
         assert first.base_id is None and first.server_tick >= int(restored[2])
+        last_id, last_tick = last_seen[player]
+        assert first.snapshot_id > last_id and first.server_tick > last_tick
         # Exactly the checkpoint, stepped over some of the ticks the new node ran since it
         # restored the room (a room with no connected player is not simulated, WIRE A4).
         received = (
