@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import AsyncIterator
 
@@ -30,8 +32,10 @@ from astranet.cluster.failover import ROOM_MOVED_CLOSE_CODE, ROOM_MOVED_REASON
 from astranet.examples.dots import encode_input, game
 from astranet.net.messages import ErrorMessage, JoinAccepted, MatchResult, Snapshot
 from astranet.replication import Replica
+from astranet.server.persistence import reserved_ticks
 from astranet.server.room import Room
 from astranet.storage.redis import RedisStorage
+from astranet.tools.redisproc import free_port
 from tests.durability._wire import WAIT_S, ServerProcess, WireClient
 
 pytestmark = pytest.mark.timeout(90)
@@ -302,3 +306,56 @@ async def test_a_paused_owner_that_comes_back_closes_its_sessions_and_writes_not
     answer = await _resume_once(stale, a.url)  # it asks its old node: redirected to B
     assert isinstance(answer, MatchResult) and answer.url == b.url
     assert isinstance(await _resume_once(stale, b.url), JoinAccepted)
+
+
+async def test_a_graceful_stop_hands_its_rooms_over_at_once_and_loses_nothing(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.start("nodeA")
+    b = await cluster.start("nodeB")
+    player = GameClient(
+        ClientOptions(url=a.url, game_mode="dots", fallback_urls=(a.url, b.url), seed=7)
+    )
+    joined = await player.connect()
+    await asyncio.sleep(2 * CHECKPOINT_INTERVAL_S)
+    before = player.event_count
+    last_id, last_tick = max((s.snapshot_id, s.server_tick) for s in player.drain_snapshots())
+    stopped_at = asyncio.get_running_loop().time()
+    a.terminate()  # SIGTERM: checkpoint every room, retire from the cluster, close 1001
+    assert await asyncio.to_thread(a.wait) == 0
+    async with asyncio.timeout(FAILOVER_WAIT_S):
+        event = await player.wait_for(EventKind.RECONNECTED, after=before)
+    # No lease to wait for: the node retired, so the first Resume on B restores the room.
+    assert asyncio.get_running_loop().time() - stopped_at < LEASE_S
+    assert event.detail == b.url and event.entity == joined.entity
+    restored = await _log_line(b, RESTORED_FROM)
+    first = await _first_snapshot_of_session(player, 2)
+    assert first.snapshot_id > last_id and first.server_tick > last_tick
+    # The shutdown checkpoint was taken after the last snapshot the player saw: nothing lost.
+    checkpoint_tick = int(restored[2]) - 1 - reserved_ticks(CHECKPOINT_INTERVAL_S, TICK_HZ)
+    assert checkpoint_tick >= last_tick
+    await player.close()
+
+
+def test_a_node_that_cannot_reach_redis_exits_2_naming_the_url(tmp_path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "astranet.server",
+            "--redis",
+            url,
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--db",
+            str(tmp_path / "unused.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert url in done.stderr and "Traceback" not in done.stderr
