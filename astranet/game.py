@@ -141,6 +141,15 @@ class Game:
         """Movement sanity: return why ``command`` is impossible, or None when it is fine."""
         return None
 
+    def on_command(
+        self, sim: SimContext, player_id: str, net_id: int, command_type: str, data: bytes
+    ) -> str | None:
+        """A signed ``Command`` from ``player_id`` (chat, "use item"...): act on it and return
+        None, or return why it is refused (the player gets an ``astranet.command_refused``
+        event). Called in the tick (Stage.INPUT), in seq order, rate-limited per player.
+        The default refuses everything: a game opts in by overriding it."""
+        return "this game takes no commands"
+
     def relevance(self, sim: SimContext, net_id: int) -> Any:
         """Interest management: what the player whose avatar is ``net_id`` may see this tick.
 

@@ -262,6 +262,19 @@ class GameClient:
             self._inbox.clear()
         return snapshots
 
+    def send_command(self, command_type: str, data: bytes = b"") -> int | None:
+        """Sign and send one game command (validated by the server's ``Game.on_command``);
+        its seq, or None when not in a room or the server offers no event channel."""
+        with self._lock:
+            if self.conn.phase is not ClientPhase.IN_ROOM or not self.conn.events_granted:
+                return None
+            try:
+                seq = self.conn.send_command(command_type, data)
+            except InvalidState:
+                return None
+        self._poke()
+        return seq
+
     def drain_game_events(self) -> list[GameEvent]:
         """Reliable game events received since the last call, each once, in order."""
         with self._lock:

@@ -90,6 +90,9 @@ class ThreadedClient:
     def set_view(self, view: tuple[int, int] | None) -> None:
         self.client.set_view(view)
 
+    def send_command(self, command_type: str, data: bytes = b"") -> int | None:
+        return self.client.send_command(command_type, data)
+
     def drain_game_events(self) -> list[GameEvent]:
         return self.client.drain_game_events()
 

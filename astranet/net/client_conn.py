@@ -56,6 +56,7 @@ from astranet.net.limits import (
 from astranet.net.messages import (
     Ack,
     ClientMessage,
+    Command,
     FindOrCreate,
     Hello,
     HelloAck,
@@ -71,7 +72,7 @@ from astranet.net.messages import (
     encode,
 )
 from astranet.net.ratelimit import Clock
-from astranet.net.signing import InputSigner
+from astranet.net.signing import InputSigner, command_key, sign_command
 
 __all__ = ["ClientConnection", "ClientPhase"]
 
@@ -131,6 +132,7 @@ class ClientConnection:
         self.events_granted: bool | None = None
         self.last_error: ProtocolError | None = None
         self.next_seq = first_seq
+        self.next_command_seq = 1  # Command seqs, numbered on across resumes like inputs
         self._acked: deque[int] = deque(maxlen=MAX_ACK_HISTORY)
         self._signer: InputSigner | None = None
         self._events: list[ServerMessage] = []
@@ -211,6 +213,21 @@ class ClientConnection:
         if ack is not None:
             self._acked.append(ack)
             self.last_acked_snapshot_id = ack
+        return seq
+
+    def send_command(self, command_type: str, data: bytes = b"") -> int:
+        """Number, sign and queue one game ``Command``; returns its seq. Needs the event
+        channel (``hello(events=True)`` granted): raises InvalidState otherwise."""
+        self._require(frozenset({_C.IN_ROOM}), "send_command")
+        if not self.events_granted:
+            raise InvalidState("send_command needs the event channel (HelloAck.events)")
+        assert self.session_key is not None  # IN_ROOM implies JoinAccepted
+        seq = self.next_command_seq
+        if seq > U32_MAX:
+            raise LocalProtocolError("command seq space (u32) exhausted")
+        sig = sign_command(command_key(self.session_key), seq, command_type, data)
+        self._queue(Command(seq, command_type, data, sig))
+        self.next_command_seq = seq + 1
         return seq
 
     def ack(self, snapshot_id: int) -> None:

@@ -83,6 +83,7 @@ __all__ = [
     "SERVER_MESSAGES",
     "Ack",
     "ClientMessage",
+    "Command",
     "ErrorMessage",
     "Events",
     "FindOrCreate",
@@ -299,6 +300,24 @@ class InputFrame(Message):
         return self.view_tick, self.view_frac or 0
 
 
+@_message("Command", CLIENT_MESSAGES)
+class Command(Message):
+    """A signed game command (chat, "use item"...), sent only once ``HelloAck.events`` was
+    granted; the game's ``Game.on_command`` hook validates it (docs/protocol.md)."""
+
+    seq: int
+    type: str
+    data: bytes
+    sig: bytes
+
+    def _check(self, remote: bool) -> None:
+        err = _err(remote)
+        f.check_u32("seq", self.seq, err)
+        f.check_str("type", self.type, 64, err, min_chars=1)
+        f.check_bytes("data", self.data, 1024, err)
+        f.check_exact_bytes("sig", self.sig, SIG_BYTES, err)
+
+
 @_message("Ack", CLIENT_MESSAGES)
 class Ack(Message):
     snapshot_id: int
@@ -467,7 +486,7 @@ class Events(Message):
             raise err("event seq past u32")
 
 
-ClientMessage = Hello | FindOrCreate | JoinRoom | Resume | InputFrame | Ack | Ping | Leave
+ClientMessage = Hello | FindOrCreate | JoinRoom | Resume | InputFrame | Ack | Ping | Leave | Command
 ServerMessage = (
     HelloAck | MatchResult | JoinAccepted | Snapshot | Pong | RateLimited | ErrorMessage | Events
 )

@@ -55,6 +55,7 @@ check and rate limit of one frame.
 from __future__ import annotations
 
 import enum
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ from astranet.net.limits import (
 from astranet.net.messages import (
     Ack,
     ClientMessage,
+    Command,
     ErrorMessage,
     Events,
     FindOrCreate,
@@ -109,7 +111,7 @@ from astranet.net.messages import (
     encode,
 )
 from astranet.net.ratelimit import Admission, Clock, FloodGuard, RateLimitConfig, TokenBucket
-from astranet.net.signing import InputSigner, ReplayGuard
+from astranet.net.signing import InputSigner, ReplayGuard, command_key, sign_command
 
 __all__ = [
     "DEFAULT_MAX_MALFORMED",
@@ -151,7 +153,7 @@ ACCEPTS: dict[ServerPhase, frozenset[type]] = {
     _P.AWAIT_HELLO: frozenset({Hello}),
     _P.LOBBY: frozenset({FindOrCreate, JoinRoom, Resume, Ping, Leave}),
     _P.MATCHING: frozenset({Ping, Leave}),  # one request at a time
-    _P.IN_ROOM: frozenset({InputFrame, Ack, Ping, Leave}),
+    _P.IN_ROOM: frozenset({InputFrame, Ack, Ping, Leave, Command}),
     _P.CLOSED: frozenset(),
 }
 #: Server messages the shell (or this class) may send in each phase.
@@ -243,6 +245,7 @@ class ServerConnection:
         self._signer: InputSigner | None = None
         self._guard = ReplayGuard()
         self._session_key: bytes | None = None
+        self._command_key: bytes | None = None
         self._events: list[ClientMessage] = []
         self._writes: list[bytes] = []
         self._close: tuple[int, str] | None = None
@@ -327,6 +330,7 @@ class ServerConnection:
         if kind is JoinAccepted:
             self._signer = InputSigner(msg.session_key)  # type: ignore[union-attr]
             self._session_key = msg.session_key  # type: ignore[union-attr]
+            self._command_key = None
             self._guard = ReplayGuard(last_input_seq)
         elif last_input_seq is not None:
             raise LocalProtocolError("last_input_seq only applies to JoinAccepted")
@@ -364,6 +368,8 @@ class ServerConnection:
                 raise ExpectedHello("expected Hello")
             raise OutOfPhase(f"{kind.TYPE} is not allowed in phase {self.phase.name}")
         folded_ack: Ack | None = None
+        if kind is Command:
+            self._check_command(msg)  # type: ignore[arg-type]
         if kind is InputFrame:
             self._check_input(msg)  # type: ignore[arg-type]
             self.stats.inputs_accepted += 1
@@ -398,6 +404,20 @@ class ServerConnection:
             self._events.append(folded_ack)
         if kind is Leave:
             self._close_with(1000, "leave")
+
+    def _check_command(self, command: Command) -> None:
+        """Signature (under the command key) and the channel: replays are the host's job
+        (its guard lives on the seat, so it survives Resume)."""
+        kick = 1008 if self.sig_failure_policy == "kick" else None
+        if not self.events:
+            raise OutOfPhase("Command needs the event channel (Hello.events)")
+        assert self._session_key is not None  # IN_ROOM implies a JoinAccepted was sent
+        if self._command_key is None:
+            self._command_key = command_key(self._session_key)
+        expected = sign_command(self._command_key, command.seq, command.type, command.data)
+        if not hmac.compare_digest(expected, command.sig):
+            self.stats.signature_failures += 1
+            raise BadSignature("command signature verification failed", close_code=kick)
 
     def _check_input(self, frame: InputFrame) -> None:
         # Signature first, so an unsigned frame cannot probe the replay guard.

@@ -23,7 +23,15 @@ import struct
 from astranet.errors import LocalProtocolError, ReplayedInput
 from astranet.net.limits import SIG_BYTES, U32_MAX
 
-__all__ = ["InputSigner", "ReplayGuard", "sign", "verify"]
+__all__ = [
+    "InputSigner",
+    "ReplayGuard",
+    "command_key",
+    "sign",
+    "sign_command",
+    "verify",
+    "view_key",
+]
 
 # seq as u32 little-endian, then tick_ms as u64 little-endian: 12 bytes before the blob.
 _SIGNED_HEADER = struct.Struct("<IQ")
@@ -34,6 +42,26 @@ _SIGNED_VIEW_HEADER = struct.Struct("<IQQH")
 VIEW_KEY_LABEL = b"astranet input view v1"
 
 View = tuple[int, int]  # (view_tick, view_frac)
+
+
+COMMAND_KEY_LABEL = b"astranet command v1"
+_COMMAND_HEADER = struct.Struct("<IB")  # seq u32 LE, then the length of the type in bytes
+
+
+def command_key(session_key: bytes) -> bytes:
+    """The key that signs ``Command`` messages: HMAC-SHA256(session_key, COMMAND_KEY_LABEL)."""
+    return hmac.new(session_key, COMMAND_KEY_LABEL, hashlib.sha256).digest()
+
+
+def sign_command(key: bytes, seq: int, command_type: str, data: bytes) -> bytes:
+    """16-byte signature of a Command under ``key`` = ``command_key(session_key)``:
+    HMAC(key, seq u32 LE || len(type) u8 || type UTF-8 || data)[0:16]."""
+    kind = command_type.encode()
+    try:
+        header = _COMMAND_HEADER.pack(seq, len(kind))
+    except struct.error as exc:
+        raise LocalProtocolError(f"command seq/type out of range: {seq}, {command_type!r}") from exc
+    return hmac.new(key, header + kind + data, hashlib.sha256).digest()[:SIG_BYTES]
 
 
 def view_key(session_key: bytes) -> bytes:

@@ -115,10 +115,11 @@ class EventOutbox:
     def __len__(self) -> int:
         return len(self._events)
 
-    def emit(self, event_type: str, data: bytes, tick: int) -> GameEvent:
-        """Queue one event; over the bound, everything waiting becomes one resync event."""
+    def emit(self, event_type: str, data: bytes, tick: int, *, library: bool = False) -> GameEvent:
+        """Queue one event; over the bound, everything waiting becomes one resync event.
+        ``library``: an ``astranet.*`` event of the library's own (games may not send them)."""
         check_event(event_type, data)
-        if event_type.startswith(RESERVED_PREFIX):
+        if event_type.startswith(RESERVED_PREFIX) and not library:
             raise LocalProtocolError(f"event types starting {RESERVED_PREFIX!r} are reserved")
         if self.next_seq > _U32_MAX:
             raise LocalProtocolError("event seq space (u32) exhausted")

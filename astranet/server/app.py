@@ -32,6 +32,7 @@ from astranet.net import ServerPhase
 from astranet.net.messages import (
     Ack,
     ClientMessage,
+    Command,
     FindOrCreate,
     InputFrame,
     JoinRoom,
@@ -326,6 +327,8 @@ class GameServer:
         try:
             if isinstance(message, InputFrame):
                 self.host.on_input(session, message)
+            elif isinstance(message, Command):
+                self.host.on_command(session, message)
             elif isinstance(message, Ack):
                 if session.player is not None:
                     session.player.baseline.ack(message.snapshot_id)

@@ -38,9 +38,11 @@ __all__ = [
 ]
 
 NAMESPACE = "astranet"
-# Client -> server message types of WIRE.md; anything else a client sends is "unknown".
+# Client -> server message types of WIRE.md (and docs/protocol.md's Command); anything else a
+# client sends is "unknown".
 KNOWN_MESSAGE_TYPES: frozenset[str] = frozenset(
     {"Hello", "FindOrCreate", "JoinRoom", "Resume", "InputFrame", "Ack", "Ping", "Leave"}
+    | {"Command"}
 )
 MAX_LABEL_VALUES = 32  # distinct kick reasons / system names per metric; plenty for real code
 OTHER_LABEL = "other"

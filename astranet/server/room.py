@@ -56,7 +56,7 @@ from astranet.systems import (
     Stage,
     add_system,
 )
-from astranet.systems.events import EventRouter
+from astranet.systems.events import CommandQueue, CommandSystem, EventRouter
 from astranet.systems.snapshot_replication import InterestPolicy
 
 __all__ = ["Player", "Room", "SnapshotSink"]
@@ -91,6 +91,8 @@ class Player:
     visible: np.ndarray | None = None
     #: Reliable game events waiting for this player (survives Resume; bounded).
     outbox: EventOutbox = field(default_factory=EventOutbox)
+    #: Signed game commands waiting for the tick, and their replay guard (survives Resume).
+    commands: CommandQueue = field(default_factory=CommandQueue)
 
     def deliver(self, snapshot: EncodedSnapshot) -> None:
         session = self.session
@@ -148,6 +150,9 @@ class Room:
             with self.activated():
                 add_system(
                     InputIngestionSystem(game, self._input_queues, self.ingestion), Stage.INPUT
+                )
+                self.commands = add_system(
+                    CommandSystem(game, self._command_queues, tick_hz), Stage.INPUT, 1
                 )
                 self.replication = add_system(
                     SnapshotReplicationSystem(
@@ -270,6 +275,9 @@ class Room:
     def attended(self) -> bool:
         """Whether any player is connected (the server steps only attended rooms)."""
         return any(p.session is not None for p in self.players.values())
+
+    def _command_queues(self) -> Iterator[tuple[str, int, CommandQueue]]:
+        return ((p.player_id, p.net_id, p.commands) for p in self.players.values())
 
     def _outboxes(self) -> dict[str, EventOutbox]:
         return {player_id: p.outbox for player_id, p in self.players.items()}

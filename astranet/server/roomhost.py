@@ -41,7 +41,14 @@ from astranet.errors import (
     RoomNotFound,
 )
 from astranet.game import Game
-from astranet.net.messages import ErrorMessage, InputFrame, JoinAccepted, MatchResult, Resume
+from astranet.net.messages import (
+    Command,
+    ErrorMessage,
+    InputFrame,
+    JoinAccepted,
+    MatchResult,
+    Resume,
+)
 from astranet.replication.rewind import VIEW_FRAC_ONE
 from astranet.server.auth import Identity
 from astranet.server.config import ServerConfig
@@ -57,6 +64,7 @@ from astranet.server.room import Player, Room
 from astranet.server.scheduler import TickLoop
 from astranet.server.session import TAKEOVER_REASON, Session, SnapshotEnvelopes
 from astranet.storage import hash_resume_token, token_matches
+from astranet.systems.events import COMMAND_REFUSED_EVENT, refused_event
 
 __all__ = ["RESUME_TOKEN_BYTES", "SESSION_KEY_BYTES", "RoomHost"]
 
@@ -251,6 +259,17 @@ class RoomHost:
         if not queued and session.room is not None:
             session.room.ingestion.dropped += 1  # sent faster than the tick: oldest dropped
         player.last_accepted_seq = frame.seq
+
+    def on_command(self, session: Session, command: Command) -> None:
+        """A signature-checked Command: into the seat's queue (applied in the next tick)."""
+        player = session.player
+        if player is None or session.room is None:
+            return
+        reason = player.commands.push(command.seq, command.type, command.data)
+        if reason == "replay":
+            session.room.events.emit_library(
+                COMMAND_REFUSED_EVENT, refused_event(command.seq, reason), player.player_id
+            )
 
     def ensure_room_exists(self, room_id: str, region: str, game_mode: str) -> Room:
         try:

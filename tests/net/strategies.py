@@ -43,6 +43,13 @@ CLIENT_STRATEGIES = {
     m.Ack: st.builds(m.Ack, u32),
     m.Ping: st.builds(m.Ping, u64, u64),
     m.Leave: st.builds(m.Leave),
+    m.Command: st.builds(
+        m.Command,
+        u32,
+        st.text(min_size=1, max_size=64),
+        st.binary(max_size=1024),
+        st.binary(min_size=16, max_size=16),
+    ),
 }
 
 SERVER_STRATEGIES = {

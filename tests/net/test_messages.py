@@ -61,6 +61,7 @@ def test_registries_cover_wire_md() -> None:
         "Ack",
         "Ping",
         "Leave",
+        "Command",
     }
     assert set(m.SERVER_MESSAGES) == {
         "HelloAck",

@@ -103,3 +103,13 @@ def test_view_frame_example_decodes_and_verifies(blocks: dict[str, bytes]) -> No
     # Stripping the view (a v1 check of the same bytes) fails: the view is signed.
     assert not verify(key, frame.seq, frame.tick_ms, frame.input_blob, frame.sig)
     assert m.encode(frame) == blocks["view-input-frame"]
+
+
+def test_command_example_verifies(blocks: dict[str, bytes]) -> None:
+    from astranet.net.signing import command_key, sign_command
+
+    key = command_key(blocks["vector-key"])
+    assert key == blocks["command-key"]
+    command = m.decode_client_message(blocks["command-frame"])
+    assert command == m.Command(3, "say", b"hi", sign_command(key, 3, "say", b"hi"))
+    assert m.encode(command) == blocks["command-frame"]
