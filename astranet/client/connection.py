@@ -317,7 +317,30 @@ class GameClient:
                 self.conn.join_room(options.room_id, options.party_token)
             else:
                 self.conn.find_or_create(options.region, options.game_mode, options.party_size)
-        accepted = await self._handshake(ws)
+        url = options.url
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                accepted = await self._handshake(ws)
+                break
+            except _Redirect as redirect:
+                # A2: the room lives on another node; take the held seat there.
+                if hop == MAX_REDIRECTS or redirect.match is None:
+                    raise RemoteProtocolError(
+                        f"more than {MAX_REDIRECTS} redirects joining a room"
+                    ) from None
+                url = redirect.url
+                self._remember_url(url)
+                self.stats.redirects += 1
+                ws = await self._open(url)
+                with self._lock:
+                    self.conn.reset_transport()
+                    self.conn.hello(token=options.token, compact=options.compact_envelope)
+                    self.conn.join_room(
+                        redirect.match.room_id,
+                        options.party_token,
+                        seat_token=redirect.match.seat_token,
+                    )
+        self.served_url = url
         self._attach(ws, accepted)
         self._emit(
             EventKind.JOINED,
@@ -393,7 +416,7 @@ class GameClient:
                         if isinstance(message, JoinAccepted):
                             return message
                         if isinstance(message, MatchResult) and message.url is not None:
-                            raise _Redirect(message.url)
+                            raise _Redirect(message.url, message)
                     close = self.conn.close_expected()
                     if close is not None:
                         if isinstance(self.conn.last_error, SchemaMismatch):
@@ -687,9 +710,10 @@ class GameClient:
 class _Redirect(AstranetError):
     """A redirecting MatchResult (A2) answered our request: repeat it at ``url``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, match: MatchResult | None = None) -> None:
         super().__init__(f"redirected to {url}")
         self.url = url
+        self.match = match
 
 
 def _fetch_json(url: str) -> object:

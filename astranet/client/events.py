@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from astranet.errors import (
     BadRequest,
+    ClusterUnavailable,
     ConnectionClosed,
     GameError,
     ProtocolError,
@@ -30,6 +31,7 @@ from astranet.errors import (
     RoomLost,
     RoomNotFound,
     SchemaMismatch,
+    SeatExpired,
     UnknownRegion,
 )
 from astranet.net.messages import ErrorMessage
@@ -56,6 +58,8 @@ _SERVER_ERRORS: dict[str, type[RemoteProtocolError]] = {
     "schema_mismatch": SchemaMismatch,
     "game_error": GameError,
     "room_failed": RoomFailed,
+    "seat_expired": SeatExpired,
+    "unavailable": ClusterUnavailable,
 }
 
 
@@ -144,6 +148,7 @@ class ClientStats:
     pongs: int = 0
     rate_limited: int = 0
     reconnects: int = 0
+    redirects: int = 0  # A2: joins repeated at another node
 
 
 def region_from_env(environ: Mapping[str, str] = os.environ, default: str = "us-east") -> str:

@@ -27,6 +27,7 @@ Benchmark: ``benchmarks/cluster.py`` (join latency with and without a redirect).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "astranet"
 SEAT_TOKEN_BYTES = 16  # 128 random bits: unguessable for its 15 s life
+PARTY_TOKEN_BYTES = 16  # as the in-process matchmaker's party tokens (A4)
 # A find_or_create answer is kept this long under its request id for retries.
 REQUEST_RESULT_TTL_MS = 60_000
 # Attempts when a fresh room id collides with a live one (~1e-10 each).
@@ -96,6 +98,10 @@ class Placement:
     local: bool
     seat_token: bytes | None = None
     created: bool = False
+    region: str = ""
+    game_mode: str = ""
+    #: A4: opens the party's held seats (find_or_create with party_size > 1).
+    party_token: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +197,7 @@ class RoomDirectory:
         """FindOrCreate across the cluster. Pass the same ``request_id`` to retry safely."""
         request_id = request_id or secrets.token_hex(8)
         token = secrets.token_hex(SEAT_TOKEN_BYTES)
+        party_token = secrets.token_hex(PARTY_TOKEN_BYTES) if party_size > 1 else ""
         t = self.timings
         for _ in range(MAX_ROOM_ID_ATTEMPTS):
             reply = await self._run(
@@ -208,15 +215,20 @@ class RoomDirectory:
                 token,
                 REQUEST_RESULT_TTL_MS,
                 round(t.room_ttl_s * 1000),
+                party_token,
             )
             if reply[0] != "retry":
                 if reply[0] == "unknown_region":
                     raise UnknownRegion(f"unknown region {region[:64]!r}: no live node serves it")
-                return self._placement(reply)
+                placement = self._placement(reply)
+                if party_token:
+                    return dataclasses.replace(placement, party_token=bytes.fromhex(party_token))
+                return placement
         raise ClusterUnavailable("could not pick a free room id")  # pragma: no cover
 
-    async def join_room(self, room_id: str) -> Placement:
-        """JoinRoom without a token: a local player seat, or a redirect with a held seat."""
+    async def join_room(self, room_id: str, party_token: bytes | None = None) -> Placement:
+        """JoinRoom without a seat token: a local player seat, or a redirect with a held seat.
+        With the party's token (A4) it takes one of the party's held seats."""
         reply = await self._run(
             "JOIN_ROOM",
             room_id,
@@ -224,6 +236,7 @@ class RoomDirectory:
             self.node_id,
             round(self.timings.seat_s * 1000),
             secrets.token_hex(SEAT_TOKEN_BYTES),
+            party_token.hex() if party_token else "",
         )
         return self._placement(reply)
 
@@ -402,7 +415,7 @@ class RoomDirectory:
         refusal = _REFUSALS.get(status)
         if refusal is not None:
             raise refusal(_MESSAGES[status])
-        room_id, node, url, token, created = (_text(value) for value in reply[1:6])
+        room_id, node, url, token, created, region, mode = (_text(v) for v in reply[1:8])
         return Placement(
             room_id,
             node,
@@ -410,4 +423,6 @@ class RoomDirectory:
             local=status == "ok",
             seat_token=bytes.fromhex(token) if token else None,
             created=created == "1",
+            region=region,
+            game_mode=mode,
         )

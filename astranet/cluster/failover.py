@@ -165,8 +165,10 @@ class FailoverMatchmaking:
     async def find_or_create(self, region: str, game_mode: str, party_size: int) -> Match:
         return await self.inner.find_or_create(region, game_mode, party_size)
 
-    async def join_room(self, room_id: str, seat_token: bytes | None) -> Match:
-        return await self.inner.join_room(room_id, seat_token)
+    async def join_room(
+        self, room_id: str, seat_token: bytes | None, party_token: bytes | None
+    ) -> Match:
+        return await self.inner.join_room(room_id, seat_token, party_token)
 
     def seats_released(self, room_id: str, seats: int) -> None:
         self.inner.seats_released(room_id, seats)

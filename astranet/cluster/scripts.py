@@ -78,8 +78,9 @@ end
 """
 
 #: ARGV: ns, region, mode, party_size, capacity, now_ms, hold_ms, seat_ms, asking node,
-#: candidate room id, request id, seat token (hex), result_ttl_ms, room_ttl_ms.
-#: -> {status, room_id, node, url, token|'', created 0/1}. Idempotent per request id: a node
+#: candidate room id, request id, seat token (hex), result_ttl_ms, room_ttl_ms, party token
+#: (hex; names the party's holds). -> {status, room_id, node, url, token|'', created 0/1,
+#: region, mode}. Idempotent per request id: a node
 #: that retries after a timeout gets the first answer back, never a second room.
 FIND_OR_CREATE = (
     _PRELUDE
@@ -89,6 +90,7 @@ local party, capacity, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV
 local hold_ms, seat_ms, me = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local new_rid, req, token = ARGV[10], ARGV[11], ARGV[12]
 local result_ttl, room_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
+local party_token = ARGV[15]
 local req_key = k('req', req)
 local prior = redis.call('GET', req_key)
 if prior then return cjson.decode(prior) end
@@ -153,34 +155,38 @@ else
   players = tonumber(redis.call('HGET', k('room', best), 'players'))
 end
 for i = 1, party - 1 do
-  redis.call('ZADD', k('holds', best), now + hold_ms, 'p:' .. req .. ':' .. i)
+  redis.call('ZADD', k('holds', best), now + hold_ms, 'p:' .. party_token .. ':' .. i)
 end
 redis.call('PEXPIRE', k('holds', best), math.max(hold_ms, seat_ms) + room_ttl)
 reindex(best, region, mode, players, capacity)
 local status = 'ok'
 if node ~= me then status = 'redirect' end
-local result = {status, best, node, url, reply_token, created}
+local result = {status, best, node, url, reply_token, created, region, mode}
 redis.call('SET', req_key, cjson.encode(result), 'PX', result_ttl)
 return result
 """
 )
 
-#: ARGV: ns, room id, now_ms, asking node, seat_ms, seat token (hex).
-#: JoinRoom without a token: a held party seat first, else a free seat. On the owner the
-#: seat becomes a player; elsewhere it is held behind the token and the reply redirects.
+#: ARGV: ns, room id, now_ms, asking node, seat_ms, seat token (hex), party token (hex or '').
+#: JoinRoom without a seat token: with the party's token one of its held seats (A4), else a
+#: free seat. On the owner the seat becomes a player; elsewhere it is held behind the seat
+#: token and the reply redirects.
 JOIN_ROOM = (
     _PRELUDE
     + """
 local rid, now, me, seat_ms, token = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
                                      ARGV[6]
+local party_prefix = 'p:' .. ARGV[7] .. ':'
 local row = redis.call('HMGET', k('room', rid), 'node', 'url', 'players', 'capacity',
                        'region', 'mode')
 if not row[1] or not alive(row[1]) then return {'room_not_found'} end
 local node, url, players, capacity = row[1], row[2], tonumber(row[3]), tonumber(row[4])
 local holds = live_holds(rid, now)
 local party_hold
-for _, member in ipairs(redis.call('ZRANGE', k('holds', rid), 0, -1)) do
-  if string.sub(member, 1, 2) == 'p:' then party_hold = member break end
+if ARGV[7] ~= '' then
+  for _, member in ipairs(redis.call('ZRANGE', k('holds', rid), 0, -1)) do
+    if string.sub(member, 1, #party_prefix) == party_prefix then party_hold = member break end
+  end
 end
 if party_hold then
   redis.call('ZREM', k('holds', rid), party_hold)
@@ -190,10 +196,10 @@ end
 if node == me then
   players = seat(rid, me)
   reindex(rid, row[5], row[6], players, capacity)
-  return {'ok', rid, node, url, '', 0}
+  return {'ok', rid, node, url, '', 0, row[5], row[6]}
 end
 hold_token(rid, token, now, seat_ms)
-return {'redirect', rid, node, url, token, 0}
+return {'redirect', rid, node, url, token, 0, row[5], row[6]}
 """
 )
 
@@ -210,12 +216,12 @@ if not row[1] or not alive(row[1]) then
   redis.call('DEL', k('seat', token))
   return {'room_not_found'}
 end
-if row[1] ~= me then return {'redirect', rid, row[1], row[2], token, 0} end
+if row[1] ~= me then return {'redirect', rid, row[1], row[2], token, 0, row[4], row[5]} end
 redis.call('DEL', k('seat', token))
 redis.call('ZREM', k('holds', rid), 't:' .. token)
 local players = seat(rid, me)
 reindex(rid, row[4], row[5], players, row[3])
-return {'ok', rid, row[1], row[2], '', 0}
+return {'ok', rid, row[1], row[2], '', 0, row[4], row[5]}
 """
 )
 

@@ -121,6 +121,8 @@ class ClientConnection:
         #: WIRE A4: the party token of our FindOrCreate(party_size > 1); give it to friends
         #: for their ``join_room(room_id, party_token)``.
         self.party_token: bytes | None = None
+        #: WIRE A2: the last redirecting MatchResult (``url``, ``room_id``, ``seat_token``).
+        self.redirect: MatchResult | None = None
         self.player_id: str | None = None
         self.resume_token: bytes | None = None
         self.entity: int | None = None
@@ -164,10 +166,16 @@ class ClientConnection:
         self._require(_BEFORE_ROOM, "find_or_create")
         self._queue(FindOrCreate(region, game_mode, party_size))
 
-    def join_room(self, room_id: str, party_token: bytes | None = None) -> None:
-        """JoinRoom; ``party_token`` (from the party leader) takes one of its held seats."""
+    def join_room(
+        self,
+        room_id: str,
+        party_token: bytes | None = None,
+        seat_token: bytes | None = None,
+    ) -> None:
+        """JoinRoom; ``party_token`` (from the party leader) takes one of its held seats;
+        ``seat_token`` (from a redirecting MatchResult, A2) the seat held for us there."""
         self._require(_BEFORE_ROOM, "join_room")
-        self._queue(JoinRoom(room_id, party_token=party_token))
+        self._queue(JoinRoom(room_id, seat_token=seat_token, party_token=party_token))
 
     def resume(
         self,
@@ -278,6 +286,9 @@ class ClientConnection:
             self.room_id = msg.room_id  # type: ignore[union-attr]
             if msg.party_token is not None:  # type: ignore[union-attr]
                 self.party_token = msg.party_token  # type: ignore[union-attr]
+            if msg.url is not None:  # type: ignore[union-attr]
+                # A2 redirect: repeat the request at url (join_room with the seat_token).
+                self.redirect = msg  # type: ignore[assignment]
         elif kind is HelloAck:
             self.compact_granted = msg.compact  # type: ignore[union-attr]
             self.events_granted = msg.events  # type: ignore[union-attr]

@@ -5,30 +5,45 @@ Event loop: uvloop when it is installed (``pip install 'astranet[fast]'``), else
 (astranet.server.edge) is plain ``asyncio.Protocol`` code and runs on both.
 
 Exit codes: 0 after a graceful SIGTERM/SIGINT (WIRE rule 8); 2 for a bad flag, an unloadable
-game or an unusable database (one line on stderr, no traceback); 1 if a port cannot be bound.
+game, an unusable database or an unreachable ``--redis`` (one line on stderr naming it, no
+traceback); 1 if a port cannot be bound. ``--redis`` turns on cluster mode (WIRE A2,
+docs/cluster.md); ``--workers N`` starts N nodes on consecutive ports
+(:mod:`astranet.server.workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astranet.errors import AstranetError, ConfigurationError, StorageError
 from astranet.game import Game, load_game
 from astranet.server.app import GameServer
 from astranet.server.config import ServerConfig, load_config_or_exit
 from astranet.server.fdlimits import raise_nofile_limit
+from astranet.server.matchmaking import MatchmakingBackend
 from astranet.server.persistence import open_sqlite_persistence
+from astranet.server.roomhost import RoomHost
 from astranet.storage.lock import DatabaseLock
 
-__all__ = ["main", "run"]
+if TYPE_CHECKING:
+    from astranet.cluster.timings import ClusterTimings
+
+__all__ = ["cluster_backend", "cluster_timings", "main", "run"]
 
 log = logging.getLogger("astranet.server")
+
+
+def default_node_id() -> str:
+    from astranet.cluster.backend import default_node_id as make
+
+    return make()
 
 
 async def run(config: ServerConfig) -> None:
@@ -43,6 +58,9 @@ async def run(config: ServerConfig) -> None:
     soft, hard = raise_nofile_limit()  # 1,024 descriptors would be ~1,000 players
     log.info("file descriptor limit %d (hard %d)", soft, hard)
     game = load_game(config.game)
+    if config.redis is not None and config.node_id is None:
+        # One id for the directory, the lease and the store's fence of this process.
+        config = dataclasses.replace(config, node_id=default_node_id())
     location = config.redis if config.store_kind == "redis" else config.db
     assert location is not None
     backend = None
@@ -52,7 +70,8 @@ async def run(config: ServerConfig) -> None:
             # Cluster node on the shared store: room failover (WIRE A3, docs/cluster.md).
             from astranet.cluster.failover import open_failover_node
 
-            node = await open_failover_node(config)
+            # Cluster-wide matchmaking and redirects (A2) inside, failover (A3) around it.
+            node = await open_failover_node(config, inner=cluster_backend(config))
             persistence, backend = node.persistence, node.backend
         else:
             # One server per database file (astranet.storage.lock); held until exit.
@@ -64,6 +83,8 @@ async def run(config: ServerConfig) -> None:
         if db_lock is not None:
             db_lock.release()
         raise _naming_db(location, exc) from None
+    if backend is None:
+        backend = cluster_backend(config)  # --redis with --store sqlite: no failover
     try:
         await _serve(config, game, persistence, backend, location)
     finally:
@@ -91,6 +112,30 @@ async def _serve(
         log.info("signal received; shutting down")
     finally:
         await server.shutdown()
+
+
+def cluster_backend(config: ServerConfig) -> Callable[[RoomHost], MatchmakingBackend] | None:
+    """The Redis matchmaking backend when ``--redis`` is set (cluster mode), else None."""
+    if config.redis is None:
+        return None
+    from astranet.cluster.backend import redis_backend  # imports redis-py only when used
+
+    return redis_backend(
+        config.redis,
+        node_id=config.node_id,
+        public_url=config.public_url,
+        namespace=config.redis_namespace,
+        timings=cluster_timings(config),
+    )
+
+
+def cluster_timings(config: ServerConfig) -> ClusterTimings:
+    """Lease arithmetic from ``--node-lease`` and ``--cluster-heartbeat``."""
+    from astranet.cluster.timings import ClusterTimings
+
+    lease = config.node_lease
+    beat = config.cluster_heartbeat if config.cluster_heartbeat is not None else lease / 5
+    return ClusterTimings(heartbeat_s=beat, lease_s=lease, reap_s=beat, room_ttl_s=lease * 1.5)
 
 
 def _naming_db(db: str, exc: StorageError) -> StorageError:
@@ -131,6 +176,10 @@ def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEven
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config_or_exit(list(argv) if argv is not None else None)
+    if config.workers > 1:
+        from astranet.server.workers import run_workers
+
+        return run_workers(config, list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -40,6 +40,9 @@ Flags (WIRE.md "Server command line") and their environment variables:
     --public-url           ASTRANET_PUBLIC_URL           ws://--host:bound ws port
     --store                ASTRANET_STORE                redis with --redis, else sqlite
     --node-lease           ASTRANET_NODE_LEASE           10 s   a silent node is dead after it
+    --redis-namespace      ASTRANET_REDIS_NAMESPACE      astranet  Redis key prefix
+    --workers              ASTRANET_WORKERS              1      nodes on consecutive ports
+    --cluster-heartbeat    ASTRANET_CLUSTER_HEARTBEAT    lease/5  lease renewal period
 
 Precedence: CLI flag > environment variable > default. An environment variable set to the
 empty string counts as unset (container templates often export empty values).
@@ -131,6 +134,12 @@ class ServerConfig:
     store: str | None = None
     #: Seconds after its last heartbeat a node is declared dead (A2: at most 10).
     node_lease: float = 10.0
+    redis_namespace: str = "astranet"  # key prefix; several clusters may share one Redis
+    #: Processes (nodes) on consecutive ports (astranet.server.workers); > 1 needs --redis.
+    #: With --workers, --public-url may contain {port} (each worker's WebSocket port).
+    workers: int = 1
+    #: Lease renewal period (astranet.cluster.timings); None: a fifth of --node-lease.
+    cluster_heartbeat: float | None = None
 
     @property
     def store_kind(self) -> str:
@@ -402,6 +411,14 @@ _FLAGS: tuple[_Flag, ...] = (
         _seconds(0.0, inclusive_low=False),
         "seconds after its last heartbeat a node is declared dead (cluster mode)",
     ),
+    _Flag("redis_namespace", _env("redis_namespace"), _name_list_item, "Redis key prefix"),
+    _Flag("workers", _env("workers"), _int_in(1, 256, "a process count"), "nodes to start here"),
+    _Flag(
+        "cluster_heartbeat",
+        _env("cluster_heartbeat"),
+        _seconds(0.0, inclusive_low=False),
+        "seconds between lease renewals (cluster mode)",
+    ),
 )
 
 
@@ -456,6 +473,13 @@ def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> ServerCo
     if config.node_lease > 10.0:
         raise ConfigurationError(
             f"--node-lease: expected seconds <= 10 (WIRE A2), got {config.node_lease:g}"
+        )
+    if config.workers > 1 and config.redis is None:
+        raise ConfigurationError("--workers: more than one worker needs --redis (cluster mode)")
+    if config.cluster_heartbeat is not None and config.cluster_heartbeat * 2 > config.node_lease:
+        raise ConfigurationError(
+            "--cluster-heartbeat/--node-lease: expected a heartbeat of at most half the lease,"
+            f" got {config.cluster_heartbeat:g} s and {config.node_lease:g} s"
         )
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigurationError(

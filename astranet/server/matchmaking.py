@@ -198,10 +198,7 @@ class Matchmaker:
         """FindOrCreate: the joiner takes a seat; ``party_size - 1`` more are held."""
         self._check_region(region)
         self._check_game_mode(game_mode)
-        if type(party_size) is not int or not 1 <= party_size <= min(MAX_PARTY_SIZE, self.capacity):
-            raise BadRequest(
-                f"party_size must be an integer 1..{MAX_PARTY_SIZE}, got {party_size!r}"
-            )
+        self._check_party_size(party_size)
         now = self._sweep()
         open_rooms = self._open.get((region, game_mode), {})
         fitting = [
@@ -223,6 +220,21 @@ class Matchmaker:
             self._next_expiry = min(self._next_expiry, hold.expiry)
         self._reindex(room)
         return Seat(room.room_id, created=created, party_token=party_token)
+
+    def check_request(
+        self, region: str, game_mode: str, party_size: int, *, cluster: bool = False
+    ) -> None:
+        """Refuse a FindOrCreate this server would refuse (without taking a seat).
+
+        ``cluster``: the region is checked cluster-wide by the directory, not here.
+        """
+        if not cluster:
+            self._check_region(region)
+        self._check_game_mode(game_mode)
+        self._check_party_size(party_size)
+
+    def has_room(self, room_id: str) -> bool:
+        return room_id in self._rooms
 
     def join_room(self, room_id: str, party_token: bytes | None = None) -> Seat:
         """JoinRoom: with the party's token take one of its held seats, else a free seat."""
@@ -404,6 +416,12 @@ class Matchmaker:
         if region not in self.regions:
             raise UnknownRegion(
                 f"unknown region {region[:64]!r}; this server serves: " + ", ".join(self.regions)
+            )
+
+    def _check_party_size(self, party_size: int) -> None:
+        if type(party_size) is not int or not 1 <= party_size <= min(MAX_PARTY_SIZE, self.capacity):
+            raise BadRequest(
+                f"party_size must be an integer 1..{MAX_PARTY_SIZE}, got {party_size!r}"
             )
 
     def _check_game_mode(self, game_mode: str) -> None:

@@ -216,8 +216,28 @@ class TestClient:
         )
         await (self.send(raw) if raw is not None else self.flush())
         result = await self.expect(MatchResult)
+        if result.url is not None:  # A2: the room is on another node; take our seat there
+            return await self.follow_redirect(result)
         joined = await self.expect(JoinAccepted)
         assert joined.room_id == result.room_id
+        return joined
+
+    async def follow_redirect(self, redirect: MatchResult) -> JoinAccepted:
+        """Close this socket, connect to ``redirect.url`` and JoinRoom with its seat token."""
+        assert redirect.url is not None
+        if self.ws is not None:
+            await self.ws.close()
+        self.url = redirect.url
+        self.conn.reset_transport()
+        await self.connect()
+        await self.hello()
+        self.conn.join_room(redirect.room_id, seat_token=redirect.seat_token)
+        await self.flush()
+        reply = await self.expect(MatchResult)
+        if reply.url is not None:
+            raise AssertionError(f"redirected twice: {redirect.url} then {reply.url}")
+        joined = await self.expect(JoinAccepted)
+        assert joined.room_id == redirect.room_id
         return joined
 
     async def join_room(self, room_id: str) -> JoinAccepted:

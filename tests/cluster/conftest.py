@@ -15,6 +15,10 @@ import pytest
 import redis
 
 from astranet.cluster import ClusterTimings, RoomDirectory
+from astranet.server.app import GameServer
+from astranet.server.cli import cluster_backend
+from astranet.server.config import parse_config
+from astranet.testing.server import TestServer
 from astranet.tools.redisproc import RedisProcess, redis_server_binary
 
 if redis_server_binary() is None:  # make test must run these: .ci/run installs redis-server
@@ -79,3 +83,54 @@ async def make_directory(redis_url: str, namespace: str) -> AsyncIterator[object
     yield make
     for directory in made:
         await directory.close()
+
+
+# --- in-process cluster nodes ----------------------------------------------------------------
+
+FAST_FLAGS = ("--cluster-heartbeat", "0.2", "--node-lease", "1.0")
+
+
+class ClusterNode(TestServer):
+    """A TestServer in cluster mode (the Redis matchmaking backend from its flags)."""
+
+    __test__ = False
+
+    async def start(self) -> ClusterNode:
+        defaults = ["--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0"]
+        config = parse_config([*defaults, *self.flags], {})
+        self.server = GameServer(
+            config, self.game, persistence=self.persistence, backend=cluster_backend(config)
+        )
+        await self.server.start()
+        return self
+
+
+@pytest.fixture
+async def start_node(redis_url: str, namespace: str) -> AsyncIterator[object]:
+    """``node = await start_node(*flags, redis=url)``: an in-process node in cluster mode
+    (dots game, port 0, short leases), a :class:`ClusterNode`."""
+    started: list[ClusterNode] = []
+
+    async def start(*flags: str, redis: str | None = None) -> ClusterNode:
+        argv = ["--game", "astranet.examples.dots:game", "--redis", redis or redis_url]
+        node = ClusterNode(
+            "astranet.examples.dots:game",
+            *argv,
+            "--redis-namespace",
+            namespace,
+            *FAST_FLAGS,
+            *flags,
+        )
+        started.append(node)
+        return await node.start()
+
+    yield start
+    for node in started:
+        await node.close()
+
+
+@pytest.fixture
+async def serve_embedded() -> AsyncIterator[object]:
+    """A server without --redis (the embedded default)."""
+    async with TestServer("astranet.examples.dots:game") as server:
+        yield server

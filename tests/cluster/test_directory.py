@@ -159,15 +159,19 @@ async def test_party_holds_block_other_parties_and_are_taken_by_join_room(make_d
     a = await make_directory("a")
     await _alive(a)
     party = await a.find_or_create("us-east", "coop", 3)  # 1 player + 2 held
+    assert len(party.party_token) == 16
     other = await a.find_or_create("us-east", "coop", 2)
     assert other.room_id != party.room_id  # 3 + 2 > 4
-    joined = await a.join_room(party.room_id)  # takes a held seat
-    assert joined.local
-    await a.join_room(party.room_id)
-    single = await a.join_room(party.room_id)  # the last free seat
+    single = await a.join_room(party.room_id)  # no party token: only the free seat
     assert single.local
     with pytest.raises(RoomFull):
-        await a.join_room(party.room_id)
+        await a.join_room(party.room_id)  # the rest is the party's (A4)
+    with pytest.raises(RoomFull):
+        await a.join_room(party.room_id, secrets.token_bytes(16))
+    assert (await a.join_room(party.room_id, party.party_token)).local
+    assert (await a.join_room(party.room_id, party.party_token)).local
+    with pytest.raises(RoomFull):
+        await a.join_room(party.room_id, party.party_token)
     with pytest.raises(RoomNotFound):
         await a.join_room("zzzzzzzz")
 

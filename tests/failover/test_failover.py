@@ -227,8 +227,6 @@ async def test_two_players_resuming_on_two_nodes_at_once_get_one_room_one_owner(
 ) -> None:
     rooms = 4  # four races per kill
     a = await cluster.start("nodeA")
-    b = await cluster.start("nodeB")
-    c = await cluster.start("nodeC")
     pairs: list[tuple[WireClient, WireClient]] = []
     for _ in range(rooms):
         first, second = WireClient(a.url), WireClient(a.url)
@@ -236,6 +234,10 @@ async def test_two_players_resuming_on_two_nodes_at_once_get_one_room_one_owner(
         again = await second.join(game_mode=f"race{len(pairs)}")
         assert again.room_id == joined.room_id
         pairs.append((first, second))
+    # Started after the rooms exist: new rooms go to the least-loaded node (A2), and these
+    # must all live on nodeA.
+    b = await cluster.start("nodeB")
+    c = await cluster.start("nodeC")
     await asyncio.sleep(2 * CHECKPOINT_INTERVAL_S + 0.3)  # every room has a checkpoint
     a.kill()
     a.wait()
