@@ -474,15 +474,20 @@ class GameClient:
     async def _serve(self, ws: WebSocket) -> tuple[int, str]:
         """Run reader, writer and pinger until one ends; returns the close (code, reason)."""
         self._wake.set()  # flush whatever was queued meanwhile
-        tasks = [
-            asyncio.create_task(coro)
-            for coro in (self._read_loop(ws), self._write_loop(ws), self._ping_loop())
-        ]
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        reader = asyncio.create_task(self._read_loop(ws))
+        others = [asyncio.create_task(self._write_loop(ws)), asyncio.create_task(self._ping_loop())]
+        await asyncio.wait([reader, *others], return_when=asyncio.FIRST_COMPLETED)
+        if not reader.done():
+            # The writer met the closed socket first. Only the reader learns *how* it closed
+            # (the server's close frame: a 1008 kick is final, a 1006 drop is resumable), and
+            # it learns it at once; taking the writer's "closed" as a lost connection made a
+            # kicked client resume (and get kicked again).
+            await asyncio.wait([reader], timeout=CLOSE_TIMEOUT_S)
+        pending = [task for task in (reader, *others) if not task.done()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        result = next(iter(done)).result()
+        result = reader.result() if reader.done() and not reader.cancelled() else None
         if ws.close_code is None:
             ws.transport.abort()  # a silent link: do not wait for a closing handshake
         with self._lock:

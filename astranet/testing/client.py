@@ -51,6 +51,9 @@ __all__ = ["RECV_TIMEOUT_S", "TestClient"]
 # A reply the server owes "at once" (Pong, HelloAck, an error) arrives in well under this on
 # loopback; generous for a loaded machine, it only bounds a test that would otherwise hang.
 RECV_TIMEOUT_S = 10.0
+# A closing handshake the server does not answer (it is gone, or it is flooded) must not hold a
+# test for websockets' default 10 s.
+CLOSE_TIMEOUT_S = 2.0
 # Messages a test client decodes at most (the server's own bound is 64 KiB; tests of the
 # server's size limit must still be able to read what it sends).
 MAX_READ_BYTES = 1 << 20
@@ -104,6 +107,7 @@ class TestClient:
             ssl=self.tls,
             compression=None,
             open_timeout=RECV_TIMEOUT_S,
+            close_timeout=CLOSE_TIMEOUT_S,
             max_size=None,
             proxy=None,
         )

@@ -107,9 +107,12 @@ class TestServer:
 
     async def close(self) -> None:
         """Close every client, then the conditioner, then shut the server down."""
-        for client in self.clients:
+
+        async def close(client: TestClient) -> None:
             with contextlib.suppress(ConnectionClosed, OSError):
                 await client.close()
+
+        await asyncio.gather(*(close(client) for client in self.clients))
         if self.conditioner is not None:
             await self.conditioner.close()
             self.conditioner = None

@@ -1,10 +1,12 @@
 """WIRE rules 5 and 6 over real sockets: rate limits, malformed input, size limit, isolation.
 
 The isolation test measures a victim's snapshot inter-arrival times while three neighbours in
-its room flood garbage. Bound: ``2 tick periods + 100 ms``. Two periods is what one late tick
-(the scheduler's late/skip rule) can cost; the 100 ms slack covers this shared 2-core machine,
-where the server, the victim and the attackers all run in this one event loop. A server that
-let a flood stall the tick (a blocking decode, an unbounded queue) misses it by far.
+its room flood garbage, *against a control*: quiet and flooded phases alternate, so whatever
+else loads this shared 2-core machine (a full test suite) lands on both alike, and only the
+flood's own effect is compared. Bound: the flooded p99 gap at most ``2 tick periods`` above the
+quiet one (what one late tick can cost: the scheduler's late/skip rule), and the flooded mean
+rate within 25 % of the quiet one. A server that let a flood stall the tick (a blocking decode,
+an unbounded queue) misses it by far.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .conftest import Running, WireClient, metric_value
 pytestmark = pytest.mark.timeout(30)
 
 TICK_S = 1 / 30
-VICTIM_GAP_BOUND_S = 2 * TICK_S + 0.100
+FLOOD_EXTRA_GAP_S = 2 * TICK_S  # flooded p99 gap minus quiet p99 gap, at most
+FLOOD_ROUNDS, PHASE_SNAPSHOTS = 3, 20  # 3 x (quiet, flood) phases of 20 snapshots: ~4 s
 
 
 async def _still_answers(client: WireClient, nonce: int) -> None:
@@ -130,23 +133,31 @@ async def test_exactly_64_kib_is_not_too_large(running: Running) -> None:
 
 
 async def _attack(
-    running: Running, room_id: str, kind: int, stop: asyncio.Event, party_token: bytes
+    running: Running,
+    room_id: str,
+    kind: int,
+    stop: asyncio.Event,
+    party_token: bytes,
+    flooding: asyncio.Event,
 ) -> None:
+    """Sit in the victim's room and, while ``flooding`` is set, flood garbage of ``kind``."""
     client = await running.client()
     await client.hello()
     request = {"t": "JoinRoom", "room_id": room_id, "party_token": party_token}
     await client.send_raw(msgpack.packb(request))
     garbage = [b"\xc1", msgpack.packb({"t": "Nope"}), b"\x00" * 70_000][kind]
+    again = (running, room_id, kind, stop, party_token, flooding)
     try:
         while not stop.is_set():
+            await flooding.wait()
             await client.send_raw(garbage)
             await asyncio.sleep(0)  # a fair loop: the victim's reader is in it too
             if kind == 2:  # oversize: closed at once; come back and do it again
                 await client.closed()
-                return await _attack(running, room_id, kind, stop, party_token)
+                return await _attack(*again)
     except (ConnectionClosed, TimeoutError):
         if not stop.is_set():
-            return await _attack(running, room_id, kind, stop, party_token)
+            return await _attack(*again)
     finally:
         await client.ws.close()
 
@@ -158,23 +169,37 @@ async def test_flooding_neighbours_do_not_delay_the_victims_snapshots(running: R
     token = victim.match.party_token  # type: ignore[union-attr]
     assert token is not None
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, flooding = asyncio.Event(), asyncio.Event()
     attackers = [
-        asyncio.create_task(_attack(running, room_id, kind, stop, token)) for kind in range(3)
+        asyncio.create_task(_attack(running, room_id, kind, stop, token, flooding))
+        for kind in range(3)
     ]
-    arrivals: list[float] = []
+    gaps: dict[bool, list[float]] = {False: [], True: []}  # flooded? -> inter-arrival times
     try:
-        while len(arrivals) < 60:  # 2 s of snapshots under attack
-            snapshot = await victim.next_snapshot()
-            arrivals.append(loop.time())
-            await victim.ack(snapshot.id)
+        for _ in range(FLOOD_ROUNDS):
+            for flood in (False, True):
+                if flood:
+                    flooding.set()
+                else:
+                    flooding.clear()
+                await victim.next_snapshot()  # the gap across the switch counts for neither
+                last = loop.time()
+                for _ in range(PHASE_SNAPSHOTS):
+                    snapshot = await victim.next_snapshot()
+                    now = loop.time()
+                    gaps[flood].append(now - last)
+                    last = now
+                    await victim.ack(snapshot.id)
     finally:
         stop.set()
+        flooding.set()  # wake the idle ones so they see the stop
         await asyncio.gather(*attackers, return_exceptions=True)
-    gaps = np.diff(np.array(arrivals))
-    p99 = float(np.percentile(gaps, 99))
-    assert p99 <= VICTIM_GAP_BOUND_S, f"victim snapshot gap p99 {p99 * 1000:.1f} ms"
-    assert float(gaps.mean()) == pytest.approx(TICK_S, rel=0.25)
+    quiet, flooded = np.array(gaps[False]), np.array(gaps[True])
+    quiet_p99, flooded_p99 = float(np.percentile(quiet, 99)), float(np.percentile(flooded, 99))
+    assert flooded_p99 <= quiet_p99 + FLOOD_EXTRA_GAP_S, (
+        f"victim gap p99 {flooded_p99 * 1000:.1f} ms flooded vs {quiet_p99 * 1000:.1f} ms quiet"
+    )
+    assert float(flooded.mean()) <= 1.25 * float(quiet.mean())
     assert victim.ws.close_code is None
     metrics = await running.metrics()
     assert metric_value(metrics, "astranet_kicks_total", reason="malformed") >= 1
