@@ -189,3 +189,17 @@ async def test_embedded_server_refuses_seat_tokens(serve_embedded):
     await client.send(JoinRoom("Abcd1234", b"x" * 16))
     assert (await client.expect(ErrorMessage)).code == "seat_expired"
     await client.close()
+
+
+async def test_library_client_follows_the_redirect_by_itself(start_node):
+    from astranet.client import ClientOptions, GameClient
+
+    a = await start_node("--node-id", "a")
+    b = await start_node("--node-id", "b")
+    first, joined, _ = await join_following_redirects(a.url)
+    client = GameClient(ClientOptions(url=b.url, reconnect=False))
+    accepted = await client.connect()  # one join, as far as the application sees
+    assert accepted.room_id == joined.room_id
+    assert client.served_url == a.url and client.stats.redirects == 1
+    await client.close()
+    await first.close()
