@@ -70,3 +70,16 @@ def test_a_view_beyond_the_cap_is_clamped_so_the_old_position_is_missed() -> Non
     store = room.store
     assert store["Health.hp"][store.rows([drone])][0] == DRONE_HP
     assert room.sim.rewinder.clamped == 1
+
+
+def test_a_new_wave_is_announced_to_every_player_as_an_event() -> None:
+    import struct
+
+    from astranet.examples.coop.systems import WAVE_EVENT
+
+    room = Room("WAVEEVNT", "us-east", "coop", game)
+    a, b = room.add_player("a", b"h"), room.add_player("b", b"h")
+    room.step(0)  # wave 1 starts with the first tick that has players
+    for player in (a, b):
+        due = player.outbox.due(1, 0)
+        assert [(e.type, struct.unpack("<H", e.data)[0]) for e in due] == [(WAVE_EVENT, 1)]

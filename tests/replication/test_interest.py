@@ -181,3 +181,17 @@ def test_a_budget_below_the_minimum_is_refused() -> None:
         BudgetedEncoder(SCHEMA).encode_for(
             InterestBaseline(), snap, Relevance.everything(0), MIN_BUDGET_BYTES - 1
         )
+
+
+def test_batched_relevance_equals_one_query_per_viewer() -> None:
+    rng = np.random.default_rng(9)
+    pos = rng.uniform(-300, 300, (4000, 2))
+    grid = SpatialGrid(pos, cell_size=50.0)
+    centers = np.concatenate([rng.uniform(-350, 350, (30, 2)), [[10_000.0, 10_000.0]]])
+    many = grid.relevance_many(centers, 70.0, near_radius=20.0)
+    assert len(many) == len(centers)
+    for center, batched in zip(centers, many, strict=True):
+        single = grid.relevance(center, 70.0, near_radius=20.0)
+        np.testing.assert_array_equal(batched.rows, single.rows)
+        np.testing.assert_allclose(batched.priority, single.priority)
+    assert len(many[-1].rows) == 0  # far outside the world

@@ -17,6 +17,8 @@ Benchmark: benchmarks/coop_tick.py (one full tick, per-system split).
 
 from __future__ import annotations
 
+import struct
+
 import esper
 import numpy as np
 
@@ -40,6 +42,8 @@ from astranet.game import SimContext
 from astranet.systems import Stage, add_system
 
 __all__ = [
+    "WAVE_EVENT",
+    "WIPED_EVENT",
     "CombatSystem",
     "DroneSystem",
     "ProjectileSystem",
@@ -47,6 +51,12 @@ __all__ = [
     "add_coop_systems",
     "team_row",
 ]
+
+
+#: Game events (sim.events): a new wave started (data: the wave number, u16 LE) / the team
+#: was wiped (no data). Clients surface them in ``ClientWorld.events``.
+WAVE_EVENT = "coop.wave"
+WIPED_EVENT = "coop.wiped"
 
 
 def team_row(store: ColumnStore) -> int:
@@ -146,12 +156,16 @@ class WaveSystem(esper.Processor):
             return
         if not (store["Health.hp"][players] > 0).any():
             self._wipe(store)
+            if sim.events is not None:
+                sim.events.emit(WIPED_EVENT)
             kind = store["Body.kind"]
         if (kind == DRONE).any():
             return
         team = team_row(store)
         wave = min(int(store["Team.wave"][team]) + 1, MAX_WAVE)
         store["Team.wave"][team] = wave
+        if sim.events is not None:  # a reliable event beside the state (docs/replication.md)
+            sim.events.emit(WAVE_EVENT, struct.pack("<H", wave))
         players = np.flatnonzero(kind == PLAYER)
         store["Health.hp"][players] = np.maximum(store["Health.hp"][players], PLAYER_HP)
         n = wave_size(wave)
