@@ -32,6 +32,7 @@ import numpy as np
 
 from astranet.ecs import ColumnStore
 from astranet.examples.coop import ARENA, DRONE, encode_input, fire_ready
+from astranet.examples.coop.sim import nearest
 
 __all__ = ["SHOT_RANGE", "WANDER_RADIUS", "BotBrain", "Personality", "Style"]
 
@@ -184,10 +185,7 @@ class BotBrain:
 
 def _nearest_drone(store: ColumnStore, me: np.ndarray) -> tuple[float, float] | None:
     """Position of the drone nearest to ``me`` (vectorised over the drone rows)."""
-    drones = np.flatnonzero(store["Body.kind"] == DRONE)
-    if drones.size == 0:
+    position = nearest(store["Body.pos"][store["Body.kind"] == DRONE], me)
+    if position is None:
         return None
-    offsets = store["Body.pos"][drones].astype(np.float64) - me
-    nearest = int(np.einsum("ij,ij->i", offsets, offsets).argmin())
-    position = offsets[nearest] + me
     return (float(position[0]), float(position[1]))

@@ -19,7 +19,8 @@ import pytest
 
 from astranet.ecs import ColumnStore, WorldSwitch
 from astranet.examples.coop import DRONE, TEAM, Command, fire_ready, game
-from astranet.examples.coop.input import STAND_STILL
+from astranet.examples.coop.input import STAND_STILL, aim_code
+from astranet.examples.coop.sim import nearest
 from astranet.game import SimContext
 from astranet.server.app import GameServer
 from astranet.testing import TestServer
@@ -89,13 +90,8 @@ def scripted_command(world: CoopWorld, net_id: int, index: int) -> Command:
     pos = store["Body.pos"][row].astype(np.float64)
     phase = world.sim.tick / 40.0 + index * math.pi / 2
     move_x, move_y = int(100 * math.cos(phase)), int(100 * math.sin(phase))
-    drones = world.rows_of(DRONE)
-    aim = 0
-    if len(drones):
-        offsets = store["Body.pos"][drones].astype(np.float64) - pos
-        nearest = offsets[np.einsum("ij,ij->i", offsets, offsets).argmin()]
-        turns = math.atan2(nearest[1], nearest[0]) / (2 * math.pi)
-        aim = round((turns - math.floor(turns)) * 256) % 256
+    target = nearest(store["Body.pos"][world.rows_of(DRONE)], pos)
+    aim = 0 if target is None else aim_code(math.atan2(*(target - pos)[::-1]))
     return Command(move_x, move_y, aim, fire_ready(store, net_id))
 
 

@@ -47,6 +47,7 @@ from astranet.examples.coop import (
     fire_ready,
     game,
 )
+from astranet.examples.coop.sim import nearest
 from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 from astranet.systems.interpolation import RenderView
 
@@ -130,12 +131,10 @@ class MeteredLink:
 
 def _aim_to_nearest(view: RenderView, origin: np.ndarray, kind: int) -> float | None:
     kinds = view.field("Body.kind")[:, 0]
-    targets = view.field("Body.pos")[kinds == kind]
-    if targets.shape[0] == 0:
+    target = nearest(view.field("Body.pos")[kinds == kind], origin)
+    if target is None:
         return None
-    offsets = targets - origin
-    nearest = offsets[np.einsum("ij,ij->i", offsets, offsets).argmin()]
-    return math.atan2(nearest[1], nearest[0])
+    return math.atan2(target[1] - origin[1], target[0] - origin[0])
 
 
 class Pilot:

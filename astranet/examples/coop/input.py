@@ -35,6 +35,7 @@ __all__ = [
     "MAX_MOVE_SQ",
     "STAND_STILL",
     "Command",
+    "aim_code",
     "decode_command",
     "encode_command",
     "encode_input",
@@ -93,6 +94,12 @@ def encode_command(command: Command) -> bytes:
         raise InputError(f"command does not fit the coop input layout: {command}") from exc
 
 
+def aim_code(aim_radians: float) -> int:
+    """An aim angle in radians as the blob's aim byte (1/256 of a turn; 0 is +x)."""
+    turns = aim_radians / (2.0 * math.pi) if math.isfinite(aim_radians) else 0.0
+    return round((turns - math.floor(turns)) * _AIM_STEPS) % _AIM_STEPS
+
+
 def encode_input(dx: float, dy: float, aim_radians: float = 0.0, fire: bool = False) -> bytes:
     """The blob for a direction (clamped to the unit disc, so never an impossible speed), an
     aim angle in radians and the fire button."""
@@ -105,6 +112,4 @@ def encode_input(dx: float, dy: float, aim_radians: float = 0.0, fire: bool = Fa
     # the unit diagonal gives (90, 90), which is longer than 127.
     move_x = max(-127, min(127, int(dx * 127)))
     move_y = max(-127, min(127, int(dy * 127)))
-    turns = aim_radians / (2.0 * math.pi) if math.isfinite(aim_radians) else 0.0
-    aim = round((turns - math.floor(turns)) * _AIM_STEPS) % _AIM_STEPS
-    return encode_command(Command(move_x, move_y, aim, fire))
+    return encode_command(Command(move_x, move_y, aim_code(aim_radians), fire))

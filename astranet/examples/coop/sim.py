@@ -47,6 +47,7 @@ __all__ = [
     "drone_hp_for_wave",
     "drone_speeds",
     "hitscan",
+    "nearest",
     "resolve_contacts",
     "resolve_hits",
     "room_seed",
@@ -174,6 +175,17 @@ def advance_projectiles(
     moved = snap_pos(start + direction * (PROJECTILE_SPEED * dt_s))
     inside = (np.abs(moved) <= ARENA).all(axis=1)
     return moved, inside
+
+
+def nearest(points: np.ndarray, origin: np.ndarray) -> np.ndarray | None:
+    """The row of ``points`` ``(n, 2)`` nearest to ``origin``, or None when there is none.
+
+    The bots' and the window's "aim at the nearest drone", in one place.
+    """
+    if len(points) == 0:
+        return None
+    offsets = np.asarray(points, dtype=np.float64) - origin
+    return points[int(np.einsum("ij,ij->i", offsets, offsets).argmin())]
 
 
 def _nearest_within(
