@@ -51,9 +51,11 @@ from typing import Any
 
 import numpy as np
 from _loadclients import (
+    CONNECT_TIMEOUT_S,
     DEFAULT_INPUT_LEAD_MS,
     GROUP_SIZE,
     INPUT_PHASES,
+    JOIN_S_PER_GROUP,
     PROTOCOLS,
     WorkerResult,
     worker_main,
@@ -247,7 +249,8 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
                 procs.append(proc)
                 pipes.append(parent_end)
             with console.status(f"joining {clients_wanted} clients to {args.rooms} rooms"):
-                clients = sum(_recv(p, READY_TIMEOUT_S, "ready")[1] for p in pipes)
+                ready_s = max(READY_TIMEOUT_S, CONNECT_TIMEOUT_S + JOIN_S_PER_GROUP * args.rooms)
+                clients = sum(_recv(p, ready_s + 10, "ready")[1] for p in pipes)
             t0 = time.monotonic() + args.warmup
             t1 = t0 + args.duration
             for pipe in pipes:

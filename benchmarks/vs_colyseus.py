@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ANCHOR_CANDIDATES = tuple(up / "shared" / "anchors" / "colyseus" for up in ROOT.parents[:2])
 SERVER_LOAD = Path(__file__).with_name("server_load.py")
 # Slack over the measured window for joins, warm-up, the anchor's idle wait and teardown.
-RUN_SLACK_S = 150.0
+RUN_SLACK_S = 300.0
 
 #: (name, Colyseus getter, astranet key) of every compared figure.
 FIGURES: tuple[tuple[str, Any, str], ...] = (
