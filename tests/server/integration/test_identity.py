@@ -251,3 +251,43 @@ async def test_abandoned_rooms_are_not_stepped(running: Running) -> None:
     await bystander.snapshot_where(lambda s: s.server_tick >= start + 10)
     assert own.tick >= start + 10
     assert {room_id: rooms[room_id].tick for room_id in dropped} == frozen
+
+
+async def test_an_oversized_snapshot_is_logged_once_counted_and_frees_the_seat(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 16 #9: the room's state outgrew a message. Two clients of the room hit it on the
+    same tick: one log line for the room, each client closed 1011, both seats freed."""
+    from astranet.errors import LocalProtocolError
+
+    first = await running.joined_client(party_size=1)
+    second = await running.joined_client(party_size=1)
+    assert first.joined.room_id == second.joined.room_id  # type: ignore[union-attr]
+    sessions = [s for s in running.server.sessions if s.player is not None]
+    assert len(sessions) == 2
+    too_big = LocalProtocolError("payload of 70000 bytes exceeds 65408")
+    for _ in range(3):  # three ticks in a row
+        for session in sessions:
+            running.server.note_oversized_snapshot(session, too_big)
+    for client in (first, second):
+        assert await client.closed() == (1011, "snapshot too large for a message")
+    await running.ended(first, second)
+    assert sum("does not fit in a message" in r.getMessage() for r in caplog.records) == 1
+    metrics = await running.metrics()
+    assert metric_value(metrics, "astranet_kicks_total", reason="snapshot_too_large") == 2
+    assert (await running.rooms())[0]["players"] == 0
+
+
+async def test_a_seat_that_cannot_be_held_leaves_no_ghost(running: Running) -> None:
+    """Issue 16 #9: hold_for_resume refusing (InvalidState) used to leave a player with no
+    session and no hold, keeping the room alive forever. Now the avatar goes."""
+    client = await running.joined_client()
+    joined = client.joined
+    assert joined is not None
+    # Seat accounting already holds this player (as a restored room could): the drop's own
+    # hold_for_resume is then refused.
+    running.server.matchmaker.hold_for_resume(joined.room_id, joined.player_id)
+    client.ws.transport.abort()
+    await running.ended(client)
+    room = running.server.rooms[joined.room_id]
+    assert joined.player_id not in room.players
