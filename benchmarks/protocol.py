@@ -135,6 +135,12 @@ class BenchHost:
         self.authenticate = None
         self.game = SimpleNamespace(schema=SimpleNamespace(fingerprint=None))
 
+    def admit_connection(self, session: Session) -> bool:
+        return True
+
+    def connection_lost_unopened(self, session: Session) -> None:
+        return None
+
     def session_opened(self, session: Session) -> None:
         return None
 

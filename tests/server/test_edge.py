@@ -217,3 +217,21 @@ async def test_a_ping_flood_is_cut() -> None:
     assert edge.ws.close_sent is not None and edge.ws.close_sent.code == 1008
     assert wire.out.count(b"\x8a\x00") <= 20  # at most the burst was answered
     assert edge.got == []
+
+
+def test_the_edge_micro_benchmark_still_runs() -> None:
+    """benchmarks/protocol.py drives a real Session with a stand-in host: keep them in step."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "protocol.py"
+    spec = importlib.util.spec_from_file_location("astranet_bench_protocol_edge", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.measure_edge(1, 50)
+    assert set(results) == {
+        "edge InputFrame path",
+        "snapshot send per client",
+        "websockets parse only",
+    }
