@@ -19,9 +19,12 @@ Figures (each side's own measurement; see their docs):
   message; astranet: Snapshot messages);
 * ``other_procs``: the anchor's own reading of foreign CPU on the machine during its window.
 
-Differences that remain: astranet's server is pinned to CPU 0 and its clients to the others
-(``server_load.py --pin``, the issue's "load clients on the other core"); the anchor pins
-nothing. Colyseus' load generator decodes every patch (DECODE=1, its default); astranet's load
+Pinning: like the anchor, astranet's server and load clients are not pinned by default
+(``server_load.py --no-pin``): on a shared machine a server pinned to one CPU waits behind
+whatever else runs there (measured: 3.7 % CPU and 1 snapshot/s at load average 10, against the
+anchor's unpinned 17 %). ``--pin`` pins astranet's server to CPU 0 and its clients to the
+others (the issue's "load clients on the other core"), for a quiet machine.
+Colyseus' load generator decodes every patch (DECODE=1, its default); astranet's load
 clients decode every snapshot envelope but not the payload.
 
     .venv/bin/python benchmarks/vs_colyseus.py [--clients 200,1000] [--repeat 3] \\
@@ -132,6 +135,8 @@ def run_astranet(args: argparse.Namespace, rooms: int) -> dict[str, Any]:
         "--no-progress",
         "--json",
     ]
+    if not args.pin:
+        command.append("--no-pin")
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=args.duration + RUN_SLACK_S
     )
@@ -200,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/astranet-vs-colyseus"))
     parser.add_argument("--anchor", type=Path, help="the anchor folder (default: ../shared/...)")
+    parser.add_argument(
+        "--pin", action="store_true", help="pin astranet's server to CPU 0, clients elsewhere"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
     args = parser.parse_args(argv)
     if args.duration + args.warmup > 28:
