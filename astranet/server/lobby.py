@@ -119,7 +119,9 @@ class Lobby:
         self.redirects += 1
         if self._on_redirect is not None:
             self._on_redirect()
-        session.send(MatchResult(match.room_id, match.url, match.seat_token))
+        session.send(
+            MatchResult(match.room_id, match.url, match.seat_token, party_token=match.party_token)
+        )
 
 
 def _gone(session: Session) -> bool:

@@ -203,3 +203,25 @@ async def test_library_client_follows_the_redirect_by_itself(start_node):
     assert client.served_url == a.url and client.stats.redirects == 1
     await client.close()
     await first.close()
+
+
+async def test_a_party_redirected_keeps_its_party_token(start_node):
+    a = await start_node("--node-id", "a")
+    b = await start_node("--node-id", "b")
+    first, _, _ = await join_following_redirects(a.url, mode="m1")  # a: 1 player
+    leader = await WireClient.open(a.url)  # a new mode: placed on b (fewer players)
+    await leader.hello()
+    await leader.send(FindOrCreate("us-east", "m2", 2))
+    redirect = await leader.expect(MatchResult)
+    assert redirect.url == b.url and redirect.party_token
+    friend = await WireClient.open(a.url)  # the friend asks the wrong node too
+    await friend.hello()
+    await friend.send(JoinRoom(redirect.room_id, party_token=redirect.party_token))
+    hop = await friend.expect(MatchResult)
+    assert hop.url == b.url and hop.seat_token
+    stranger = await WireClient.open(b.url)
+    await stranger.hello()
+    await stranger.send(JoinRoom(redirect.room_id))  # 4 seats: leader, friend, 2 free
+    assert (await accepted(stranger)).room_id == redirect.room_id
+    for client in (first, leader, friend, stranger):
+        await client.close()
