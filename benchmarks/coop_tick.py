@@ -1,7 +1,7 @@
 """One server tick of a coop room (astranet.server.room.Room) with 4 bot players connected.
 
 Per repeat a fresh :class:`~astranet.server.room.Room` of the coop example game is built with 4
-players, each driven by the library's bot brain (:class:`~astranet.tools.brain.BotBrain`,
+players, each driven by the library's bot brain (:class:`~astranet.examples.coop.brain.BotBrain`,
 reading the server's store as if it were the client's prediction) and each "connected" through a
 sink that keeps the snapshot it was offered and acks it before the next tick (so the room's
 clients share one delta base, as on a quiet network). Per tick, outside the timing, every
@@ -35,10 +35,10 @@ from collections.abc import Callable
 import numpy as np
 
 from astranet.examples.coop import DRONE, PROJECTILE, game
+from astranet.examples.coop.brain import BotBrain, Personality
 from astranet.examples.coop.components import snap_pos
 from astranet.replication import ClientBaseline
 from astranet.server.room import Player, Room
-from astranet.tools.brain import BotBrain, Personality
 
 SCENARIOS: tuple[str | int, ...] = ("wave1", 50, 200, 600, "held")
 PLAYERS = 4

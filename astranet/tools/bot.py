@@ -2,8 +2,11 @@
 
 A :class:`Bot` is a :class:`~astranet.client.GameClient` (join, signed inputs, acks, pings,
 reconnection) plus a :class:`~astranet.client.ClientWorld` (prediction, reconciliation,
-interpolation: the same systems a player's game runs) whose input source is a
-:class:`~astranet.tools.brain.BotBrain`. Why the full ClientWorld and not a lighter loop: the
+interpolation: the same systems a player's game runs) whose input source is the game's bot
+brain. The tools know no game: the brain comes from the :class:`BotKit` the game's package
+exports as ``bot_kit`` (:func:`bot_kit_of`; the co-op game's is in
+``astranet.examples.coop.brain``), so ``--game`` picks the game *and* how its bots play.
+Why the full ClientWorld and not a lighter loop: the
 load test must cost the server what real players cost (acks drive delta baselines, inputs arrive
 paced by the client's own clock), and the bot's prediction statistics (corrections, max error)
 are only meaningful if the real reconciliation produced them. The price is client CPU: see
@@ -22,26 +25,31 @@ Benchmark: ``astranet-loadtest`` (docs/loadtest.md).
 
 from __future__ import annotations
 
-import random
+import importlib
+import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from astranet.client import ClientOptions, ClientWorld, GameClient
 from astranet.client.events import ClientEvent, EventKind
-from astranet.errors import ConnectionClosed
+from astranet.ecs import ColumnStore
+from astranet.errors import ConfigurationError, ConnectionClosed
 from astranet.game import Game
 from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
-from astranet.tools.brain import BotBrain, Personality
 
 __all__ = [
     "KICK_CLOSE_CODE",
     "MAX_LATENCY_SAMPLES",
     "MAX_PENDING_INPUTS",
     "MAX_RTT_SAMPLES",
+    "BlindPilotLike",
     "Bot",
+    "BotBrainLike",
+    "BotKit",
     "BotReport",
     "MeasuredLink",
+    "bot_kit_of",
 ]
 
 MAX_PENDING_INPUTS = 256  # the client's own prediction history bound: 8.5 s of inputs
@@ -95,6 +103,56 @@ class MeasuredLink:
         return received
 
 
+class BotBrainLike(Protocol):
+    """A full bot's input source: called once per server tick for the next input blob."""
+
+    net_id: int | None
+    shots: int
+
+    def __call__(self) -> bytes: ...
+
+    def bind(self, store: ColumnStore, net_id: int | None) -> None: ...
+
+
+class BlindPilotLike(Protocol):
+    """A lite bot's steering: blobs without decoding anything (see LiteBot)."""
+
+    def next_input(self, applied_seq: int) -> tuple[bytes, bool]: ...
+
+    def sent(self, seq: int, fire: bool, tick_s: float) -> None: ...
+
+
+class BotKit(Protocol):
+    """What a game gives the bot tools, as ``bot_kit`` in its package."""
+
+    def brain(self, seed: int) -> BotBrainLike: ...
+
+    def blind(self, seed: int) -> BlindPilotLike: ...
+
+
+def bot_kit_of(game: Game) -> BotKit:
+    """The ``bot_kit`` of ``game``'s module or the nearest package above it (the co-op game's
+    class lives in ``astranet.examples.coop.game``; its kit in ``astranet.examples.coop``)."""
+    module = type(game).__module__
+    while module:
+        if module not in sys.modules:
+            importlib.import_module(module)
+        kit = getattr(sys.modules[module], "bot_kit", None)
+        if kit is not None:
+            return kit
+        module = module.rpartition(".")[0]
+    raise ConfigurationError(
+        f"--game: {type(game).__module__} exports no bot_kit (how its bots play: a brain and"
+        " a blind pilot; see astranet.tools.bot.BotKit)"
+    )
+
+
+def _style_of(brain: object) -> str:
+    """The brain's play style for the report, when it has one (``personality.style``)."""
+    style = getattr(getattr(brain, "personality", None), "style", None)
+    return str(getattr(style, "value", style)) if style is not None else ""
+
+
 @dataclass(frozen=True, slots=True)
 class BotReport:
     """What one bot saw; plain values so it crosses process boundaries as a dict."""
@@ -133,13 +191,21 @@ class Bot:
     """One player: client + world + brain (see the module docstring)."""
 
     def __init__(
-        self, index: int, room_index: int, options: ClientOptions, game: Game, seed: int
+        self,
+        index: int,
+        room_index: int,
+        options: ClientOptions,
+        game: Game,
+        seed: int,
+        kit: BotKit | None = None,
     ) -> None:
+        """``kit``: how the bot plays (default: the game's own, :func:`bot_kit_of`)."""
         self.index = index
         self.room_index = room_index
         self.game = game
-        self.personality = Personality.draw(random.Random(seed))
-        self.brain = BotBrain(self.personality, seed)
+        self.seed = seed
+        self.kit = kit if kit is not None else bot_kit_of(game)
+        self.brain = self.kit.brain(seed)
         self.client = GameClient(options, on_event=self._on_event)
         self.link = MeasuredLink(self.client)
         self.world: ClientWorld | None = None
@@ -214,7 +280,7 @@ class Bot:
             bot=self.index,
             room_index=self.room_index,
             room_id=self.room_id,
-            style=self.personality.style.value,
+            style=_style_of(self.brain),
             joined=self.joined,
             error=self.error or (str(error) if error is not None else None) or self._lost(),
             kicked=close_code == KICK_CLOSE_CODE,

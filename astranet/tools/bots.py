@@ -7,9 +7,10 @@ Usage::
 
 ``AW_WS_URL`` and ``AW_REGION`` set the defaults of ``--url`` and ``--region`` (as for
 ``astranet-client``). Each bot is a real client (``GameClient`` + ``ClientWorld`` with
-prediction) steered by a seeded personality (:mod:`astranet.tools.brain`); rooms are formed
-exactly R x 4 and spread over worker processes (:mod:`astranet.tools.fleet`). ``--lite`` uses
-:class:`~astranet.tools.litebot.LiteBot` s instead: the same traffic, no prediction.
+prediction) steered by the game's bot brain (coop: :mod:`astranet.examples.coop.brain`); rooms
+are formed exactly R x 4 and spread over worker processes (:mod:`astranet.tools.fleet`).
+``--lite`` uses :class:`~astranet.tools.litebot.LiteBot` s instead: the same traffic, no
+prediction.
 
 Output: a table with one line per bot (room, style, RTT, input-to-snapshot p99, snapshots,
 corrections, max prediction error, disconnects, kicked) and a totals line; with ``--json``
@@ -36,7 +37,7 @@ from rich.table import Table
 
 from astranet.client.events import region_from_env
 from astranet.tools.bot import BotReport
-from astranet.tools.fleet import BOTS_PER_ROOM, FleetConfig, FleetResult, run_fleet
+from astranet.tools.fleet import BOTS_PER_ROOM, DEFAULT_GAME, FleetConfig, FleetResult, run_fleet
 
 __all__ = ["main", "percentile", "summarise"]
 
@@ -175,6 +176,12 @@ def _positive(kind: type) -> Any:
 
 def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags astranet-bots and astranet-loadtest share."""
+    parser.add_argument(
+        "--game",
+        default=DEFAULT_GAME,
+        help=f"MODULE:ATTR of the game the server plays (default {DEFAULT_GAME}); its package's"
+        " bot_kit plays it",
+    )
     parser.add_argument("--region", default=region_from_env())
     parser.add_argument("--game-mode", default="coop")
     parser.add_argument("--rooms", type=_positive(int), default=1, help="rooms of 4 bots")
@@ -212,6 +219,7 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
 def fleet_config(args: argparse.Namespace, url: str) -> FleetConfig:
     return FleetConfig(
         url=url,
+        game=args.game,
         region=args.region,
         game_mode=args.game_mode,
         rooms=args.rooms,

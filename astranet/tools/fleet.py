@@ -45,7 +45,7 @@ from typing import Any
 from astranet.client import ClientOptions
 from astranet.errors import AstranetError
 from astranet.game import load_game
-from astranet.tools.bot import Bot, BotReport
+from astranet.tools.bot import Bot, BotReport, bot_kit_of
 from astranet.tools.litebot import LiteBot
 
 __all__ = [
@@ -61,12 +61,14 @@ BOTS_PER_ROOM = 4  # the coop room capacity (WIRE rule 2)
 MAX_QUEUE_MESSAGES = 1024  # workers x (1 progress/s): the parent drains it continuously
 SHUTDOWN_GRACE_S = 30.0  # Leave + reports after the play phase; generous for a loaded box
 PROGRESS_INTERVAL_S = 1.0
-GAME = "astranet.examples.coop:game"
+#: The default --game: a spec string (the tools import no game; load_game does, at run time).
+DEFAULT_GAME = "astranet.examples.coop:game"
 
 
 @dataclass(frozen=True, slots=True)
 class FleetConfig:
     url: str = "ws://127.0.0.1:8788"
+    game: str = DEFAULT_GAME  # MODULE:ATTR; its package's bot_kit says how the bots play
     region: str = "us-east"
     game_mode: str = "coop"
     rooms: int = 1
@@ -131,7 +133,8 @@ class _Worker:
         self.room_indices = room_indices
         self.messages = messages
         self.go = go
-        self.game = load_game(GAME)
+        self.game = load_game(config.game)
+        self.kit = bot_kit_of(self.game)
         self.bots: list[Bot] = []  # every bot created (joined or not), for the reports
         self.playing: list[Bot] = []  # joined bots, stepped every frame
         self.frames = 0
@@ -195,7 +198,8 @@ class _Worker:
 
         def make(seat: int, opts: ClientOptions) -> Bot:
             kind = LiteBot if config.lite else Bot
-            bot = kind(first + seat, room_index, opts, self.game, config.seed * 7919 + first + seat)
+            seed = config.seed * 7919 + first + seat
+            bot = kind(first + seat, room_index, opts, self.game, seed, self.kit)
             self.bots.append(bot)
             return bot
 

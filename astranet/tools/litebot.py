@@ -8,14 +8,10 @@ machine, so one core drives ~20 of them and a 2-core box cannot put 100+ players
 to the server tick (GameClient's pacer), an ack for every snapshot folded into the next input
 (so the server sends deltas against acked bases exactly as for a real client), a Ping a second,
 Leave -- but never decodes a payload. It steers
-blind with its seeded :class:`~astranet.tools.brain.Personality`: a random walk around where
-dead reckoning says it is, an aim that sweeps, and FIRE on a conservative schedule.
-
-FIRE without seeing the weapon: the server's cooldown counts *applied* inputs, so the bot
-fires only when the server has applied (``Snapshot.last_input_seq``) at least
-``SAFE_FIRE_GAP`` inputs past its previous shot. An input the server dropped from a full queue
-would make that count one short; the gap has slack for that, and ``/metrics`` counts any
-refusal (``input_violations``).
+blind with the game's blind pilot (``bot_kit.blind(seed)``; the co-op game's is
+``astranet.examples.coop.brain.BlindPilot``: a random walk around where dead reckoning says it
+is, an aim that sweeps, and FIRE on a schedule the server's cooldown allows), told only the
+server's ``Snapshot.last_input_seq``.
 
 What it does *not* exercise: client CPU figures, prediction statistics (always 0 compared)
 and the input-to-snapshot latency (measured as for the full bot; it is server-side anyway).
@@ -24,38 +20,29 @@ Limits: as :class:`~astranet.tools.bot.Bot`. Benchmark: ``astranet-loadtest --li
 
 from __future__ import annotations
 
-import math
-import random
-
 from astranet.client import ClientOptions
-from astranet.examples.coop import encode_input
-from astranet.examples.coop.sim import FIRE_INTERVAL_INPUTS, PLAYER_SPEED
 from astranet.game import Game
 from astranet.systems.prediction import MAX_INPUT_STEPS_PER_FRAME
-from astranet.tools.bot import Bot
-from astranet.tools.brain import WANDER_RADIUS
+from astranet.tools.bot import Bot, BotKit
 
-__all__ = ["SAFE_FIRE_GAP", "LiteBot"]
-
-# The weapon fires once every FIRE_INTERVAL_INPUTS applied inputs; 2 more of slack for a
-# dropped input or two.
-SAFE_FIRE_GAP = FIRE_INTERVAL_INPUTS + 2
+__all__ = ["LiteBot"]
 
 
 class LiteBot(Bot):
     """GameClient + ack-everything + blind steering (see the module docstring)."""
 
     def __init__(
-        self, index: int, room_index: int, options: ClientOptions, game: Game, seed: int
+        self,
+        index: int,
+        room_index: int,
+        options: ClientOptions,
+        game: Game,
+        seed: int,
+        kit: BotKit | None = None,
     ) -> None:
-        super().__init__(index, room_index, options, game, seed)
-        self.rng = random.Random(seed ^ 0x5EED)
-        self.position = (0.0, 0.0)  # dead reckoning: players spawn within 6 units of (0, 0)
-        self.heading = self.rng.uniform(-math.pi, math.pi)
-        self.aim = self.rng.uniform(-math.pi, math.pi)
+        super().__init__(index, room_index, options, game, seed, kit)
+        self.pilot = self.kit.blind(seed)
         self.applied_seq = 0  # the server's last_input_seq
-        self.last_fire_seq: int | None = None
-        self.ticks = 0
         self.tick_s = 1.0 / 30.0  # one input per server tick; set from JoinAccepted.tick_hz
         self._accumulated_s = 0.0
         self._last_ms: float | None = None
@@ -88,29 +75,9 @@ class LiteBot(Bot):
         self._sample_rtt()
 
     def _send_one(self) -> None:
-        p = self.personality
-        if self.ticks % (p.reaction_ticks * 6) == 0:  # a new direction every 1-2.4 s
-            self.heading = self.rng.uniform(-math.pi, math.pi)
-        x, y = self.position
-        if max(abs(x), abs(y)) > WANDER_RADIUS:  # turn back toward the middle
-            self.heading = math.atan2(-y, -x)
-        self.ticks += 1
-        self.aim += p.aim_turn_rad * 0.2 * p.strafe_sign  # a slow sweep
-        fire = self._fire_ready()
-        seq = self.link.send_input(
-            encode_input(
-                p.speed * math.cos(self.heading), p.speed * math.sin(self.heading), self.aim, fire
-            )
-        )
+        blob, fire = self.pilot.next_input(self.applied_seq)
+        seq = self.link.send_input(blob)
         if seq is None:
             return
-        step = PLAYER_SPEED * self.tick_s * p.speed
-        self.position = (x + step * math.cos(self.heading), y + step * math.sin(self.heading))
-        if fire:
-            self.last_fire_seq = seq
-            self.brain.shots += 1
-
-    def _fire_ready(self) -> bool:
-        if self.last_fire_seq is None:
-            return self.applied_seq > 0  # the first snapshot: the weapon starts cooled
-        return self.applied_seq >= self.last_fire_seq + SAFE_FIRE_GAP
+        self.pilot.sent(seq, fire, self.tick_s)
+        self.brain.shots += fire

@@ -6,7 +6,7 @@ Usage::
                       [--url ws://HOST:PORT --http-url http://HOST:PORT] [--region us-east]
                       [--out loadtest-out] [--interval 1.0] [--json]
 
-Without ``--url`` it starts ``python -m astranet.server --game astranet.examples.coop:game
+Without ``--url`` it starts ``python -m astranet.server --game GAME (default the co-op game)
 --ws-port 0
 --http-port 0 --db <tmp>`` (:class:`~astranet.tools.serverproc.ServerProcess`) and also samples
 its CPU from ``/proc``; with ``--url`` and ``--http-url`` it drives that server instead (no CPU
@@ -270,7 +270,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.url is None:
             # Every bot comes from 127.0.0.1: lift the per-address bounds (WIRE A4).
             server = ServerProcess(
-                extra_args=("--max-rooms-per-peer", "0", "--max-connections-per-peer", "0")
+                args.game,
+                extra_args=("--max-rooms-per-peer", "0", "--max-connections-per-peer", "0"),
             )
             url, http_url, pid = server.ws_url, server.http_url, server.pid
             console.print(f"server pid {pid}: {url} {http_url}")

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from astranet.ecs import ColumnStore
 from astranet.examples.coop import DRONE, PLAYER, SCHEMA, decode_command, game
+from astranet.examples.coop.brain import BotBrain, Personality, Style
 from astranet.game import SimContext
-from astranet.tools.brain import BotBrain, Personality, Style
 
 
 def _arena(

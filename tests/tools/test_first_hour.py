@@ -187,3 +187,17 @@ def test_two_servers_on_one_database_the_second_is_refused(tmp_path: Path) -> No
     # The first one's lock went with it: a server may use the file again.
     with ServerProcess("astranet.examples.dots:game", db=db) as again:
         assert again.ws_port > 0
+
+
+def test_the_library_does_not_import_its_examples() -> None:
+    """The tools take the game by its --game spec string; nothing outside astranet/examples
+    imports it (issue 11: the library depended on its examples)."""
+    code = (
+        "import sys, astranet.tools, astranet.tools.loadtest, astranet.tools.bots,"
+        " astranet.server.cli, astranet.client.demo, astranet.testing;"
+        " print([m for m in sys.modules if m.startswith('astranet.examples')])"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    assert loaded == "[]"

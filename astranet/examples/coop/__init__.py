@@ -7,6 +7,9 @@ Rules, components and the 4-byte input blob: astranet/examples/coop/README.md.
 Benchmark: benchmarks/coop_tick.py.
 """
 
+# How bots play coop (astranet-bots, astranet-loadtest find it here via --game); last, since
+# it imports the modules above.
+from astranet.examples.coop.brain import bot_kit
 from astranet.examples.coop.components import (
     ARENA,
     DRONE,
@@ -36,6 +39,7 @@ __all__ = [
     "Health",
     "Team",
     "Weapon",
+    "bot_kit",
     "decode_command",
     "encode_command",
     "encode_input",

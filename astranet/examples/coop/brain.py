@@ -17,6 +17,10 @@ repeat offenders).
 
 Goals: a decision is O(drones) numpy (nearest drone over the drone rows, no per-entity Python
 loop) plus a few scalar operations; deterministic for a seed and a sequence of stores.
+:class:`BlindPilot` steers a bot that decodes nothing (``astranet-loadtest --lite``), and
+``bot_kit`` hands both to the game-agnostic tools (``astranet.tools.bot`` finds it next to the
+game the tools were given with ``--game``).
+
 Limits: knows only the coop schema; one avatar per brain. Benchmark: the bots' CPU per client
 is measured by ``astranet-loadtest`` (docs/benchmarks.md, "Load test (co-op bots)").
 """
@@ -31,10 +35,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from astranet.ecs import ColumnStore
-from astranet.examples.coop import ARENA, DRONE, encode_input, fire_ready
-from astranet.examples.coop.sim import nearest
+from astranet.examples.coop.components import ARENA, DRONE
+from astranet.examples.coop.game import fire_ready
+from astranet.examples.coop.input import encode_input
+from astranet.examples.coop.sim import FIRE_INTERVAL_INPUTS, PLAYER_SPEED, nearest
 
-__all__ = ["SHOT_RANGE", "WANDER_RADIUS", "BotBrain", "Personality", "Style"]
+__all__ = [
+    "SAFE_FIRE_GAP",
+    "SHOT_RANGE",
+    "WANDER_RADIUS",
+    "BlindPilot",
+    "BotBrain",
+    "CoopBotKit",
+    "Personality",
+    "Style",
+    "bot_kit",
+]
 
 # Waypoints stay this far inside the arena: humans do not hug the wall where drones spawn.
 WANDER_RADIUS = ARENA * 0.5
@@ -189,3 +205,68 @@ def _nearest_drone(store: ColumnStore, me: np.ndarray) -> tuple[float, float] | 
     if position is None:
         return None
     return (float(position[0]), float(position[1]))
+
+
+# The weapon fires once every FIRE_INTERVAL_INPUTS applied inputs; 2 more of slack for a
+# dropped input or two.
+SAFE_FIRE_GAP = FIRE_INTERVAL_INPUTS + 2
+
+
+class BlindPilot:
+    """Steering for a bot that never decodes a snapshot (a LiteBot): a random walk around
+    where dead reckoning says it is, an aim that sweeps, FIRE on a conservative schedule.
+
+    FIRE without seeing the weapon: the server's cooldown counts *applied* inputs, so it fires
+    only when the server has applied (``Snapshot.last_input_seq``) at least ``SAFE_FIRE_GAP``
+    inputs past the previous shot; the gap has slack for an input dropped from a full queue.
+    """
+
+    def __init__(self, personality: Personality, seed: int) -> None:
+        self.personality = personality
+        self.rng = random.Random(seed ^ 0x5EED)
+        self.position = (0.0, 0.0)  # dead reckoning: players spawn within 6 units of (0, 0)
+        self.heading = self.rng.uniform(-math.pi, math.pi)
+        self.aim = self.rng.uniform(-math.pi, math.pi)
+        self.last_fire_seq: int | None = None
+        self.ticks = 0
+
+    def next_input(self, applied_seq: int) -> tuple[bytes, bool]:
+        """The next blob, and whether it fires (``applied_seq``: the server's newest)."""
+        p = self.personality
+        if self.ticks % (p.reaction_ticks * 6) == 0:  # a new direction every 1-2.4 s
+            self.heading = self.rng.uniform(-math.pi, math.pi)
+        x, y = self.position
+        if max(abs(x), abs(y)) > WANDER_RADIUS:  # turn back toward the middle
+            self.heading = math.atan2(-y, -x)
+        self.ticks += 1
+        self.aim += p.aim_turn_rad * 0.2 * p.strafe_sign  # a slow sweep
+        if self.last_fire_seq is None:
+            fire = applied_seq > 0  # the first snapshot: the weapon starts cooled
+        else:
+            fire = applied_seq >= self.last_fire_seq + SAFE_FIRE_GAP
+        blob = encode_input(
+            p.speed * math.cos(self.heading), p.speed * math.sin(self.heading), self.aim, fire
+        )
+        return blob, fire
+
+    def sent(self, seq: int, fire: bool, tick_s: float) -> None:
+        """The blob went out as ``seq``: move the dead reckoning one tick, note the shot."""
+        step = PLAYER_SPEED * tick_s * self.personality.speed
+        x, y = self.position
+        self.position = (x + step * math.cos(self.heading), y + step * math.sin(self.heading))
+        if fire:
+            self.last_fire_seq = seq
+
+
+class CoopBotKit:
+    """What the tools need to play coop: a brain (full bots) and a blind pilot (lite bots),
+    both seeded; see ``astranet.tools.bot.BotKit``."""
+
+    def brain(self, seed: int) -> BotBrain:
+        return BotBrain(Personality.draw(random.Random(seed)), seed)
+
+    def blind(self, seed: int) -> BlindPilot:
+        return BlindPilot(Personality.draw(random.Random(seed)), seed)
+
+
+bot_kit = CoopBotKit()
