@@ -96,9 +96,6 @@ async def seat_pair(url: str, mode: str) -> tuple[TestClient, TestClient, str]:
 
 async def races(args: argparse.Namespace, store: RedisProcess) -> dict[str, object]:
     client = redis.Redis.from_url(store.url)
-    b = await asyncio.to_thread(start_node, store.url, "raceB", args.node_lease)
-    c = await asyncio.to_thread(start_node, store.url, "raceC", args.node_lease)
-    urls = {"raceB": b.url, "raceC": c.url}
     raced = twins = kills = 0
     started = time.monotonic()
     try:
@@ -107,6 +104,14 @@ async def races(args: argparse.Namespace, store: RedisProcess) -> dict[str, obje
             victim = await asyncio.to_thread(start_node, store.url, victim_id, args.node_lease)
             count = min(args.rooms_per_kill, args.races - raced)
             pairs = [await seat_pair(victim.url, f"k{kills}r{i}") for i in range(count)]
+            # The racers start after the rooms exist: new rooms go to the least-loaded node
+            # (A2), and these must all live on the victim.
+            b_id, c_id = f"raceB{kills}", f"raceC{kills}"
+            b, c = await asyncio.gather(
+                asyncio.to_thread(start_node, store.url, b_id, args.node_lease),
+                asyncio.to_thread(start_node, store.url, c_id, args.node_lease),
+            )
+            urls = {b_id: b.url, c_id: c.url}
             await asyncio.sleep(3 * CHECKPOINT_INTERVAL_S)  # every room has a checkpoint
             victim.kill()
             victim.wait()
@@ -131,11 +136,10 @@ async def races(args: argparse.Namespace, store: RedisProcess) -> dict[str, obje
                 await p.close()
                 await q.close()
             victim.close()
+            await asyncio.gather(asyncio.to_thread(b.close), asyncio.to_thread(c.close))
             kills += 1
     finally:
         client.close()
-        await asyncio.to_thread(b.close)
-        await asyncio.to_thread(c.close)
     return {
         "races": raced,
         "kills": kills,
@@ -148,12 +152,19 @@ async def pauses(args: argparse.Namespace, store: RedisProcess) -> dict[str, obj
     client = redis.Redis.from_url(store.url)
     a = await asyncio.to_thread(start_node, store.url, "pauseA", args.node_lease)
     b = await asyncio.to_thread(start_node, store.url, "pauseB", args.node_lease)
-    twins = 0
+    twins = misplaced = 0
     closed_ms: list[float] = []
     started = time.monotonic()
     try:
-        for rep in range(args.pauses):
+        rep = 0
+        while len(closed_ms) < args.pauses and misplaced <= args.pauses:
+            rep += 1
             mover, stale, room_id = await seat_pair(a.url, f"p{rep}")
+            if owner(client, room_id)[0] != "pauseA":  # placed on B (least-loaded): re-seat
+                misplaced += 1
+                await mover.close()
+                await stale.close()
+                continue
             await asyncio.sleep(3 * CHECKPOINT_INTERVAL_S)
             a.proc.send_signal(signal.SIGSTOP)
             await declared_dead(client, "pauseA", args.node_lease)
@@ -181,7 +192,8 @@ async def pauses(args: argparse.Namespace, store: RedisProcess) -> dict[str, obj
         await asyncio.to_thread(b.close)
     closed_ms.sort()
     return {
-        "pauses": args.pauses,
+        "pauses": len(closed_ms),
+        "misplaced": misplaced,
         "twins": twins,
         "sigcont_to_close_ms_p50": closed_ms[len(closed_ms) // 2] if closed_ms else None,
         "sigcont_to_close_ms_max": closed_ms[-1] if closed_ms else None,
