@@ -26,9 +26,9 @@ function checkSchema(schema) {
     const ok = spec && spec.encoding === want.encoding && (!('step' in want) || spec.params.step === want.step) && (!('bits' in want) || spec.params.bits === want.bits);
     if (!ok) throw new SchemaMismatch(schema.fingerprint, null, `this page needs ${name} as ${JSON.stringify(want)}`);
   }
-  const names = schema.fields.map((f) => f.name);
+  const names = schema.fields.map((/** @type {import('astranet-client').FieldSpec} */ f) => f.name);
   const layout = ['Body.pos', 'Body.pos', 'Body.kind', 'Body.heading', 'Health.hp', 'Weapon.cooldown', 'Team.score', 'Team.wave'];
-  schema.fields.forEach((f) => {
+  schema.fields.forEach((/** @type {import('astranet-client').FieldSpec} */ f) => {
     if (layout[f.offset] !== f.name || names.indexOf(f.name) < 0) throw new SchemaMismatch(schema.fingerprint, null, `unexpected layout at ${f.name}`);
   });
 }
@@ -89,7 +89,7 @@ function inputSource() {
   let fire = false;
   if (bot) {
     botInputs += 1;
-    if (own && !window.astranet.stopped) {
+    if (own && !astranet.stopped) {
       const angle = botPhase + botInputs / 90;
       const radius = ARENA * (0.3 + 0.2 * Math.sin(botInputs / 211));
       dx = Math.cos(angle) * radius - own[0];
@@ -164,7 +164,8 @@ function draw(/** @type {number} */ fps) {
     }
   }
   hud.textContent = `SCORE ${score}    WAVE ${wave}    players ${players}    drones ${drones}    hp ${ownHp ?? '-'}`;
-  const client = window.astranet.client;
+  const client = astranet.client;
+  if (!client) return;
   const now = performance.now();
   while (snapshotTimes.length && snapshotTimes[0] < now - 1000) {
     snapshotTimes.shift();
@@ -207,10 +208,14 @@ function track() {
   }
 }
 
-window.astranet = {
+/** What the end-to-end test reads (also exposed as window.astranet). */
+const astranet = {
+  /** @type {GameClient | null} */
   client: null,
+  /** @type {ClientWorld | null} */
   world: null,
   stopped: false,
+  /** @type {unknown} */
   error: null,
   summary() {
     const s = world?.stats;
@@ -226,6 +231,7 @@ window.astranet = {
       mismatches: s?.mismatches ?? [],
       decodeFailures: s?.decodeFailures ?? 0,
       inputsSent: s?.inputsSent ?? 0,
+      inputsHeld: s?.inputsHeld ?? 0,
       snapshots: this.client?.stats.snapshots ?? 0,
       compact: this.client?.compactGranted ?? null,
       scores: Object.fromEntries(scores),
@@ -233,6 +239,7 @@ window.astranet = {
     };
   },
 };
+/** @type {any} */ (window).astranet = astranet;
 
 async function main() {
   const wsUrl = params.get('ws') ?? `ws://${location.hostname}:8788`;
@@ -242,18 +249,19 @@ async function main() {
   checkSchema(schema);
   const region = params.get('region') ?? (await (await fetch('/regions')).json())[0];
   const client = new GameClient({ url: wsUrl, region, gameMode: 'coop', schema });
-  window.astranet.client = client;
+  astranet.client = client;
   client.addEventListener('reconnecting', () => (statusLine.textContent = 'connection lost: resuming…'));
   client.addEventListener('resumed', () => (statusLine.textContent = 'resumed'));
-  client.addEventListener('closed', (e) => {
-    window.astranet.error = /** @type {CustomEvent} */ (e).detail;
-    statusLine.textContent = String(window.astranet.error);
+  client.addEventListener('closed', (/** @type {Event} */ e) => {
+    astranet.error = /** @type {CustomEvent} */ (e).detail;
+    statusLine.textContent = String(astranet.error);
   });
-  client.addEventListener('server-error', (e) => console.warn(String(/** @type {CustomEvent} */ (e).detail)));
+  client.addEventListener('server-error', (/** @type {Event} */ e) => console.warn(String(/** @type {CustomEvent} */ (e).detail)));
   const accepted = await client.connect();
   statusLine.textContent = `room ${accepted.room_id} as ${accepted.player_id}`;
-  world = new ClientWorld({ schema, game: coopGame, link: meteredLink(client), inputSource, tickHz: accepted.tick_hz });
-  window.astranet.world = world;
+  const joinedWorld = new ClientWorld({ schema, game: coopGame, link: meteredLink(client), inputSource, tickHz: accepted.tick_hz });
+  world = joinedWorld;
+  astranet.world = joinedWorld;
   let last = performance.now();
   let fps = 60;
   const frame = () => {
@@ -261,7 +269,7 @@ async function main() {
     const dt = (now - last) / 1000;
     last = now;
     fps += 0.1 * (1 / Math.max(dt, 1e-3) - fps);
-    world.step(now, dt);
+    joinedWorld.step(now, dt);
     track();
     draw(fps);
   };
@@ -288,7 +296,7 @@ function meteredLink(/** @type {GameClient} */ client) {
 }
 
 main().catch((exc) => {
-  window.astranet.error = exc;
+  astranet.error = exc;
   statusLine.textContent = String(exc);
   console.error(String(exc));
 });

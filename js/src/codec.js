@@ -323,7 +323,9 @@ export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}
   }
   if (reader.pos !== raw.length) throw new SnapshotDecodeError(`${raw.length - reader.pos} trailing bytes in payload`);
 
+  /** @type {Uint32Array} */
   let netIds;
+  /** @type {Uint32Array[]} */
   let codes;
   if (nSpawn === 0) {
     netIds = commonIds;

@@ -77,6 +77,7 @@ export class SnapshotBuffer {
       if (snaps.length === 1) return held(newest, Status.HOLDING_NEWEST);
       const previous = snaps[snaps.length - 2];
       let ahead = renderMs - newest.timeMs;
+      /** @type {string} */
       let status = Status.EXTRAPOLATING;
       if (ahead > this.maxExtrapolationMs) {
         ahead = this.maxExtrapolationMs;

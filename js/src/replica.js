@@ -20,7 +20,7 @@ export class Replica {
     this.kept = new Map();
     /** @type {import('./codec.js').DecodedSnapshot | null} */
     this.latest = null;
-    /** Flat float64 rows of the latest snapshot (n x schema.width). */
+    /** @type {Float64Array} flat float64 rows of the latest snapshot (n x schema.width) */
     this.rows = new Float64Array(0);
   }
 

@@ -68,7 +68,7 @@ export class Schema {
       for (const f of component.fields) {
         const codeBits = f.code_bits.map(Number);
         const maxCodes = f.max_codes.map(Number);
-        if (codeBits.length !== maxCodes.length || codeBits.some((b) => !(b >= 1 && b <= 32))) {
+        if (codeBits.length !== maxCodes.length || codeBits.some((/** @type {number} */ b) => !(b >= 1 && b <= 32))) {
           throw new SchemaError(`field ${component.name}.${f.name}: bad code_bits`);
         }
         const size = f.encoding === 'Quaternion' ? 4 : Number(f.size ?? 1);

@@ -32,7 +32,7 @@ export function signedBytes(seq, tickMs, blob, view = null) {
 }
 
 const importHmacKey = (/** @type {Uint8Array} */ raw) =>
-  crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  crypto.subtle.importKey('raw', Uint8Array.from(raw), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
 
 export class InputSigner {
   /** @param {CryptoKey} key @param {CryptoKey} viewKey */

@@ -24,6 +24,20 @@ import { Replica, rowOf } from './replica.js';
 
 /** The server banks at most 3 inputs of credit per player (systems/input_ingestion.py). */
 export const MAX_INPUT_STEPS_PER_FRAME = 3;
+/**
+ * Input pacing: at most this many inputs more than one RTT's worth may be unapplied by the
+ * server. The server queues 8 inputs per player (systems/input_ingestion.py) and drops the
+ * oldest beyond that, which the client cannot predict; when the server falls behind (a loaded
+ * host skips ticks) the client holds its input instead. A held step is neither sent nor
+ * predicted, so the prediction stays exact; the server would have had no input for it anyway.
+ */
+export const MAX_INPUT_LEAD = 4;
+/**
+ * Inputs unapplied beyond one RTT even when the server keeps up: the tick an input waits for
+ * and the frame that reads its snapshot (one each).
+ */
+export const INPUT_PIPELINE_SLACK = 2;
+
 /** view_frac counts 1/65536 of a tick (astranet/replication/rewind.py VIEW_FRAC_ONE). */
 export const VIEW_FRAC_ONE = 1 << 16;
 
@@ -75,9 +89,13 @@ export class ClientWorld {
     this.delay = new InterpolationDelay(1000 / tickHz);
     this.epoch = /** @type {number | null} */ (null);
     this.accumulatedS = 0;
-    this.anchor = /** @type {[number, number] | null} */ (null);
+    /** @type {[number, number] | null} */
+    this.anchor = null;
     this.viewQ = 0;
-    this.stats = { compared: 0, exact: 0, rewinds: 0, replayedInputs: 0, maxError: 0, decodeFailures: 0, applied: 0, inputsSent: 0, stepsDropped: 0, frames: 0, sampled: 0, extrapolated: 0, mismatches: /** @type {{seq: number | null, columns: number[], server: number[], predicted: number[]}[]} */ ([]) };
+    /** Highest last_input_seq a snapshot of this session reported (input pacing). */
+    this.lastAppliedSeq = 0;
+    this.baseRttMs = Infinity;
+    this.stats = { compared: 0, exact: 0, rewinds: 0, replayedInputs: 0, maxError: 0, decodeFailures: 0, applied: 0, inputsSent: 0, stepsDropped: 0, inputsHeld: 0, frames: 0, sampled: 0, extrapolated: 0, mismatches: /** @type {{seq: number | null, columns: number[], server: number[], predicted: number[]}[]} */ ([]) };
     /** @type {RenderView} */
     this.view = { netIds: new Uint32Array(0), values: new Float64Array(0), status: Status.EMPTY, renderTimeMs: null, localNetId: null };
   }
@@ -149,11 +167,13 @@ export class ClientWorld {
   /** @param {ClientFrame} frame */
   reconcile(frame) {
     const local = this.local;
+    // Seqs continue across a resume, so lastAppliedSeq stays valid in the new session.
     if (frame.reconnected) local.history.clear();
     if (!frame.applied.length || local.netId === null) return;
     const netId = local.netId;
     let rewind = frame.reconnected;
     for (const applied of frame.applied) {
+      if (applied.lastInputSeq !== null) this.lastAppliedSeq = Math.max(this.lastAppliedSeq, applied.lastInputSeq);
       const serverState = rowOf(applied.netIds, applied.rows, this.width, netId);
       if (!serverState) continue;
       const outcome = comparePrediction(local.history, applied.lastInputSeq, serverState, { tolerance: this.tolerance });
@@ -215,8 +235,17 @@ export class ClientWorld {
       this.accumulatedS -= (steps - MAX_INPUT_STEPS_PER_FRAME) * stepS;
       steps = MAX_INPUT_STEPS_PER_FRAME;
     }
+    // The link's own RTT (the lowest smoothed RTT seen): a server that falls behind also
+    // answers Pings late, and its inflated RTT must not buy it a longer queue.
+    if (frame.rttMs !== null) this.baseRttMs = Math.min(this.baseRttMs, frame.rttMs);
+    const rttSteps = Number.isFinite(this.baseRttMs) ? Math.ceil(this.baseRttMs / (stepS * 1000)) : 8;
     for (let i = 0; i < steps; i++) {
       this.accumulatedS -= stepS;
+      const sent = local.history.newest?.seq ?? this.lastAppliedSeq;
+      if (sent - this.lastAppliedSeq >= rttSteps + INPUT_PIPELINE_SLACK + MAX_INPUT_LEAD) {
+        this.stats.inputsHeld += 1; // the server is behind: its queue would drop this input
+        continue;
+      }
       const blob = this.inputSource();
       const seq = this.link.sendInput(blob);
       if (seq === null) return;

@@ -39,3 +39,13 @@ def test_js_client_reproduces_the_python_vectors(tmp_path: Path) -> None:
     if result.returncode != 0:
         pytest.fail(f"node --test failed:\n{result.stdout}\n{result.stderr}")
     assert "fail 0" in result.stdout
+
+
+def test_the_jsdoc_types_check_under_strict_typescript() -> None:
+    """js/src and the page are JavaScript with JSDoc types; tsc --checkJs (strict) checks them."""
+    tsc = REPO / "js/node_modules/.bin/tsc"
+    assert tsc.exists(), "run `npm ci` in js/ (make test does)"
+    result = subprocess.run(
+        [str(tsc), "-p", "."], cwd=REPO / "js", capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
