@@ -26,22 +26,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from astranet.ecs import ColumnStore, Schema
+from astranet.net import messages as m
 from astranet.net.client_conn import ClientConnection, ClientPhase
 from astranet.net.messages import (
-    Ack,
     ErrorMessage,
-    FindOrCreate,
-    Hello,
     HelloAck,
-    InputFrame,
     JoinAccepted,
-    JoinRoom,
     MatchResult,
     Message,
     Pong,
     Snapshot,
-    decode_server_message,
-    encode,
 )
 from astranet.net.signing import sign
 from astranet.replication import Replica
@@ -120,7 +114,7 @@ class TestClient:
     async def send(self, message: Message) -> None:
         """Send ``message`` as is (bypassing the protocol state: any message, any phase)."""
         assert self.ws is not None, "connect first"
-        await self.ws.send(encode(message))
+        await self.ws.send(m.encode(message))
 
     async def send_raw(self, data: bytes | str) -> None:
         assert self.ws is not None, "connect first"
@@ -137,7 +131,7 @@ class TestClient:
         assert self.ws is not None, "connect first"
         async with asyncio.timeout(within_s):
             data = await self.ws.recv()
-        message = decode_server_message(data, max_bytes=MAX_READ_BYTES)
+        message = m.decode_server_message(data, max_bytes=MAX_READ_BYTES)
         if isinstance(data, bytes):
             self.conn.receive_data(data)  # keeps identity and phase as a real client's
             self.conn.messages_received()
@@ -197,7 +191,7 @@ class TestClient:
             self.conn.hello()
             await self.flush()
         else:
-            await self.send(Hello(1))
+            await self.send(m.Hello(1))
         await self.expect(HelloAck)
 
     def _request(self, queue: Callable[[], None], raw: Message) -> Message | None:
@@ -216,7 +210,7 @@ class TestClient:
         await self.hello()
         raw = self._request(
             lambda: self.conn.find_or_create(region, game_mode, party_size),
-            FindOrCreate(region, game_mode, party_size),
+            m.FindOrCreate(region, game_mode, party_size),
         )
         await (self.send(raw) if raw is not None else self.flush())
         result = await self.expect(MatchResult)
@@ -248,7 +242,7 @@ class TestClient:
         if self.ws is None:
             await self.connect()
         await self.hello()
-        raw = self._request(lambda: self.conn.join_room(room_id), JoinRoom(room_id))
+        raw = self._request(lambda: self.conn.join_room(room_id), m.JoinRoom(room_id))
         await (self.send(raw) if raw is not None else self.flush())
         await self.expect(MatchResult)
         return await self.expect(JoinAccepted)
@@ -273,7 +267,7 @@ class TestClient:
 
     def input_frame(
         self, blob: bytes, *, seq: int | None = None, tick_ms: int | None = None
-    ) -> InputFrame:
+    ) -> m.InputFrame:
         """A correctly signed frame with the next seq (or the given one)."""
         assert self.joined is not None, "join first"
         if tick_ms is None:
@@ -281,9 +275,9 @@ class TestClient:
         if seq is None:
             seq = self.conn.next_seq
         self.conn.next_seq = max(self.conn.next_seq, seq + 1)
-        return InputFrame(seq, tick_ms, blob, sign(self.joined.session_key, seq, tick_ms, blob))
+        return m.InputFrame(seq, tick_ms, blob, sign(self.joined.session_key, seq, tick_ms, blob))
 
-    async def send_input(self, blob: bytes, *, seq: int | None = None) -> InputFrame:
+    async def send_input(self, blob: bytes, *, seq: int | None = None) -> m.InputFrame:
         frame = self.input_frame(blob, seq=seq)
         await self.send(frame)
         return frame
@@ -307,16 +301,16 @@ class TestClient:
         return await self.applied(frame.seq)
 
     async def ack(self, snapshot_id: int) -> None:
-        await self.send(Ack(snapshot_id))
+        await self.send(m.Ack(snapshot_id))
 
     async def find_or_create(
         self, region: str = "us-east", game_mode: str = "coop", party_size: int = 1
     ) -> None:
         """Send a FindOrCreate as is (the reply is the caller's)."""
-        await self.send(FindOrCreate(region, game_mode, party_size))
+        await self.send(m.FindOrCreate(region, game_mode, party_size))
 
     async def send_hello(self, protocol: int = 1) -> None:
-        await self.send(Hello(protocol))
+        await self.send(m.Hello(protocol))
 
     # -- snapshots ----------------------------------------------------------------------------
 

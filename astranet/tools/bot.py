@@ -33,10 +33,11 @@ from typing import Any, Protocol
 
 from astranet.client import ClientOptions, ClientWorld, GameClient
 from astranet.client.events import ClientEvent, EventKind
+from astranet.client.link import ForwardingLink
 from astranet.ecs import ColumnStore
 from astranet.errors import ConfigurationError, ConnectionClosed
 from astranet.game import Game
-from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
+from astranet.systems.contract import ReceivedSnapshot
 
 __all__ = [
     "KICK_CLOSE_CODE",
@@ -59,23 +60,15 @@ RTT_SAMPLE_INTERVAL_MS = 1000.0  # the client pings once a second; sampling fast
 KICK_CLOSE_CODE = 1008  # WIRE rules 3 and 5: policy violation
 
 
-class MeasuredLink:
+class MeasuredLink(ForwardingLink):
     """A ClientLink around a GameClient that measures input-to-snapshot latency."""
 
     def __init__(self, client: GameClient) -> None:
-        self.client = client
+        super().__init__(client)
+        self.client: GameClient = client
         self._pending: deque[tuple[int, float]] = deque(maxlen=MAX_PENDING_INPUTS)
         self.latency_ms: deque[float] = deque(maxlen=MAX_LATENCY_SAMPLES)
         self._epoch: int | None = None
-
-    def now_ms(self) -> float:
-        return self.client.now_ms()
-
-    def clock_estimate(self, now_ms: float) -> ClockEstimate:
-        return self.client.clock_estimate(now_ms)
-
-    def ack(self, snapshot_id: int) -> None:
-        self.client.ack(snapshot_id)
 
     def input_steps_due(self, now_ms: float) -> int | None:
         return self.client.input_steps_due(now_ms)

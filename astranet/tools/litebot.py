@@ -20,10 +20,10 @@ Limits: as :class:`~astranet.tools.bot.Bot`. Benchmark: ``astranet-loadtest --li
 
 from __future__ import annotations
 
-from astranet.client import ClientOptions
-from astranet.game import Game
+from typing import Any
+
 from astranet.systems.prediction import MAX_INPUT_STEPS_PER_FRAME
-from astranet.tools.bot import Bot, BotKit
+from astranet.tools.bot import Bot
 
 __all__ = ["LiteBot"]
 
@@ -31,17 +31,10 @@ __all__ = ["LiteBot"]
 class LiteBot(Bot):
     """GameClient + ack-everything + blind steering (see the module docstring)."""
 
-    def __init__(
-        self,
-        index: int,
-        room_index: int,
-        options: ClientOptions,
-        game: Game,
-        seed: int,
-        kit: BotKit | None = None,
-    ) -> None:
-        super().__init__(index, room_index, options, game, seed, kit)
-        self.pilot = self.kit.blind(seed)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As :class:`~astranet.tools.bot.Bot`; steers with ``kit.blind(seed)``."""
+        super().__init__(*args, **kwargs)
+        self.pilot = self.kit.blind(self.seed)
         self.applied_seq = 0  # the server's last_input_seq
         self.tick_s = 1.0 / 30.0  # one input per server tick; set from JoinAccepted.tick_hz
         self._accumulated_s = 0.0

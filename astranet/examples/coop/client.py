@@ -36,6 +36,7 @@ import numpy as np
 
 from astranet.client import ClientOptions, ClientWorld, ThreadedClient
 from astranet.client.events import ClientEvent, EventKind, region_from_env
+from astranet.client.link import ForwardingLink
 from astranet.errors import AstranetError, ConnectionClosed, InvalidState, ProtocolError
 from astranet.examples.coop import (
     ARENA,
@@ -48,7 +49,7 @@ from astranet.examples.coop import (
     game,
 )
 from astranet.examples.coop.sim import nearest
-from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
+from astranet.systems.contract import ReceivedSnapshot
 from astranet.systems.interpolation import RenderView
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stdout for our own lines
@@ -87,29 +88,17 @@ TEXT_COLOUR = (230, 232, 240)
 OVERLAY_BG = (0, 0, 0, 170)
 
 
-class MeteredLink:
+class MeteredLink(ForwardingLink):
     """The ThreadedClient as the ClientWorld's link, recording each snapshot's arrival time
     and payload size for the overlay (bounded by ``MAX_TIMING_SAMPLES``)."""
 
     def __init__(self, client: ThreadedClient) -> None:
-        self.client = client
+        super().__init__(client)
         self.arrivals_ms: deque[float] = deque(maxlen=MAX_TIMING_SAMPLES)
         self.sizes: deque[int] = deque(maxlen=MAX_TIMING_SAMPLES)
 
-    def now_ms(self) -> float:
-        return self.client.now_ms()
-
-    def clock_estimate(self, now_ms: float) -> ClockEstimate:
-        return self.client.clock_estimate(now_ms)
-
-    def ack(self, snapshot_id: int) -> None:
-        self.client.ack(snapshot_id)
-
-    def send_input(self, blob: bytes) -> int | None:
-        return self.client.send_input(blob)
-
     def drain_snapshots(self) -> list[ReceivedSnapshot]:
-        received = self.client.drain_snapshots()
+        received = super().drain_snapshots()
         for snapshot in received:
             self.arrivals_ms.append(snapshot.arrival_ms)
             self.sizes.append(len(snapshot.payload))
