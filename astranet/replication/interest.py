@@ -267,6 +267,7 @@ class TickStats:
     despawned: int
     attempts: int
     payload_bytes: int
+    from_base: bool  # plan B (or the last resort): built on the acked state, not the last sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,10 +329,10 @@ class BudgetedEncoder:
         for plan_b, (start, carry) in enumerate(((latest, carried_bytes), (held, 0.0))):
             rank = prio_rank
             if plan_b:
-                # Re-send what is in flight first after the near ones (latest already holds
-                # the current value): otherwise each fallback would trade the last sends for
-                # others and the client would never converge.
-                in_flight = self._holds_current(latest, current, rows, rel_ids)
+                # Re-send what is in flight first after the near ones (their current value):
+                # otherwise each fallback would revert the last sends for others, and the
+                # client would never converge.
+                in_flight = _member(rel_ids, carry_ids)[0]
                 rank = prio_rank + np.where(in_flight, _IN_FLIGHT_BOOST, 0.0)
             plan = self._plan(current, rows, rel_ids, rank, start)
             if not plan_b and len(carry_ids):
@@ -342,6 +343,12 @@ class BudgetedEncoder:
             # Aim a little under the budget: a re-encode costs more than 3 % of the bytes.
             margin = max(8.0, _AIM_UNDER * budget_bytes)
             room = budget_bytes - fixed - max(self._slack, 0.0) - margin
+            if not plan_b and base is not None and latest is not base:
+                # Whatever is added now is repeated until acked, ~in_flight more times: keep
+                # each tick's additions to 1/(in_flight + 1) of the budget so the carry stays
+                # inside it (else plan B reverts deferred entities every few ticks).
+                in_flight = max(0, latest.id - base.id)
+                room = min(room, (budget_bytes - HEADER.size) / (in_flight + 1))
             take = int(np.searchsorted(cumulative, room, side="right"))
             near_first = int(np.count_nonzero(weights[plan.order] >= 1.0))
             if not plan_b and take < near_first and start is not held:
@@ -364,8 +371,10 @@ class BudgetedEncoder:
                 target = (cumulative[take - 1] if take else 0.0) - excess
                 take = min(take - 1, int(np.searchsorted(cumulative, target, side="right")))
             if len(payload) <= budget_bytes:
+                composite_from_base = bool(plan_b)
                 break
         else:
+            composite_from_base = True
             # Last resort: repeat the acked state (header only); nothing is lost, all waits.
             composite = Snapshot(current.id, current.tick, held.net_ids, held.codes)
             payload, compressed = encode_payload(self.schema, composite, base, compress=False)
@@ -380,23 +389,10 @@ class BudgetedEncoder:
             len(plan.despawn_ids),
             attempts,
             len(payload),
+            composite_from_base,
         )
         base_id = base.id if base is not None else None
         return EncodedSnapshot(current.id, current.tick, base_id, compressed, payload)
-
-    @staticmethod
-    def _holds_current(
-        latest: Snapshot, current: Snapshot, rows: np.ndarray, rel_ids: np.ndarray
-    ) -> np.ndarray:
-        """Per relevant id: ``latest`` holds it with exactly its current codes."""
-        held, at = _member(rel_ids, latest.net_ids)
-        idx = np.flatnonzero(held)
-        same = np.ones(len(idx), bool)
-        for cur_codes, old_codes in zip(current.codes, latest.codes, strict=True):
-            same &= (cur_codes[rows[idx]] == old_codes[at[idx]]).all(axis=1)
-        out = np.zeros(len(rel_ids), bool)
-        out[idx[same]] = True
-        return out
 
     def _plan(
         self,
