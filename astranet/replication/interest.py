@@ -37,7 +37,6 @@ Benchmark: benchmarks/interest.py (10,000 entities, 100 clients, 32 kB/s each).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +44,7 @@ import numpy as np
 from astranet.ecs.schema import Schema
 from astranet.errors import ConfigurationError
 from astranet.replication.codec import HEADER, encode_payload
-from astranet.replication.fanout import EncodedSnapshot
+from astranet.replication.fanout import ClientBaseline, EncodedSnapshot
 from astranet.replication.snapshot import Snapshot, empty_snapshot
 
 __all__ = [
@@ -197,50 +196,38 @@ class SpatialGrid:
         return Relevance(rows, np.maximum(falloff, far_priority))
 
 
-class InterestBaseline:
+class InterestBaseline(ClientBaseline):
     """Server-side replication state of one client under interest management.
 
-    Same duties as :class:`~astranet.replication.fanout.ClientBaseline` (``ack``, ``reset``,
-    ``acked_id``), but it remembers the exact composite sent under each id.
+    A :class:`~astranet.replication.fanout.ClientBaseline` (``ack``, ``reset``, ``acked_id``)
+    whose sent-id memory holds the exact composite sent under each id, plus the latest one and
+    each relevant entity's accumulated priority.
     """
 
-    __slots__ = ("_prio", "_prio_ids", "_sent", "acked_id", "capacity", "latest")
+    __slots__ = ("_prio", "_prio_ids", "latest")
 
     def __init__(self, capacity: int = DEFAULT_COMPOSITES) -> None:
-        self.capacity = capacity
-        self.acked_id: int | None = None
+        super().__init__(capacity)
         self.latest: Snapshot | None = None  # the composite sent last
-        self._sent: OrderedDict[int, Snapshot] = OrderedDict()
         self._prio_ids = np.zeros(0, np.uint32)  # relevant ids last tick, ascending
         self._prio = np.zeros(0)
 
-    def ack(self, snapshot_id: int) -> bool:
-        """Record an ``Ack``; False (ignored) for an id never sent or already forgotten."""
-        if snapshot_id not in self._sent:
-            return False
-        if self.acked_id is None or snapshot_id > self.acked_id:
-            self.acked_id = snapshot_id
-        return True
-
     def reset(self) -> None:
         """Forget everything (e.g. on Resume): the next payload is full."""
-        self.acked_id = None
+        super().reset()
         self.latest = None
-        self._sent.clear()
 
     def sent(self, snapshot_id: int) -> Snapshot | None:
         """The composite sent under ``snapshot_id`` (for tests: what the client decodes)."""
-        return self._sent.get(snapshot_id)
+        return self._sent.get(snapshot_id)  # type: ignore[return-value]
 
     @property
     def base(self) -> Snapshot | None:
-        return None if self.acked_id is None else self._sent.get(self.acked_id)
+        return None if self.acked_id is None else self.sent(self.acked_id)
 
     def record(self, composite: Snapshot) -> None:
-        self._sent[composite.id] = composite
+        self.record_sent(composite.id, composite)  # type: ignore[arg-type]
         self.latest = composite
-        while len(self._sent) > self.capacity:
-            self._sent.popitem(last=False)
 
     def mark_sent(self, positions: np.ndarray) -> None:
         """The entities at ``positions`` (of this tick's relevant ids) went out: priority 0."""
