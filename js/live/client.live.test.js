@@ -11,6 +11,11 @@ const HTTP = process.env.ASTRANET_HTTP_URL;
 const description = await (await fetch(`${HTTP}/schema`)).json();
 const schema = new Schema(description);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** `promise`, or a rejection after `ms` (a hung await must fail the test, not the run). */
+const within = (promise, ms, what) =>
+  Promise.race([promise, sleep(ms).then(() => Promise.reject(new Error(`${what}: nothing within ${ms} ms`)))]);
+// Each test bounds itself; the runner in tests/js/test_js_live.py bounds the whole run.
+const LIMIT = { timeout: 30000 };
 
 /** Step a world at 60 Hz for `ms`, moving in a circle. */
 async function play(world, ms) {
@@ -55,50 +60,55 @@ async function proxy(target) {
   };
 }
 
-test('join, predict exactly, ack (folded) and leave', async () => {
+test('join, predict exactly, ack (folded) and leave', LIMIT, async () => {
   const client = new GameClient({ url: WS, region: 'us-east', schema });
-  const accepted = await client.connect();
-  assert.equal(typeof accepted.room_id, 'string');
-  assert.equal(client.serverSchema, schema.fingerprint);
-  const world = makeWorld(client);
-  await play(world, 2500);
-  assert.ok(world.stats.compared > 20, JSON.stringify(world.stats));
-  assert.equal(world.stats.exact, world.stats.compared);
-  assert.equal(world.stats.decodeFailures, 0);
-  assert.ok(client.stats.acks > 20);
-  // Deltas only come against acked bases: the folded acks reached the server.
-  assert.ok(world.replica.kept.size > 1);
-  const closed = new Promise((r) => client.addEventListener('closed', (e) => r(e.detail)));
-  client.leave();
-  const error = await closed;
-  assert.equal(error.code, 1000);
+  try {
+    const accepted = await within(client.connect(), 10000, 'connect');
+    assert.equal(typeof accepted.room_id, 'string');
+    assert.equal(client.serverSchema, schema.fingerprint);
+    const world = makeWorld(client);
+    await play(world, 2500);
+    assert.ok(world.stats.compared > 20, JSON.stringify(world.stats));
+    assert.equal(world.stats.exact, world.stats.compared, JSON.stringify(world.stats.mismatches));
+    assert.equal(world.stats.decodeFailures, 0);
+    assert.ok(client.stats.acks > 20);
+    // Deltas only come against acked bases: the folded acks reached the server.
+    assert.ok(world.replica.kept.size > 1);
+    const closed = new Promise((r) => client.addEventListener('closed', (e) => r(e.detail)));
+    client.leave();
+    const error = await within(closed, 10000, 'close after Leave');
+    assert.equal(error.code, 1000);
+  } finally {
+    client.leave();
+  }
 });
 
-test('an unknown region is a typed UnknownRegion', async () => {
+test('an unknown region is a typed UnknownRegion', LIMIT, async () => {
   const client = new GameClient({ url: WS, region: 'mars-north', schema });
   await assert.rejects(client.connect(), UnknownRegion);
 });
 
-test('a client built for another schema gets SchemaMismatch at join', async () => {
+test('a client built for another schema gets SchemaMismatch at join', LIMIT, async () => {
   const other = structuredClone(description);
   other.components[0].fields[0].step = 1 / 32;
   const client = new GameClient({ url: WS, region: 'us-east', schema: new Schema(other) });
   await assert.rejects(client.connect(), (exc) => exc instanceof SchemaMismatch && /schema/.test(exc.message));
 });
 
-test('after the connection is cut the client resumes the same player with backoff', async () => {
+test('after the connection is cut the client resumes the same player with backoff', LIMIT, async () => {
   const link = await proxy(WS);
+  /** @type {GameClient | undefined} */
+  let client;
   try {
-    const client = new GameClient({ url: link.url, region: 'us-east', schema });
-    const accepted = await client.connect();
+    client = new GameClient({ url: link.url, region: 'us-east', schema });
+    const accepted = await within(client.connect(), 10000, 'connect');
     const world = makeWorld(client);
     await play(world, 800);
     const events = [];
     client.addEventListener('reconnecting', (e) => events.push(['reconnecting', e.detail.code]));
     const resumed = new Promise((r) => client.addEventListener('resumed', (e) => r(e.detail)));
     link.cut();
-    const again = await Promise.race([resumed, sleep(10000).then(() => null)]);
-    assert.ok(again, 'no resume within 10 s');
+    const again = await within(resumed, 15000, 'resume');
     assert.deepEqual(events, [['reconnecting', 1006]]);
     assert.equal(again.player_id, accepted.player_id);
     assert.equal(again.entity, accepted.entity);
@@ -107,8 +117,9 @@ test('after the connection is cut the client resumes the same player with backof
     await play(world, 1500);
     assert.ok(world.stats.compared > before, 'prediction continues after the resume');
     assert.equal(world.stats.decodeFailures, 0);
-    client.leave();
   } finally {
+    client?.leave();
+    link.cut();
     await link.close();
   }
 });
