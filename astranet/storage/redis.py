@@ -280,7 +280,8 @@ class RedisStorage:
         self.fence = fence
         self.fenced_writes = 0  # writes refused because another node owns the room
         self._closed = False
-        # player_id -> room_id, for fencing writes that name only the player (writer thread).
+        # player_id -> room_id of seated players, for fencing writes that name only the player
+        # (writer thread); bounded by the seats held: entries go with player_left/close_room.
         self._player_rooms: dict[str, str] = {}
         try:
             self._redis = client or redis.Redis.from_url(
@@ -375,6 +376,8 @@ class RedisStorage:
             )
         if self._check_fenced(room_id, result) == 0:
             raise StorageError(f"{self.url}: close_room: no room {room_id!r}")
+        # The cache only serves writes of live seats: forget the closed room's players.
+        self._player_rooms = {p: r for p, r in self._player_rooms.items() if r != room_id}
 
     def open_rooms(self) -> list[RoomRecord]:
         with self._errors("open_rooms"):
@@ -464,6 +467,7 @@ class RedisStorage:
             )
         if self._check_fenced(room_id, result) == 0:
             raise StorageError(f"{self.url}: player_left: no player {player_id!r}")
+        self._player_rooms.pop(player_id, None)  # a seat that is gone gets no more seq writes
 
     def players_in_room(self, room_id: str) -> list[PlayerRecord]:
         with self._errors("players_in_room"):

@@ -103,6 +103,7 @@ def test_a_closed_room_expires_with_its_players_and_checkpoint(
     store.save_player(PlayerRecord("p1", "Room0001", 3, token_hash(b"t"), 1.0))
     store.save_checkpoint(_checkpoint(1))
     store.close_room("Room0001", 9.0)
+    assert store._player_rooms == {}  # the per-player cache does not outlive the room
     for key in ("room:Room0001", "player:p1", "checkpoint:Room0001", "room:Room0001:players"):
         assert 0 < raw.ttl(f"astranet:store:{key}") <= CLOSED_ROOM_TTL_S, key
     store.close()
