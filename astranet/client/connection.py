@@ -33,12 +33,14 @@ hold) or a ``resume_denied``/``room_lost`` it emits GAVE_UP and sets ``error``
 1008 kicks, 1009) are final, and so is the 1011 that follows a ``room_failed`` reply (``error``
 is then ``RoomFailed``).
 
-Failover (WIRE A3): each attempt goes to the next candidate node -- first the one that served
-us, then ``url``, ``fallback_urls``, nodes seen in redirects and, when ``nodes_url`` is set,
-the live nodes ``GET /nodes`` lists -- and follows a redirecting ``MatchResult{url}`` at once
-(at most MAX_REDIRECTS per attempt). A room whose node died is restored by the first live node
-its Resume reaches after the cluster declares the node dead; until then live nodes redirect
-to the dead one, so attempts cycle with backoff for up to the dead-node deadline.
+Failover (WIRE A3): each backoff delay starts a round over the candidate nodes -- first the one
+that served us, then ``url``, ``fallback_urls``, nodes seen in redirects and, when
+``nodes_url`` is set, the live nodes ``GET /nodes`` lists. A node that refuses the connection
+(down) is skipped at once for the next; the first node that answers ends the round. A
+redirecting ``MatchResult{url}`` is followed at once (at most MAX_REDIRECTS per attempt). A
+room whose node died is restored by the first live node its Resume reaches after the cluster
+declares the node dead; until then live nodes redirect to the dead one, so rounds repeat with
+backoff for up to the dead-node deadline.
 
 Limits: ``MAX_INBOX_SNAPSHOTS`` unconsumed snapshots (the oldest is dropped: it was never
 acked, so no delta depends on it), ``MAX_EVENTS`` events, ``MAX_PINGS_IN_FLIGHT`` pings.
@@ -621,31 +623,37 @@ class GameClient:
             await asyncio.sleep(delay)  # the backoff delay itself is the point
             if backoff.attempt == 2 and options.nodes_url is not None:
                 await self._discover_nodes()  # the serving node failed once: who else is up?
-            url = self._next_candidate(tried)
-            tried.append(url)
-            try:
-                ws, accepted, url = await self._resume_at(url)
-            except (ResumeDenied, RoomLost, SchemaMismatch) as exc:
-                self.error = exc
-                self._emit(EventKind.GAVE_UP, str(exc))
-                return False
-            except (AstranetError, OSError, TimeoutError, WebSocketException) as exc:
-                cause = exc.reason if isinstance(exc, ConnectionClosed) else str(exc)
-                cause = cause or type(exc).__name__
-                continue
-            self._attach(ws, accepted)
-            self.served_url = url
-            self.stats.reconnects += 1
-            self._emit(
-                EventKind.RECONNECTED,
-                url,
-                room_id=accepted.room_id,
-                player_id=accepted.player_id,
-                entity=accepted.entity,
-                attempt=backoff.attempt,
-                downtime_s=self._clock() - lost_at,
-            )
-            return True
+            # One round per backoff delay: a node that refuses the connection (it is down) is
+            # skipped at once for the next candidate; a node that answered ends the round.
+            for _ in range(len(self._candidates())):
+                url = self._next_candidate(tried)
+                tried.append(url)
+                try:
+                    ws, accepted, url = await self._resume_at(url)
+                except (ResumeDenied, RoomLost, SchemaMismatch) as exc:
+                    self.error = exc
+                    self._emit(EventKind.GAVE_UP, str(exc))
+                    return False
+                except ConnectFailed as exc:
+                    cause = exc.reason or type(exc).__name__
+                    continue
+                except (AstranetError, OSError, TimeoutError, WebSocketException) as exc:
+                    cause = exc.reason if isinstance(exc, ConnectionClosed) else str(exc)
+                    cause = cause or type(exc).__name__
+                    break
+                self._attach(ws, accepted)
+                self.served_url = url
+                self.stats.reconnects += 1
+                self._emit(
+                    EventKind.RECONNECTED,
+                    url,
+                    room_id=accepted.room_id,
+                    player_id=accepted.player_id,
+                    entity=accepted.entity,
+                    attempt=backoff.attempt,
+                    downtime_s=self._clock() - lost_at,
+                )
+                return True
         self.error = ReconnectGaveUp(options.give_up_after_s, cause)
         self._emit(EventKind.GAVE_UP, str(self.error))
         return False
@@ -668,9 +676,13 @@ class GameClient:
                 self._remember_url(url)
         raise RemoteProtocolError(f"more than {MAX_REDIRECTS} redirects resuming the room")
 
+    def _candidates(self) -> list[str]:
+        """The serving node first, then every other known node."""
+        return [self.served_url, *(u for u in self._known_urls if u != self.served_url)]
+
     def _next_candidate(self, tried: list[str]) -> str:
-        """The serving node first, then every other known node in turn, then around again."""
-        candidates = [self.served_url, *(u for u in self._known_urls if u != self.served_url)]
+        """The candidates in turn, then around again."""
+        candidates = self._candidates()
         return candidates[len(tried) % len(candidates)]
 
     def _remember_url(self, *urls: str) -> None:

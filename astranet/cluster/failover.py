@@ -99,33 +99,34 @@ class FailoverMatchmaking:
         self.own_lease = own_lease
         self.restored = 0  # rooms restored here
         self.evicted = 0  # rooms this node lost to another
-        self._restoring: dict[str, asyncio.Future[bool]] = {}
+        self._restoring: dict[str, asyncio.Future[Match | None]] = {}
 
     # -- the one changed request -------------------------------------------------------------
 
     async def route_resume(self, room_id: str) -> Match | None:
         if room_id in self.host.rooms:
             return None
-        pending = self._restoring.get(room_id)
-        if pending is not None:  # another player of this room is restoring it here
-            await asyncio.shield(pending)
-            return None if room_id in self.host.rooms else await self.route_resume(room_id)
+        # Single-flight from the first await on: players of one room resuming here at once
+        # share one claim and one restore (a second claim by this node would bump the epoch
+        # and build the room twice).
+        task = self._restoring.get(room_id)
+        if task is None:
+            task = asyncio.ensure_future(self._claim_and_restore(room_id))
+            self._restoring[room_id] = task
+            task.add_done_callback(lambda _: self._restoring.pop(room_id, None))
+        return await asyncio.shield(task)
+
+    async def _claim_and_restore(self, room_id: str) -> Match | None:
         claim = await self.ownership.claim(room_id)
         if claim.kind == "elsewhere":
             return Match(room_id, "", "", url=claim.url)
         if claim.kind == "unknown":
             return await self.inner.route_resume(room_id)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._restoring[room_id] = future
         try:
             room = await self.persistence.restore_room(self.host, room_id)
         except BaseException:
             self.ownership.release(room_id)
-            future.set_result(False)
             raise
-        finally:
-            self._restoring.pop(room_id, None)
-        future.set_result(room is not None)
         if room is None:
             self.ownership.release(room_id)
             raise RoomLost(f"room {room_id} has no checkpoint to restore it from")

@@ -281,9 +281,13 @@ class StoragePersistence:
         other rooms keep their numbering. None when the room has no record or no checkpoint.
         """
         self.capacity = server.matchmaker.capacity
+        if room_id in server.rooms:  # restored already (never build a room twice)
+            return server.rooms[room_id]
         record = await self.writer.room(room_id)
         if record is None or record.closed_at is not None:
             return None
+        if room_id in server.rooms:  # restored meanwhile, during the awaits above
+            return server.rooms[room_id]
         outcome = await self._restore_record(server, record, time.time())
         room = outcome.room
         if room is None:

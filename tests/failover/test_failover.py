@@ -361,3 +361,24 @@ def test_a_node_that_cannot_reach_redis_exits_2_naming_the_url(tmp_path) -> None
     )
     assert done.returncode == 2
     assert url in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_players_of_one_room_resuming_on_one_node_at_once_share_one_restore(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.start("nodeA")
+    players = [WireClient(a.url) for _ in range(3)]
+    joined = [await p.join(game_mode="together") for p in players]
+    room_id = joined[0].room_id
+    assert all(j.room_id == room_id for j in joined)
+    b = await cluster.start("nodeB")  # after the room exists: it must live on nodeA
+    await asyncio.sleep(2 * CHECKPOINT_INTERVAL_S + 0.3)
+    a.kill()
+    a.wait()
+    await cluster.declared_dead("nodeA")
+    answers = await asyncio.gather(*(_resume_once(p, b.url) for p in players))
+    assert all(isinstance(m, JoinAccepted) for m in answers), answers
+    assert cluster.owner(room_id) == ("nodeB", 2)  # one claim, not one per player
+    assert "\n".join(b.lines).count(f"took over room {room_id}") == 1
+    for player in players:  # one room, stepped and sent to all of them
+        assert (await player.next_snapshot()).base_id is None
