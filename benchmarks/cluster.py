@@ -9,15 +9,18 @@ Set-up: a throwaway ``redis-server`` (astranet.tools.redisproc) and two ``astran
 nodes (co-op game, ``--redis``, ``--store sqlite``, per-address bounds lifted: every client is
 127.0.0.1), node 0 pinned to CPU 0 and node 1 to CPU 1.
 
-1. **Joins** (``--reps`` times, a fresh game mode each): ``--joins`` players join, alternating
-   between the two nodes' URLs as a round-robin load balancer would, ``--concurrency`` at a
-   time, each on its own WebSocket: Hello + FindOrCreate, and on a redirect (A2) a second
-   socket to the owner with Hello + JoinRoom{seat_token}. Latency = from opening the first
-   socket to JoinAccepted. Each player then drops its TCP connection (no Leave: the seat stays
-   held for Resume, so the packing can be checked afterwards and no snapshots flood this
-   process). Reported: joins/s, p50/p99 latency with and without a redirect, rooms with more
-   than 4 players (``overfilled``) and rooms beyond ceil(joins / 4) (``twins``).
-2. **Load** (unless ``--skip-load``): ``--rooms`` rooms x 4 lite bots (astranet.tools.fleet),
+1. **Join latency** (``--latency-joins`` players, one at a time): Hello + FindOrCreate at the
+   node the round-robin gives, and on a redirect (A2) a second socket to the owner with Hello +
+   JoinRoom{seat_token}. Latency = from opening the first socket to JoinAccepted; p50/p99
+   with and without a redirect.
+2. **Join throughput** (``--reps`` times, a fresh game mode each): ``--joins`` players,
+   alternating between the two nodes' URLs as a round-robin load balancer would,
+   ``--concurrency`` at a time from ``--client-processes`` processes (one Python process
+   cannot open sockets as fast as two nodes accept them). Each player then drops its TCP
+   connection (no Leave: the seat stays held for Resume, so the packing can be checked and no
+   snapshots flood the clients). Reported: joins/s, wall time, latency under that load, rooms
+   with more than 4 players (``overfilled``) and rooms beyond ceil(joins / 4) (``twins``).
+3. **Load** (unless ``--skip-load``): ``--rooms`` rooms x 4 lite bots (astranet.tools.fleet),
    half the rooms asked at each node, for ``--duration`` s of play. Reported: snapshots/s per
    client and the late-tick fraction of each node over the play window.
 
@@ -98,12 +101,15 @@ async def join_once(url: str, mode: str) -> tuple[float, bool, str]:
     return elapsed, redirected, accepted.room_id
 
 
-async def join_phase(urls: list[str], joins: int, concurrency: int, mode: str) -> dict[str, Any]:
+async def join_phase(
+    urls: list[str], joins: int, concurrency: int, mode: str, *, offset: int = 0
+) -> dict[str, Any]:
+    """``joins`` joins, ``concurrency`` at a time, join ``i`` asked at ``urls[i % 2]``."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> tuple[float, bool, str]:
         async with gate:
-            return await join_once(urls[i % len(urls)], mode)
+            return await join_once(urls[(offset + i) % len(urls)], mode)
 
     start = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(joins)))
@@ -111,6 +117,42 @@ async def join_phase(urls: list[str], joins: int, concurrency: int, mode: str) -
     direct = [s for s, redirected, _ in results if not redirected]
     via = [s for s, redirected, _ in results if redirected]
     return {"wall_s": wall, "direct": direct, "redirected": via, "rooms": [r for *_, r in results]}
+
+
+def _join_child(args: tuple[list[str], int, int, str, int, float], out: Any) -> None:
+    urls, joins, concurrency, mode, offset, start_at = args
+    time.sleep(max(0.0, start_at - time.time()))  # every client process starts together
+    result = asyncio.run(join_phase(urls, joins, concurrency, mode, offset=offset))
+    out.put((time.time(), result))
+
+
+def parallel_join_phase(
+    urls: list[str], joins: int, concurrency: int, mode: str, processes: int
+) -> dict[str, Any]:
+    """The join phase from ``processes`` client processes at once (one Python process cannot
+    open sockets as fast as two server nodes accept them); wall = first start to last end."""
+    context = get_context("spawn")
+    out = context.Queue()
+    start_at = time.time() + 1.5  # after the children imported everything
+    shares = [joins // processes + (1 if p < joins % processes else 0) for p in range(processes)]
+    children = [
+        context.Process(
+            target=_join_child,
+            args=((urls, share, max(1, concurrency // processes), mode, p, start_at), out),
+        )
+        for p, share in enumerate(shares)
+    ]
+    for child in children:
+        child.start()
+    finished = [out.get(timeout=300) for _ in children]
+    for child in children:
+        child.join(30)
+    merged: dict[str, Any] = {"direct": [], "redirected": [], "rooms": []}
+    for _, result in finished:
+        for key in merged:
+            merged[key] += result[key]
+    merged["wall_s"] = max(end for end, _ in finished) - start_at
+    return merged
 
 
 def _rooms(http_url: str) -> list[dict[str, Any]]:
@@ -211,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--joins", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--latency-joins", type=int, default=400)
+    parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--rooms", type=int, default=250)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--skip-load", action="store_true")
@@ -224,10 +268,22 @@ def main(argv: list[str] | None = None) -> int:
         ]
         try:
             urls = [node.ws_url for node in nodes]
+            single = asyncio.run(join_phase(urls, args.latency_joins, 1, "latency"))
+            latency = {
+                "joins": args.latency_joins,
+                "redirected": len(single["redirected"]),
+                "direct_ms_p50": 1000 * (percentile(single["direct"], 50) or 0),
+                "direct_ms_p99": 1000 * (percentile(single["direct"], 99) or 0),
+                "redirect_ms_p50": 1000 * (percentile(single["redirected"], 50) or 0),
+                "redirect_ms_p99": 1000 * (percentile(single["redirected"], 99) or 0),
+            }
+            print(f"latency: {json.dumps(latency)}", file=sys.stderr)
             reps = []
             for rep in range(args.reps):
                 mode = f"join{rep}"
-                joined = asyncio.run(join_phase(urls, args.joins, args.concurrency, mode))
+                joined = parallel_join_phase(
+                    urls, args.joins, args.concurrency, mode, args.client_processes
+                )
                 packed = packing(nodes[0].http_url, mode, args.joins)
                 reps.append(
                     {
@@ -243,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"rep {rep}: {json.dumps(reps[-1])}", file=sys.stderr)
             summary: dict[str, Any] = {
+                "latency": latency,
                 "joins": args.joins,
                 "concurrency": args.concurrency,
                 "reps": reps,
@@ -257,10 +314,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for node in nodes:
                 node.close()
-    median = summary["median"]
+    median, latency = summary["median"], summary["latency"]
+    print(
+        f"join latency (one at a time): direct p50/p99 {latency['direct_ms_p50']:.1f}/"
+        f"{latency['direct_ms_p99']:.1f} ms, with a redirect p50/p99 "
+        f"{latency['redirect_ms_p50']:.1f}/{latency['redirect_ms_p99']:.1f} ms"
+    )
     print(
         f"joins: {median['joins_per_s']:.0f}/s ({median['wall_s']:.2f} s for {args.joins}), "
-        f"direct p50/p99 {median['direct_ms_p50']:.1f}/{median['direct_ms_p99']:.1f} ms, "
+        f"under that load direct p50/p99 {median['direct_ms_p50']:.1f}/"
+        f"{median['direct_ms_p99']:.1f} ms, "
         f"redirect p50/p99 {median['redirect_ms_p50']:.1f}/{median['redirect_ms_p99']:.1f} ms, "
         f"overfilled {median['overfilled']:.0f}, twins {median['twins']:.0f}"
     )
