@@ -20,15 +20,17 @@ _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 def rows_differ(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
     """Bool ``(n,)``: rows of ``cur`` whose bits differ from the same row of ``base``."""
-    as_uint = _UINT[cur.itemsize]
-    cur_bits, base_bits = cur.view(as_uint), base.view(as_uint)
+    if cur.dtype.kind == "f":  # compare floats by their bits (codes are unsigned already)
+        as_uint = _UINT[cur.itemsize]
+        cur, base = cur.view(as_uint), base.view(as_uint)
     if cur.ndim == 1:
-        return cur_bits != base_bits
+        return cur != base
     row_bytes = cur.shape[1] * cur.itemsize
     if row_bytes in _UINT and cur.flags.c_contiguous and base.flags.c_contiguous:
         # One row is one machine word: compare whole rows as integers.
         as_word = _UINT[row_bytes]
         return cur.view(as_word)[:, 0] != base.view(as_word)[:, 0]
+    cur_bits, base_bits = cur, base
     changed = cur_bits[:, 0] != base_bits[:, 0]
     for comp in range(1, cur.shape[1]):
         changed |= cur_bits[:, comp] != base_bits[:, comp]
