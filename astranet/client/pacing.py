@@ -20,6 +20,12 @@ the server's send order, and the window forgets a phase that moved later (a serv
 ticks) within two seconds; an earlier one is taken at once. The input aimed at tick ``k`` is
 due at ``phase + k * period - lead``.
 
+Rate: at most one input per period of the client's clock (plus a bucket of ``max_steps`` for
+catch-up after a stall): when the lead grows, deadlines come early, and producing for each would
+push extra inputs into the server's queue, where each waits a tick for good; such a target is
+skipped. One miss raises the lead once: the inputs already in flight then miss too, and count
+as misses without raising it again.
+
 Lead: it must cover the client's own frame granularity (an input is produced by the first frame
 after its deadline), the round trip and the server's delay from tick start to snapshot. Rather
 than guess those, the pacer measures the outcome: an input first acknowledged by a snapshot of
@@ -55,7 +61,7 @@ __all__ = [
 # a bot frame loop's stepping, so a fresh client rarely misses while it learns.
 DEFAULT_LEAD_MS = 20.0
 MIN_LEAD_MS = 1.0
-MAX_LEAD_PERIODS = 4  # a 130 ms round trip at 30 Hz; beyond that pacing gains little anyway
+MAX_LEAD_PERIODS = 8  # a 260 ms round trip at 30 Hz; beyond that pacing gains little anyway
 MISS_STEP_MS = 4.0
 HIT_DECAY_MS = 0.01  # 400 hits undo one miss: a steady miss rate of ~0.25 %
 PHASE_BLOCK = 30  # snapshots per block of the phase minimum (~1 s at 30 Hz)
@@ -74,7 +80,10 @@ class TickPacer:
         "_phase_cur",
         "_phase_n",
         "_phase_prev",
+        "_raised_below",
         "_targets",
+        "_token_ms",
+        "_tokens",
         "hits",
         "lead_ms",
         "max_steps",
@@ -96,6 +105,15 @@ class TickPacer:
         self._phase_n = 0
         self._next_target: int | None = None
         self._targets: deque[int] = deque(maxlen=MAX_TARGETS)
+        # Production rate limit: one input per period of the client's clock (a bucket of at
+        # most max_steps), so a lead that grows does not crowd extra inputs into the server's
+        # queue (each would wait there a tick, for good): a target that comes due early is
+        # skipped instead.
+        self._tokens = 1.0
+        self._token_ms: float | None = None
+        # Targets below this were produced before the last lead increase: their misses are the
+        # same event (they were in flight), so they do not raise the lead again.
+        self._raised_below = -1
 
     @property
     def synced(self) -> bool:
@@ -120,6 +138,10 @@ class TickPacer:
         phase = self.phase_ms
         if math.isinf(phase):
             return 0
+        if self._token_ms is not None:
+            elapsed = max(0.0, now_ms - self._token_ms)
+            self._tokens = min(self._tokens + elapsed / self.period_ms, float(self.max_steps))
+        self._token_ms = now_ms
         newest_due = math.floor((now_ms + self.lead_ms - phase) / self.period_ms)
         first = self._next_target
         if first is None or first > newest_due + _RESYNC_TICKS:
@@ -130,10 +152,13 @@ class TickPacer:
         if steps <= 0:
             self._next_target = first
             return 0
-        if steps > self.max_steps:
-            self.skipped += steps - self.max_steps
-            first += steps - self.max_steps
-            steps = self.max_steps
+        # Half a token of slack: a frame that wakes a little early still produces its input.
+        allowed = max(0, min(steps, self.max_steps, int(self._tokens + 0.5)))
+        if allowed < steps:  # the oldest due targets are dropped, never sent late in a burst
+            self.skipped += steps - allowed
+            first += steps - allowed
+            steps = allowed
+        self._tokens -= steps
         self._targets.extend(range(first, first + steps))
         self._next_target = first + steps
         return steps
@@ -153,7 +178,9 @@ class TickPacer:
         """An input aimed at ``target`` was first acknowledged by the snapshot of ``acked_tick``."""
         if acked_tick > target:
             self.misses += 1
-            self.lead_ms = min(self.lead_ms + MISS_STEP_MS, self._max_lead_ms)
+            if target >= self._raised_below:
+                self.lead_ms = min(self.lead_ms + MISS_STEP_MS, self._max_lead_ms)
+                self._raised_below = self._next_target if self._next_target is not None else 0
         else:
             self.hits += 1
             self.lead_ms = max(self.lead_ms - HIT_DECAY_MS, MIN_LEAD_MS)

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from astranet.client.pacing import DEFAULT_LEAD_MS, TickPacer
+from astranet.client.pacing import DEFAULT_LEAD_MS, MISS_STEP_MS, TickPacer
 
 PERIOD_MS = 1000.0 / 30
 
@@ -113,3 +113,39 @@ def test_misses_lengthen_the_lead_and_hits_shorten_it_slowly() -> None:
     for tick in range(100):
         pacer.observe_applied(tick, tick)
     assert 5.0 < pacer.lead_ms < longer and pacer.hits == 100
+
+
+def test_a_growing_lead_skips_targets_instead_of_sending_more_than_one_input_a_tick() -> None:
+    pacer = TickPacer(30)
+    pacer.observe_snapshot(0.0, 0)
+    frame_ms = 1000.0 / 144
+    produced = 0
+    now = 0.0
+    while now < 3_000.0:
+        for _ in range(pacer.steps_due(now)):
+            target = pacer.take_target()
+            assert target is not None
+            produced += 1
+            pacer.observe_applied(target, target + 1)  # every input misses: the lead climbs
+        now += frame_ms
+    assert pacer.lead_ms > 100.0  # it did climb by whole periods...
+    assert produced <= 3 * 30 + pacer.max_steps  # ...without crowding extra inputs in
+    assert pacer.skipped > 0
+
+
+def test_misses_of_inputs_already_in_flight_raise_the_lead_once() -> None:
+    pacer = TickPacer(30, lead_ms=10.0)
+    pacer.observe_snapshot(0.0, 0)
+    pacer.steps_due(0.0)
+    now = 0.0
+    while pacer.steps_due(now) == 0:
+        now += 1.0
+    for _ in range(5):  # five inputs produced with the old lead
+        pacer.take_target()
+        now += PERIOD_MS
+        pacer.steps_due(now)
+    first = 2
+    for target in range(first, first + 5):
+        pacer.observe_applied(target, target + 1)
+    assert pacer.misses == 5
+    assert pacer.lead_ms == 10.0 + MISS_STEP_MS
