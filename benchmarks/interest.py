@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         np.clip(pos, -half, half, out=pos)
         store["Body.heading"][:] = heading
         snap = history.capture(tick)
-        grid = SpatialGrid(store["Body.pos"], cell_size=args.radius)
+        grid = SpatialGrid(store["Body.pos"], cell_size=args.radius / 2)
         viewer_rows = store.rows(viewers)
         outs = []
         stats = []
