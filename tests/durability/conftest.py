@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from astranet.game import load_game
 from astranet.server.app import GameServer
-from astranet.server.config import parse_config
 from astranet.server.persistence import open_sqlite_persistence
+from astranet.testing import TestServer
 
 
 class Durable:
@@ -23,31 +22,17 @@ class Durable:
         self.running: list[GameServer] = []
 
     async def start(self, db: Path, *flags: str, checkpoint_interval: float = 0.1) -> GameServer:
-        config = parse_config(
-            [
-                "--game",
-                "astranet.examples.dots:game",
-                "--ws-port",
-                "0",
-                "--http-port",
-                "0",
-                "--db",
-                str(db),
-                *flags,
-            ],
-            {},
-        )
         persistence = await open_sqlite_persistence(db, checkpoint_interval=checkpoint_interval)
-        server = GameServer(
-            config, load_game("astranet.examples.dots:game"), persistence=persistence
+        test = TestServer(
+            "astranet.examples.dots:game", "--db", str(db), *flags, persistence=persistence
         )
         try:
-            await server.start()
+            await test.start()
         except BaseException:
             await persistence.close()
             raise
-        self.running.append(server)
-        return server
+        self.running.append(test.running)
+        return test.running
 
     async def stop(self, server: GameServer) -> None:
         self.running.remove(server)

@@ -19,7 +19,6 @@ assertions (each a test sharing the run, so the suite pays for the 10 s once):
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -31,10 +30,8 @@ from astranet.client import ClientOptions
 from astranet.examples.coop import PLAYER, TEAM, Coop
 from astranet.examples.coop import game as coop_game
 from astranet.game import SimContext
-from astranet.net.linkconditioner import LinkConditioner, LinkProfile
-from astranet.server.app import GameServer
-from astranet.server.config import parse_config
 from astranet.systems.stages import Stage, add_system
+from astranet.testing import LinkProfile, TestServer
 from astranet.tools.bot import Bot
 from astranet.tools.serverproc import MetricsSample, parse_metrics
 
@@ -112,21 +109,10 @@ def _team_of(bot: Bot) -> tuple[int, int, int]:
     return (replica.latest.tick, int(store["Team.score"][team]), int(store["Team.wave"][team]))
 
 
-def _get(port: int | None, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-        return response.read().decode()
-
-
 async def _play() -> Outcome:
     game = RecordingCoop()
-    config = parse_config(["--host", "127.0.0.1", "--ws-port", "0", "--http-port", "0"], {})
-    server = GameServer(config, game)
-    await server.start()
-    assert server.ws_port is not None
-    link = LinkProfile(latency_ms=ONE_WAY_MS)
-    conditioner = LinkConditioner("127.0.0.1", server.ws_port, link, link, seed=3)
-    await conditioner.start()
-    options = ClientOptions(url=f"ws://127.0.0.1:{conditioner.port}", party_size=SEATS, seed=1)
+    test = await TestServer(game, link=LinkProfile(latency_ms=ONE_WAY_MS), link_seed=3).start()
+    options = ClientOptions(url=test.url, party_size=SEATS, seed=1)
     bots: list[Bot] = []
     try:
         leader = Bot(0, 0, options, coop_game, seed=100)
@@ -160,14 +146,12 @@ async def _play() -> Outcome:
                     )
             await asyncio.sleep(1.0 / FPS)  # frame pacing, as a renderer's vsync
         client_team = [_team_of(bot) for bot in bots]
-        # The server runs on this loop: fetch /metrics from a thread, not blocking it.
-        metrics = parse_metrics(await asyncio.to_thread(_get, server.http_port, "/metrics"))
+        metrics = parse_metrics(await test.metrics())  # fetched off this loop
         return Outcome(bots, seen, client_team, game, metrics)
     finally:
         for bot in bots:
             await bot.close()
-        await conditioner.close()
-        await server.shutdown()
+        await test.close()
         esper.switch_world("default")
 
 
