@@ -175,7 +175,8 @@ class FailoverMatchmaking:
         self.inner.seats_released(room_id, seats)
 
     def room_closed(self, room_id: str) -> None:
-        self.ownership.release(room_id)
+        # The fence keeps the room until the store has written its close (RedisStorage drops
+        # it then, in order on the writer thread): released here, the close would be refused.
         self.inner.room_closed(room_id)
 
     def has_holds(self, room_id: str) -> bool:

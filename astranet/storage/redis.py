@@ -376,8 +376,11 @@ class RedisStorage:
             )
         if self._check_fenced(room_id, result) == 0:
             raise StorageError(f"{self.url}: close_room: no room {room_id!r}")
-        # The cache only serves writes of live seats: forget the closed room's players.
+        # The cache only serves writes of live seats: forget the closed room's players; and a
+        # closed room is nobody's to write any more (a later write is refused locally).
         self._player_rooms = {p: r for p, r in self._player_rooms.items() if r != room_id}
+        if self.fence is not None:
+            self.fence.drop(room_id)
 
     def open_rooms(self) -> list[RoomRecord]:
         with self._errors("open_rooms"):

@@ -59,8 +59,9 @@ class Cluster:
         self.tmp_path = tmp_path
         self.nodes: dict[str, ServerProcess] = {}
 
-    async def start(self, node_id: str) -> ServerProcess:
+    async def start(self, node_id: str, *extra: str) -> ServerProcess:
         flags = (
+            *extra,
             "--redis",
             self.redis_url,
             "--node-id",
@@ -382,3 +383,29 @@ async def test_players_of_one_room_resuming_on_one_node_at_once_share_one_restor
     assert "\n".join(b.lines).count(f"took over room {room_id}") == 1
     for player in players:  # one room, stepped and sent to all of them
         assert (await player.next_snapshot()).base_id is None
+
+
+async def test_a_room_that_closes_is_closed_in_the_store_and_cannot_be_restored(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a = await cluster.start("nodeA", "--empty-room-grace", "0.3")
+    b = await cluster.start("nodeB")
+    player = WireClient(a.url)
+    joined = await player.join(game_mode="short")
+    await player.next_snapshot()
+    player.conn.leave()
+    await player.flush()
+    assert (await player.closed())[0] == 1000
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for _ in range(round(FAILOVER_WAIT_S / POLL_S)):  # the owner writes the close
+            if client.hexists(f"astranet:store:room:{joined.room_id}", "closed_at"):
+                break
+            await asyncio.sleep(POLL_S)  # polling another process's write in Redis
+        else:
+            raise AssertionError("the closed room is still open in the store")
+    finally:
+        client.close()
+    answer = await _resume_once(player, b.url)  # nobody may bring a closed room back
+    assert isinstance(answer, ErrorMessage), answer
+    assert cluster.owner(joined.room_id) == ("nodeA", 1)

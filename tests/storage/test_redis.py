@@ -76,6 +76,17 @@ def test_a_stale_epoch_writes_nothing(redis_url: str, raw: redis.Redis) -> None:
     old.close()
 
 
+def test_closing_a_room_is_written_then_releases_it(redis_url: str, raw: redis.Redis) -> None:
+    node = _node(redis_url, "node-a")
+    node.save_room(_room())
+    node.close_room("Room0001", 9.0)  # written while still held...
+    assert raw.hget("astranet:store:room:Room0001", "closed_at") == b"9.0"
+    assert node.fence is not None and node.fence.epoch_of("Room0001") is None  # ...then let go
+    with pytest.raises(FencedOut):
+        node.save_checkpoint(_checkpoint(1))
+    node.close()
+
+
 def test_a_room_this_node_never_held_is_refused_locally(redis_url: str) -> None:
     creator = RedisStorage(redis_url)
     creator.save_room(_room())
