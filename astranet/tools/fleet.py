@@ -193,6 +193,7 @@ class _Worker:
             party_size=BOTS_PER_ROOM,
             seed=config.seed + room_index,
             input_pacing=config.input_pacing,
+            schema=self.game.schema.fingerprint,  # a server of another game refuses at join
         )
         first = room_index * BOTS_PER_ROOM
 
