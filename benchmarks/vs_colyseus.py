@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import shutil
 import statistics
@@ -155,12 +156,27 @@ def _loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def _get(getter: Any, run: dict[str, Any]) -> Any:
+    """A figure of one run, or None when that run did not report it."""
+    try:
+        return getter(run)
+    except (KeyError, TypeError):
+        return None
+
+
 def summarise(colyseus: list[dict[str, Any]], astranet: list[dict[str, Any]]) -> dict[str, Any]:
     """Median, min and max per side and figure, and the ratio of the medians."""
     rows: dict[str, Any] = {}
     for name, from_colyseus, key in FIGURES:
-        ours = [float(run[key]) for run in astranet]
-        theirs = [float(from_colyseus(run)) for run in colyseus]
+        ours = [
+            float(v)
+            for v in (_get(operator.itemgetter(key), run) for run in astranet)
+            if v is not None
+        ]
+        theirs = [float(v) for v in (_get(from_colyseus, run) for run in colyseus) if v is not None]
+        if not ours or not theirs:
+            rows[name] = {"astranet": ours, "colyseus": theirs, "ratio": None}
+            continue
         median_ours, median_theirs = statistics.median(ours), statistics.median(theirs)
         rows[name] = {
             "astranet": {"median": median_ours, "min": min(ours), "max": max(ours)},
@@ -184,7 +200,9 @@ def _print(summary: dict[str, Any], clients: int) -> None:
     for name, _, _ in FIGURES:
         row = summary[name]
 
-        def cell(side: dict[str, float]) -> str:
+        def cell(side: Any) -> str:
+            if not isinstance(side, dict):
+                return f"n/a {side}"
             return f"{side['median']:.4g} ({side['min']:.4g}..{side['max']:.4g})"
 
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
@@ -227,15 +245,29 @@ def main(argv: list[str] | None = None) -> int:
             for side in order:
                 load = _loadavg()
                 started = time.monotonic()
-                if side == "colyseus":
-                    colyseus_runs.append(run_colyseus(anchor, args, rooms))
-                else:
-                    astranet_runs.append(run_astranet(args, rooms))
+                try:
+                    if side == "colyseus":
+                        run = run_colyseus(anchor, args, rooms)
+                        colyseus_runs.append(run)
+                    else:
+                        run = run_astranet(args, rooms)
+                        astranet_runs.append(run)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    # One failed run (e.g. the anchor found the machine busy) costs that run.
+                    print(
+                        f"[{clients} clients, rep {rep + 1}] {side} failed: {exc}", file=sys.stderr
+                    )
+                    run = {"error": str(exc)[-500:]}
+                with (args.workdir / "runs.jsonl").open("a") as raw:  # every run, as it ends
+                    raw.write(json.dumps({"clients": clients, "side": side, "run": run}) + "\n")
                 print(
                     f"[{clients} clients, rep {rep + 1}/{args.repeat}] {side} done in "
                     f"{time.monotonic() - started:.0f} s (load average before: {load:.2f})",
                     file=sys.stderr,
                 )
+        if not colyseus_runs or not astranet_runs:
+            print(f"{clients} clients: no complete pair of runs", file=sys.stderr)
+            continue
         summary = summarise(colyseus_runs, astranet_runs)
         summary["runs"] = {"colyseus": colyseus_runs, "astranet": astranet_runs}
         report["rows"][str(clients)] = summary
