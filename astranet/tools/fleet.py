@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
+import heapq
+import itertools
 import os
 import queue as queue_module
 import signal
@@ -61,6 +62,8 @@ BOTS_PER_ROOM = 4  # the coop room capacity (WIRE rule 2)
 MAX_QUEUE_MESSAGES = 1024  # workers x (1 progress/s): the parent drains it continuously
 SHUTDOWN_GRACE_S = 30.0  # Leave + reports after the play phase; generous for a loaded box
 PROGRESS_INTERVAL_S = 1.0
+# Bots due within this of a wake-up are stepped in it: one wake serves a cluster of deadlines.
+WAKE_COALESCE_S = 0.001
 #: The default --game: a spec string (the tools import no game; load_game does, at run time).
 DEFAULT_GAME = "astranet.examples.coop:game"
 
@@ -233,44 +236,45 @@ class _Worker:
         """Step every joined bot once per frame period (frame pacing, not synchronisation).
 
         Each bot's frame is phase-locked to its own input deadline (GameClient's pacer,
-        astranet.client.pacing): the loop wakes at the earliest of the bots' next frames and
-        next deadlines and steps the bots that are due, so an input is produced at its deadline
-        rather than up to a frame later, and a bot is still stepped about once a period.
-        (Waking the whole worker at the earliest deadline would make each bot's pacer chase
-        the others' leads upward.)
+        astranet.client.pacing): a heap orders the bots by their next wake-up (the earlier of
+        the next frame and the next input deadline), and each wake steps only the bots due
+        within WAKE_COALESCE_S, so an input is produced at its deadline rather than up to a frame
+        later and a bot still steps about once a period. The cost per wake is the bots woken
+        (log n each), not the fleet. (Waking every bot at the earliest deadline made each
+        bot's pacer chase the others' leads upward.)
         """
         period = 1.0 / self.config.fps
-        last_step: dict[int, float] = {}  # id(bot) -> when it was last stepped
+        wakes: list[tuple[float, int, Bot]] = []  # (when, tie-break, bot): a heap
+        scheduled: set[int] = set()
+        order = itertools.count()
         planned = time.monotonic()
         next_progress = planned + PROGRESS_INTERVAL_S
         while not self._stop.is_set():
             now = time.monotonic()
+            for bot in self.playing:  # bots that joined since the last wake start now
+                if id(bot) not in scheduled:
+                    scheduled.add(id(bot))
+                    heapq.heappush(wakes, (now, next(order), bot))
             lag = now - planned
             if lag > period:
                 self.late_frames += 1
                 self.lag_max_ms = max(self.lag_max_ms, lag * 1000.0)
-            wake = now + period
             stepped = False
-            for bot in self.playing:
+            while wakes and wakes[0][0] <= now + WAKE_COALESCE_S:
+                _, _, bot = heapq.heappop(wakes)
+                bot.step()
+                stepped = True
+                when = now + period
                 due = bot.client.next_input_due_ms()
-                due_s = None if due is None else due / 1000.0
-                frame_at = last_step.get(id(bot), -math.inf) + period
-                if now >= frame_at - 0.0005 or (due_s is not None and now >= due_s):
-                    bot.step()
-                    stepped = True
-                    last_step[id(bot)] = now
-                    frame_at = now + period
-                    due = bot.client.next_input_due_ms()
-                    due_s = None if due is None else due / 1000.0
-                wake = min(wake, frame_at)
-                if due_s is not None and due_s > now:
-                    wake = min(wake, due_s)
+                if due is not None and now + WAKE_COALESCE_S < due / 1000.0 < when:
+                    when = due / 1000.0
+                heapq.heappush(wakes, (when, next(order), bot))
             self.frames += stepped
             if now >= next_progress:
                 next_progress = now + PROGRESS_INTERVAL_S
                 self._progress()
-            planned = wake
-            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            planned = wakes[0][0] if wakes else now + period
+            await asyncio.sleep(max(0.0, planned - time.monotonic()))
 
     def _progress(self) -> None:
         self._send(
