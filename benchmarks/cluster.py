@@ -218,9 +218,11 @@ def load_phase(nodes: list[ServerProcess], rooms: int, duration_s: float) -> dic
             continue
         if kind == "play":
             plays.append(payload)
-            if len(plays) == 2:  # both fleets play: the window starts
+            if len(plays) == 2:  # both fleets play: the window is their overlap
                 marks = {i: scrape(node.http_url) for i, node in enumerate(nodes)}
-                time.sleep(max(0.0, duration_s - 1.0))  # the window, inside both plays
+                overlap_end = min(plays) + duration_s - 0.5
+                window_s = overlap_end - time.time()
+                time.sleep(max(0.0, window_s))
                 ends = {i: scrape(node.http_url) for i, node in enumerate(nodes)}
         else:
             reports.extend(BotReport.from_dict(r) for r in payload)
@@ -228,7 +230,7 @@ def load_phase(nodes: list[ServerProcess], rooms: int, duration_s: float) -> dic
     for child in children:
         child.join(30)
     joined = [r for r in reports if r.joined]
-    per_node = {}
+    per_node: dict[str, Any] = {}
     for i in range(2):
         window = ends[i].minus(marks[i]) if i in marks and i in ends else None
         per_node[f"node{i}"] = {
@@ -245,6 +247,8 @@ def load_phase(nodes: list[ServerProcess], rooms: int, duration_s: float) -> dic
         "snapshots_per_s_per_client": statistics.median(rates) if rates else None,
         "snapshots_per_s_per_client_p10": percentile(rates, 10),
         "nodes": per_node,
+        # Late ticks are counted while both fleets play (their overlap), in seconds:
+        "window_s": min(plays) + duration_s - 0.5 - max(plays) if len(plays) == 2 else None,
     }
 
 
