@@ -18,31 +18,16 @@ from astranet.errors import StorageError
 from astranet.storage.base import (
     Checkpoint,
     PlayerRecord,
-    RoomRecord,
     Storage,
     hash_resume_token,
     token_matches,
 )
 from astranet.storage.sqlite import SQLiteStorage
+from tests.storage._records import player_record as _player
+from tests.storage._records import room_record as _room
+from tests.storage._records import state_at as _state
 
 pytestmark = pytest.mark.timeout(30)
-
-ROW = np.dtype([("net_id", "<u4"), ("x", "<f4"), ("y", "<f4")])
-
-
-def _room(room_id: str = "Room0001", created_at: float = 100.0) -> RoomRecord:
-    return RoomRecord(room_id, "us-east", "coop", 4, created_at)
-
-
-def _player(player_id: str = "p1", room_id: str = "Room0001", token: bytes = b"t" * 32):
-    return PlayerRecord(player_id, room_id, 17, hash_resume_token(token), 101.0)
-
-
-def _state(tick: int) -> dict[str, np.ndarray]:
-    rows = np.zeros(50, ROW)
-    rows["net_id"] = np.arange(50)
-    rows["x"] = tick
-    return {"rows": rows, "hp": np.full((50, 2), tick % 100, "<i2")}
 
 
 def test_the_backend_satisfies_the_protocol(store: Storage) -> None:
