@@ -36,22 +36,15 @@ REQUIRED_KEYS = (
 )
 
 
-@pytest.mark.timeout(90)
-def test_smoke_run_reports_every_key_with_sane_values() -> None:
+def _smoke_run(*extra_args: str) -> dict:
+    """Run the benchmark for 3 s on 1 room of 4 clients; its ``--json`` report."""
     done = subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
-            "--entities",
-            "100",
-            "--rooms",
-            "1",
-            "--duration",
-            "3",
-            "--warmup",
-            "1",
-            "--json",
-            "--no-progress",
+            *("--entities", "100", "--rooms", "1", "--duration", "3", "--warmup", "1"),
+            *("--json", "--no-progress"),
+            *extra_args,
         ],
         capture_output=True,
         text=True,
@@ -60,7 +53,12 @@ def test_smoke_run_reports_every_key_with_sane_values() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.timeout(90)
+def test_smoke_run_reports_every_key_with_sane_values() -> None:
+    report = _smoke_run()
     for key in REQUIRED_KEYS:
         assert key in report, key
         assert isinstance(report[key], int | float) and math.isfinite(report[key]), key
@@ -80,33 +78,7 @@ def test_smoke_run_reports_every_key_with_sane_values() -> None:
 
 @pytest.mark.timeout(90)
 def test_smoke_run_with_inputs_aligned_to_the_server_tick() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--entities",
-            "100",
-            "--rooms",
-            "1",
-            "--duration",
-            "3",
-            "--warmup",
-            "1",
-            "--json",
-            "--no-progress",
-            "--input-phase",
-            "aligned",
-            "--input-lead-ms",
-            "10",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=80,
-        cwd=ROOT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = _smoke_run("--input-phase", "aligned", "--input-lead-ms", "10")
     for key in REQUIRED_KEYS:
         assert key in report, key
     assert report["input_phase"] == "aligned" and report["input_lead_ms"] == 10.0
