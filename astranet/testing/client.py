@@ -330,6 +330,23 @@ class TestClient:
         """The first snapshot whose ``last_input_seq`` shows input ``seq`` applied."""
         return await self.snapshot_where(lambda s: (s.last_input_seq or 0) >= seq, within_s)
 
+    async def snapshot_gaps(self, count: int) -> list[float]:
+        """Seconds between the next ``count`` snapshots and the one before each, acking each.
+
+        The wait for the first of them is not a gap: call it right after a snapshot arrived
+        (or take the first gap as the caller's own to ignore).
+        """
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+        last = loop.time()
+        for _ in range(count):
+            snapshot = await self.next_snapshot()
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+            await self.ack(snapshot.id)
+        return gaps
+
     def apply(self, snapshot: Snapshot) -> None:
         """Decode ``snapshot`` into ``replica`` (against the base it names)."""
         assert self.replica is not None, "a TestClient needs a schema to decode snapshots"
