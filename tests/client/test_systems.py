@@ -20,6 +20,8 @@ from astranet.net.messages import Snapshot
 from astranet.replication import capture, encode_payload
 from astranet.replication.interpolation import InterpolationStatus
 from astranet.systems.contract import ClientFrame, ClockEstimate, ReceivedSnapshot
+from astranet.systems.input_ingestion import MAX_QUEUED_INPUTS
+from astranet.systems.prediction import INPUT_PIPELINE_SLACK, MAX_INPUT_LEAD
 
 TICK_MS = 1000 / 30
 GAME = Dots()
@@ -114,6 +116,28 @@ def test_long_frames_send_at_most_three_inputs(world):
     client_world.step(1000.0, 1.0)
     assert len(link.sent) == 3
     assert client_world.prediction.steps_dropped == 27
+
+
+def test_a_server_far_behind_holds_inputs_instead_of_overfilling_its_queue(world):
+    client_world, link, server = world
+    link.estimate = ClockEstimate(None, 0.0, 0.0, 30)  # loopback: no RTT's worth in flight
+    link.inbox.append(server.snapshot())
+    client_world.step(0.0, 0.0)
+    now = 0.0
+    for _ in range(5):  # 15 steps due; the server applies none of them
+        now += 100.0
+        client_world.step(now, 0.1)
+    limit = INPUT_PIPELINE_SLACK + MAX_INPUT_LEAD
+    assert len(link.sent) == limit <= MAX_QUEUED_INPUTS
+    assert client_world.prediction.inputs_held == 15 - limit
+    # The server catches up: sending resumes, and the prediction stayed exact.
+    for blob in link.sent:
+        server.apply(blob)
+    link.inbox.append(server.snapshot())
+    client_world.step(now + 100.0, 0.1)
+    assert len(link.sent) == limit + 3
+    stats = client_world.reconciliation.stats
+    assert (stats.compared, stats.exact, stats.rewinds) == (1, 1, 0)
 
 
 def test_reconcile_exact_then_rewind_on_server_disagreement(world):
