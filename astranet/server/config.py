@@ -220,21 +220,36 @@ def _name_list(raw: str) -> tuple[str, ...]:
     return names
 
 
-def _game(raw: str) -> str:
-    value = raw.strip()
-    if not GAME_PATTERN.fullmatch(value):
-        raise ConfigurationError(f"expected MODULE:ATTR (e.g. {DEFAULT_GAME!r}), got {raw!r}")
-    return value
+def _stripped(accepts: Callable[[str], object], expected: str) -> Callable[[str], str]:
+    """A parser of one word: the stripped value when ``accepts`` it, else "expected ..."."""
 
-
-def _non_empty(what: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
-        if not value or any(ch.isspace() for ch in value):
-            raise ConfigurationError(f"expected {what} without spaces, got {raw!r}")
+        if not accepts(value):
+            raise ConfigurationError(f"expected {expected}, got {raw!r}")
         return value
 
     return parse
+
+
+def _one_word(value: str) -> bool:
+    return bool(value) and not any(ch.isspace() for ch in value)
+
+
+def _non_empty(what: str) -> Callable[[str], str]:
+    return _stripped(_one_word, f"{what} without spaces")
+
+
+_game = _stripped(GAME_PATTERN.fullmatch, f"MODULE:ATTR (e.g. {DEFAULT_GAME!r})")
+_name_list_item = _stripped(NAME_PATTERN.fullmatch, "a name matching [A-Za-z0-9_-]{1,32}")
+_redis_url = _stripped(
+    lambda value: value.startswith(("redis://", "rediss://", "unix://")) and _one_word(value),
+    "a redis://HOST:PORT/DB URL",
+)
+_ws_url = _stripped(
+    lambda value: value.startswith(("ws://", "wss://")) and _one_word(value),
+    "a ws:// or wss:// URL",
+)
 
 
 def _file_path(what: str) -> Callable[[str], str]:
@@ -267,29 +282,6 @@ def _jwt_public_key(raw: str) -> str:
     return raw
 
 
-def _redis_url(raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith(("redis://", "rediss://", "unix://")) or any(
-        ch.isspace() for ch in value
-    ):
-        raise ConfigurationError(f"expected a redis://HOST:PORT/DB URL, got {raw!r}")
-    return value
-
-
-def _ws_url(raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith(("ws://", "wss://")) or any(ch.isspace() for ch in value):
-        raise ConfigurationError(f"expected a ws:// or wss:// URL, got {raw!r}")
-    return value
-
-
-def _name_list_item(raw: str) -> str:
-    value = raw.strip()
-    if not NAME_PATTERN.fullmatch(value):
-        raise ConfigurationError(f"expected a name matching [A-Za-z0-9_-]{{1,32}}, got {raw!r}")
-    return value
-
-
 def _existing_file(raw: str) -> str:
     if not os.path.isfile(raw):
         raise ConfigurationError(f"expected a path to an existing PEM file, got {raw!r}")
@@ -299,126 +291,78 @@ def _existing_file(raw: str) -> str:
 @dataclass(frozen=True, slots=True)
 class _Flag:
     field: str  # ServerConfig field
-    env_var: str
     parse: Callable[[str], Any]
     help: str
+    env: str | None = None  # None: ASTRANET_<FIELD>
 
     @property
     def option(self) -> str:
         return "--" + self.field.replace("_", "-")
 
-
-def _env(field: str) -> str:
-    return "ASTRANET_" + field.upper()
+    @property
+    def env_var(self) -> str:
+        return self.env if self.env is not None else "ASTRANET_" + self.field.upper()
 
 
 _PORT = _int_in(0, 65535, "a port")
+_COUNT = _int_in(0, 1_000_000, "a count")
+_HOST = _non_empty("a host name or address")
+_TIMEOUT = _seconds(0.0, inclusive_low=False)  # > 0 s
+_HOLD = _seconds(0.0, inclusive_low=True)  # >= 0 s
 # One table drives argparse, the environment lookup and the error messages.
 _FLAGS: tuple[_Flag, ...] = (
-    _Flag("host", _env("host"), _non_empty("a host name or address"), "address to bind"),
-    _Flag("ws_port", _env("ws_port"), _PORT, "WebSocket port (0 = any free port)"),
-    _Flag("http_port", _env("http_port"), _PORT, "HTTP side port (0 = any free port)"),
-    _Flag("regions", "AW_REGION", _name_list, "comma-separated regions served"),
-    _Flag("db", _env("db"), _file_path("a database path"), "SQLite checkpoint database"),
+    _Flag("host", _HOST, "address to bind"),
+    _Flag("ws_port", _PORT, "WebSocket port (0 = any free port)"),
+    _Flag("http_port", _PORT, "HTTP side port (0 = any free port)"),
+    _Flag("regions", _name_list, "comma-separated regions served", env="AW_REGION"),
+    _Flag("db", _file_path("a database path"), "SQLite checkpoint database"),
     _Flag(
         "sig_failure_policy",
-        _env("sig_failure_policy"),
         _choice(SIG_FAILURE_POLICIES),
         "what a bad input signature costs: kick or warn",
     ),
-    _Flag("tick_hz", _env("tick_hz"), _int_in(1, MAX_TICK_HZ), "simulation rate"),
-    _Flag("game", _env("game"), _game, "game object as MODULE:ATTR"),
-    _Flag("game_modes", _env("game_modes"), _name_list, "comma-separated modes (default any)"),
-    _Flag(
-        "checkpoint_interval",
-        _env("checkpoint_interval"),
-        _seconds(0.0, inclusive_low=False),
-        "seconds between room checkpoints",
-    ),
-    _Flag("tls_cert", _env("tls_cert"), _existing_file, "PEM certificate (needs --tls-key)"),
-    _Flag("tls_key", _env("tls_key"), _existing_file, "PEM private key (needs --tls-cert)"),
-    _Flag("log_level", _env("log_level"), _choice(LOG_LEVELS), "logging threshold"),
-    _Flag(
-        "handshake_timeout",
-        _env("handshake_timeout"),
-        _seconds(0.0, inclusive_low=False),
-        "seconds a new connection has to send Hello",
-    ),
-    _Flag(
-        "resume_window",
-        _env("resume_window"),
-        _seconds(0.0, inclusive_low=True),
-        "seconds a dropped player's seat and avatar are held",
-    ),
-    _Flag(
-        "empty_room_grace",
-        _env("empty_room_grace"),
-        _seconds(0.0, inclusive_low=True),
-        "seconds an empty room lives before it is closed",
-    ),
+    _Flag("tick_hz", _int_in(1, MAX_TICK_HZ), "simulation rate"),
+    _Flag("game", _game, "game object as MODULE:ATTR"),
+    _Flag("game_modes", _name_list, "comma-separated modes (default any)"),
+    _Flag("checkpoint_interval", _TIMEOUT, "seconds between room checkpoints"),
+    _Flag("tls_cert", _existing_file, "PEM certificate (needs --tls-key)"),
+    _Flag("tls_key", _existing_file, "PEM private key (needs --tls-cert)"),
+    _Flag("log_level", _choice(LOG_LEVELS), "logging threshold"),
+    _Flag("handshake_timeout", _TIMEOUT, "seconds a new connection has to send Hello"),
+    _Flag("resume_window", _HOLD, "seconds a dropped player's seat and avatar are held"),
+    _Flag("empty_room_grace", _HOLD, "seconds an empty room lives before it is closed"),
     _Flag(
         "max_message_bytes",
-        _env("max_message_bytes"),
         _int_in(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES, "a byte count"),
         "largest accepted WebSocket message",
     ),
-    _Flag(
-        "http_host",
-        _env("http_host"),
-        _non_empty("a host name or address"),
-        "address the HTTP side port binds (default: --host)",
-    ),
+    _Flag("http_host", _HOST, "address the HTTP side port binds (default: --host)"),
     _Flag(
         "allowed_origins",
-        _env("allowed_origins"),
         parse_origins,
         "browser origins allowed to open the WebSocket and read the JSON endpoints ('*' = any)",
     ),
-    _Flag(
-        "auth_jwt_secret", _env("auth_jwt_secret"), _jwt_secret, "HS256 secret: Hello needs a JWT"
-    ),
+    _Flag("auth_jwt_secret", _jwt_secret, "HS256 secret: Hello needs a JWT"),
     _Flag(
         "auth_jwt_public_key",
-        _env("auth_jwt_public_key"),
         _jwt_public_key,
         "RS256/ES256 public key (PEM text or file): Hello needs a JWT",
     ),
-    _Flag(
-        "max_rooms_per_peer",
-        _env("max_rooms_per_peer"),
-        _int_in(0, 1_000_000, "a count"),
-        "rooms one address may create per minute (0 = unbounded)",
-    ),
-    _Flag(
-        "max_connections_per_peer",
-        _env("max_connections_per_peer"),
-        _int_in(0, 1_000_000, "a count"),
-        "open connections per address (0 = unbounded)",
-    ),
-    _Flag(
-        "lobby_idle_timeout",
-        _env("lobby_idle_timeout"),
-        _seconds(0.0, inclusive_low=False),
-        "seconds a connection may wait in the lobby after Hello",
-    ),
-    _Flag("redis", _env("redis"), _redis_url, "shared Redis of a cluster (cluster mode)"),
-    _Flag("node_id", _env("node_id"), _name_list_item, "this node's id in the cluster"),
-    _Flag("public_url", _env("public_url"), _ws_url, "the URL clients use to reach this node"),
-    _Flag("store", _env("store"), _choice(STORES), "rooms and checkpoints: sqlite or redis"),
+    _Flag("max_rooms_per_peer", _COUNT, "rooms one address may create per minute (0 = unbounded)"),
+    _Flag("max_connections_per_peer", _COUNT, "open connections per address (0 = unbounded)"),
+    _Flag("lobby_idle_timeout", _TIMEOUT, "seconds a connection may wait in the lobby after Hello"),
+    _Flag("redis", _redis_url, "shared Redis of a cluster (cluster mode)"),
+    _Flag("node_id", _name_list_item, "this node's id in the cluster"),
+    _Flag("public_url", _ws_url, "the URL clients use to reach this node"),
+    _Flag("store", _choice(STORES), "rooms and checkpoints: sqlite or redis"),
     _Flag(
         "node_lease",
-        _env("node_lease"),
-        _seconds(0.0, inclusive_low=False),
+        _TIMEOUT,
         "seconds after its last heartbeat a node is declared dead (cluster mode)",
     ),
-    _Flag("redis_namespace", _env("redis_namespace"), _name_list_item, "Redis key prefix"),
-    _Flag("workers", _env("workers"), _int_in(1, 256, "a process count"), "nodes to start here"),
-    _Flag(
-        "cluster_heartbeat",
-        _env("cluster_heartbeat"),
-        _seconds(0.0, inclusive_low=False),
-        "seconds between lease renewals (cluster mode)",
-    ),
+    _Flag("redis_namespace", _name_list_item, "Redis key prefix"),
+    _Flag("workers", _int_in(1, 256, "a process count"), "nodes to start here"),
+    _Flag("cluster_heartbeat", _TIMEOUT, "seconds between lease renewals (cluster mode)"),
 )
 
 

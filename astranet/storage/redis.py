@@ -72,7 +72,9 @@ SOCKET_TIMEOUT_S = 5.0
 CLOSED_ROOM_TTL_S = 24 * 3600
 
 # Shared by every script: is this write still allowed for (room, node, epoch)?
-# node == "" means "no fencing" (a single node on Redis).
+# node == "" means "no fencing" (a single node on Redis). ``refusal`` is the guard of a
+# room-scoped write whose last two ARGV are (node, epoch): 0 when the room does not exist,
+# {'fenced', owner_node, owner_epoch} when another node owns it, else nil (go on).
 _FENCE_LUA = """
 local function fenced(owner_key, node, epoch)
   if node == '' then return false end
@@ -80,7 +82,22 @@ local function fenced(owner_key, node, epoch)
   if owner[1] == node and owner[2] == epoch then return false end
   return {owner[1] or '', owner[2] or '0'}
 end
+local function refusal(room_key, owner_key)
+  if room_key and redis.call('EXISTS', room_key) == 0 then return 0 end
+  local refused = fenced(owner_key, ARGV[#ARGV - 1], ARGV[#ARGV])
+  if refused then return {'fenced', refused[1], refused[2]} end
+  return nil
+end
 """
+
+
+def _guarded(room_key: str, owner_key: str, body: str) -> str:
+    """A room-scoped write script: ``body`` runs only when ``refusal`` lets it (Lua key names)."""
+    guard = (
+        f"local refused = refusal({room_key}, {owner_key})\nif refused then return refused end\n"
+    )
+    return _FENCE_LUA + guard + body.lstrip("\n")
+
 
 # KEYS: room, rooms:open, owner. ARGV: room_id, region, game_mode, capacity, created_at,
 # closed_at ('' = open), node, ttl. Returns the epoch this node now holds (0 without fencing),
@@ -114,17 +131,15 @@ end
 return epoch
 """
 
-# KEYS: room, rooms:open, owner, room:players, checkpoint. ARGV: room_id, closed_at, node,
-# epoch, ttl. Returns 1, 0 (no such room) or the fence refusal.
-_CLOSE_ROOM = (
-    _FENCE_LUA
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local refused = fenced(KEYS[3], ARGV[3], ARGV[4])
-if refused then return {'fenced', refused[1], refused[2]} end
+# KEYS: room, rooms:open, owner, room:players, checkpoint. ARGV: room_id, closed_at, ttl, node,
+# epoch. Returns 1, 0 (no such room) or the fence refusal.
+_CLOSE_ROOM = _guarded(
+    "KEYS[1]",
+    "KEYS[3]",
+    """
 redis.call('HSET', KEYS[1], 'closed_at', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
-local ttl = ARGV[5]
+local ttl = ARGV[3]
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[5], ttl)
 local prefix = string.sub(KEYS[4], 1, string.len(KEYS[4]) - string.len('room:' .. ARGV[1] ..
@@ -134,17 +149,15 @@ for _, pid in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
 end
 redis.call('EXPIRE', KEYS[4], ttl)
 return 1
-"""
+""",
 )
 
 # KEYS: player, room, owner, room:players, old room:players (or the same key).
 # ARGV: player_id, room_id, entity ('' = nil), hash, joined_at, left_at, seq, node, epoch.
-_SAVE_PLAYER = (
-    _FENCE_LUA
-    + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-local refused = fenced(KEYS[3], ARGV[8], ARGV[9])
-if refused then return {'fenced', refused[1], refused[2]} end
+_SAVE_PLAYER = _guarded(
+    "KEYS[2]",
+    "KEYS[3]",
+    """
 redis.call('DEL', KEYS[1])
 local fields = {'room_id', ARGV[2], 'resume_token_hash', ARGV[4], 'joined_at', ARGV[5]}
 if ARGV[3] ~= '' then table.insert(fields, 'entity_net_id'); table.insert(fields, ARGV[3]) end
@@ -154,17 +167,17 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 return 1
-"""
+""",
 )
 
-# KEYS: player. ARGV: left_at, node, epoch, prefix. Returns 1, 0 (no such player), or fenced.
+# KEYS: player. ARGV: left_at, prefix, node, epoch. Returns 1, 0 (no such player), or fenced.
 _PLAYER_LEFT = (
     _FENCE_LUA
     + """
 local room_id = redis.call('HGET', KEYS[1], 'room_id')
 if not room_id then return 0 end
-local refused = fenced(ARGV[4] .. 'room:' .. room_id .. ':owner', ARGV[2], ARGV[3])
-if refused then return {'fenced', refused[1], refused[2]} end
+local refused = refusal(nil, ARGV[2] .. 'room:' .. room_id .. ':owner')
+if refused then return refused end
 redis.call('HSET', KEYS[1], 'left_at', ARGV[1])
 return 1
 """
@@ -194,17 +207,15 @@ return skipped
 
 # KEYS: checkpoint, room, owner. ARGV: tick, saved_at, blob, node, epoch.
 # Returns 1 (written), 2 (kept: the stored tick is newer), 0 (no such room), or fenced.
-_SAVE_CHECKPOINT = (
-    _FENCE_LUA
-    + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-local refused = fenced(KEYS[3], ARGV[4], ARGV[5])
-if refused then return {'fenced', refused[1], refused[2]} end
+_SAVE_CHECKPOINT = _guarded(
+    "KEYS[2]",
+    "KEYS[3]",
+    """
 local stored = redis.call('HGET', KEYS[1], 'tick')
 if stored and tonumber(stored) > tonumber(ARGV[1]) then return 2 end
 redis.call('HSET', KEYS[1], 'tick', ARGV[1], 'saved_at', ARGV[2], 'blob', ARGV[3])
 return 1
-"""
+""",
 )
 
 
@@ -323,6 +334,18 @@ class RedisStorage:
             raise FencedOut(room_id, f"room {room_id} is not held by node {self.fence.node_id}")
         return self.fence.node_id, str(epoch)
 
+    def _room_write(
+        self, doing: str, script: Any, room_id: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run a room-scoped write script with this node's (node, epoch) as its last two ARGV.
+
+        Returns the script's result (0: no such room); a fence refusal raises FencedOut.
+        """
+        node, epoch = self._fence_args(room_id)
+        with self._errors(doing):
+            result = script(keys=keys, args=[*args, node, epoch])
+        return self._check_fenced(room_id, result)
+
     def _check_fenced(self, room_id: str, result: Any) -> Any:
         if isinstance(result, list) and result and _text(result[0]) == "fenced":
             self.fenced_writes += 1
@@ -362,19 +385,15 @@ class RedisStorage:
             self.fence.hold(room.room_id, int(epoch))
 
     def close_room(self, room_id: str, closed_at: float) -> None:
-        node, epoch = self._fence_args(room_id)
-        with self._errors("close_room"):
-            result = self._close_room(
-                keys=[
-                    self._key("room", room_id),
-                    self._key("rooms", "open"),
-                    self._key("room", room_id, "owner"),
-                    self._key("room", room_id, "players"),
-                    self._key("checkpoint", room_id),
-                ],
-                args=[room_id, _arg(closed_at), node, epoch, CLOSED_ROOM_TTL_S],
-            )
-        if self._check_fenced(room_id, result) == 0:
+        keys = [
+            self._key("room", room_id),
+            self._key("rooms", "open"),
+            self._key("room", room_id, "owner"),
+            self._key("room", room_id, "players"),
+            self._key("checkpoint", room_id),
+        ]
+        args = [room_id, _arg(closed_at), CLOSED_ROOM_TTL_S]
+        if self._room_write("close_room", self._close_room, room_id, keys, args) == 0:
             raise StorageError(f"{self.url}: close_room: no room {room_id!r}")
         # The cache only serves writes of live seats: forget the closed room's players; and a
         # closed room is nobody's to write any more (a later write is refused locally).
@@ -419,30 +438,24 @@ class RedisStorage:
     # -- players ----------------------------------------------------------------------------
 
     def save_player(self, player: PlayerRecord) -> None:
-        node, epoch = self._fence_args(player.room_id)
         old_room = self._player_rooms.get(player.player_id, player.room_id)
-        with self._errors("save_player"):
-            result = self._save_player(
-                keys=[
-                    self._key("player", player.player_id),
-                    self._key("room", player.room_id),
-                    self._key("room", player.room_id, "owner"),
-                    self._key("room", player.room_id, "players"),
-                    self._key("room", old_room, "players"),
-                ],
-                args=[
-                    player.player_id,
-                    player.room_id,
-                    _arg(player.entity_net_id),
-                    player.resume_token_hash,
-                    _arg(player.joined_at),
-                    _arg(player.left_at),
-                    _arg(player.last_input_seq),
-                    node,
-                    epoch,
-                ],
-            )
-        if self._check_fenced(player.room_id, result) == 0:
+        keys = [
+            self._key("player", player.player_id),
+            self._key("room", player.room_id),
+            self._key("room", player.room_id, "owner"),
+            self._key("room", player.room_id, "players"),
+            self._key("room", old_room, "players"),
+        ]
+        args = [
+            player.player_id,
+            player.room_id,
+            _arg(player.entity_net_id),
+            player.resume_token_hash,
+            _arg(player.joined_at),
+            _arg(player.left_at),
+            _arg(player.last_input_seq),
+        ]
+        if self._room_write("save_player", self._save_player, player.room_id, keys, args) == 0:
             raise StorageError(
                 f"{self.url}: save_player {player.player_id!r}: no room {player.room_id!r} "
                 "(FOREIGN KEY)"
@@ -462,13 +475,9 @@ class RedisStorage:
         room_id = self._room_of(player_id)
         if room_id is None:
             raise StorageError(f"{self.url}: player_left: no player {player_id!r}")
-        node, epoch = self._fence_args(room_id)
-        with self._errors("player_left"):
-            result = self._player_left(
-                keys=[self._key("player", player_id)],
-                args=[_arg(left_at), node, epoch, self.prefix],
-            )
-        if self._check_fenced(room_id, result) == 0:
+        keys = [self._key("player", player_id)]
+        args = [_arg(left_at), self.prefix]
+        if self._room_write("player_left", self._player_left, room_id, keys, args) == 0:
             raise StorageError(f"{self.url}: player_left: no player {player_id!r}")
         self._player_rooms.pop(player_id, None)  # a seat that is gone gets no more seq writes
 
@@ -534,17 +543,13 @@ class RedisStorage:
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         blob = encode_checkpoint(checkpoint.tick, checkpoint.state)
         room_id = checkpoint.room_id
-        node, epoch = self._fence_args(room_id)
-        with self._errors("save_checkpoint"):
-            result = self._save_checkpoint(
-                keys=[
-                    self._key("checkpoint", room_id),
-                    self._key("room", room_id),
-                    self._key("room", room_id, "owner"),
-                ],
-                args=[checkpoint.tick, _arg(float(checkpoint.saved_at)), blob, node, epoch],
-            )
-        if self._check_fenced(room_id, result) == 0:
+        keys = [
+            self._key("checkpoint", room_id),
+            self._key("room", room_id),
+            self._key("room", room_id, "owner"),
+        ]
+        args = [checkpoint.tick, _arg(float(checkpoint.saved_at)), blob]
+        if self._room_write("save_checkpoint", self._save_checkpoint, room_id, keys, args) == 0:
             raise StorageError(f"{self.url}: save_checkpoint: no room {room_id!r} (FOREIGN KEY)")
 
     def load_checkpoint(self, room_id: str) -> Checkpoint | None:
