@@ -32,11 +32,11 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
+from astranet.client.cli import EXIT_CONNECT, EXIT_JOIN, EXIT_OK, EXIT_SESSION, run_main
 from astranet.client.connection import GameClient
 from astranet.client.events import ClientEvent, ClientOptions, EventKind, region_from_env
 from astranet.client.world import ClientWorld
 from astranet.errors import (
-    AstranetError,
     ConfigurationError,
     ConnectionClosed,
     ProtocolError,
@@ -45,7 +45,8 @@ from astranet.game import load_game
 
 __all__ = ["BotInput", "main", "run"]
 
-EXIT_OK, EXIT_CONNECT, EXIT_JOIN, EXIT_SESSION, EXIT_USAGE = 0, 2, 3, 4, 64
+EXIT_USAGE = 64
+PROG = "astranet-client"
 FRAME_HZ = 60.0  # the bot "renders" at 60 fps
 
 
@@ -74,7 +75,7 @@ class BotInput:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="astranet-client", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=os.environ.get("AW_WS_URL", "ws://127.0.0.1:8788"))
     parser.add_argument("--region", default=region_from_env())
     parser.add_argument("--game-mode", default="coop")
@@ -110,7 +111,7 @@ async def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
         game = load_game(args.game)
         encode = importlib.import_module(args.game.partition(":")[0]).encode_input
     except (ConfigurationError, AttributeError) as exc:
-        out(f"astranet-client: --game {args.game}: {exc}")
+        out(f"{PROG}: --game {args.game}: {exc}")
         return EXIT_USAGE
     options = ClientOptions(
         url=args.url,
@@ -124,10 +125,10 @@ async def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     try:
         accepted = await client.connect()
     except ConnectionClosed as exc:
-        out(f"astranet-client: {exc.reason}")
+        out(f"{PROG}: {exc.reason}")
         return EXIT_CONNECT
     except ProtocolError as exc:
-        out(f"astranet-client: join refused: {exc.code}: {exc.message}")
+        out(f"{PROG}: join refused: {exc.code}: {exc.message}")
         return EXIT_JOIN
     world = ClientWorld(
         game, client, BotInput(encode, seed=args.seed or 0), tick_hz=accepted.tick_hz
@@ -158,7 +159,7 @@ async def _play(
             tick = latest.tick if latest is not None else 0
             out(f"snapshot {applied}: tick {tick} rtt {rtt_text} size {size:.0f} B")
         if client.error is not None:
-            out(f"astranet-client: session ended: {client.error}")
+            out(f"{PROG}: session ended: {client.error}")
             return EXIT_SESSION
         await asyncio.sleep(1.0 / FRAME_HZ)  # frame pacing
     recon = world.reconciliation.stats
@@ -172,13 +173,7 @@ async def _play(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except AstranetError as exc:  # anything left is still a clear message, not a traceback
-        print(f"astranet-client: {exc}", file=sys.stderr)
-        return EXIT_SESSION
+    return run_main(PROG, lambda: asyncio.run(run(args)))
 
 
 if __name__ == "__main__":

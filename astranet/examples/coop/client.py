@@ -35,9 +35,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from astranet.client import ClientOptions, ClientWorld, ThreadedClient
+from astranet.client.cli import EXIT_CONNECT, EXIT_JOIN, EXIT_OK, EXIT_SESSION, run_main
 from astranet.client.events import ClientEvent, EventKind, region_from_env
 from astranet.client.link import ForwardingLink
-from astranet.errors import AstranetError, ConnectionClosed, InvalidState, ProtocolError
+from astranet.errors import ConnectionClosed, InvalidState, ProtocolError
 from astranet.examples.coop import (
     ARENA,
     DRONE,
@@ -57,7 +58,7 @@ import pygame  # after the environment variable above, which it reads at import
 
 __all__ = ["BotPilot", "HumanPilot", "MeteredLink", "Pilot", "Renderer", "main", "run", "to_screen"]
 
-EXIT_OK, EXIT_CONNECT, EXIT_JOIN, EXIT_SESSION, EXIT_DISPLAY = 0, 2, 3, 4, 5
+EXIT_DISPLAY = 5
 PROG = "astranet-coop"
 
 # 4 s of 30 Hz snapshots: a graph wide enough to see a stall, small enough to draw per frame.
@@ -487,13 +488,7 @@ def _save(screen: pygame.Surface, path: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except AstranetError as exc:  # anything left is still a clear message, not a traceback
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_SESSION
+    return run_main(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":
