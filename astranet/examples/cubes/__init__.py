@@ -16,6 +16,7 @@ Choosing N and the fraction (the server loads a game as ``--game MODULE:ATTR``):
 
 Input blob (2 bytes): ``int8 dx, int8 dy`` -- a direction scaled by 127 (``encode_input``).
 A vector longer than 127 is an impossible speed; ``check_input`` refuses it (movement sanity).
+Decoding and that check are dots' :class:`~astranet.examples.dots.DirectionInput`.
 Replicated: ``Cube.pos`` only, on a 1/64-unit grid (16 bits per axis). Scenery velocities are
 server-only state held by the room's :class:`BounceSystem` (clients see positions).
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import zlib
 from collections.abc import Mapping
 
@@ -36,8 +36,8 @@ import numpy as np
 
 from astranet.ecs import ColumnStore, NetEntity, Quantized, Schema, replicated
 from astranet.errors import ConfigurationError
-from astranet.examples.dots import MAX_INPUT_NORM_SQUARED, encode_input
-from astranet.game import Game, InputError, SimContext
+from astranet.examples.dots import DirectionInput, encode_input
+from astranet.game import Game, SimContext
 from astranet.systems import Stage, add_system
 
 __all__ = [
@@ -63,9 +63,6 @@ MAX_SCENERY_SPEED = 50.0  # units per second; 1.7 units (107 codes) per tick at 
 MAX_CUBES = 100_000
 ENTITIES_ENV = "ASTRANET_CUBES_ENTITIES"
 MOVING_FRACTION_ENV = "ASTRANET_CUBES_MOVING_FRACTION"
-_INPUT = struct.Struct(
-    "<bb"
-)  # the dots blob: int8 dx, int8 dy (astranet.examples.dots.encode_input)
 
 
 @replicated
@@ -119,7 +116,7 @@ class BounceSystem(esper.Processor):
         pos[rows] = np.clip(moved, 0.0, BOX)
 
 
-class Cubes(Game):
+class Cubes(DirectionInput, Game):
     """N scenery cubes (a fraction moving) plus one avatar per player."""
 
     name = "cubes"
@@ -173,20 +170,6 @@ class Cubes(Game):
         net_id = int(sim.store.spawn(1, Cube__pos=start)[0])
         esper.create_entity(NetEntity(net_id))
         return net_id
-
-    def decode_input(self, blob: bytes) -> tuple[int, int]:
-        if len(blob) != _INPUT.size:
-            raise InputError(f"cubes input is {_INPUT.size} bytes, got {len(blob)}")
-        return _INPUT.unpack(blob)
-
-    def empty_input(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def check_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> str | None:
-        dx, dy = command
-        if dx * dx + dy * dy > MAX_INPUT_NORM_SQUARED:  # dots' bound: allows rounded diagonals
-            return "impossible speed"
-        return None
 
     def apply_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> None:
         move_avatar(sim.store, net_id, command, sim.dt_s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from typing import ClassVar
 
 import esper
 import numpy as np
@@ -22,7 +23,7 @@ from astranet.ecs import ColumnStore, NetEntity, Quantized, Schema, replicated
 from astranet.game import Game, InputError, SimContext
 from astranet.systems import Stage, add_system
 
-__all__ = ["ARENA", "SPEED", "Body", "Dots", "encode_input", "game"]
+__all__ = ["ARENA", "SPEED", "Body", "DirectionInput", "Dots", "encode_input", "game"]
 
 ARENA = 100.0  # the arena is [-ARENA, ARENA]^2 units
 SPEED = 10.0  # units per second at full input
@@ -69,7 +70,31 @@ class WanderSystem(esper.Processor):
         vel[wander] = new_vel
 
 
-class Dots(Game):
+class DirectionInput:
+    """The dots input blob on a Game: decode (``encode_input``'s 2 bytes), idle, speed check.
+
+    Mixed in before :class:`~astranet.game.Game` by every game that takes this blob (dots,
+    cubes); its ``InputError`` names the game.
+    """
+
+    name: ClassVar[str]
+
+    def decode_input(self, blob: bytes) -> tuple[int, int]:
+        if len(blob) != _INPUT.size:
+            raise InputError(f"{self.name} input is {_INPUT.size} bytes, got {len(blob)}")
+        return _INPUT.unpack(blob)
+
+    def empty_input(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def check_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> str | None:
+        dx, dy = command
+        if dx * dx + dy * dy > MAX_INPUT_NORM_SQUARED:
+            return "impossible speed"
+        return None
+
+
+class Dots(DirectionInput, Game):
     name = "dots"
     schema = Schema(Body)
 
@@ -91,20 +116,6 @@ class Dots(Game):
         net_id = int(sim.store.spawn(1, Body__pos=start, Body__kind=PLAYER)[0])
         esper.create_entity(NetEntity(net_id))
         return net_id
-
-    def decode_input(self, blob: bytes) -> tuple[int, int]:
-        if len(blob) != _INPUT.size:
-            raise InputError(f"dots input is {_INPUT.size} bytes, got {len(blob)}")
-        return _INPUT.unpack(blob)
-
-    def empty_input(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def check_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> str | None:
-        dx, dy = command
-        if dx * dx + dy * dy > MAX_INPUT_NORM_SQUARED:
-            return "impossible speed"
-        return None
 
     def apply_input(self, sim: SimContext, net_id: int, command: tuple[int, int]) -> None:
         move_avatar(sim.store, net_id, command, sim.dt_s)
