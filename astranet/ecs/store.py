@@ -119,6 +119,18 @@ class ColumnStore:
             raise UnknownEntityError(f"net ids not live: {wanted[~found][:8].tolist()}")
         return rows
 
+    def row(self, net_id: int) -> int:
+        """Row of one live net id (a Python int); raises :class:`UnknownEntityError` if it is
+        not live. Per-input game code looks up one row: this skips :meth:`rows`'s arrays."""
+        live = self._ids[: self.count]
+        try:
+            row = int(live.searchsorted(net_id))
+        except OverflowError:  # not a u32: cannot be live
+            row = self.count
+        if row < self.count and live[row] == net_id:
+            return row
+        raise UnknownEntityError(f"net ids not live: [{net_id}]")
+
     def contains(self, net_ids: Iterable[int] | np.ndarray) -> np.ndarray:
         """Boolean mask: which of ``net_ids`` are live."""
         wanted = np.asarray(net_ids, dtype=np.int64).reshape(-1)

@@ -59,8 +59,8 @@ SPAWN_RADIUS = 6.0
 
 def fire_ready(store: ColumnStore, net_id: int) -> bool:
     """Whether the player ``net_id`` may set FIRE in its next input (alive, weapon cooled)."""
-    row = store.rows([net_id])
-    return bool(store["Health.hp"][row][0] > 0 and store["Weapon.cooldown"][row][0] == 0)
+    row = store.row(net_id)
+    return bool(store["Health.hp"][row] > 0 and store["Weapon.cooldown"][row] == 0)
 
 
 class Coop(Game):
@@ -95,9 +95,11 @@ class Coop(Game):
     def check_input(self, sim: SimContext, net_id: int, command: Command) -> str | None:
         if command.move_sq > MAX_MOVE_SQ:
             return "impossible speed"
-        if command.fire and not fire_ready(sim.store, net_id):
-            alive = bool(sim.store["Health.hp"][sim.store.rows([net_id])][0] > 0)
-            if alive:  # a downed player's FIRE is simply ignored
+        if command.fire:
+            store = sim.store
+            row = store.row(net_id)
+            # A downed player's FIRE is simply ignored; a living one's needs a cooled weapon.
+            if store["Health.hp"][row] > 0 and store["Weapon.cooldown"][row] != 0:
                 return "fire rate"
         return None
 
@@ -120,10 +122,10 @@ def _compensated_hit(sim: SimContext, shooter: int) -> bool:
     view = sim.rewind(sim.view_tick)
     drones = np.flatnonzero(view.field("Body.kind")[:, 0] == DRONE)
     store = sim.store
-    row = store.rows([shooter])
+    row = store.row(shooter)
     target = hitscan(
-        store["Body.pos"][row][0],
-        float(store["Body.heading"][row][0]),
+        store["Body.pos"][row],
+        float(store["Body.heading"][row]),
         view.field("Body.pos")[drones],
         HIT_RADIUS,
     )
@@ -139,7 +141,7 @@ def _compensated_hit(sim: SimContext, shooter: int) -> bool:
 
 def _spawn_projectile(store: ColumnStore, shooter: int) -> None:
     """A shot from the shooter's position along its (just set) aim; lost at the room cap."""
-    if int((store["Body.kind"] == PROJECTILE).sum()) >= MAX_PROJECTILES:
+    if np.count_nonzero(store["Body.kind"] == PROJECTILE) >= MAX_PROJECTILES:
         return
     row = store.rows([shooter])
     store.spawn(
