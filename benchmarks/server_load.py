@@ -13,6 +13,8 @@ send signed inputs at 30 Hz and ack every snapshot; after ``--warmup`` seconds w
 * late-tick fraction: (late + skipped) / (ticks + skipped) from ``/metrics``; a late tick starts
   more than half a period after its scheduled time, a skipped slot never ran at all;
 * snapshot bytes per client per second (whole Snapshot messages; payload-only alongside);
+* clients per encode: snapshots the rooms' fan-outs handed out per payload they encoded
+  (``/metrics``; 4 when every room's clients share one delta base);
 * input -> snapshot latency p50/p99: from sending seq ``s`` to the first snapshot with
   ``last_input_seq >= s`` (exact, every input of every client).
 
@@ -113,6 +115,7 @@ class LoadResult:
     snapshot_payload_bytes_per_client_per_s: float
     snapshots_per_client_per_s: float
     full_snapshot_fraction: float
+    clients_per_encode: float  # fan-out deliveries per payload encode (4 = a room shares one)
     inputs_per_client_per_s: float
     input_to_snapshot_ms_p50: float
     input_to_snapshot_ms_p99: float
@@ -364,6 +367,7 @@ def _summarise(
         ),
         snapshots_per_client_per_s=round(total.snapshots / per_client_s, 2),
         full_snapshot_fraction=total.full_snapshots / max(1, total.snapshots),
+        clients_per_encode=round(window.snapshot_deliveries / max(1.0, window.snapshot_encodes), 2),
         inputs_per_client_per_s=round(total.inputs_sent / per_client_s, 2),
         input_to_snapshot_ms_p50=round(pct(50), 2),
         input_to_snapshot_ms_p99=round(pct(99), 2),

@@ -13,17 +13,27 @@ that client (and with which visibility mask, because a delta must be relative to
 client actually decoded), and the newest id the client acked. ``encode_for`` picks that acked
 snapshot as base if it is still in the ring, else sends a full snapshot (``base_id`` None).
 
+Shared bases (:meth:`SnapshotFanout.shared_bases`): WIRE rule 4 lets ``base_id`` be *any* id the
+client acked, not only its newest. A room's clients ack at slightly different moments (their
+inputs, which carry the acks, arrive spread over the period), so their newest acks are often one
+or two snapshots apart and each distinct base costs a full delta encode. Per tick the room picks
+the base acked by the most clients among each client's last ``MAX_SHARED_BASE_LAG + 1`` snapshot
+ids (ties: the newest), so typically all clients share one encode; a client's delta then spans
+at most ``MAX_SHARED_BASE_LAG`` more snapshots than necessary (cubes N=100: 2-5 bytes more).
+
 Goals: cost grows with distinct baselines, not clients (N clients acking the same id share one
-encode and one ``bytes`` object); an interest filter is a per-client bool mask over the
-snapshot's rows, with no codec change.
+encode and one ``bytes`` object); a client that acked the shared base costs a few dict look-ups;
+an interest filter is a per-client bool mask over the snapshot's rows, with no codec change.
 Limits: a baseline remembers at most ``capacity`` sent ids (default the ring size, DEFAULT_RING);
 the per-tick cache holds at most one entry per client.
-Benchmark: benchmarks/tick.py (4 clients, distinct bases).
+Benchmark: benchmarks/fanout_tick.py (rooms of 4 clients with mixed acks, in process),
+benchmarks/tick.py (4 clients, distinct bases).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +43,12 @@ from astranet.errors import InvalidState
 from astranet.replication.codec import encode_payload
 from astranet.replication.snapshot import DEFAULT_RING, Snapshot, SnapshotHistory
 
-__all__ = ["ClientBaseline", "EncodedSnapshot", "SnapshotFanout"]
+__all__ = ["MAX_SHARED_BASE_LAG", "ClientBaseline", "EncodedSnapshot", "SnapshotFanout"]
+
+#: How many snapshots older than a client's newest ack its shared base may be. Each one costs
+#: about a bit per moving component (deltas span more ticks); 2 covers acks spread over one
+#: period plus one late tick.
+MAX_SHARED_BASE_LAG = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +63,23 @@ class EncodedSnapshot:
 
 
 class ClientBaseline:
-    """Server-side replication state of one client: sent ids (+ visibility) and its newest ack."""
+    """Server-side replication state of one client: sent ids (+ visibility) and its acks."""
 
-    __slots__ = ("_sent", "acked_id", "capacity")
+    __slots__ = ("_acked", "_sent", "acked_id", "capacity")
 
     def __init__(self, capacity: int = DEFAULT_RING) -> None:
         self.capacity = capacity
-        self.acked_id: int | None = None
+        self.acked_id: int | None = None  # the newest acked id
         # id -> visibility mask used when it was sent (None = everything); oldest first.
         self._sent: OrderedDict[int, np.ndarray | None] = OrderedDict()
+        self._acked: set[int] = set()  # acked ids still in _sent (any may serve as a base)
 
     def record_sent(self, snapshot_id: int, visible: np.ndarray | None) -> None:
         """Remember that ``snapshot_id`` went to this client with that visibility."""
-        self._sent[snapshot_id] = visible
-        while len(self._sent) > self.capacity:
-            self._sent.popitem(last=False)
+        sent = self._sent
+        sent[snapshot_id] = visible
+        while len(sent) > self.capacity:
+            self._acked.discard(sent.popitem(last=False)[0])
 
     def ack(self, snapshot_id: int) -> bool:
         """Record an ``Ack``; returns False (and ignores it) for an id we never sent or forgot.
@@ -72,14 +89,20 @@ class ClientBaseline:
         """
         if snapshot_id not in self._sent:
             return False
+        self._acked.add(snapshot_id)
         if self.acked_id is None or snapshot_id > self.acked_id:
             self.acked_id = snapshot_id
         return True
+
+    def acked(self, snapshot_id: int) -> bool:
+        """Whether the client acked ``snapshot_id`` (and we still remember sending it)."""
+        return snapshot_id in self._acked
 
     def reset(self) -> None:
         """Forget everything (e.g. on Resume): the next snapshot will be full."""
         self.acked_id = None
         self._sent.clear()
+        self._acked.clear()
 
     def visibility_of(self, snapshot_id: int) -> np.ndarray | None:
         return self._sent.get(snapshot_id)
@@ -106,6 +129,8 @@ class SnapshotFanout:
         self.checksum = checksum
         self.compress = compress
         self.encodes = 0  # payloads actually encoded (for tests and metrics)
+        self.deliveries = 0  # encode_for calls: one per client per tick
+        self._drained = (0, 0)  # (encodes, deliveries) at the last drain_counts()
         self._current: Snapshot | None = None
         self._cache: dict[tuple[int | None, bytes | None, bytes | None], EncodedSnapshot] = {}
 
@@ -114,13 +139,68 @@ class SnapshotFanout:
         self._current = snapshot
         self._cache.clear()
 
+    def drain_counts(self) -> tuple[int, int]:
+        """``(encodes, deliveries)`` since the previous call (for /metrics); totals stay."""
+        encodes, deliveries = self._drained
+        self._drained = (self.encodes, self.deliveries)
+        return self.encodes - encodes, self.deliveries - deliveries
+
+    def shared_bases(self, clients: Sequence[ClientBaseline]) -> list[int | None]:
+        """A base id per client (its argument for ``encode_for``) so that few encodes serve all.
+
+        Greedy: the id acked by the most clients that have it among their newest
+        ``MAX_SHARED_BASE_LAG + 1`` ids still in the ring (ties: the newer id) is the base of
+        all of them; repeat with the rest. A client with no acked id in the ring gets None (a
+        full snapshot). When every client's newest ack is the same id, that is the answer.
+        """
+        if not clients:
+            return []
+        newest = [client.acked_id for client in clients]
+        first = newest[0]
+        if all(acked == first for acked in newest):
+            return newest
+        history = self.history
+        choices: list[list[int]] = []
+        for client, top in zip(clients, newest, strict=True):
+            if top is None:
+                choices.append([])
+                continue
+            choices.append(
+                [
+                    snapshot_id
+                    for snapshot_id in range(top, top - MAX_SHARED_BASE_LAG - 1, -1)
+                    if client.acked(snapshot_id) and snapshot_id in history
+                ]
+            )
+        bases: list[int | None] = [None] * len(clients)
+        left = [i for i, ids in enumerate(choices) if ids]
+        while left:
+            votes: dict[int, int] = {}
+            for i in left:
+                for snapshot_id in choices[i]:
+                    votes[snapshot_id] = votes.get(snapshot_id, 0) + 1
+            best = max(votes, key=lambda snapshot_id: (votes[snapshot_id], snapshot_id))
+            rest = []
+            for i in left:
+                if best in choices[i]:
+                    bases[i] = best
+                else:
+                    rest.append(i)
+            left = rest
+        return bases
+
     def encode_for(
-        self, client: ClientBaseline, visible: np.ndarray | None = None
+        self,
+        client: ClientBaseline,
+        visible: np.ndarray | None = None,
+        base_id: int | None = None,
     ) -> EncodedSnapshot:
         """The message fields for ``client`` this tick (shared with clients of the same key).
 
-        ``visible`` is a bool mask over the current snapshot's rows (None: all rows). Records
-        the send in ``client`` so a later ack of this id can serve as a base.
+        ``visible`` is a bool mask over the current snapshot's rows (None: all rows).
+        ``base_id`` (from :meth:`shared_bases`) is used as the base when the client acked it
+        and it is still in the ring; otherwise the client's newest ack is (None: that one).
+        Records the send in ``client`` so a later ack of this id can serve as a base.
         """
         current = self._current
         if current is None:
@@ -129,9 +209,15 @@ class SnapshotFanout:
             visible = np.asarray(visible, dtype=bool)
             if visible.shape != (len(current),):
                 raise InvalidState(f"visibility mask shape {visible.shape} != ({len(current)},)")
-        base = self.history.get(client.acked_id)
-        base_visible = client.visibility_of(base.id) if base is not None else None
-        key = (base.id if base is not None else None, _mask_key(base_visible), _mask_key(visible))
+        if base_id is None or not client.acked(base_id):
+            base_id = client.acked_id
+        base = self.history.get(base_id)
+        if base is None:
+            key: tuple[int | None, bytes | None, bytes | None] = (None, None, _mask_key(visible))
+            base_visible = None
+        else:
+            base_visible = client.visibility_of(base.id)
+            key = (base.id, _mask_key(base_visible), _mask_key(visible))
         encoded = self._cache.get(key)
         if encoded is None:
             base_view = base.select(base_visible) if base is not None else None
@@ -146,4 +232,5 @@ class SnapshotFanout:
             self._cache[key] = encoded
             self.encodes += 1
         client.record_sent(current.id, visible)
+        self.deliveries += 1
         return encoded

@@ -92,6 +92,16 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("bytes_sent", "bytes_sent", "WebSocket payload bytes sent"),
     ("bytes_received", "bytes_received", "WebSocket payload bytes received"),
     ("snapshot_bytes", "snapshot_bytes", "Snapshot payload bytes sent"),
+    (
+        "snapshot_encodes",
+        "snapshot_encodes",
+        "Snapshot payloads encoded (one per distinct base and view per room tick)",
+    ),
+    (
+        "snapshot_deliveries",
+        "snapshot_deliveries",
+        "Snapshots handed to clients by the fan-out (one per client per room tick)",
+    ),
     ("rate_limited_messages", "rate_limited_messages", "Messages dropped by the rate limiter"),
     (
         "undecodable_inputs",
@@ -127,6 +137,8 @@ class ServerMetrics:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.snapshot_bytes = 0
+        self.snapshot_encodes = 0
+        self.snapshot_deliveries = 0
         self.rate_limited_messages = 0
         self.undecodable_inputs = 0
         self.snapshots_skipped = 0

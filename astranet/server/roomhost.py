@@ -166,9 +166,12 @@ class RoomHost:
             room.events.deliver_local(event_type, data)
 
     def _report_ingestion(self, room: Room) -> None:
-        """Move the room's new ingestion counts into /metrics (deltas since last tick)."""
+        """Move the room's new ingestion and fan-out counts into /metrics (since last tick)."""
         now, seen = room.ingestion, room.reported
         metrics = self.metrics
+        encodes, deliveries = room.fanout.drain_counts()
+        metrics.snapshot_encodes += encodes
+        metrics.snapshot_deliveries += deliveries
         metrics.undecodable_inputs += now.undecodable - seen.undecodable
         metrics.input_violations += now.violations - seen.violations
         metrics.inputs_dropped += now.dropped - seen.dropped

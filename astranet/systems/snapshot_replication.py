@@ -1,13 +1,15 @@
 """SnapshotReplicationSystem: capture the room's columns and hand each client its payload.
 
 Runs last in the server tick (Stage.REPLICATE). One capture per tick, then one encode per
-distinct (acked base, visibility) via :class:`~astranet.replication.SnapshotFanout`, so the cost
-grows with distinct baselines, not clients. Delivery is a callback on the subscriber: the
-system never touches a socket (the server's session shell queues the message for its writer).
+distinct (base, visibility) via :class:`~astranet.replication.SnapshotFanout`, so the cost
+grows with distinct baselines, not clients; ``SnapshotFanout.shared_bases`` picks, among the
+ids each client acked lately, a base most of the room's clients share. Delivery is a callback
+on the subscriber: the system never touches a socket (the server's session shell queues the
+message for its writer).
 
 Subscribers are the connected players of the room; a disconnected player (seat held for
 Resume) is skipped and its baseline reset, so its next snapshot is full.
-Benchmark: benchmarks/tick.py (capture + 4 encodes), benchmarks/server_load.py (end to end).
+Benchmark: benchmarks/fanout_tick.py (rooms in process), benchmarks/server_load.py (end to end).
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ class SnapshotReplicationSystem(esper.Processor):
 
     def process(self, sim: SimContext) -> None:
         snapshot = self.history.capture(sim.tick)
-        self.fanout.begin_tick(snapshot)
+        fanout = self.fanout
+        fanout.begin_tick(snapshot)
         interest = self.interest
+        plain: list[SnapshotSubscriber] = []
         for subscriber in self.subscribers():
             baseline = subscriber.baseline
             if interest is not None and isinstance(baseline, InterestBaseline):
@@ -86,6 +90,10 @@ class SnapshotReplicationSystem(esper.Processor):
                 self.payload_bytes += len(encoded.payload)
                 subscriber.deliver(encoded)
                 continue
-            encoded = self.fanout.encode_for(baseline, subscriber.visible)
+            plain.append(subscriber)
+        # Clients whose acks differ by a snapshot or two share one base (and one encode).
+        bases = fanout.shared_bases([subscriber.baseline for subscriber in plain])
+        for subscriber, base_id in zip(plain, bases, strict=True):
+            encoded = fanout.encode_for(subscriber.baseline, subscriber.visible, base_id)
             self.payload_bytes += len(encoded.payload)
             subscriber.deliver(encoded)

@@ -216,6 +216,8 @@ class MetricsSample:
     skipped_ticks: float = 0.0
     bytes_sent: float = 0.0
     snapshot_bytes: float = 0.0
+    snapshot_encodes: float = 0.0
+    snapshot_deliveries: float = 0.0
     input_violations: float = 0.0
     inputs_dropped: float = 0.0
     kicks: dict[str, float] = field(default_factory=dict)  # by reason
@@ -241,6 +243,8 @@ class MetricsSample:
             self.skipped_ticks - earlier.skipped_ticks,
             self.bytes_sent - earlier.bytes_sent,
             self.snapshot_bytes - earlier.snapshot_bytes,
+            self.snapshot_encodes - earlier.snapshot_encodes,
+            self.snapshot_deliveries - earlier.snapshot_deliveries,
             self.input_violations - earlier.input_violations,
             self.inputs_dropped - earlier.inputs_dropped,
             {reason: count for reason, count in kicks.items() if count},
@@ -256,6 +260,8 @@ _COUNTERS = {
     "astranet_skipped_ticks_total": "skipped_ticks",
     "astranet_bytes_sent_total": "bytes_sent",
     "astranet_snapshot_bytes_total": "snapshot_bytes",
+    "astranet_snapshot_encodes_total": "snapshot_encodes",
+    "astranet_snapshot_deliveries_total": "snapshot_deliveries",
     "astranet_input_violations_total": "input_violations",
     "astranet_inputs_dropped_total": "inputs_dropped",
     "astranet_players": "players",

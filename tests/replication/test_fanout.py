@@ -1,11 +1,15 @@
-"""Fan-out: one encode per distinct base and view; bases come only from acks still in the ring."""
+"""Fan-out: one encode per distinct base and view; bases come only from acks still in the ring,
+and clients whose acks differ by a snapshot or two share one base."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astranet.errors import InvalidState
 from astranet.replication.codec import decode_payload
-from astranet.replication.fanout import ClientBaseline, SnapshotFanout
+from astranet.replication.fanout import MAX_SHARED_BASE_LAG, ClientBaseline, SnapshotFanout
+from astranet.replication.replica import Replica
 from astranet.replication.snapshot import SnapshotHistory
 from tests.replication.helpers import SCHEMA, evolve, make_store
 
@@ -91,3 +95,95 @@ def test_misuse_raises_invalid_state() -> None:
     fanout.begin_tick(history.capture(0))
     with pytest.raises(InvalidState):
         fanout.encode_for(ClientBaseline(), np.ones(3, dtype=bool))
+
+
+def _ack_ids(fanout: SnapshotFanout, client: ClientBaseline, ids: list[int]) -> None:
+    for snapshot_id in ids:
+        assert client.ack(snapshot_id)
+
+
+def _ticks(store, history, fanout, rng, clients, count):
+    """``count`` ticks of encode_for to every client (newest acks, no sharing)."""
+    sent = []
+    for _ in range(count):
+        evolve(store, rng)
+        fanout.begin_tick(history.capture(len(history)))
+        sent.append([fanout.encode_for(c) for c in clients])
+    return sent
+
+
+def test_clients_a_snapshot_or_two_apart_share_one_base() -> None:
+    store, history, fanout, rng = _room()
+    clients = [ClientBaseline() for _ in range(4)]
+    _ticks(store, history, fanout, rng, clients, 4)  # ids 1..4 sent to everyone
+    for client, acked in zip(clients, ([3, 4], [3], [4], [3, 4]), strict=True):
+        _ack_ids(fanout, client, acked)
+    assert fanout.shared_bases(clients) == [4, 3, 4, 4]  # 3 and 4 have three votes: the newer
+    for client, acked in zip(clients, ([], [], [3], []), strict=True):
+        _ack_ids(fanout, client, acked)
+    assert fanout.shared_bases(clients) == [3, 3, 3, 3]  # everybody acked 3
+    evolve(store, rng)
+    snap = history.capture(5)
+    fanout.begin_tick(snap)
+    before = fanout.encodes
+    out = [fanout.encode_for(c, None, base) for c, base in zip(clients, [3] * 4, strict=True)]
+    assert fanout.encodes == before + 1 and all(o is out[0] for o in out)
+    assert out[0].base_id == 3
+
+
+def test_shared_bases_fast_path_and_limits() -> None:
+    store, history, fanout, rng = _room(capacity=8)
+    assert fanout.shared_bases([]) == []
+    clients = [ClientBaseline() for _ in range(3)]
+    _ticks(store, history, fanout, rng, clients, 8)  # ids 1..8
+    assert fanout.shared_bases(clients) == [None, None, None]  # nobody acked: full for all
+    _ack_ids(fanout, clients[0], [1, 2, 3, 4, 5, 6, 7, 8])
+    _ack_ids(fanout, clients[1], [5, 8])
+    _ack_ids(fanout, clients[2], [4, 5])
+    # 8 - MAX_SHARED_BASE_LAG = 6 > 5: the first two share 8, the third keeps its own 5.
+    assert MAX_SHARED_BASE_LAG == 2
+    assert fanout.shared_bases(clients) == [8, 8, 5]
+    # A base that left the ring is never chosen (ring of 8: ids 3..10 after two more ticks).
+    _ticks(store, history, fanout, rng, [], 2)
+    assert fanout.shared_bases([clients[2]]) == [5]
+    assert fanout.shared_bases([clients[2], clients[0]]) == [5, 8]
+
+
+def test_encode_for_ignores_a_base_the_client_did_not_ack() -> None:
+    store, history, fanout, rng = _room()
+    client = ClientBaseline()
+    _ticks(store, history, fanout, rng, [client], 3)
+    _ack_ids(fanout, client, [2])
+    evolve(store, rng)
+    fanout.begin_tick(history.capture(3))
+    assert fanout.encode_for(client, None, 3).base_id == 2  # 3 was sent, never acked
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_shared_bases_always_decode_on_every_client(data: st.DataObject) -> None:
+    """Random loss and ack patterns: every payload decodes on its client to the server state,
+    its base is an id that client acked, and never more encodes than clients."""
+    store, history, fanout, rng = _room(capacity=6)
+    n = data.draw(st.integers(1, 5), label="clients")
+    clients = [ClientBaseline(capacity=6) for _ in range(n)]
+    replicas = [Replica(SCHEMA, keep=6) for _ in range(n)]
+    received: list[list[int]] = [[] for _ in range(n)]
+    for tick in range(data.draw(st.integers(1, 12), label="ticks")):
+        evolve(store, rng)
+        snap = history.capture(tick)
+        fanout.begin_tick(snap)
+        before = fanout.encodes
+        bases = fanout.shared_bases(clients)
+        for i, (client, base) in enumerate(zip(clients, bases, strict=True)):
+            out = fanout.encode_for(client, None, base)
+            assert out.base_id is None or client.acked(out.base_id)
+            if data.draw(st.booleans(), label="lost"):
+                continue  # never received: the client cannot ack it
+            update = replicas[i].apply(out.id, out.base_id, out.payload, out.compressed)
+            assert update.snapshot.same_state(snap)
+            received[i].append(out.id)
+        assert fanout.encodes - before <= n
+        for i, client in enumerate(clients):
+            if received[i] and data.draw(st.booleans(), label="acks"):
+                client.ack(data.draw(st.sampled_from(received[i][-4:]), label="ack id"))

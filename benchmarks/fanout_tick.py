@@ -1,0 +1,165 @@
+"""The server-wide tick in process: R cubes rooms x 4 clients whose acks arrive spread out.
+
+What it measures: ``RoomHost.step_all``'s room loop without sockets -- every room's
+``Room.step`` (input ingestion, the cubes bounce system, capture, the fan-out to 4 clients),
+in this process's CPU time, median per tick over ``--ticks`` ticks, ``--reps`` times, plus the
+fan-out's encodes per room tick and the payload bytes per delivered snapshot.
+
+Ack model (simulated time, seeded; no sleeping): as benchmarks/server_load.py's load clients
+with ``--input-phase spread``, each client sends one input per period at its own phase
+``phase_i ~ U(0, period)``, and folds in an ack of the newest snapshot it has received. The
+snapshot of tick ``t`` reaches the client ``delay ~ Exp(--jitter-ms)`` after the tick's
+scheduled time (queueing behind the other rooms' steps, the kernel, a late tick), so a client
+whose phase falls before that still acks ``t - 1``: a room's clients ack one or two snapshots
+apart, which is what costs distinct delta encodes. ``--jitter-ms 0`` is the ideal (every
+client acks the latest; one encode per room tick).
+
+Usage::
+
+    .venv/bin/python benchmarks/fanout_tick.py [--rooms 50] [--jitter-ms 8] [--json]
+
+Results: docs/benchmarks.md, section "Fan-out and the server tick (issue 12)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from astranet.examples.cubes import Cubes, encode_input
+from astranet.replication import EncodedSnapshot
+from astranet.server.room import Player, Room
+
+PLAYERS = 4
+TICK_HZ = 30
+
+
+class AckingClient:
+    """One connected client as the room sees it, acking on the spread-phase schedule."""
+
+    def __init__(self, player: Player, phase_s: float) -> None:
+        self.player = player
+        self.phase_s = phase_s
+        self.arrivals: list[tuple[float, int]] = []  # (arrival time, snapshot id), in order
+        self.payload_bytes = 0
+        self.snapshots = 0
+
+    def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
+        self.pending = snapshot.id
+        self.payload_bytes += len(snapshot.payload)
+        self.snapshots += 1
+
+    def received(self, at_s: float) -> None:
+        self.arrivals.append((at_s, self.pending))
+        del self.arrivals[:-8]
+
+    def ack_newest_before(self, at_s: float) -> None:
+        newest = [snapshot_id for arrived, snapshot_id in self.arrivals if arrived <= at_s]
+        if newest:
+            self.player.baseline.ack(newest[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    rooms: int
+    jitter_ms: float
+    tick_ms: float  # median CPU per server tick (all rooms)
+    room_step_us: float  # tick_ms / rooms
+    replication_us: float  # median SnapshotReplicationSystem per room step (wall)
+    encodes_per_room_tick: float
+    clients_per_encode: float
+    payload_bytes_per_snapshot: float
+
+
+def measure(rooms: int, ticks: int, jitter_ms: float, seed: int) -> TickResult:
+    game = Cubes(100, 0.1)
+    rng = np.random.default_rng(seed)
+    period = 1.0 / TICK_HZ
+    built: list[tuple[Room, list[AckingClient]]] = []
+    for r in range(rooms):
+        room = Room(f"F{seed:03d}{r:05d}", "bench", "cubes", game, tick_hz=TICK_HZ)
+        clients = []
+        for i in range(PLAYERS):
+            player = room.add_player(f"r{r}p{i}", b"")
+            client = AckingClient(player, float(rng.uniform(0.0, period)))
+            player.session = client
+            clients.append(client)
+        built.append((room, clients))
+    blobs = [encode_input(float(np.cos(a)), float(np.sin(a))) for a in np.linspace(0, 6.28, 16)]
+    tick_s: list[float] = []
+    replication_s: list[float] = []
+    seq = 0
+    encodes0 = sum(room.fanout.encodes for room, _ in built)
+    for tick in range(1, ticks + 1):
+        now = tick * period
+        for _, clients in built:  # the inputs sent during the last period, with their acks
+            for client in clients:
+                client.ack_newest_before(now - period + client.phase_s)
+                seq += 1
+                client.player.inputs.push(seq, blobs[seq % len(blobs)])
+        started = time.process_time()
+        for room, _ in built:
+            replication_s.append(room.step(tick).get("SnapshotReplicationSystem", 0.0))
+        tick_s.append(time.process_time() - started)
+        for _, clients in built:
+            for client in clients:
+                delay = float(rng.exponential(jitter_ms / 1000.0)) if jitter_ms > 0 else 0.0
+                client.received(now + delay)
+    encodes = sum(room.fanout.encodes for room, _ in built) - encodes0
+    delivered = sum(c.snapshots for _, clients in built for c in clients)
+    payload = sum(c.payload_bytes for _, clients in built for c in clients)
+    for room, _ in built:
+        room.close()
+    tick_ms = statistics.median(tick_s) * 1000
+    return TickResult(
+        rooms=rooms,
+        jitter_ms=jitter_ms,
+        tick_ms=round(tick_ms, 3),
+        room_step_us=round(tick_ms * 1000 / rooms, 1),
+        replication_us=round(statistics.median(replication_s) * 1e6, 1),
+        encodes_per_room_tick=round(encodes / (rooms * ticks), 3),
+        clients_per_encode=round(delivered / max(1, encodes), 2),
+        payload_bytes_per_snapshot=round(payload / max(1, delivered), 1),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rooms", type=int, default=50)
+    parser.add_argument("--ticks", type=int, default=90, help="ticks per repetition")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--jitter-ms", type=float, default=8.0, help="mean snapshot delivery delay (exponential)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    runs = [
+        measure(args.rooms, args.ticks, args.jitter_ms, args.seed + rep) for rep in range(args.reps)
+    ]
+    medians = {
+        key: statistics.median(getattr(run, key) for run in runs)
+        for key in asdict(runs[0])
+        if key not in ("rooms", "jitter_ms")
+    }
+    result = {"rooms": args.rooms, "jitter_ms": args.jitter_ms, "reps": args.reps, **medians}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{args.rooms} cubes rooms x {PLAYERS} clients, N=100, 10 % moving, "
+        f"ack jitter {args.jitter_ms:g} ms (medians of {args.reps} reps)"
+    )
+    for key, value in medians.items():
+        print(f"  {key:28s} {value:10.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
