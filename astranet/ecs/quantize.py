@@ -40,8 +40,9 @@ def quantize_linear(
     ``dtype`` must hold ``max_code`` (the schema passes each field's smallest code dtype, so no
     second cast is needed).
     """
-    scaled = np.array(values, dtype=np.float64)  # a copy: the steps below work in place
-    np.subtract(scaled, lo, out=scaled)
+    scaled = np.subtract(values, lo, dtype=np.float64)  # a new array: the steps below work in place
+    if type(scaled) is not np.ndarray:  # a 0-d input gives a numpy scalar
+        scaled = np.array(scaled)
     np.divide(scaled, step, out=scaled)
     # NaN would make astype() undefined behaviour: fmax/fmin return the non-NaN operand, so NaN
     # and -inf pin to 0 and +inf to max_code in one pass each (np.nan_to_num costs ~6 calls).
@@ -61,16 +62,18 @@ def quantize_angle(
     """Wrap angles to one turn and map them to ``bits``-bit codes (code 0 is angle 0)."""
     turns = np.array(radians, dtype=np.float64)  # a copy: the steps below work in place
     np.divide(turns, _TAU, out=turns)
-    # Non-finite angles count as angle 0: NaN and +-inf all fail isfinite.
-    if not np.isfinite(turns).all():
+    # Non-finite angles count as angle 0: NaN and +-inf all fail isfinite. One sum shows any of
+    # them (a finite sum that overflows only sends us down the masking path for nothing).
+    if not np.isfinite(np.add.reduce(turns, axis=None)):
         turns[~np.isfinite(turns)] = 0.0
     full = 1 << bits
     np.subtract(turns, np.floor(turns), out=turns)
     np.multiply(turns, full, out=turns)
-    # rint then mod, so an angle just below a full turn wraps to code 0 instead of code 2**bits.
-    codes = np.rint(turns, out=turns).astype(np.int64)
-    np.remainder(codes, full, out=codes)
-    return codes.astype(dtype)
+    # rint then mod, so an angle just below a full turn wraps to code 0 instead of code 2**bits
+    # (on whole floats below 2**21 the float remainder is exact).
+    np.rint(turns, out=turns)
+    np.remainder(turns, full, out=turns)
+    return turns.astype(dtype)
 
 
 def dequantize_angle(codes: np.ndarray, bits: int) -> np.ndarray:

@@ -94,9 +94,14 @@ SCHEMA = Schema(Body, Health, Weapon, Team)  # field order is part of the wire f
 
 def snap_pos(values: np.ndarray) -> np.ndarray:
     """Round positions to the replication grid (float64 in, float64 out)."""
-    return np.round(np.asarray(values, dtype=np.float64) * GRID) / GRID
+    # rint is what np.round does at 0 decimals (half to even), minus its Python wrapper.
+    return np.rint(np.multiply(values, GRID, dtype=np.float64)) / GRID
+
+
+# The 256 headings snap_heading can return, by code (what dequantize_angle gives for each).
+_HEADINGS = q.dequantize_angle(np.arange(1 << AIM_BITS), AIM_BITS)
 
 
 def snap_heading(radians: np.ndarray) -> np.ndarray:
     """Round headings to the 8-bit replication grid, wrapped to [-pi, pi) (float32 out)."""
-    return q.dequantize_angle(q.quantize_angle(radians, AIM_BITS), AIM_BITS)
+    return _HEADINGS[q.quantize_angle(radians, AIM_BITS)]

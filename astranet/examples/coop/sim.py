@@ -137,6 +137,12 @@ def drone_speeds(net_ids: np.ndarray) -> np.ndarray:
     return DRONE_SPEED * (0.75 + 0.5 * mixed.astype(np.float64) / 65536.0)
 
 
+def _sum_sq(offsets: np.ndarray) -> np.ndarray:
+    """Squared length over the last axis (size 2): ``x*x + y*y``, the same float64 operations as
+    ``np.einsum("...k,...k->...", o, o)`` at half its call overhead."""
+    return (offsets * offsets).sum(axis=-1)
+
+
 def chase(
     drone_pos: np.ndarray, speeds: np.ndarray, targets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -149,14 +155,13 @@ def chase(
     if len(pos) == 0 or len(targets) == 0:
         return snap_pos(pos), np.zeros(len(pos), dtype=np.float32)
     offsets = np.asarray(targets, dtype=np.float64)[None, :, :] - pos[:, None, :]  # (D, P, 2)
-    dist_sq = np.einsum("dpk,dpk->dp", offsets, offsets)
+    dist_sq = _sum_sq(offsets)
     nearest = dist_sq.argmin(axis=1)  # ties go to the lowest player row: deterministic
-    rows = np.arange(len(pos))
-    to_target = offsets[rows, nearest]
-    dist = np.sqrt(dist_sq[rows, nearest])
+    to_target = offsets[np.arange(len(pos)), nearest]
+    dist = np.sqrt(dist_sq.min(axis=1))  # the nearest one's distance
     step = np.minimum(speeds, dist)  # never overshoot the target
     scale = np.divide(step, dist, out=np.zeros_like(dist), where=dist > 0)
-    moved = np.clip(pos + to_target * scale[:, None], -ARENA, ARENA)
+    moved = np.minimum(np.maximum(pos + to_target * scale[:, None], -ARENA), ARENA)
     heading = np.arctan2(to_target[:, 1], to_target[:, 0])
     return snap_pos(moved), snap_heading(heading)
 
@@ -191,9 +196,12 @@ def advance_projectiles(
     inside the arena mask). Projectiles have no lifetime: the arena wall ends them."""
     start = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
     angle = np.asarray(heading, dtype=np.float64)
-    direction = np.stack([np.cos(angle), np.sin(angle)], axis=1)
-    moved = snap_pos(start + direction * (PROJECTILE_SPEED * dt_s))
-    inside = (np.abs(moved) <= ARENA).all(axis=1)
+    direction = np.empty_like(start)  # (cos, sin) columns; cheaper than np.stack
+    direction[:, 0] = np.cos(angle)
+    direction[:, 1] = np.sin(angle)
+    direction *= PROJECTILE_SPEED * dt_s
+    moved = snap_pos(start + direction)
+    inside = np.abs(moved).max(axis=1) <= ARENA
     return moved, inside
 
 
@@ -205,7 +213,7 @@ def nearest(points: np.ndarray, origin: np.ndarray) -> np.ndarray | None:
     if len(points) == 0:
         return None
     offsets = np.asarray(points, dtype=np.float64) - origin
-    return points[int(np.einsum("ij,ij->i", offsets, offsets).argmin())]
+    return points[int(_sum_sq(offsets).argmin())]
 
 
 def _nearest_within(
@@ -213,19 +221,27 @@ def _nearest_within(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each source, whether a sink lies within ``radius`` and the nearest such sink's
     index (meaningful only where found). Chunked so no matrix exceeds MAX_PAIR_CELLS."""
+    if len(sources) == 0 or len(sinks) == 0:
+        return np.zeros(len(sources), dtype=bool), np.zeros(len(sources), dtype=np.int64)
+    chunk = max(1, MAX_PAIR_CELLS // len(sinks))
+    if len(sources) <= chunk:  # normal room sizes: one pass, no assembly
+        return _nearest_within_chunk(sources, sinks, radius)
     found = np.zeros(len(sources), dtype=bool)
     nearest = np.zeros(len(sources), dtype=np.int64)
-    if len(sources) == 0 or len(sinks) == 0:
-        return found, nearest
-    chunk = max(1, MAX_PAIR_CELLS // len(sinks))
-    for start in range(0, len(sources), chunk):  # one pass for normal room sizes
+    for start in range(0, len(sources), chunk):
         part = sources[start : start + chunk]
-        diff = part[:, None, :] - sinks[None, :, :]
-        dist_sq = np.einsum("abk,abk->ab", diff, diff)
-        masked = np.where(dist_sq <= radius * radius, dist_sq, np.inf)
-        found[start : start + len(part)] = np.isfinite(masked).any(axis=1)
-        nearest[start : start + len(part)] = masked.argmin(axis=1)
+        found[start : start + len(part)], nearest[start : start + len(part)] = (
+            _nearest_within_chunk(part, sinks, radius)
+        )
     return found, nearest
+
+
+def _nearest_within_chunk(
+    sources: np.ndarray, sinks: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    dist_sq = _sum_sq(sources[:, None, :] - sinks[None, :, :])
+    within = dist_sq <= radius * radius
+    return within.any(axis=1), np.where(within, dist_sq, np.inf).argmin(axis=1)
 
 
 def resolve_hits(
@@ -252,7 +268,7 @@ def hitscan(origin: np.ndarray, aim_radians: float, targets: np.ndarray, radius:
     direction = np.array([np.cos(aim_radians), np.sin(aim_radians)])
     offsets = centres - np.asarray(origin, dtype=np.float64).reshape(2)
     along = offsets @ direction  # distance along the ray to the closest approach
-    across_sq = np.einsum("ij,ij->i", offsets, offsets) - along * along
+    across_sq = _sum_sq(offsets) - along * along
     hit = (along >= 0.0) & (across_sq <= radius * radius)
     if not hit.any():
         return -1

@@ -61,14 +61,19 @@ WIPED_EVENT = "coop.wiped"
 
 def team_row(store: ColumnStore) -> int:
     """Row of the single TEAM entity (spawned by ``Coop.setup``)."""
-    rows = np.flatnonzero(store["Body.kind"] == TEAM)
+    rows = _rows_of(store["Body.kind"] == TEAM)
     if len(rows) != 1:  # only a store that never went through Coop.setup lacks it
         raise InvalidState(f"coop room must hold exactly one team entity, found {len(rows)}")
     return int(rows[0])
 
 
+def _rows_of(mask: np.ndarray) -> np.ndarray:
+    # np.flatnonzero's result at half its call overhead (the masks here are 1-D).
+    return mask.nonzero()[0]
+
+
 def _living_players(store: ColumnStore) -> np.ndarray:
-    return np.flatnonzero((store["Body.kind"] == PLAYER) & (store["Health.hp"] > 0))
+    return _rows_of((store["Body.kind"] == PLAYER) & (store["Health.hp"] > 0))
 
 
 class ProjectileSystem(esper.Processor):
@@ -78,32 +83,48 @@ class ProjectileSystem(esper.Processor):
         if not sim.authoritative:
             return
         store = sim.store
-        shots = np.flatnonzero(store["Body.kind"] == PROJECTILE)
+        shots = _rows_of(store["Body.kind"] == PROJECTILE)
         if len(shots) == 0:
             return
         moved, inside = advance_projectiles(
             store["Body.pos"][shots], store["Body.heading"][shots], sim.dt_s
         )
-        store["Body.pos"][shots[inside]] = moved[inside]
-        if not inside.all():
+        # Shots that left the arena are written too, then despawned: same state, fewer calls.
+        store["Body.pos"][shots] = moved
+        if np.count_nonzero(inside) < len(shots):
             store.despawn(store.net_ids[shots[~inside]])
 
 
 class DroneSystem(esper.Processor):
     """Every drone moves toward its nearest living player (faces it, too)."""
 
+    def __init__(self) -> None:
+        # The last tick's drone ids and their per-tick steps: ids change only when drones
+        # die or spawn, so most ticks reuse the hash (drone_speeds) instead of recomputing it.
+        self._ids = b""
+        self._dt_s = 0.0
+        self._steps = np.zeros(0)
+
     def process(self, sim: SimContext) -> None:
         if not sim.authoritative:
             return
         store = sim.store
-        drones = np.flatnonzero(store["Body.kind"] == DRONE)
+        drones = _rows_of(store["Body.kind"] == DRONE)
         targets = _living_players(store)
         if len(drones) == 0 or len(targets) == 0:
             return  # nobody to chase: the swarm waits where it is
-        speeds = drone_speeds(store.net_ids[drones]) * sim.dt_s
-        moved, heading = chase(store["Body.pos"][drones], speeds, store["Body.pos"][targets])
-        store["Body.pos"][drones] = moved
+        pos = store["Body.pos"]
+        moved, heading = chase(pos[drones], self._speeds(store, drones, sim.dt_s), pos[targets])
+        pos[drones] = moved
         store["Body.heading"][drones] = heading
+
+    def _speeds(self, store: ColumnStore, drones: np.ndarray, dt_s: float) -> np.ndarray:
+        ids = store.net_ids[drones]
+        key = ids.tobytes()
+        if key != self._ids or dt_s != self._dt_s:
+            self._ids, self._dt_s = key, dt_s
+            self._steps = drone_speeds(ids) * dt_s
+        return self._steps
 
 
 class CombatSystem(esper.Processor):
@@ -114,27 +135,36 @@ class CombatSystem(esper.Processor):
             return
         store = sim.store
         kind, pos, hp = store["Body.kind"], store["Body.pos"], store["Health.hp"]
-        drones = np.flatnonzero(kind == DRONE)
+        drones = _rows_of(kind == DRONE)
         if len(drones) == 0:
             return
-        shots = np.flatnonzero(kind == PROJECTILE)
-        spent, hits = resolve_hits(pos[shots], pos[drones])
-        drone_hp = np.maximum(hp[drones] - hits, 0)
-        hp[drones] = drone_hp
+        shots = _rows_of(kind == PROJECTILE)
+        drone_hp = hp[drones]
+        spent = None
+        if len(shots):  # (hp never goes below 0, so with no shot nothing changes here)
+            spent, hits = resolve_hits(pos[shots], pos[drones])
+            drone_hp = np.maximum(drone_hp - hits, 0)
+            hp[drones] = drone_hp
+        # Drones at 0 hp die: shot now, or hit by a lag-compensated hitscan this tick.
         killed = drone_hp <= 0
+        n_killed = np.count_nonzero(killed)
         # Drones that survived the shots may reach a player this tick.
         players = _living_players(store)
-        survivors = drones[~killed]
+        survivors = drones[~killed] if n_killed else drones
         exploded, damage = resolve_contacts(pos[survivors], pos[players])
-        hp[players] = np.maximum(hp[players] - damage, 0)
-        n_killed = int(killed.sum())
+        n_exploded = np.count_nonzero(exploded)
+        if n_exploded:
+            hp[players] = np.maximum(hp[players] - damage, 0)
         if n_killed:
             team = team_row(store)
             store["Team.score"][team] = min(
                 float(store["Team.score"][team]) + SCORE_PER_KILL * n_killed, MAX_SCORE
             )
-        gone = np.concatenate([shots[spent], drones[killed], survivors[exploded]])
-        if len(gone):
+        n_spent = 0 if spent is None else np.count_nonzero(spent)
+        if n_spent or n_killed or n_exploded:
+            gone = np.concatenate(
+                [shots[spent] if n_spent else shots[:0], drones[killed], survivors[exploded]]
+            )
             store.despawn(store.net_ids[gone])
 
 
@@ -151,22 +181,22 @@ class WaveSystem(esper.Processor):
             return
         store = sim.store
         kind = store["Body.kind"]
-        players = np.flatnonzero(kind == PLAYER)
+        players = _rows_of(kind == PLAYER)
         if len(players) == 0:
             return
-        if not (store["Health.hp"][players] > 0).any():
+        if not np.count_nonzero(store["Health.hp"][players] > 0):
             self._wipe(store)
             if sim.events is not None:
                 sim.events.emit(WIPED_EVENT)
             kind = store["Body.kind"]
-        if (kind == DRONE).any():
+        if np.count_nonzero(kind == DRONE):
             return
         team = team_row(store)
         wave = min(int(store["Team.wave"][team]) + 1, MAX_WAVE)
         store["Team.wave"][team] = wave
         if sim.events is not None:  # a reliable event beside the state (docs/replication.md)
             sim.events.emit(WAVE_EVENT, struct.pack("<H", wave))
-        players = np.flatnonzero(kind == PLAYER)
+        players = _rows_of(kind == PLAYER)
         store["Health.hp"][players] = np.maximum(store["Health.hp"][players], PLAYER_HP)
         n = wave_size(wave)
         store.spawn(
@@ -179,7 +209,7 @@ class WaveSystem(esper.Processor):
     @staticmethod
     def _wipe(store: ColumnStore) -> None:
         kind = store["Body.kind"]
-        doomed = np.flatnonzero((kind == DRONE) | (kind == PROJECTILE))
+        doomed = _rows_of((kind == DRONE) | (kind == PROJECTILE))
         if len(doomed):
             store.despawn(store.net_ids[doomed])
         team = team_row(store)
