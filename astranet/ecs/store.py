@@ -79,6 +79,9 @@ class ColumnStore:
         # name -> view over the live rows; systems index columns by name dozens of times a
         # tick, so each view is made once and dropped by every structural change.
         self._views: dict[str, np.ndarray] = {}
+        #: Bumped by every structural change (spawn, despawn, replace_all): while it stays the
+        #: same, every live row keeps its net id and its row number, so systems may cache rows.
+        self.generation = 0
 
     # -- access ---------------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class ColumnStore:
         if n < 0 or self.count + n > MAX_ENTITIES:
             raise UnknownEntityError(f"cannot spawn {n}: limit is {MAX_ENTITIES} live entities")
         ids = self._allocate(n)
-        self._views.clear()
+        self._structure_changed()
         first = self.count
         self._ensure_capacity(first + n)
         self._ids[first : first + n] = ids
@@ -164,7 +167,7 @@ class ColumnStore:
         rows = self.rows(net_ids)
         if len(rows) == 0:
             return
-        self._views.clear()
+        self._structure_changed()
         keep = np.ones(self.count, dtype=bool)
         keep[rows] = False
         gone = self._ids[: self.count][~keep]
@@ -186,7 +189,7 @@ class ColumnStore:
         """Overwrite the whole content with rows ``net_ids`` (sorted) and ``columns`` (schema
         order). Used by the client replica, whose ids come from the server, not the allocator."""
         n = len(net_ids)
-        self._views.clear()
+        self._structure_changed()
         self._ensure_capacity(n)
         self._ids[:n] = net_ids
         for col, values in zip(self._columns, columns, strict=True):
@@ -237,6 +240,10 @@ class ColumnStore:
         self._freed_ids, self._freed_at = freed_ids.copy(), freed_at.copy()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _structure_changed(self) -> None:
+        self._views.clear()
+        self.generation += 1
 
     def _allocate(self, n: int) -> np.ndarray:
         # freed_at is non-decreasing, so the ids out of quarantine are a prefix.

@@ -86,34 +86,55 @@ def moving_rows(entities: int, moving_fraction: float) -> np.ndarray:
 class BounceSystem(esper.Processor):
     """Stage.SIMULATE: moves the moving scenery cubes one step and bounces them off the walls.
 
-    Holds the cubes' net ids and velocities (server-only state). Rows are cached and checked
-    against the live ids each tick, because player spawns and despawns may shift rows.
+    Holds the cubes' net ids and velocities (server-only state). Their rows are looked up again
+    only after a structural change of the store (``ColumnStore.generation``: player spawns and
+    despawns may shift rows); evenly spaced rows (the usual layout) are a strided slice, so
+    the step reads and writes a view instead of gathering. The step works in place in
+    preallocated buffers: no array is allocated per tick.
     """
 
     def __init__(self, net_ids: np.ndarray, velocities: np.ndarray) -> None:
         self.net_ids = net_ids
-        self.velocities = velocities  # (n, 2) float64, units per second
-        self._rows = np.zeros(0, dtype=np.int64)  # rows of net_ids at the last lookup
+        self.velocities = np.array(velocities, dtype=np.float64)  # (n, 2), units per second
+        self._rows: np.ndarray | slice = slice(0, 0)
+        self._layout: tuple[int, int] | None = None  # (id of the store, its generation)
+        self._moved = np.zeros(self.velocities.shape)
+        self._below = np.zeros(self.velocities.shape, dtype=bool)
+        self._above = np.zeros(self.velocities.shape, dtype=bool)
 
     def process(self, sim: SimContext) -> None:
         if len(self.net_ids) == 0:
             return
-        rows = self._rows
-        live = sim.store.net_ids
-        # Rows only move on spawn/despawn; one gather-compare is cheaper than a searchsorted.
-        if (
-            len(rows) != len(self.net_ids)
-            or rows[-1] >= len(live)
-            or not np.array_equal(live[rows], self.net_ids)
-        ):
-            rows = self._rows = sim.store.rows(self.net_ids)
-        pos = sim.store["Cube.pos"]
-        moved = pos[rows] + self.velocities * sim.dt_s
+        store = sim.store
+        if self._layout != (id(store), store.generation):
+            self._rows = _as_slice(store.rows(self.net_ids))
+            self._layout = (id(store), store.generation)
+        pos = store["Cube.pos"]
+        moved, below, above, vel = self._moved, self._below, self._above, self.velocities
+        np.multiply(vel, sim.dt_s, out=moved)
+        np.add(pos[self._rows], moved, out=moved)  # float32 + float64, as pos + vel * dt
         # Reflect off both walls: a cube past a wall comes back by the distance it overshot.
-        below, above = moved < 0.0, moved > BOX
-        moved = np.where(below, -moved, np.where(above, 2 * BOX - moved, moved))
-        self.velocities = np.where(below | above, -self.velocities, self.velocities)
-        pos[rows] = np.clip(moved, 0.0, BOX)
+        np.less(moved, 0.0, out=below)
+        np.greater(moved, BOX, out=above)
+        np.negative(moved, out=moved, where=below)
+        np.subtract(2 * BOX, moved, out=moved, where=above)
+        np.logical_or(below, above, out=below)
+        np.negative(vel, out=vel, where=below)
+        np.maximum(moved, 0.0, out=moved)  # clip to the box (a huge overshoot)
+        np.minimum(moved, BOX, out=moved)
+        pos[self._rows] = moved
+
+
+def _as_slice(rows: np.ndarray) -> np.ndarray | slice:
+    """``rows`` as a slice when they are evenly spaced and increasing, else unchanged."""
+    if len(rows) == 0:
+        return slice(0, 0)
+    if len(rows) == 1:
+        return slice(int(rows[0]), int(rows[0]) + 1)
+    stride = int(rows[1] - rows[0])
+    if stride > 0 and bool(np.all(np.diff(rows) == stride)):
+        return slice(int(rows[0]), int(rows[-1]) + 1, stride)
+    return rows
 
 
 class Cubes(DirectionInput, Game):
@@ -182,7 +203,7 @@ def move_avatar(store: ColumnStore, net_id: int, command: tuple[int, int], dt_s:
     the cost of an input (benchmarks/server_load.py profile). ``round`` rounds half to even,
     as ``np.round`` does, so the grid is the one the snapshots carry.
     """
-    row = int(store.rows([net_id])[0])
+    row = store.row(net_id)
     pos = store["Cube.pos"]
     step = AVATAR_SPEED * dt_s / 127.0
     x = min(max(float(pos[row, 0]) + command[0] * step, 0.0), BOX)
