@@ -160,6 +160,17 @@ class SnapshotFanout:
         if all(acked == first for acked in newest):
             return newest
         history = self.history
+        acked_ids = [acked for acked in newest if acked is not None]
+        if len(acked_ids) == len(newest):
+            # The usual split (acks one or two apart): everyone acked the oldest newest ack,
+            # so it has every vote and the greedy pass below would pick it too.
+            low = min(acked_ids)
+            if (
+                max(acked_ids) - low <= MAX_SHARED_BASE_LAG
+                and low in history
+                and all(low in client._acked for client in clients)
+            ):
+                return [low] * len(clients)
         choices: list[list[int]] = []
         for client, top in zip(clients, newest, strict=True):
             if top is None:
@@ -169,7 +180,7 @@ class SnapshotFanout:
                 [
                     snapshot_id
                     for snapshot_id in range(top, top - MAX_SHARED_BASE_LAG - 1, -1)
-                    if client.acked(snapshot_id) and snapshot_id in history
+                    if snapshot_id in client._acked and snapshot_id in history
                 ]
             )
         bases: list[int | None] = [None] * len(clients)
@@ -205,19 +216,22 @@ class SnapshotFanout:
         current = self._current
         if current is None:
             raise InvalidState("encode_for() before begin_tick()")
+        view_key = None
         if visible is not None:
             visible = np.asarray(visible, dtype=bool)
             if visible.shape != (len(current),):
                 raise InvalidState(f"visibility mask shape {visible.shape} != ({len(current)},)")
-        if base_id is None or not client.acked(base_id):
+            view_key = _mask_key(visible)
+        if base_id is None or base_id not in client._acked:
             base_id = client.acked_id
         base = self.history.get(base_id)
+        base_visible = None
         if base is None:
-            key: tuple[int | None, bytes | None, bytes | None] = (None, None, _mask_key(visible))
-            base_visible = None
+            key: tuple[int | None, bytes | None, bytes | None] = (None, None, view_key)
         else:
-            base_visible = client.visibility_of(base.id)
-            key = (base.id, _mask_key(base_visible), _mask_key(visible))
+            base_visible = client._sent.get(base.id)
+            base_key = None if base_visible is None else _mask_key(base_visible)
+            key = (base.id, base_key, view_key)
         encoded = self._cache.get(key)
         if encoded is None:
             base_view = base.select(base_visible) if base is not None else None
