@@ -7,7 +7,9 @@ one input-driven avatar per player). ``--rooms`` groups of 4 clients join (one r
 send signed inputs at 30 Hz and ack every snapshot; after ``--warmup`` seconds we measure for
 ``--duration`` seconds:
 
-* server CPU % (of one core): ``/proc/<pid>/stat`` utime + stime of the server process only;
+* server CPU % (of one core): ``/proc/<pid>/stat`` utime + stime of the server process only,
+  and of its main thread alone (the event loop: ticks and sockets; the difference is the
+  storage writer thread);
 * tick duration p50/p99 (interpolated inside the ``/metrics`` histogram buckets -- coarse) and
   the exact mean (histogram sum / count);
 * late-tick fraction: (late + skipped) / (ticks + skipped) from ``/metrics``; a late tick starts
@@ -104,6 +106,9 @@ class LoadResult:
     protocol: str  # a1 (compact envelope, acks folded into inputs) or v1
     event_loop: str  # the server's: auto (uvloop when installed), asyncio or uvloop
     server_cpu_percent: float
+    # The event loop's thread (ticks, sockets); the rest is the storage writer (and any helper
+    # thread): server_cpu_percent - server_main_thread_cpu_percent.
+    server_main_thread_cpu_percent: float
     ticks: int
     late_ticks: int
     skipped_ticks: int
@@ -258,7 +263,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
             t1 = t0 + args.duration
             for pipe in pipes:
                 pipe.send(("start", t0, t1))
-            before, cpu_series = _watch(server, t0, t1, args, console)
+            before, main_thread_cpu, cpu_series = _watch(server, t0, t1, args, console)
             results = [
                 _recv(p, args.duration + args.warmup + RESULT_GRACE_S, "results")[1] for p in pipes
             ]
@@ -269,15 +274,27 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
                     proc.kill()
         window, cpu_s = before
         exit_code = server.stop()
-    return _summarise(args, clients, workers, pinned, window, cpu_s, results, exit_code, cpu_series)
+    return _summarise(
+        args,
+        clients,
+        workers,
+        pinned,
+        window,
+        (cpu_s, main_thread_cpu),
+        results,
+        exit_code,
+        cpu_series,
+    )
 
 
 def _watch(
     server: ServerProcess, t0: float, t1: float, args: argparse.Namespace, console: Console
-) -> tuple[tuple[MetricsSample, float], list[float]]:
-    """Sample the server at t0 and t1 (plus CPU once a second for the plot)."""
+) -> tuple[tuple[MetricsSample, float], float, list[float]]:
+    """Sample the server at t0 and t1 (plus CPU once a second for the plot); returns the
+    metrics over the window with the process's CPU %, its main thread's CPU %, the series."""
     time.sleep(max(0.0, t0 - time.monotonic()))  # cross-process deadline: nothing to await
     metrics0, cpu0 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
+    main0 = cpu_seconds(server.pid, server.pid)
     profiler = None if args.py_spy is None else start_py_spy(server.pid, args.duration, args.py_spy)
     series: list[float] = []
     last_cpu, last_t = cpu0, time.monotonic()
@@ -298,10 +315,12 @@ def _watch(
             last_cpu, last_t = cpu, t
             progress.update(task, completed=min(args.duration, t - t0))
     metrics1, cpu1 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
+    main1 = cpu_seconds(server.pid, server.pid)
+    elapsed = time.monotonic() - t0
     if profiler is not None:
         profiler.wait(timeout=30)
-    elapsed = time.monotonic() - t0
-    return (metrics1.minus(metrics0), 100.0 * (cpu1 - cpu0) / elapsed), series
+    window = (metrics1.minus(metrics0), 100.0 * (cpu1 - cpu0) / elapsed)
+    return window, 100.0 * (main1 - main0) / elapsed, series
 
 
 def _summarise(
@@ -310,11 +329,12 @@ def _summarise(
     workers: int,
     pinned: bool,
     window: MetricsSample,
-    cpu_percent: float,
+    cpu_percents: tuple[float, float],
     results: list[WorkerResult],
     exit_code: int,
     cpu_series: list[float],
 ) -> tuple[LoadResult, dict[str, Any]]:
+    cpu_percent, main_thread_cpu_percent = cpu_percents
     latencies = (
         np.concatenate([np.frombuffer(r.latencies_s, dtype=np.float64) for r in results]) * 1000.0
     )
@@ -354,6 +374,7 @@ def _summarise(
         protocol=args.protocol,
         event_loop=args.event_loop,
         server_cpu_percent=round(cpu_percent, 1),
+        server_main_thread_cpu_percent=round(main_thread_cpu_percent, 1),
         ticks=int(window.ticks),
         late_ticks=int(window.late_ticks),
         skipped_ticks=int(window.skipped_ticks),

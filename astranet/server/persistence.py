@@ -197,7 +197,9 @@ class StoragePersistence:
             )
             # A dropped checkpoint (queue full) leaves the previous one valid; the writer
             # counts it, and the next interval retries.
-            self.writer.submit_checkpoint(Checkpoint(room.room_id, room.tick, saved_at, state))
+            # export_state's arrays are fresh copies: the writer need not copy them again.
+            checkpoint = Checkpoint(room.room_id, room.tick, saved_at, state)
+            self.writer.submit_checkpoint(checkpoint, copy=False)
             for player in room.players.values():
                 if player.inputs.last_input_seq is not None:
                     seqs[player.player_id] = player.inputs.last_input_seq

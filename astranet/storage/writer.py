@@ -186,6 +186,9 @@ class StorageWriter:
         self._failed: deque[_Job] = deque()  # transient failures, oldest first, to retry
         self._outage_logged = False
         self._closing = False
+        # A flush() is waiting: only then does a finished batch wake the event loop (a
+        # call_soon_threadsafe per batch is a self-pipe write and a loop wake-up each tick).
+        self._flush_wanted = False
         # Counters for /metrics (read without the lock; ints are updated atomically).
         self.writes_failed = 0
         self.writes_retried = 0  # failed writes that a retry saved
@@ -253,12 +256,13 @@ class StorageWriter:
     def submit_player_left(self, player_id: str, left_at: float) -> None:
         self._submit_record(f"player_left {player_id}", lambda s: s.player_left(player_id, left_at))
 
-    def submit_checkpoint(self, checkpoint: Checkpoint) -> bool:
+    def submit_checkpoint(self, checkpoint: Checkpoint, *, copy: bool = True) -> bool:
         """Queue (or coalesce) a checkpoint; False if it was dropped because the queue is full.
 
-        The arrays are copied now, so the caller may keep mutating its state.
+        The arrays are copied now, so the caller may keep mutating its state; ``copy=False``
+        when they are already a private copy (``ColumnStore.export_state``) nobody mutates.
         """
-        snapshot = _copy_checkpoint(checkpoint)
+        snapshot = _copy_checkpoint(checkpoint) if copy else checkpoint
         with self._cond:
             self._check_open_locked()
             pending = self._pending_checkpoints.get(snapshot.room_id)
@@ -340,6 +344,8 @@ class StorageWriter:
         with self._cond:
             target = self._submitted
             done = self._completed >= target
+            if not done:
+                self._flush_wanted = True
         if not done:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._flush_waiters.append((target, waiter))
@@ -424,7 +430,9 @@ class StorageWriter:
                 self._run_job(storage, job)
             with self._cond:
                 self._completed = batch_upto
-            self._to_loop(self._wake_flushers, batch_upto)
+                wake = self._flush_wanted
+            if wake:
+                self._to_loop(self._wake_flushers, batch_upto)
 
     def _retry_failed(self, storage: Storage) -> None:
         """Run the kept writes in order; stop at the first that still fails transiently."""
@@ -505,6 +513,9 @@ class StorageWriter:
             else:
                 still_waiting.append((target, waiter))
         self._flush_waiters = still_waiting
+        if not still_waiting:
+            with self._cond:  # flush() registers on this (the loop) thread: no race here
+                self._flush_wanted = False
 
 
 def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:

@@ -64,9 +64,11 @@ class MetricsUnavailable(AstranetError):
     """``/metrics`` did not answer in time, or answered something unparseable."""
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (every thread)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (every thread), or by its
+    thread ``thread`` (a Linux tid; the main thread's tid is ``pid``)."""
+    where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
+    stat = Path(f"{where}/stat").read_text()
     # The command name (field 2) may contain spaces: split after its closing parenthesis.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # proc(5) fields 14, 15
