@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -36,7 +37,9 @@ __all__ = [
     "PlayerRecord",
     "RoomRecord",
     "Storage",
+    "check_seqs",
     "hash_resume_token",
+    "storage_errors",
     "token_matches",
 ]
 
@@ -56,6 +59,27 @@ class FencedOut(StorageError):
     def __init__(self, room_id: str, message: str) -> None:
         super().__init__(message)
         self.room_id = room_id
+
+
+def check_seqs(seqs: Mapping[str, int]) -> None:
+    """Refuse (StorageError) a ``last_input_seq`` batch with a value that is not a u32."""
+    for player_id, seq in seqs.items():
+        if not isinstance(seq, int) or not 0 <= seq <= MAX_INPUT_SEQ:
+            raise StorageError(f"last_input_seq of {player_id!r} must be a u32, got {seq!r}")
+
+
+@contextmanager
+def storage_errors(
+    where: str, *, closed: bool, doing: str, errors: type[Exception]
+) -> Iterator[None]:
+    """A backend's one error rule: refuse once closed; a driver's ``errors`` become a
+    StorageError naming ``where`` (the file or the server) and what was being done."""
+    if closed:
+        raise StorageError(f"{where}: storage is closed")
+    try:
+        yield
+    except errors as exc:
+        raise StorageError(f"{where}: {doing} failed: {exc}") from exc
 
 
 def hash_resume_token(token: bytes) -> bytes:

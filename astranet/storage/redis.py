@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,12 @@ import redis
 
 from astranet.errors import StorageError
 from astranet.storage.base import (
-    MAX_INPUT_SEQ,
     Checkpoint,
     FencedOut,
     PlayerRecord,
     RoomRecord,
+    check_seqs,
+    storage_errors,
 )
 from astranet.storage.checkpoint import decode_checkpoint, encode_checkpoint
 
@@ -311,15 +312,9 @@ class RedisStorage:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
         """Turn any redis-py error into a StorageError naming the server."""
-        if self._closed:
-            raise StorageError(f"{self.url}: storage is closed")
-        try:
-            yield
-        except redis.RedisError as exc:
-            raise StorageError(f"{self.url}: {doing} failed: {exc}") from exc
+        return storage_errors(self.url, closed=self._closed, doing=doing, errors=redis.RedisError)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -515,9 +510,7 @@ class RedisStorage:
             raise StorageError(f"{self.url}: player {player_id!r} has a malformed record") from exc
 
     def update_last_input_seq(self, seqs: Mapping[str, int]) -> None:
-        for player_id, seq in seqs.items():
-            if not isinstance(seq, int) or not 0 <= seq <= MAX_INPUT_SEQ:
-                raise StorageError(f"last_input_seq of {player_id!r} must be a u32, got {seq!r}")
+        check_seqs(seqs)
         if not seqs:
             return
         node = self.fence.node_id if self.fence is not None else ""

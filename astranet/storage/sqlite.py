@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from astranet.errors import StorageError
-from astranet.storage.base import MAX_INPUT_SEQ, Checkpoint, PlayerRecord, RoomRecord
+from astranet.storage.base import Checkpoint, PlayerRecord, RoomRecord, check_seqs, storage_errors
 from astranet.storage.checkpoint import decode_checkpoint, encode_checkpoint
 
 __all__ = ["ASTRANET_APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteStorage"]
@@ -86,6 +87,26 @@ def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _upsert(table: str, record: type[RoomRecord | PlayerRecord]) -> str:
+    """INSERT-or-UPDATE of one ``record`` row, keyed by its first field.
+
+    The table's columns are the record's fields in the same order (``SELECT *`` rows become
+    records with ``Record(*row)``), so the statement is spelled out from the dataclass.
+    """
+    names = [f.name for f in fields(record)]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    marks = ", ".join("?" * len(names))
+    return f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT({names[0]}) DO UPDATE SET {updates}"
+
+
+def _row(record: RoomRecord | PlayerRecord) -> tuple[object, ...]:
+    """The record's values in column order (shallow: no copies, unlike dataclasses.astuple)."""
+    return tuple(getattr(record, f.name) for f in fields(record))
+
+
+_UPSERT_ROOM = _upsert("rooms", RoomRecord)
+_UPSERT_PLAYER = _upsert("players", PlayerRecord)
+
 # Append only; never edit a released migration (files in the field ran it already).
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v0_to_v1, _migrate_v1_to_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -118,15 +139,9 @@ class SQLiteStorage:
 
     # -- opening ----------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
         """Turn any sqlite3 error into a StorageError naming the file."""
-        if self._closed:
-            raise StorageError(f"{self.path}: storage is closed")
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: {doing} failed: {exc}") from exc
+        return storage_errors(self.path, closed=self._closed, doing=doing, errors=sqlite3.Error)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -183,32 +198,22 @@ class SQLiteStorage:
         with self._errors("read schema version"):
             return int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
 
+    def _update_one(self, doing: str, sql: str, params: tuple[object, ...], missing: str) -> None:
+        """Run an UPDATE of one row; no row matched is a StorageError "``doing``: ``missing``"."""
+        with self._errors(doing):
+            cursor = self._conn.execute(sql, params)
+        if cursor.rowcount == 0:
+            raise StorageError(f"{self.path}: {doing}: {missing}")
+
     # -- rooms ------------------------------------------------------------------------
 
     def save_room(self, room: RoomRecord) -> None:
         with self._errors("save_room"):
-            self._conn.execute(
-                """INSERT INTO rooms VALUES (?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(room_id) DO UPDATE SET region = excluded.region,
-                     game_mode = excluded.game_mode, capacity = excluded.capacity,
-                     created_at = excluded.created_at, closed_at = excluded.closed_at""",
-                (
-                    room.room_id,
-                    room.region,
-                    room.game_mode,
-                    room.capacity,
-                    room.created_at,
-                    room.closed_at,
-                ),
-            )
+            self._conn.execute(_UPSERT_ROOM, _row(room))
 
     def close_room(self, room_id: str, closed_at: float) -> None:
-        with self._errors("close_room"):
-            cursor = self._conn.execute(
-                "UPDATE rooms SET closed_at = ? WHERE room_id = ?", (closed_at, room_id)
-            )
-        if cursor.rowcount == 0:
-            raise StorageError(f"{self.path}: close_room: no room {room_id!r}")
+        sql = "UPDATE rooms SET closed_at = ? WHERE room_id = ?"
+        self._update_one("close_room", sql, (closed_at, room_id), f"no room {room_id!r}")
 
     def open_rooms(self) -> list[RoomRecord]:
         with self._errors("open_rooms"):
@@ -226,31 +231,11 @@ class SQLiteStorage:
 
     def save_player(self, player: PlayerRecord) -> None:
         with self._errors("save_player"):
-            self._conn.execute(
-                """INSERT INTO players VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(player_id) DO UPDATE SET room_id = excluded.room_id,
-                     entity_net_id = excluded.entity_net_id,
-                     resume_token_hash = excluded.resume_token_hash,
-                     joined_at = excluded.joined_at, left_at = excluded.left_at,
-                     last_input_seq = excluded.last_input_seq""",
-                (
-                    player.player_id,
-                    player.room_id,
-                    player.entity_net_id,
-                    player.resume_token_hash,
-                    player.joined_at,
-                    player.left_at,
-                    player.last_input_seq,
-                ),
-            )
+            self._conn.execute(_UPSERT_PLAYER, _row(player))
 
     def player_left(self, player_id: str, left_at: float) -> None:
-        with self._errors("player_left"):
-            cursor = self._conn.execute(
-                "UPDATE players SET left_at = ? WHERE player_id = ?", (left_at, player_id)
-            )
-        if cursor.rowcount == 0:
-            raise StorageError(f"{self.path}: player_left: no player {player_id!r}")
+        sql = "UPDATE players SET left_at = ? WHERE player_id = ?"
+        self._update_one("player_left", sql, (left_at, player_id), f"no player {player_id!r}")
 
     def players_in_room(self, room_id: str) -> list[PlayerRecord]:
         with self._errors("players_in_room"):
@@ -261,9 +246,7 @@ class SQLiteStorage:
         return [PlayerRecord(*row) for row in rows]
 
     def update_last_input_seq(self, seqs: Mapping[str, int]) -> None:
-        for player_id, seq in seqs.items():
-            if not isinstance(seq, int) or not 0 <= seq <= MAX_INPUT_SEQ:
-                raise StorageError(f"last_input_seq of {player_id!r} must be a u32, got {seq!r}")
+        check_seqs(seqs)
         # One transaction for the whole batch: one WAL append instead of one per player.
         with self._errors("update_last_input_seq"), self._transaction() as conn:
             conn.executemany(
