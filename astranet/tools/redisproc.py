@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from astranet.errors import AstranetError
+from astranet.tools.children import ChildProcess, free_port, stop_child
 
 __all__ = ["RedisProcess", "RedisStartError", "free_port", "redis_server_binary"]
 
@@ -35,13 +36,6 @@ def redis_server_binary() -> str | None:
     return os.environ.get("ASTRANET_REDIS_SERVER") or shutil.which("redis-server")
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
@@ -51,7 +45,7 @@ def _ping(port: int) -> bool:
         return False
 
 
-class RedisProcess:
+class RedisProcess(ChildProcess):
     """One ``redis-server`` child on 127.0.0.1 (a context manager). ``url`` is its address."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -99,24 +93,10 @@ class RedisProcess:
 
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL past STOP_TIMEOUT_S)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_child(self.proc, STOP_TIMEOUT_S)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-    def close(self) -> None:
-        self.stop()
-        self._dir.cleanup()
-
-    def __enter__(self) -> RedisProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -35,6 +35,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from astranet.errors import AstranetError
+from astranet.tools.children import ChildProcess, stop_child
 
 __all__ = [
     "MetricsSample",
@@ -74,7 +75,7 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # proc(5) fields 14, 15
 
 
-class ServerProcess:
+class ServerProcess(ChildProcess):
     """``python -m astranet.server`` on free ports of 127.0.0.1 (a context manager).
 
     ``game`` is a ``--game`` spec; ``db`` the database file (default: a fresh one in a
@@ -186,25 +187,9 @@ class ServerProcess:
 
     def stop(self) -> int:
         """SIGTERM, wait for the graceful exit (SIGKILL after STOP_TIMEOUT_S); exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        returncode = stop_child(self.proc, STOP_TIMEOUT_S)
         self._log.close()
-        return self.proc.returncode
-
-    def close(self) -> None:
-        self.stop()
-        self._dir.cleanup()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return returncode
 
 
 @dataclass(frozen=True, slots=True)
