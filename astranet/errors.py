@@ -91,6 +91,14 @@ class ProtocolError(AstranetError):
     code: str = "malformed"
     close_code: int | None = None
 
+    def __init_subclass__(cls, *, code: str | None = None, close_code: int | None = None) -> None:
+        """``class X(ProtocolError, code=..., close_code=...)`` sets the class defaults."""
+        super().__init_subclass__()
+        if code is not None:
+            cls.code = code
+        if close_code is not None:
+            cls.close_code = close_code
+
     def __init__(
         self, message: str = "", *, code: str | None = None, close_code: int | None = None
     ) -> None:
@@ -113,38 +121,32 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol forbids."""
 
 
-class MalformedMessage(RemoteProtocolError):
-    code = "malformed"
+class MalformedMessage(RemoteProtocolError, code="malformed"):
+    """A message that does not decode (WIRE rule 6: a strike)."""
 
 
-class UnknownMessageType(RemoteProtocolError):
-    code = "unknown_type"
+class UnknownMessageType(RemoteProtocolError, code="unknown_type"):
+    """A message ``type`` the protocol does not define (rule 6: a strike)."""
 
 
-class PayloadTooLarge(RemoteProtocolError):
-    code = "too_large"
-    close_code = 1009
+class PayloadTooLarge(RemoteProtocolError, code="too_large", close_code=1009):
+    """A message larger than the server accepts (``--max-message-bytes``; rule 6, close 1009)."""
 
 
-class ExpectedHello(RemoteProtocolError):
-    code = "expected_hello"
-    close_code = 1002
+class ExpectedHello(RemoteProtocolError, code="expected_hello", close_code=1002):
+    """A first message that is not ``Hello`` (rule 1, close 1002)."""
 
 
-class ProtocolMismatch(RemoteProtocolError):
-    code = "protocol_mismatch"
-    close_code = 1002
+class ProtocolMismatch(RemoteProtocolError, code="protocol_mismatch", close_code=1002):
+    """A ``Hello`` for a protocol this server does not speak (rule 1, close 1002)."""
 
 
-class SchemaMismatch(RemoteProtocolError):
+class SchemaMismatch(RemoteProtocolError, code="schema_mismatch", close_code=1002):
     """Client and server replicate different components (their schema fingerprints differ).
 
     The server refuses such a ``Hello`` (``schema_mismatch``, close 1002); a client also raises
     it when ``JoinAccepted.schema`` is not its own. Fix: build both from the same game code.
     """
-
-    code = "schema_mismatch"
-    close_code = 1002
 
 
 def schema_mismatch_message(client: int, server: int) -> str:
@@ -156,102 +158,83 @@ def schema_mismatch_message(client: int, server: int) -> str:
     )
 
 
-class BadSignature(RemoteProtocolError):
-    code = "bad_signature"
+class BadSignature(RemoteProtocolError, code="bad_signature"):
+    """An ``InputFrame`` whose signature does not verify (rule 3; close 1008 under ``kick``)."""
 
 
-class ReplayedInput(RemoteProtocolError):
-    code = "replay"
+class ReplayedInput(RemoteProtocolError, code="replay"):
+    """A replayed ``InputFrame`` (its ``seq`` was seen already; rule 3, 1008 under ``kick``)."""
 
 
-class RateLimitExceeded(RemoteProtocolError):
-    code = "rate_limited"
-    close_code = 1008
+class RateLimitExceeded(RemoteProtocolError, code="rate_limited", close_code=1008):
+    """A connection that keeps sending past its rate limit (rule 5, close 1008)."""
 
 
-class BadRequest(RemoteProtocolError):
-    code = "bad_request"
+class BadRequest(RemoteProtocolError, code="bad_request"):
+    """A well-formed request with a value the server refuses (e.g. a bad ``game_mode``, rule 2)."""
 
 
-class Unauthorized(RemoteProtocolError):
+class Unauthorized(RemoteProtocolError, code="unauthorized", close_code=1008):
     """WIRE A4: a missing, malformed, expired or wrongly signed token (reply, then 1008)."""
 
-    code = "unauthorized"
-    close_code = 1008
 
-
-class SnapshotDecodeError(RemoteProtocolError):
+class SnapshotDecodeError(RemoteProtocolError, code="malformed"):
     """A snapshot payload is truncated, oversized, inconsistent or has no base."""
-
-    code = "malformed"
 
 
 class MatchmakingError(RemoteProtocolError):
     """A FindOrCreate / JoinRoom / Resume request that cannot be honoured."""
 
 
-class UnknownRegion(MatchmakingError):
-    code = "unknown_region"
+class UnknownRegion(MatchmakingError, code="unknown_region"):
+    """A region no node of this server (or cluster) serves."""
 
 
-class RoomNotFound(MatchmakingError):
-    code = "room_not_found"
+class RoomNotFound(MatchmakingError, code="room_not_found"):
+    """A room id that does not exist (``JoinRoom``, ``Resume``)."""
 
 
-class RoomFull(MatchmakingError):
-    code = "room_full"
+class RoomFull(MatchmakingError, code="room_full"):
+    """No seat to give: the room is full, or the server is at its room limit."""
 
 
-class ResumeDenied(MatchmakingError):
-    code = "resume_denied"
+class ResumeDenied(MatchmakingError, code="resume_denied"):
+    """A ``Resume`` that cannot be honoured: unknown player, wrong token or no seat held."""
 
 
-class Busy(MatchmakingError):
+class Busy(MatchmakingError, code="busy"):
     """WIRE A4: this peer address created too many rooms lately (--max-rooms-per-peer)."""
 
-    code = "busy"
 
-
-class SeatExpired(MatchmakingError):
+class SeatExpired(MatchmakingError, code="seat_expired"):
     """A ``JoinRoom`` whose ``seat_token`` is wrong, already used or past its 15 s (A2)."""
 
-    code = "seat_expired"
 
-
-class RoomLost(MatchmakingError):
+class RoomLost(MatchmakingError, code="room_lost"):
     """A ``Resume`` for a room whose node the cluster declared dead (A2)."""
 
-    code = "room_lost"
 
-
-class ClusterUnavailable(MatchmakingError):
+class ClusterUnavailable(MatchmakingError, code="unavailable"):
     """Matchmaking needs the cluster directory (Redis) and cannot reach it right now.
 
     Rooms already running keep ticking; only new requests are refused, so a client may retry.
     """
 
-    code = "unavailable"
 
-
-class GameError(MatchmakingError):
+class GameError(MatchmakingError, code="game_error"):
     """The game's own code (``setup``, ``spawn_player``) raised while serving this request.
 
     Nothing the request started is kept (no room, no seat, no avatar); the server logged the
     traceback, and the connection stays in the lobby.
     """
 
-    code = "game_error"
 
-
-class RoomFailed(RemoteProtocolError):
+class RoomFailed(RemoteProtocolError, code="room_failed", close_code=1011):
     """The room's simulation (a game system) raised: the room is closed for every player.
 
     Sent as ``ProtocolError{code:"room_failed"}`` right before close 1011 ``room failed``; a
     client must not try to resume (the room is gone).
     """
-
-    code = "room_failed"
-    close_code = 1011
 
 
 class InvalidState(AstranetError, AssertionError):
