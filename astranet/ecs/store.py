@@ -148,6 +148,7 @@ class ColumnStore:
         e.g. ``Transform__pos=...``) initialise columns, the rest are zero. Returns the ids."""
         if n < 0 or self.count + n > MAX_ENTITIES:
             raise UnknownEntityError(f"cannot spawn {n}: limit is {MAX_ENTITIES} live entities")
+        fresh_before = self._next_id
         ids = self._allocate(n)
         self._structure_changed()
         first = self.count
@@ -158,8 +159,13 @@ class ColumnStore:
             col[first : first + n] = 0
         for key, value in values.items():
             self._columns[self.schema.index(key.replace("__", "."))][first : first + n] = value
-        if n and first and int(ids.min()) < int(self._ids[first - 1]):
-            self._resort()  # only after recycling quarantined ids
+        if n and first:
+            # Fresh ids come as one increasing run (its lowest is the first); only recycled
+            # ids, or live ids that replace_all took from a server, can sort below them.
+            all_fresh = self._next_id - fresh_before == n
+            lowest = int(ids[0]) if all_fresh else int(ids.min())
+            if lowest < int(self._ids[first - 1]):
+                self._resort()
         return ids
 
     def despawn(self, net_ids: Iterable[int] | np.ndarray) -> None:
@@ -246,13 +252,13 @@ class ColumnStore:
         self.generation += 1
 
     def _allocate(self, n: int) -> np.ndarray:
-        # freed_at is non-decreasing, so the ids out of quarantine are a prefix.
-        ripe = int(np.searchsorted(self._freed_at, self.clock - self.quarantine, side="right"))
         fresh_room = _MAX_NET_ID + 1 - self._next_id
         if n <= fresh_room:  # prefer fresh ids: they keep rows sorted without a re-sort
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.uint32)
             self._next_id += n
             return ids
+        # freed_at is non-decreasing, so the ids out of quarantine are a prefix.
+        ripe = int(np.searchsorted(self._freed_at, self.clock - self.quarantine, side="right"))
         take = n - fresh_room
         if take > ripe:
             raise UnknownEntityError("net id space exhausted (all recyclable ids in quarantine)")
