@@ -39,8 +39,9 @@ Don't subclass the message classes.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgpack
 
@@ -78,6 +79,19 @@ from astranet.net.limits import (
 
 VIEW_FRAC_MAX = 0xFFFF  # view_frac counts 1/65536 of a tick (u16)
 
+# Rules several fields share (the rest are spelled out at their field).
+OPT_U32 = f.U32.or_nil()
+OPT_BOOL = f.BOOL.or_nil()
+SIG = f.exact_blob(SIG_BYTES)
+PLAYER_ID = f.text(MAX_PLAYER_ID_CHARS, min_chars=1)
+RESUME_TOKEN = f.blob(MAX_RESUME_TOKEN_BYTES)
+SEAT_TOKEN = f.blob(MAX_SEAT_TOKEN_BYTES).or_nil()
+PARTY_TOKEN = f.blob(MAX_PARTY_TOKEN_BYTES).or_nil()
+EVENT_TYPE = f.text(64, min_chars=1)
+#: Any str: whether it is a room id (8 chars of [A-Za-z0-9]) is the class's check, since a
+#: client's impossible room id is refused with ``room_not_found``, not as malformed.
+ANY_ROOM_ID = f.text(MAX_MESSAGE_BYTES)
+
 __all__ = [
     "CLIENT_MESSAGES",
     "SERVER_MESSAGES",
@@ -108,20 +122,38 @@ __all__ = [
 
 
 class Message:
-    """Base of every wire message. ``TYPE`` is the wire ``t``; ``FIELDS`` the wire keys."""
+    """Base of every wire message. ``TYPE`` is the wire ``t``; ``FIELDS`` the wire keys.
+
+    Each field is annotated with its :class:`~astranet.net._fields.Rule`
+    (``seq: Annotated[int, U32]``); ``RULES`` is that table in field order. A class whose
+    fields relate to each other or whose values are refused with a reply of their own
+    (``bad_request``, ``room_not_found``) adds those checks in ``_check_values``.
+    """
 
     __slots__ = ()
     TYPE: ClassVar[str]
     FIELDS: ClassVar[tuple[str, ...]]
     #: Fields of a WIRE addition: left out of the map when None (v1 bytes unchanged).
     ADDED: ClassVar[frozenset[str]] = frozenset()
+    RULES: ClassVar[tuple[tuple[str, f.Rule], ...]]
+    #: ``RULES`` compiled: the message built from a decoded map, or None if a rule fails.
+    _accept: ClassVar[Callable[[dict[str, Any]], Any]]
+    #: ``RULES`` compiled for an instance: True when every field keeps its rule.
+    _fits: ClassVar[Callable[[Any], bool]]
+    _HAS_VALUE_CHECKS: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        self._check(remote=False)
+        if not self._fits():
+            f.check_rules(self.RULES, self._get, LocalProtocolError)
+        if self._HAS_VALUE_CHECKS:
+            self._check_values(remote=False)
 
-    def _check(self, remote: bool) -> None:
-        """Validate every field; raise ``MalformedMessage`` if ``remote`` else local."""
-        raise NotImplementedError
+    def _get(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def _check_values(self, remote: bool) -> None:
+        """Checks beyond each field's own rule; raise ``MalformedMessage`` (or a refusal) if
+        ``remote``, else ``LocalProtocolError``."""
 
     def to_map(self) -> dict[str, Any]:
         """The msgpack map of this message: ``t`` first, then fields in order."""
@@ -137,12 +169,14 @@ class Message:
     @classmethod
     def from_map(cls: type[_M], wire: dict[str, Any]) -> _M:
         """Build from a decoded map whose ``t`` already selected ``cls``; absent == nil."""
-        msg = object.__new__(cls)
-        for name in cls.FIELDS:
-            # Frozen dataclass: assign through object, then validate as remote input.
-            object.__setattr__(msg, name, wire.get(name))
-        msg._check(remote=True)
-        return msg
+        msg = cls._accept(wire)
+        if msg is None:
+            # The fast path only says "no": the table says which field and why.
+            f.check_rules(cls.RULES, wire.get, MalformedMessage)
+            raise AssertionError(f"{cls.TYPE}: acceptor and rules disagree on {wire!r}")
+        if cls._HAS_VALUE_CHECKS:
+            msg._check_values(remote=True)
+        return msg  # type: ignore[no-any-return]
 
 
 _M = TypeVar("_M", bound=Message)
@@ -154,7 +188,8 @@ SERVER_MESSAGES: dict[str, type[Message]] = {}
 def _message(
     t: str, registry: dict[str, type[Message]], *, added: tuple[str, ...] = ()
 ) -> Callable[[type[_M]], type[_M]]:
-    """Make a frozen slotted dataclass, name its wire type, and register it (h11 READERS).
+    """Make a frozen slotted dataclass, name its wire type, compile its rule table and
+    register it (h11 READERS).
 
     ``added`` names the optional fields of WIRE additions (omitted from the map when None).
     """
@@ -165,15 +200,33 @@ def _message(
         built.FIELDS = tuple(field.name for field in dataclasses.fields(built))
         built.ADDED = frozenset(added)
         assert set(built.FIELDS) >= built.ADDED, f"{t}: unknown added fields {added}"
+        hints = typing.get_type_hints(built, include_extras=True)
+        built.RULES = tuple((name, _rule_of(t, name, hints[name])) for name in built.FIELDS)
+        built._accept = staticmethod(f.compile_acceptor(built, built.RULES))  # type: ignore[assignment]
+        built._fits = f.compile_fits(built, built.RULES)  # type: ignore[assignment]
+        built._HAS_VALUE_CHECKS = built._check_values is not Message._check_values
         registry[t] = built
         return built
 
     return wrap
 
 
+def _rule_of(t: str, name: str, hint: Any) -> f.Rule:
+    rules = [extra for extra in getattr(hint, "__metadata__", ()) if isinstance(extra, f.Rule)]
+    assert len(rules) == 1, f"{t}.{name} needs one Rule in Annotated[...]"
+    return rules[0]
+
+
+def _refusal(remote: bool, refusal: f.ErrorClass) -> f.ErrorClass:
+    """What a well-formed but refused value raises: the reply's error from a peer."""
+    return refusal if remote else LocalProtocolError
+
+
 def _err(remote: bool) -> f.ErrorClass:
     return MalformedMessage if remote else LocalProtocolError
 
+
+_ROOM_ID_TEXT = "room_id must be 8 chars of [A-Za-z0-9], got "
 
 # --------------------------------------------------------------------- client -> server
 
@@ -181,40 +234,31 @@ def _err(remote: bool) -> f.ErrorClass:
 @_message("Hello", CLIENT_MESSAGES, added=("compact", "token", "schema", "events"))
 class Hello(Message):
     # Any u32: a client of another version must decode fine and get ``protocol_mismatch``.
-    protocol: int
+    protocol: Annotated[int, f.U32]
     #: WIRE A1: True asks for the compact Snapshot envelope (docs/protocol.md).
-    compact: bool | None = None
+    compact: Annotated[bool | None, OPT_BOOL] = None
     #: WIRE A4: a JWT naming the player (required when the server has --auth-jwt-*).
-    token: str | None = None
+    token: Annotated[str | None, f.text(MAX_AUTH_TOKEN_CHARS).or_nil()] = None
     #: The client's schema fingerprint (``Schema.fingerprint``); nil: do not check.
-    schema: int | None = None
+    schema: Annotated[int | None, OPT_U32] = None
     #: True asks for reliable game events (``Events`` messages, docs/protocol.md).
-    events: bool | None = None
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u32("protocol", self.protocol, err)
-        f.check_optional_bool("compact", self.compact, err)
-        f.check_optional_bool("events", self.events, err)
-        if self.token is not None:
-            f.check_str("token", self.token, MAX_AUTH_TOKEN_CHARS, err)
-        f.check_optional_u32("schema", self.schema, err)
+    events: Annotated[bool | None, OPT_BOOL] = None
 
 
 @_message("FindOrCreate", CLIENT_MESSAGES)
 class FindOrCreate(Message):
-    region: str
-    game_mode: str
-    party_size: int = 1
+    # A peer's over-long region is still just a region this server does not serve: the
+    # server answers unknown_region naming its regions (rule 2), not malformed.
+    region: Annotated[str, f.text(MAX_MESSAGE_BYTES)]
+    game_mode: Annotated[str, f.text(MAX_MESSAGE_BYTES)]
+    party_size: Annotated[int, f.ANY_INT] = 1
 
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        # A peer's over-long region is still just a region this server does not serve: the
-        # server answers unknown_region naming its regions (rule 2), not malformed.
-        f.check_str("region", self.region, MAX_MESSAGE_BYTES if remote else MAX_REGION_CHARS, err)
-        f.check_str("game_mode", self.game_mode, MAX_MESSAGE_BYTES, err)
-        f.check_any_int("party_size", self.party_size, err)
-        refuse = BadRequest if remote else LocalProtocolError
+    def _check_values(self, remote: bool) -> None:
+        if not remote and len(self.region) > MAX_REGION_CHARS:
+            raise LocalProtocolError(
+                f"region must be at most {MAX_REGION_CHARS} chars, got {f.preview(self.region)}"
+            )
+        refuse = _refusal(remote, BadRequest)
         if not f.is_game_mode(self.game_mode):
             raise refuse(
                 f"game_mode must be 1-{GAME_MODE_MAX_CHARS} chars of [A-Za-z0-9_-], "
@@ -228,69 +272,42 @@ class FindOrCreate(Message):
 
 @_message("JoinRoom", CLIENT_MESSAGES, added=("party_token",))
 class JoinRoom(Message):
-    room_id: str
-    seat_token: bytes | None = None  # A2: from a redirecting MatchResult
-    party_token: bytes | None = None  # A4: from the party leader's MatchResult
+    room_id: Annotated[str, ANY_ROOM_ID]
+    seat_token: Annotated[bytes | None, SEAT_TOKEN] = None  # A2: from a redirecting MatchResult
+    party_token: Annotated[bytes | None, PARTY_TOKEN] = None  # A4: the party leader's
 
-    def _check(self, remote: bool) -> None:
-        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, _err(remote))
-        if self.seat_token is not None:
-            f.check_bytes("seat_token", self.seat_token, MAX_SEAT_TOKEN_BYTES, _err(remote))
-        if self.party_token is not None:
-            f.check_bytes("party_token", self.party_token, MAX_PARTY_TOKEN_BYTES, _err(remote))
+    def _check_values(self, remote: bool) -> None:
         if not f.is_room_id(self.room_id):
             if remote:
                 raise RoomNotFound("room ID does not exist")
-            raise LocalProtocolError(
-                f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}"
-            )
+            raise LocalProtocolError(_ROOM_ID_TEXT + f.preview(self.room_id))
 
 
 @_message("Resume", CLIENT_MESSAGES)
 class Resume(Message):
-    room_id: str
-    player_id: str
-    resume_token: bytes
+    room_id: Annotated[str, ANY_ROOM_ID]
+    player_id: Annotated[str, PLAYER_ID]
+    resume_token: Annotated[bytes, RESUME_TOKEN]
 
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
-        f.check_str("player_id", self.player_id, MAX_PLAYER_ID_CHARS, err, min_chars=1)
-        f.check_bytes("resume_token", self.resume_token, MAX_RESUME_TOKEN_BYTES, err)
+    def _check_values(self, remote: bool) -> None:
         if not f.is_room_id(self.room_id):
             if remote:
                 raise ResumeDenied("resume denied: room ID does not exist")
-            raise LocalProtocolError(
-                f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}"
-            )
+            raise LocalProtocolError(_ROOM_ID_TEXT + f.preview(self.room_id))
 
 
 @_message("InputFrame", CLIENT_MESSAGES, added=("ack", "view_tick", "view_frac"))
 class InputFrame(Message):
-    seq: int
-    tick_ms: int
-    input_blob: bytes
-    sig: bytes
+    seq: Annotated[int, f.U32]
+    tick_ms: Annotated[int, f.U64]
+    input_blob: Annotated[bytes, f.blob(MAX_INPUT_BLOB_BYTES)]
+    sig: Annotated[bytes, SIG]
     #: WIRE A1: same effect as an ``Ack{snapshot_id: ack}`` right after this frame (not signed).
-    ack: int | None = None
+    ack: Annotated[int | None, OPT_U32] = None
     #: Lag compensation (optional, signed): the server tick the client was rendering remote
     #: entities at, and the fraction of a tick beyond it in 1/65536 (docs/protocol.md).
-    view_tick: int | None = None
-    view_frac: int | None = None
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u32("seq", self.seq, err)
-        f.check_u64("tick_ms", self.tick_ms, err)
-        f.check_bytes("input_blob", self.input_blob, MAX_INPUT_BLOB_BYTES, err)
-        f.check_exact_bytes("sig", self.sig, SIG_BYTES, err)
-        f.check_optional_u32("ack", self.ack, err)
-        if self.view_tick is not None:
-            f.check_u64("view_tick", self.view_tick, err)
-        if self.view_frac is not None:
-            f.check_int("view_frac", self.view_frac, 0, VIEW_FRAC_MAX, err)
-            if self.view_tick is None:
-                raise err("view_frac without view_tick")
+    view_tick: Annotated[int | None, f.U64.or_nil()] = None
+    view_frac: Annotated[int | None, f.int_in(0, VIEW_FRAC_MAX).or_nil(requires="view_tick")] = None
 
     @property
     def view(self) -> tuple[int, int] | None:
@@ -305,42 +322,37 @@ class Command(Message):
     """A signed game command (chat, "use item"...), sent only once ``HelloAck.events`` was
     granted; the game's ``Game.on_command`` hook validates it (docs/protocol.md)."""
 
-    seq: int
-    type: str
-    data: bytes
-    sig: bytes
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u32("seq", self.seq, err)
-        f.check_str("type", self.type, 64, err, min_chars=1)
-        f.check_bytes("data", self.data, 1024, err)
-        f.check_exact_bytes("sig", self.sig, SIG_BYTES, err)
+    seq: Annotated[int, f.U32]
+    type: Annotated[str, EVENT_TYPE]
+    data: Annotated[bytes, f.blob(1024)]
+    sig: Annotated[bytes, SIG]
 
 
 @_message("Ack", CLIENT_MESSAGES)
 class Ack(Message):
-    snapshot_id: int
+    snapshot_id: Annotated[int, f.U32]
 
-    def _check(self, remote: bool) -> None:
-        f.check_u32("snapshot_id", self.snapshot_id, _err(remote))
+
+_set_snapshot_id = Ack.__dict__["snapshot_id"].__set__
+
+
+def folded_ack(snapshot_id: int) -> Ack:
+    """The ``Ack`` an InputFrame's ``ack`` stands for (WIRE A1), from a value its frame's
+    rules already checked (a u32): built without validating it twice."""
+    ack = object.__new__(Ack)
+    _set_snapshot_id(ack, snapshot_id)
+    return ack
 
 
 @_message("Ping", CLIENT_MESSAGES)
 class Ping(Message):
-    nonce: int
-    client_time_ms: int
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u64("nonce", self.nonce, err)
-        f.check_u64("client_time_ms", self.client_time_ms, err)
+    nonce: Annotated[int, f.U64]
+    client_time_ms: Annotated[int, f.U64]
 
 
 @_message("Leave", CLIENT_MESSAGES)
 class Leave(Message):
-    def _check(self, remote: bool) -> None:
-        return None
+    pass
 
 
 # --------------------------------------------------------------------- server -> client
@@ -348,119 +360,80 @@ class Leave(Message):
 
 @_message("HelloAck", SERVER_MESSAGES, added=("compact", "events"))
 class HelloAck(Message):
-    protocol: int
+    protocol: Annotated[int, f.U32]
     #: WIRE A1: whether the compact envelope asked for in ``Hello`` was granted; None (absent)
     #: when the client did not ask.
-    compact: bool | None = None
+    compact: Annotated[bool | None, OPT_BOOL] = None
     #: Whether the event channel asked for in ``Hello`` was granted; None when not asked.
-    events: bool | None = None
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u32("protocol", self.protocol, err)
-        f.check_optional_bool("compact", self.compact, err)
-        f.check_optional_bool("events", self.events, err)
+    events: Annotated[bool | None, OPT_BOOL] = None
 
 
 @_message("MatchResult", SERVER_MESSAGES, added=("party_token",))
 class MatchResult(Message):
-    room_id: str
-    url: str | None = None  # A2: the room lives on the node at url (a redirect)
-    seat_token: bytes | None = None  # A2: the seat held there for 15 s
-    party_token: bytes | None = None  # A4: opens the party's held seats (party_size > 1)
+    room_id: Annotated[str, ANY_ROOM_ID]
+    #: A2: the room lives on the node at url (a redirect)
+    url: Annotated[str | None, f.text(MAX_URL_CHARS, min_chars=1).or_nil()] = None
+    seat_token: Annotated[bytes | None, SEAT_TOKEN] = None  # A2: the seat held there for 15 s
+    #: A4: opens the party's held seats (party_size > 1)
+    party_token: Annotated[bytes | None, PARTY_TOKEN] = None
 
-    def _check(self, remote: bool) -> None:
+    def _check_values(self, remote: bool) -> None:
         err = _err(remote)
-        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
         if not f.is_room_id(self.room_id):
-            raise err(f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}")
-        if self.url is not None:
-            f.check_str("url", self.url, MAX_URL_CHARS, err, min_chars=1)
-            if not self.url.startswith(("ws://", "wss://")):
-                raise err(f"url must be a ws:// or wss:// URL, got {f.preview(self.url)}")
-        if self.seat_token is not None:
-            f.check_bytes("seat_token", self.seat_token, MAX_SEAT_TOKEN_BYTES, err)
-        if self.party_token is not None:
-            f.check_bytes("party_token", self.party_token, MAX_PARTY_TOKEN_BYTES, err)
+            raise err(_ROOM_ID_TEXT + f.preview(self.room_id))
+        if self.url is not None and not self.url.startswith(("ws://", "wss://")):
+            raise err(f"url must be a ws:// or wss:// URL, got {f.preview(self.url)}")
 
 
 @_message("JoinAccepted", SERVER_MESSAGES, added=("schema",))
 class JoinAccepted(Message):
-    room_id: str
-    player_id: str
-    tick_hz: int
-    session_key: bytes
-    resume_token: bytes
-    entity: int | None = None
+    room_id: Annotated[str, ANY_ROOM_ID]
+    player_id: Annotated[str, PLAYER_ID]
+    tick_hz: Annotated[int, f.int_in(1, MAX_TICK_HZ)]
+    session_key: Annotated[bytes, f.exact_blob(SESSION_KEY_BYTES)]
+    resume_token: Annotated[bytes, RESUME_TOKEN]
+    entity: Annotated[int | None, OPT_U32] = None
     #: The server's schema fingerprint (``Schema.fingerprint``); nil from an older server.
-    schema: int | None = None
+    schema: Annotated[int | None, OPT_U32] = None
 
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_str("room_id", self.room_id, MAX_MESSAGE_BYTES, err)
+    def _check_values(self, remote: bool) -> None:
         if not f.is_room_id(self.room_id):
-            raise err(f"room_id must be 8 chars of [A-Za-z0-9], got {f.preview(self.room_id)}")
-        f.check_str("player_id", self.player_id, MAX_PLAYER_ID_CHARS, err, min_chars=1)
-        f.check_int("tick_hz", self.tick_hz, 1, MAX_TICK_HZ, err)
-        f.check_exact_bytes("session_key", self.session_key, SESSION_KEY_BYTES, err)
-        f.check_bytes("resume_token", self.resume_token, MAX_RESUME_TOKEN_BYTES, err)
-        f.check_optional_u32("entity", self.entity, err)
-        f.check_optional_u32("schema", self.schema, err)
+            raise _err(remote)(_ROOM_ID_TEXT + f.preview(self.room_id))
 
 
 @_message("Snapshot", SERVER_MESSAGES)
 class Snapshot(Message):
-    id: int
-    server_tick: int
-    base_id: int | None
-    compressed: bool
-    payload: bytes
-    last_input_seq: int | None = None
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u32("id", self.id, err)
-        f.check_u64("server_tick", self.server_tick, err)
-        f.check_optional_u32("base_id", self.base_id, err)
-        f.check_bool("compressed", self.compressed, err)
-        f.check_bytes("payload", self.payload, MAX_SNAPSHOT_PAYLOAD_BYTES, err)
-        f.check_optional_u32("last_input_seq", self.last_input_seq, err)
+    id: Annotated[int, f.U32]
+    server_tick: Annotated[int, f.U64]
+    base_id: Annotated[int | None, OPT_U32]
+    compressed: Annotated[bool, f.BOOL]
+    payload: Annotated[bytes, f.blob(MAX_SNAPSHOT_PAYLOAD_BYTES)]
+    last_input_seq: Annotated[int | None, OPT_U32] = None
 
 
 @_message("Pong", SERVER_MESSAGES)
 class Pong(Message):
-    nonce: int
-    client_time_ms: int
-    server_time_ms: int
-    server_tick: int
-
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_u64("nonce", self.nonce, err)
-        f.check_u64("client_time_ms", self.client_time_ms, err)
-        f.check_u64("server_time_ms", self.server_time_ms, err)
-        f.check_u64("server_tick", self.server_tick, err)
+    nonce: Annotated[int, f.U64]
+    client_time_ms: Annotated[int, f.U64]
+    server_time_ms: Annotated[int, f.U64]
+    server_tick: Annotated[int, f.U64]
 
 
 @_message("RateLimited", SERVER_MESSAGES)
 class RateLimited(Message):
-    retry_after_ms: int
-
-    def _check(self, remote: bool) -> None:
-        f.check_u32("retry_after_ms", self.retry_after_ms, _err(remote))
+    retry_after_ms: Annotated[int, f.U32]
 
 
 @_message("ProtocolError", SERVER_MESSAGES)
 class ErrorMessage(Message):
     """The wire ``ProtocolError`` reply (named apart from the exception class)."""
 
-    code: str
-    message: str = ""
+    code: Annotated[str, f.text(MAX_ERROR_CODE_CHARS, min_chars=1)]
+    message: Annotated[str, f.text(MAX_ERROR_MESSAGE_CHARS)] = ""
 
-    def _check(self, remote: bool) -> None:
-        err = _err(remote)
-        f.check_str("code", self.code, MAX_ERROR_CODE_CHARS, err, min_chars=1)
-        f.check_str("message", self.message, MAX_ERROR_MESSAGE_CHARS, err)
+
+#: One event of ``Events``: ``[server_tick, type, data]``.
+_EVENT_RULES = (("server_tick", f.U64), ("type", EVENT_TYPE), ("data", f.blob(4096)))
 
 
 @_message("Events", SERVER_MESSAGES)
@@ -468,20 +441,18 @@ class Events(Message):
     """Reliable game events (only to a client whose ``Hello`` asked): ``events[i]`` has seq
     ``first_seq + i`` and is ``[server_tick u64, type str(1..64), data bin(<=4096)]``."""
 
-    first_seq: int
-    events: tuple[tuple[int, str, bytes], ...]
+    first_seq: Annotated[int, f.U32]
+    events: Annotated[tuple[tuple[int, str, bytes], ...], f.NESTED]
 
-    def _check(self, remote: bool) -> None:
+    def _check_values(self, remote: bool) -> None:
         err = _err(remote)
-        f.check_u32("first_seq", self.first_seq, err)
         if type(self.events) not in (tuple, list) or not 1 <= len(self.events) <= 256:
             raise err("events must be an array of 1-256 events")
         for event in self.events:
             if type(event) not in (tuple, list) or len(event) != 3:
                 raise err("each event must be [server_tick, type, data]")
-            f.check_u64("server_tick", event[0], err)
-            f.check_str("type", event[1], 64, err, min_chars=1)
-            f.check_bytes("data", event[2], 4096, err)
+            values = dict(zip(("server_tick", "type", "data"), event, strict=True))
+            f.check_rules(_EVENT_RULES, values.get, err)
         if self.first_seq + len(self.events) - 1 > 0xFFFFFFFF:
             raise err("event seq past u32")
 
@@ -492,6 +463,18 @@ ServerMessage = (
 )
 
 # ----------------------------------------------------------------------------- codec
+
+#: Every key some message defines: a map with only these has only str keys.
+_WIRE_KEYS = frozenset(
+    [
+        "t",
+        *(
+            name
+            for cls in (*CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values())
+            for name in cls.FIELDS
+        ),
+    ]
+)
 
 # msgpack's own failures: ExtraData/FormatError/StackError/"incomplete input" are all
 # ValueError subclasses; UnpackException covers the rest of its tree.
@@ -532,9 +515,10 @@ def _decode(
         raise MalformedMessage(f"undecodable msgpack: {type(exc).__name__}") from exc
     if type(wire) is not dict:
         raise MalformedMessage(f"message must be a msgpack map, got {type(wire).__name__}")
-    for key in wire:
-        if type(key) is not str:
-            raise MalformedMessage("message map keys must be str")
+    if not wire.keys() <= _WIRE_KEYS:  # known keys are all str: no need to look at each
+        for key in wire:
+            if type(key) is not str:
+                raise MalformedMessage("message map keys must be str")
     t = wire.get("t")
     if type(t) is not str:
         raise MalformedMessage(f"message needs a str 't', got {f.preview(t)}")
@@ -542,7 +526,10 @@ def _decode(
     if cls is None:
         where = " in this direction" if t in other else ""
         raise UnknownMessageType(f"unknown message type {f.preview(t)}{where}")
-    return cls.from_map(wire)
+    msg = cls._accept(wire)
+    if msg is not None and not cls._HAS_VALUE_CHECKS:
+        return msg
+    return cls.from_map(wire)  # the error of the first broken rule, or the value checks
 
 
 def decode_client_message(
@@ -561,9 +548,6 @@ def decode_server_message(
             raise PayloadTooLarge(
                 f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit"
             )
-        snapshot = object.__new__(Snapshot)
-        for name, value in zip(Snapshot.FIELDS, parse_compact(bytes(data)), strict=True):
-            object.__setattr__(snapshot, name, value)
-        snapshot._check(remote=True)
-        return snapshot
+        fields = zip(Snapshot.FIELDS, parse_compact(bytes(data)), strict=True)
+        return Snapshot.from_map(dict(fields))
     return _decode(data, max_bytes, SERVER_MESSAGES, CLIENT_MESSAGES)  # type: ignore[return-value]

@@ -50,24 +50,23 @@ class TokenBucket:
         self._clock = clock
         self._stamp = clock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        # max(0, ...): a clock that steps backwards must not drain the bucket.
-        elapsed = max(0.0, now - self._stamp)
-        self._stamp = now
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate_per_s)
-
     def try_take(self, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens if available; False (and take nothing) otherwise."""
-        self._refill()
-        if self.tokens >= cost:
-            self.tokens -= cost
+        now = self._clock()
+        elapsed = now - self._stamp
+        self._stamp = now
+        tokens = self.tokens
+        if elapsed > 0:  # a clock that steps backwards must not drain the bucket
+            tokens = min(self.burst, tokens + elapsed * self.rate_per_s)
+        if tokens >= cost:
+            self.tokens = tokens - cost
             return True
+        self.tokens = tokens
         return False
 
     def retry_after_s(self, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens will be available (0 if they are now)."""
-        self._refill()
+        self.try_take(0.0)  # refill only
         missing = cost - self.tokens
         return 0.0 if missing <= 0 else missing / self.rate_per_s
 

@@ -109,6 +109,7 @@ from astranet.net.messages import (
     Snapshot,
     decode_client_message,
     encode,
+    folded_ack,
 )
 from astranet.net.ratelimit import Admission, Clock, FloodGuard, RateLimitConfig, TokenBucket
 from astranet.net.signing import InputSigner, ReplayGuard, command_key, sign_command
@@ -223,6 +224,8 @@ class ServerConnection:
                 f"sig_failure_policy must be 'kick' or 'warn', got {sig_failure_policy!r}"
             )
         self.sig_failure_policy = sig_failure_policy
+        #: Close code of a bad signature or a replay: 1008 under "kick", none under "warn".
+        self._kick = 1008 if sig_failure_policy == "kick" else None
         self.max_message_bytes = max_message_bytes
         self.schema_fingerprint = schema_fingerprint
         self.phase = ServerPhase.AWAIT_HELLO
@@ -293,10 +296,13 @@ class ServerConnection:
             try:
                 msg = decode_client_message(data, max_bytes=self.max_message_bytes)
             except ProtocolError as exc:
-                if self.phase is ServerPhase.AWAIT_HELLO and not isinstance(exc, PayloadTooLarge):
+                if self.phase is _P.AWAIT_HELLO and not isinstance(exc, PayloadTooLarge):
                     raise ExpectedHello("expected Hello") from exc
                 raise
-            self._dispatch(msg)
+            if type(msg) is InputFrame and self.phase is _P.IN_ROOM:
+                self._receive_input(msg)  # the per-tick message: no table lookups
+            else:
+                self._dispatch(msg)
         except ProtocolError as exc:
             self._fail(exc)
 
@@ -367,48 +373,56 @@ class ServerConnection:
             if self.phase is ServerPhase.AWAIT_HELLO:
                 raise ExpectedHello("expected Hello")
             raise OutOfPhase(f"{kind.TYPE} is not allowed in phase {self.phase.name}")
-        folded_ack: Ack | None = None
+        if kind is InputFrame:
+            self._receive_input(msg)  # type: ignore[arg-type]
+            return
         if kind is Command:
             self._check_command(msg)  # type: ignore[arg-type]
-        if kind is InputFrame:
-            self._check_input(msg)  # type: ignore[arg-type]
-            self.stats.inputs_accepted += 1
-            if msg.ack is not None:  # type: ignore[union-attr]
-                # Already checked as a u32 with the frame: skip Ack's own validation.
-                folded_ack = object.__new__(Ack)
-                object.__setattr__(folded_ack, "snapshot_id", msg.ack)  # type: ignore[union-attr]
         elif kind is Hello:
-            if msg.protocol != PROTOCOL_VERSION:  # type: ignore[union-attr]
-                raise ProtocolMismatch(
-                    f"protocol mismatch: client={msg.protocol}, server={PROTOCOL_VERSION}"  # type: ignore[union-attr]
-                )
-            theirs, ours = msg.schema, self.schema_fingerprint  # type: ignore[union-attr]
-            if theirs is not None and ours is not None and theirs != ours:
-                raise SchemaMismatch(schema_mismatch_message(theirs, ours))
-            if self._authenticate is not None:
-                token = msg.token if msg.token is not None else self.upgrade_token  # type: ignore[union-attr]
-                self.identity = self._authenticate(token)  # raises Unauthorized
-            granted = None
-            if msg.compact:  # type: ignore[union-attr]
-                granted = self.compact = self.allow_compact
-            events = None
-            if msg.events:  # type: ignore[union-attr]
-                events = self.events = True  # the event channel (docs/protocol.md, Events)
-            self._queue(HelloAck(PROTOCOL_VERSION, granted, events))
+            self._answer_hello(msg)  # type: ignore[arg-type]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
+        if self._deliver(msg) and kind is Leave:
+            self._close_with(1000, "leave")
+
+    def _answer_hello(self, msg: Hello) -> None:
+        if msg.protocol != PROTOCOL_VERSION:
+            raise ProtocolMismatch(
+                f"protocol mismatch: client={msg.protocol}, server={PROTOCOL_VERSION}"
+            )
+        theirs, ours = msg.schema, self.schema_fingerprint
+        if theirs is not None and ours is not None and theirs != ours:
+            raise SchemaMismatch(schema_mismatch_message(theirs, ours))
+        if self._authenticate is not None:
+            token = msg.token if msg.token is not None else self.upgrade_token
+            self.identity = self._authenticate(token)  # raises Unauthorized
+        granted = None
+        if msg.compact:
+            granted = self.compact = self.allow_compact
+        events = None
+        if msg.events:
+            events = self.events = True  # the event channel (docs/protocol.md, Events)
+        self._queue(HelloAck(PROTOCOL_VERSION, granted, events))
+
+    def _receive_input(self, frame: InputFrame) -> None:
+        """An InputFrame in a room: verified, then delivered with its folded ack after it."""
+        self._check_input(frame)
+        self.stats.inputs_accepted += 1
+        if self._deliver(frame) and frame.ack is not None:
+            # Already checked as a u32 with the frame: no Ack validation again.
+            self._events.append(folded_ack(frame.ack))
+
+    def _deliver(self, msg: ClientMessage) -> bool:
+        """Queue ``msg`` for ``messages_received``; False (and close 1011) when the shell
+        stopped draining."""
         if len(self._events) >= MAX_PENDING_EVENTS:
             self._close_with(1011, "receive queue overflow: shell is not draining")
-            return
+            return False
         self._events.append(msg)
-        if folded_ack is not None:
-            self._events.append(folded_ack)
-        if kind is Leave:
-            self._close_with(1000, "leave")
+        return True
 
     def _check_command(self, command: Command) -> None:
         """Signature (under the command key) and the channel: replays are the host's job
         (its guard lives on the seat, so it survives Resume)."""
-        kick = 1008 if self.sig_failure_policy == "kick" else None
         if not self.events:
             raise OutOfPhase("Command needs the event channel (Hello.events)")
         assert self._session_key is not None  # IN_ROOM implies a JoinAccepted was sent
@@ -417,28 +431,26 @@ class ServerConnection:
         expected = sign_command(self._command_key, command.seq, command.type, command.data)
         if not hmac.compare_digest(expected, command.sig):
             self.stats.signature_failures += 1
-            raise BadSignature("command signature verification failed", close_code=kick)
+            raise BadSignature("command signature verification failed", close_code=self._kick)
 
     def _check_input(self, frame: InputFrame) -> None:
         # Signature first, so an unsigned frame cannot probe the replay guard.
         assert self._signer is not None  # IN_ROOM implies a JoinAccepted was sent
-        kick = 1008 if self.sig_failure_policy == "kick" else None
-        if not self._signer.verify(
-            frame.seq, frame.tick_ms, frame.input_blob, frame.sig, frame.view
-        ):
+        seq = frame.seq
+        view = None if frame.view_tick is None else frame.view
+        if not self._signer.verify(seq, frame.tick_ms, frame.input_blob, frame.sig, view):
             self.stats.signature_failures += 1
-            raise BadSignature("input frame signature verification failed", close_code=kick)
-        if not self._guard.is_fresh(frame.seq):
+            raise BadSignature("input frame signature verification failed", close_code=self._kick)
+        guard = self._guard
+        last = guard.last_seq
+        if last is not None and seq <= last:
             self.stats.replays += 1
-            raise ReplayedInput("input frame replayed", close_code=kick)
-        last = self._guard.last_seq
-        if frame.seq - (0 if last is None else last) > MAX_INPUT_SEQ_JUMP:
+            raise ReplayedInput("input frame replayed", close_code=self._kick)
+        if seq - (last or 0) > MAX_INPUT_SEQ_JUMP:
             # Refused unapplied (the guard keeps its place): a strike, not a lock-out.
             self.stats.seq_jumps += 1
-            raise SeqJump(
-                f"input seq {frame.seq} jumps more than {MAX_INPUT_SEQ_JUMP} past {last or 0}"
-            )
-        self._guard.accept(frame.seq)
+            raise SeqJump(f"input seq {seq} jumps more than {MAX_INPUT_SEQ_JUMP} past {last or 0}")
+        guard.accept(seq)
 
     def _fail(self, exc: ProtocolError) -> None:
         """The one place a protocol error becomes a reply, a strike and/or a close."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astranet.errors import (
     BadRequest,
@@ -15,6 +16,7 @@ from astranet.errors import (
     RoomNotFound,
     UnknownMessageType,
 )
+from astranet.net import _fields as f
 from astranet.net import messages as m
 from astranet.net.limits import MAX_INPUT_BLOB_BYTES, MAX_SNAPSHOT_PAYLOAD_BYTES, U32_MAX, U64_MAX
 from tests.net.strategies import (
@@ -276,6 +278,46 @@ def test_impossible_room_id_is_room_not_found(room_id: str) -> None:
         m.decode_client_message(
             pack({"t": "Resume", "room_id": room_id, "player_id": "p", "resume_token": b""})
         )
+
+
+# ------------------------------------------------------ the compiled rules = the rule table
+
+# Values near every rule's edges (and of every msgpack family) to put into one field.
+_EDGE_INTS = [-1, 0, 1, 65535, 65536, U32_MAX, U32_MAX + 1, U64_MAX, U64_MAX + 1]
+_EDGE_OTHERS = [None, True, False, 1.0, "", "abcdefgh", "x" * 65, b"", bytes(16), bytes(17)]
+EDGE_VALUES = (
+    st.sampled_from([*_EDGE_INTS, *_EDGE_OTHERS, bytes(32), (), ((1, "a", b""),)])
+    | st.integers()
+    | st.binary(max_size=80)
+    | st.text(max_size=80)
+)
+
+
+@settings(max_examples=2000)
+@given(client_messages | server_messages, st.data())
+def test_the_compiled_acceptor_agrees_with_the_rule_walk(
+    msg: m.Message, data: st.DataObject
+) -> None:
+    """The decode fast path accepts exactly what the error-reporting walk accepts."""
+    cls = type(msg)
+    wire = msg.to_map()
+    for name in data.draw(st.lists(st.sampled_from(cls.FIELDS), max_size=2)) if cls.FIELDS else ():
+        wire[name] = data.draw(EDGE_VALUES)
+    try:
+        f.check_rules(cls.RULES, wire.get, MalformedMessage)
+    except MalformedMessage:
+        assert cls._accept(wire) is None
+    else:
+        accepted = cls._accept(wire)
+        assert accepted is not None
+        assert [getattr(accepted, name) for name in cls.FIELDS] == [
+            wire.get(name) for name in cls.FIELDS
+        ]
+
+
+def test_every_field_has_a_rule() -> None:
+    for cls in (*m.CLIENT_MESSAGES.values(), *m.SERVER_MESSAGES.values()):
+        assert [name for name, _ in cls.RULES] == list(cls.FIELDS)
 
 
 # ------------------------------------------------------------------- local construction
