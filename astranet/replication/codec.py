@@ -3,14 +3,16 @@
 Operations: :func:`encode_payload` (delta or full, LZ4 frame when smaller) and
 :func:`decode_payload` (the client side), built on the uncompressed :func:`encode_delta` /
 :func:`decode_delta`. A full payload is a delta against the empty snapshot: every row a spawn.
-The byte layout is specified in docs/protocol.md, section "Snapshot payload" (format v1).
+The byte layout is specified in docs/protocol.md, section "Snapshot payload" (format v2).
 
 Delta rules: rows are sorted by net id on both sides, so membership is one ``searchsorted``.
 A row in the current view and not the base is a spawn (all fields, absolute codes); in the base
 and not now a despawn (id only); in both and different an update: a changed-row bitmask over the
-common rows, one change bitmask per field over the updated rows, then per field and code
+common rows (or, when fewer bytes, the list of their gaps), one change bitmask per field over
+the updated rows (none when every updated row changed in every field), then per field and code
 component the zigzagged difference ``cur - base`` (mod ``2**bits``) bit-packed at the smallest
-width that fits this payload's values. Column-major values pack and compress well.
+width that fits this payload's values. Column-major values pack and compress well. The header is
+varints; only a full payload names the schema (a delta's base was checked when it arrived).
 
 Goals: no per-entity Python loop (the loops are over fields and code components); decode is
 O(bytes + rows); no length from the wire is trusted: every count is checked against the bytes
@@ -22,7 +24,9 @@ Benchmark: benchmarks/test_bench_replication.py, benchmarks/tick.py, benchmarks/
 
 from __future__ import annotations
 
+import itertools
 import struct
+from typing import NamedTuple
 
 import lz4.frame
 import numpy as np
@@ -30,33 +34,43 @@ import numpy as np
 from astranet.ecs.schema import Schema
 from astranet.ecs.store import MAX_ENTITIES
 from astranet.errors import SnapshotDecodeError
-from astranet.replication._bits import pack_bits, packed_size, unpack_bits
+from astranet.replication._bits import SMALL_RUN, pack_bits, packed_size, unpack_bits
 from astranet.replication._rows import rows_differ
 from astranet.replication.snapshot import Snapshot, empty_snapshot
 
 __all__ = [
+    "FLAG_ALL_FIELDS",
     "FLAG_CHECKSUM",
     "FLAG_DELTA",
+    "FLAG_ROW_LIST",
+    "FLAG_STRUCTURE",
     "FORMAT_VERSION",
-    "HEADER",
+    "HEADER_BYTES_ESTIMATE",
     "MAX_DECODED_BYTES",
     "DesyncError",
+    "PayloadCounts",
     "compress_payload",
     "decode_delta",
     "decode_payload",
     "decompress_payload",
     "encode_delta",
     "encode_payload",
+    "payload_counts",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FLAG_DELTA = 0x01  # relative to the snapshot named by the message's base_id
-FLAG_CHECKSUM = 0x02  # a u32 CRC32 of the decoded state follows the header
-_KNOWN_FLAGS = FLAG_DELTA | FLAG_CHECKSUM
-# version u8, flags u8, field count u16, schema fingerprint u32,
-# spawn count u32, despawn count u32, update count u32, total rows after apply u32.
-HEADER = struct.Struct("<BBHIIIII")
-_CRC = struct.Struct("<I")
+FLAG_CHECKSUM = 0x02  # a u32 CRC32 of the decoded state follows the counts
+FLAG_STRUCTURE = 0x04  # delta only: spawn and despawn counts are written (else both 0)
+FLAG_ROW_LIST = 0x08  # the changed rows are a packed gap list, not a bitmask
+FLAG_ALL_FIELDS = 0x10  # no field masks: every changed row changed in every field
+_KNOWN_FLAGS = FLAG_DELTA | FLAG_CHECKSUM | FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS
+_DELTA_ONLY = FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS
+_U32 = struct.Struct("<I")
+#: A typical delta's header (version, flags, one-byte update count) plus slack for larger counts:
+#: the fixed cost a byte-budget planner should assume (astranet.replication.interest).
+HEADER_BYTES_ESTIMATE = 4
+_MAX_WIDTH = 32
 # A full snapshot of 10k entities with a dozen fields is ~250 KiB; 16 MiB leaves room for 1M
 # tiny entities while capping what an LZ4 bomb can make us allocate.
 MAX_DECODED_BYTES = 16 << 20
@@ -83,6 +97,48 @@ def _zigzag_delta(cur: np.ndarray, base: np.ndarray, bits: np.ndarray) -> np.nda
 
 def _pack_mask(mask: np.ndarray) -> bytes:
     return np.packbits(mask, bitorder="little").tobytes()
+
+
+def _uleb(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant group first (as in protobuf)."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _changed_rows(changed: np.ndarray, updated: np.ndarray) -> tuple[bytes, int]:
+    """The changed-row set in its smaller form: ``(bytes, FLAG_ROW_LIST or 0)``.
+
+    Bitmask: one bit per common row. Row list: a width byte, then each changed row's gap to the
+    previous one (minus one; the first is its index) packed at that width.
+    """
+    mask_size = packed_size(len(changed), 1)
+    n = len(updated)
+    if n >= 8 * (mask_size - 1):  # even 1-bit gaps would not be smaller
+        return _pack_mask(changed), 0
+    if n <= SMALL_RUN:  # Python ints: numpy's per-call overhead dominates a short list
+        rows = updated.tolist()
+        gaps = [rows[0], *(b - a - 1 for a, b in itertools.pairwise(rows))]
+        width = max(gaps).bit_length()
+        run = 0
+        for i, gap in enumerate(gaps):
+            run |= gap << (i * width)
+        packed = run.to_bytes(packed_size(n, width), "little")
+    else:
+        gap_array = np.empty(n, dtype=np.int64)
+        gap_array[0] = updated[0]
+        np.subtract(updated[1:], updated[:-1], out=gap_array[1:])
+        gap_array[1:] -= 1
+        width = int(gap_array.max()).bit_length()
+        packed = pack_bits(gap_array, width)
+    if 1 + len(packed) < mask_size:
+        return bytes((width,)) + packed, FLAG_ROW_LIST
+    return _pack_mask(changed), 0
 
 
 def encode_delta(
@@ -133,38 +189,45 @@ def encode_delta(
     any_changed = np.logical_or.reduce(masks) if masks else None
     updated = np.flatnonzero(any_changed) if any_changed is not None else despawn_ids[:0]
 
-    parts = [
-        HEADER.pack(
-            FORMAT_VERSION,
-            flags,
-            len(schema),
-            schema.fingerprint,
-            len(spawn_rows),
-            len(despawn_ids),
-            len(updated),
-            len(cur_ids),
-        )
-    ]
+    n_spawn, n_despawn, n_update = len(spawn_rows), len(despawn_ids), len(updated)
+    if flags & FLAG_DELTA:
+        if n_spawn or n_despawn:
+            flags |= FLAG_STRUCTURE
+            counts = _uleb(n_spawn) + _uleb(n_despawn) + _uleb(n_update)
+        else:
+            counts = _uleb(n_update)
+    else:
+        counts = _uleb(len(schema)) + _U32.pack(schema.fingerprint) + _uleb(n_spawn)
+    row_set = b""
+    field_masks: list[bytes] = []
+    if n_update:
+        row_set, row_flag = _changed_rows(any_changed, updated)
+        flags |= row_flag
+        per_field: list[np.ndarray | slice | None] = [slice(None)]  # one field: every row
+        if len(field_changed) > 1:
+            per_field = [None if c is None else c[updated] for c in field_changed]
+        if all(c is not None and c.all() for c in per_field if not isinstance(c, slice)):
+            flags |= FLAG_ALL_FIELDS
+            per_field = [slice(None)] * len(field_changed)
+        else:
+            no_change = bytes(packed_size(n_update, 1))
+            field_masks = [no_change if c is None else _pack_mask(c) for c in per_field]
+    parts = [bytes((FORMAT_VERSION, flags)), counts]
     if checksum:
-        parts.append(_CRC.pack(current.checksum()))
+        parts.append(_U32.pack(current.checksum()))
     parts.append(np.ascontiguousarray(despawn_ids, dtype="<u4").tobytes())
     parts.append(np.ascontiguousarray(cur_ids[spawn_rows], dtype="<u4").tobytes())
     for field, codes in zip(schema.fields, current.codes, strict=True) if len(spawn_rows) else ():
         spawned = codes[spawn_rows]
         for comp, bits in enumerate(field.encoding.code_bits):
             parts.append(pack_bits(spawned[:, comp], bits))
-    if len(updated):
-        parts.append(_pack_mask(any_changed))
-        no_change = bytes(packed_size(len(updated), 1))
-        parts.extend(
-            no_change if changed is None else _pack_mask(changed[updated])
-            for changed in field_changed
-        )
+    if n_update:
+        parts.append(row_set)
+        parts.extend(field_masks)
         for f, field in enumerate(schema.fields):
-            changed = field_changed[f]
-            if changed is None:
+            if field_changed[f] is None:
                 continue
-            rows = updated[changed[updated]]
+            rows = updated[per_field[f]]
             if len(rows) == 0:
                 continue
             bits = np.array(field.encoding.code_bits, dtype=np.int64)
@@ -216,6 +279,24 @@ class _Reader:
         self.pos += n
         return view
 
+    def uleb(self, limit: int = 0xFFFFFFFF) -> int:
+        """An unsigned LEB128 value; overlong forms and values above ``limit`` are malformed."""
+        value = shift = 0
+        while True:
+            if self.pos >= len(self.buf):
+                raise SnapshotDecodeError(f"payload truncated: varint at {self.pos}")
+            byte = self.buf[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift > 28:
+                raise SnapshotDecodeError("varint longer than 5 bytes")
+        if (byte == 0 and shift) or value > limit:
+            raise SnapshotDecodeError(f"varint {value} overlong or above {limit}")
+        return value
+
     def ids(self, n: int) -> np.ndarray:
         ids = np.frombuffer(self.take(4 * n), dtype="<u4").astype(np.uint32)
         if n and (ids[0] == 0 or np.any(ids[1:] <= ids[:-1])):
@@ -250,28 +331,74 @@ def _check_codes(schema: Schema, f: int, codes: np.ndarray) -> None:
         raise SnapshotDecodeError(f"field {schema.fields[f].name} has out-of-range codes")
 
 
+def _read_header(schema: Schema, reader: _Reader) -> tuple[int, int, int, int]:
+    """Flags and the three counts, validated against the schema."""
+    version, flags = reader.take(2)
+    if version != FORMAT_VERSION or flags & ~_KNOWN_FLAGS:
+        raise SnapshotDecodeError(f"unsupported payload version {version} / flags {flags:#x}")
+    if flags & FLAG_DELTA:
+        n_spawn = n_despawn = 0
+        if flags & FLAG_STRUCTURE:
+            n_spawn, n_despawn = reader.uleb(MAX_ENTITIES), reader.uleb(MAX_ENTITIES)
+        n_update = reader.uleb(MAX_ENTITIES)
+        if not n_update and flags & (FLAG_ROW_LIST | FLAG_ALL_FIELDS):
+            raise SnapshotDecodeError("row-set flags on a payload without updates")
+        return flags, n_spawn, n_despawn, n_update
+    if flags & _DELTA_ONLY:
+        raise SnapshotDecodeError(f"delta-only flags {flags:#x} on a full payload")
+    n_fields = reader.uleb()
+    (fingerprint,) = _U32.unpack(reader.take(4))
+    if n_fields != len(schema) or fingerprint != schema.fingerprint:
+        raise SnapshotDecodeError("payload was encoded for another replication schema")
+    return flags, reader.uleb(MAX_ENTITIES), 0, 0
+
+
+def _read_changed_rows(reader: _Reader, flags: int, n_common: int, n_update: int) -> np.ndarray:
+    """Indices (into the surviving base rows) of the ``n_update`` changed rows, ascending."""
+    if not flags & FLAG_ROW_LIST:
+        changed = reader.mask(n_common)
+        if int(changed.sum()) != n_update:
+            raise SnapshotDecodeError("changed-row mask disagrees with the update count")
+        return np.flatnonzero(changed)
+    width = reader.take(1)[0]
+    if width > _MAX_WIDTH:
+        raise SnapshotDecodeError(f"row-list width {width} exceeds {_MAX_WIDTH} bits")
+    gaps = unpack_bits(reader.take(packed_size(n_update, width)), n_update, width)
+    rows = np.cumsum(gaps.astype(np.int64) + 1) - 1
+    if rows[-1] >= n_common:
+        raise SnapshotDecodeError("changed row beyond the surviving base rows")
+    return rows
+
+
+class PayloadCounts(NamedTuple):
+    """What a raw payload's header says (see :func:`payload_counts`)."""
+
+    n_spawn: int
+    n_despawn: int
+    n_update: int
+    header_bytes: int  # version, flags, counts (and schema, checksum) before the ids
+
+
+def payload_counts(schema: Schema, raw: bytes) -> PayloadCounts:
+    """Parse just the header of an uncompressed payload (raises SnapshotDecodeError)."""
+    reader = _Reader(raw)
+    flags, n_spawn, n_despawn, n_update = _read_header(schema, reader)
+    header = reader.pos + (4 if flags & FLAG_CHECKSUM else 0)
+    return PayloadCounts(n_spawn, n_despawn, n_update, header)
+
+
 def decode_delta(
     schema: Schema, raw: bytes, base: Snapshot | None = None, *, snapshot_id: int = 0, tick: int = 0
 ) -> Snapshot:
     """Rebuild the state an uncompressed payload describes, applying it to ``base``."""
     reader = _Reader(raw)
-    version, flags, n_fields, fingerprint, n_spawn, n_despawn, n_update, n_total = HEADER.unpack(
-        reader.take(HEADER.size)
-    )
-    if version != FORMAT_VERSION or flags & ~_KNOWN_FLAGS:
-        raise SnapshotDecodeError(f"unsupported payload version {version} / flags {flags:#x}")
-    if n_fields != len(schema) or fingerprint != schema.fingerprint:
-        raise SnapshotDecodeError("payload was encoded for another replication schema")
-    if n_total > MAX_ENTITIES or n_spawn > n_total:
-        raise SnapshotDecodeError(f"declared row counts out of range ({n_spawn}/{n_total})")
+    flags, n_spawn, n_despawn, n_update = _read_header(schema, reader)
     if flags & FLAG_DELTA:
         if base is None:
             raise SnapshotDecodeError("delta payload but its base snapshot is unknown")
-    elif n_despawn or n_update:
-        raise SnapshotDecodeError("a full payload cannot despawn or update")
     else:
         base = empty_snapshot(schema)
-    expected_crc = _CRC.unpack(reader.take(4))[0] if flags & FLAG_CHECKSUM else None
+    expected_crc = _U32.unpack(reader.take(4))[0] if flags & FLAG_CHECKSUM else None
 
     despawn_ids = reader.ids(n_despawn)
     spawn_ids = reader.ids(n_spawn)
@@ -287,7 +414,7 @@ def decode_delta(
             raise SnapshotDecodeError("despawn of a net id that is not in the base")
         keep[pos] = False
     common_ids = base_ids[keep]
-    if len(common_ids) + n_spawn != n_total or n_update > len(common_ids):
+    if len(common_ids) + n_spawn > MAX_ENTITIES or n_update > len(common_ids):
         raise SnapshotDecodeError("row counts do not add up")
     if n_spawn and len(common_ids):
         pos = np.minimum(np.searchsorted(common_ids, spawn_ids), len(common_ids) - 1)
@@ -306,11 +433,11 @@ def decode_delta(
 
     common_codes = [b[keep] for b in base.codes]  # copies: the base stays intact
     if n_update:
-        changed = reader.mask(len(common_ids))
-        if int(changed.sum()) != n_update:
-            raise SnapshotDecodeError("changed-row mask disagrees with the update count")
-        updated = np.flatnonzero(changed)
-        field_masks = [reader.mask(n_update) for _ in schema.fields]
+        updated = _read_changed_rows(reader, flags, len(common_ids), n_update)
+        if flags & FLAG_ALL_FIELDS:
+            field_masks = [slice(None)] * len(schema)
+        else:
+            field_masks = [reader.mask(n_update) for _ in schema.fields]
         for f, field in enumerate(schema.fields):
             rows = updated[field_masks[f]]
             if len(rows) == 0:

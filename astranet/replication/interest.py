@@ -43,7 +43,7 @@ import numpy as np
 
 from astranet.ecs.schema import Schema
 from astranet.errors import ConfigurationError
-from astranet.replication.codec import HEADER, encode_payload
+from astranet.replication.codec import HEADER_BYTES_ESTIMATE, encode_payload, payload_counts
 from astranet.replication.fanout import ClientBaseline, EncodedSnapshot
 from astranet.replication.snapshot import Snapshot, empty_snapshot
 
@@ -325,7 +325,7 @@ class BudgetedEncoder:
             if not plan_b and len(carry_ids):
                 # Already in the carried bytes: sending the current value instead is ~free.
                 plan.cost[_member(rel_ids[plan.order], carry_ids)[0]] = 0.0
-            fixed = HEADER.size + carry + _ID_BYTES * len(plan.despawn_ids)
+            fixed = HEADER_BYTES_ESTIMATE + carry + _ID_BYTES * len(plan.despawn_ids)
             cumulative = np.cumsum(plan.cost)
             # Aim a little under the budget: a re-encode costs more than 3 % of the bytes.
             margin = max(8.0, _AIM_UNDER * budget_bytes)
@@ -335,7 +335,7 @@ class BudgetedEncoder:
                 # each tick's additions to 1/(in_flight + 1) of the budget so the carry stays
                 # inside it (else plan B reverts deferred entities every few ticks).
                 in_flight = max(0, latest.id - base.id)
-                room = min(room, (budget_bytes - HEADER.size) / (in_flight + 1))
+                room = min(room, (budget_bytes - HEADER_BYTES_ESTIMATE) / (in_flight + 1))
             take = int(np.searchsorted(cumulative, room, side="right"))
             near_first = int(np.count_nonzero(weights[plan.order] >= 1.0))
             if not plan_b and take < near_first and start is not held:
@@ -405,10 +405,10 @@ class BudgetedEncoder:
 
     def _learn(self, payload: bytes, compressed: bool) -> None:
         """Refine the bytes-per-updated-row estimate (EWMA) from the payload's own counts."""
-        if compressed or len(payload) < HEADER.size:
+        if compressed:
             return
-        n_spawn, n_despawn, n_update = HEADER.unpack_from(payload)[4:7]
-        spent = len(payload) - HEADER.size - _ID_BYTES * n_despawn - self._spawn_bytes * n_spawn
+        n_spawn, n_despawn, n_update, header = payload_counts(self.schema, payload)
+        spent = len(payload) - header - _ID_BYTES * n_despawn - self._spawn_bytes * n_spawn
         if n_update and spent > 0:
             self._update_bytes += 0.2 * (spent / n_update - self._update_bytes)
 

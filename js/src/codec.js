@@ -1,5 +1,5 @@
 /**
- * Snapshot payload codec, decode side (docs/protocol.md "Snapshot payload", format v1):
+ * Snapshot payload codec, decode side (docs/protocol.md "Snapshot payload", format v2):
  * a mirror of astranet/replication/codec.py `decode_payload` / `decode_delta` and
  * astranet/replication/_bits.py `unpack_bits`.
  *
@@ -16,10 +16,17 @@ import { crc32 } from './crc32.js';
 import { DesyncError, SnapshotDecodeError } from './errors.js';
 import { decompressFrame } from './lz4.js';
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 export const FLAG_DELTA = 0x01;
 export const FLAG_CHECKSUM = 0x02;
-export const HEADER_BYTES = 24;
+/** Delta only: spawn and despawn counts are written (else both are 0). */
+export const FLAG_STRUCTURE = 0x04;
+/** The changed rows are a packed gap list, not a bitmask. */
+export const FLAG_ROW_LIST = 0x08;
+/** No field masks: every changed row changed in every field. */
+export const FLAG_ALL_FIELDS = 0x10;
+const KNOWN_FLAGS = FLAG_DELTA | FLAG_CHECKSUM | FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS;
+const DELTA_ONLY = FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS;
 /** Cap on a decompressed payload, as MAX_DECODED_BYTES in Python (16 MiB). */
 export const MAX_DECODED_BYTES = 16 << 20;
 /** Row limit, as astranet.ecs.store.MAX_ENTITIES (2**20). */
@@ -102,6 +109,27 @@ class Reader {
     return at;
   }
 
+  u8() {
+    return this.buf[this.take(1)];
+  }
+
+  /** Unsigned LEB128 (at most 5 bytes, minimal form, <= `limit`). */
+  uleb(limit = 0xffffffff) {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; ; i++) {
+      if (i === 5) throw new SnapshotDecodeError('varint longer than 5 bytes');
+      if (this.pos >= this.buf.length) throw new SnapshotDecodeError(`payload truncated: varint at ${this.pos}`);
+      const byte = this.buf[this.pos++];
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) {
+        if ((byte === 0 && i > 0) || value > limit) throw new SnapshotDecodeError(`varint ${value} overlong or above ${limit}`);
+        return value;
+      }
+      scale *= 128;
+    }
+  }
+
   u32() {
     const at = this.take(4);
     return this.view.getUint32(at, true);
@@ -166,6 +194,38 @@ function checkCodes(spec, codes, from, to) {
 }
 
 /**
+ * The changed rows (indices into the surviving base rows), ascending: a bitmask of `nCommon`
+ * bits, or (FLAG_ROW_LIST) a width byte and `nUpdate` packed gaps (row - previous row - 1).
+ * @param {Reader} reader @param {Uint8Array} raw @param {number} flags
+ * @param {number} nCommon @param {number} nUpdate @returns {Int32Array}
+ */
+function readChangedRows(reader, raw, flags, nCommon, nUpdate) {
+  const updated = new Int32Array(nUpdate);
+  if (flags & FLAG_ROW_LIST) {
+    const width = reader.u8();
+    if (width > 32) throw new SnapshotDecodeError(`row-list width ${width} exceeds 32 bits`);
+    const gaps = unpackBits(raw, reader.take(packedSize(nUpdate, width)), nUpdate, width);
+    let row = -1;
+    for (let u = 0; u < nUpdate; u++) {
+      row += gaps[u] + 1;
+      if (row >= nCommon) throw new SnapshotDecodeError('changed row beyond the surviving base rows');
+      updated[u] = row;
+    }
+    return updated;
+  }
+  const changed = reader.mask(nCommon);
+  let count = 0;
+  for (let i = 0; i < nCommon; i++) {
+    if (changed[i]) {
+      if (count === nUpdate) throw new SnapshotDecodeError('changed-row mask disagrees with the update count');
+      updated[count++] = i;
+    }
+  }
+  if (count !== nUpdate) throw new SnapshotDecodeError('changed-row mask disagrees with the update count');
+  return updated;
+}
+
+/**
  * Rebuild the state an uncompressed payload describes, applied to `base`.
  * @param {import('./schema.js').Schema} schema @param {Uint8Array} raw
  * @param {DecodedSnapshot | null} base @param {{snapshotId?: number, tick?: number}} [at]
@@ -173,30 +233,32 @@ function checkCodes(spec, codes, from, to) {
  */
 export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}) {
   const reader = new Reader(raw);
-  const h = reader.take(HEADER_BYTES);
-  const view = reader.view;
-  const version = raw[h];
-  const flags = raw[h + 1];
-  const nFields = view.getUint16(h + 2, true);
-  const fingerprint = view.getUint32(h + 4, true);
-  const nSpawn = view.getUint32(h + 8, true);
-  const nDespawn = view.getUint32(h + 12, true);
-  const nUpdate = view.getUint32(h + 16, true);
-  const nTotal = view.getUint32(h + 20, true);
-  if (version !== FORMAT_VERSION || flags & ~(FLAG_DELTA | FLAG_CHECKSUM)) {
+  const version = reader.u8();
+  const flags = reader.u8();
+  if (version !== FORMAT_VERSION || flags & ~KNOWN_FLAGS) {
     throw new SnapshotDecodeError(`unsupported payload version ${version} / flags ${flags}`);
   }
-  if (nFields !== schema.fields.length || fingerprint !== schema.fingerprint) {
-    throw new SnapshotDecodeError('payload was encoded for another replication schema');
-  }
-  if (nTotal > MAX_ENTITIES || nSpawn > nTotal) {
-    throw new SnapshotDecodeError(`declared row counts out of range (${nSpawn}/${nTotal})`);
-  }
+  let nSpawn = 0;
+  let nDespawn = 0;
+  let nUpdate = 0;
   if (flags & FLAG_DELTA) {
+    if (flags & FLAG_STRUCTURE) {
+      nSpawn = reader.uleb(MAX_ENTITIES);
+      nDespawn = reader.uleb(MAX_ENTITIES);
+    }
+    nUpdate = reader.uleb(MAX_ENTITIES);
+    if (!nUpdate && flags & (FLAG_ROW_LIST | FLAG_ALL_FIELDS)) {
+      throw new SnapshotDecodeError('row-set flags on a payload without updates');
+    }
     if (!base) throw new SnapshotDecodeError('delta payload but its base snapshot is unknown');
-  } else if (nDespawn || nUpdate) {
-    throw new SnapshotDecodeError('a full payload cannot despawn or update');
   } else {
+    if (flags & DELTA_ONLY) throw new SnapshotDecodeError(`delta-only flags ${flags} on a full payload`);
+    const nFields = reader.uleb();
+    const fingerprint = reader.u32();
+    if (nFields !== schema.fields.length || fingerprint !== schema.fingerprint) {
+      throw new SnapshotDecodeError('payload was encoded for another replication schema');
+    }
+    nSpawn = reader.uleb(MAX_ENTITIES);
     base = emptySnapshot(schema);
   }
   const expectedCrc = flags & FLAG_CHECKSUM ? reader.u32() : null;
@@ -219,7 +281,8 @@ export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}
     }
   }
   const nCommon = nBase - nDespawn;
-  if (nCommon + nSpawn !== nTotal || nUpdate > nCommon) throw new SnapshotDecodeError('row counts do not add up');
+  const nTotal = nCommon + nSpawn;
+  if (nTotal > MAX_ENTITIES || nUpdate > nCommon) throw new SnapshotDecodeError('row counts do not add up');
 
   const commonIds = keep ? new Uint32Array(nCommon) : baseIds.slice();
   /** @type {Int32Array | null} surviving base row of each common row */
@@ -268,19 +331,9 @@ export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}
   });
 
   if (nUpdate) {
-    const changed = reader.mask(nCommon);
-    const updated = new Int32Array(nUpdate);
-    let count = 0;
-    for (let i = 0; i < nCommon; i++) {
-      if (changed[i]) {
-        if (count === nUpdate) break;
-        updated[count++] = i;
-      }
-    }
-    let popcount = 0;
-    for (let i = 0; i < nCommon; i++) popcount += changed[i];
-    if (popcount !== nUpdate) throw new SnapshotDecodeError('changed-row mask disagrees with the update count');
-    const fieldMasks = schema.fields.map(() => reader.mask(nUpdate));
+    const updated = readChangedRows(reader, raw, flags, nCommon, nUpdate);
+    const allFields = new Uint8Array(nUpdate).fill(1);
+    const fieldMasks = schema.fields.map(() => (flags & FLAG_ALL_FIELDS ? allFields : reader.mask(nUpdate)));
     const rows = new Int32Array(nUpdate);
     const zz = new Uint32Array(nUpdate);
     schema.fields.forEach((spec, f) => {

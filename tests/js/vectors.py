@@ -24,6 +24,7 @@ from astranet.ecs import Angle, Bool, ColumnStore, Float, Quantized, Quaternion,
 from astranet.examples.coop.components import SCHEMA as COOP_SCHEMA
 from astranet.examples.coop.input import Command, encode_command
 from astranet.examples.coop.sim import step_avatar
+from astranet.examples.cubes import Cubes
 from astranet.net import messages as m
 from astranet.net.clock import ServerClock
 from astranet.net.envelope import SnapshotEnvelope
@@ -49,6 +50,7 @@ class Probe:
 
 
 PROBE_SCHEMA = Schema(Probe)
+CUBES_SCHEMA = Cubes.schema
 
 
 def describe(schema: Schema) -> dict[str, Any]:
@@ -171,6 +173,7 @@ def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         _payload_case("delta-to-empty", schema, empty, s3),
     ]
     raw = encode_delta(schema, s2, s1)
+    full = encode_delta(schema, s1)
     bad = [
         {"name": "truncated", "base_id": 1, "payload": _hex(raw[:-1]), "compressed": False},
         {"name": "trailing", "base_id": 1, "payload": _hex(raw + b"\0"), "compressed": False},
@@ -178,7 +181,19 @@ def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {
             "name": "fingerprint",
             "base_id": None,
-            "payload": _hex(raw[:4] + bytes([raw[4] ^ 1]) + raw[5:]),
+            "payload": _hex(full[:3] + bytes([full[3] ^ 1]) + full[4:]),
+            "compressed": False,
+        },
+        {
+            "name": "overlong-varint",
+            "base_id": 1,
+            "payload": _hex(raw[:2] + b"\x80" + raw[2:]),
+            "compressed": False,
+        },
+        {
+            "name": "old-version",
+            "base_id": 1,
+            "payload": _hex(b"\x01" + raw[1:]),
             "compressed": False,
         },
         {
@@ -203,9 +218,30 @@ def _coop_payloads() -> list[dict[str, Any]]:
     store["Body.pos"][3:] += 0.078125
     store["Body.heading"][3:] = 1.5
     s2 = capture(store, 2, 11)
+    # Two drones of 40 move: the changed rows go as a gap list (FLAG_ROW_LIST).
+    store["Body.pos"][[7, 30]] += 0.5
+    s3 = capture(store, 3, 12)
     return [
         _payload_case("coop-full", COOP_SCHEMA, s1, None, compress=True),
         _payload_case("coop-delta", COOP_SCHEMA, s2, s1),
+        _payload_case("coop-delta-row-list", COOP_SCHEMA, s3, s2),
+    ]
+
+
+def _cubes_payloads() -> list[dict[str, Any]]:
+    """The server-load game's one-field schema: sparse movers (row list, no field masks)."""
+    store = ColumnStore(CUBES_SCHEMA)
+    store.spawn(30, Cube__pos=np.linspace(1.0, 900.0, 60).reshape(30, 2))
+    s1 = capture(store, 1, 10)
+    store["Cube.pos"][::10] += [1.5, -0.75]
+    s2 = capture(store, 2, 11)
+    store["Cube.pos"][::10] += [1.5, -0.75]
+    store["Cube.pos"][29] = [999.0, 0.0]
+    s3 = capture(store, 3, 12)
+    return [
+        _payload_case("cubes-full", CUBES_SCHEMA, s1, None),
+        _payload_case("cubes-delta", CUBES_SCHEMA, s2, s1),
+        _payload_case("cubes-delta-older-base", CUBES_SCHEMA, s3, s1),
     ]
 
 
@@ -422,7 +458,11 @@ def _interpolation() -> dict[str, Any]:
 
 def write_vectors(directory: Path) -> Path:
     """Write ``vectors.json`` into ``directory``; returns its path."""
-    schemas = {"probe": describe(PROBE_SCHEMA), "coop": describe(COOP_SCHEMA)}
+    schemas = {
+        "probe": describe(PROBE_SCHEMA),
+        "coop": describe(COOP_SCHEMA),
+        "cubes": describe(CUBES_SCHEMA),
+    }
     payloads, bad = _probe_payloads()
     vectors = {
         "schemas": {
@@ -436,8 +476,13 @@ def write_vectors(directory: Path) -> Path:
                 "fingerprint": COOP_SCHEMA.fingerprint,
                 "canonical": _canonical(COOP_SCHEMA),
             },
+            "cubes": {
+                "description": schemas["cubes"],
+                "fingerprint": CUBES_SCHEMA.fingerprint,
+                "canonical": _canonical(CUBES_SCHEMA),
+            },
         },
-        "payloads": {"probe": payloads, "coop": _coop_payloads()},
+        "payloads": {"probe": payloads, "coop": _coop_payloads(), "cubes": _cubes_payloads()},
         "bad_payloads": bad,
         "signing": _signing(),
         "messages": _messages(),

@@ -13,15 +13,19 @@ from astranet.ecs.schema import Quantized, Schema, replicated
 from astranet.ecs.store import ColumnStore
 from astranet.errors import SnapshotDecodeError
 from astranet.replication.codec import (
-    HEADER,
+    FLAG_ALL_FIELDS,
+    FLAG_DELTA,
+    FLAG_ROW_LIST,
+    FLAG_STRUCTURE,
     MAX_DECODED_BYTES,
     DesyncError,
     decode_delta,
     decode_payload,
     encode_delta,
     encode_payload,
+    payload_counts,
 )
-from astranet.replication.snapshot import SnapshotHistory
+from astranet.replication.snapshot import SnapshotHistory, capture
 from tests.replication.helpers import SCHEMA, evolve, make_store
 
 seeds = st.integers(0, 2**32 - 1)
@@ -67,8 +71,18 @@ def test_visibility_filtered_delta_reproduces_client_view(seed, n, ticks) -> Non
 def test_unchanged_state_is_just_a_header() -> None:
     snaps = _history(7, 50, 1)
     raw = encode_delta(SCHEMA, snaps[0], snaps[0])
-    assert len(raw) == HEADER.size
+    assert raw == bytes([2, FLAG_DELTA, 0])  # version, flags, no updates
     assert decode_delta(SCHEMA, raw, snaps[0]).same_state(snaps[0])
+    assert payload_counts(SCHEMA, raw) == (0, 0, 0, 3)
+
+
+def test_sparse_changes_use_the_row_list_and_dense_ones_the_bitmask() -> None:
+    for change, row_list in ((0.05, True), (0.6, False)):
+        snaps = _history(9, 400, 2, change=change, spawn=0, despawn=0.0)
+        raw = encode_delta(SCHEMA, snaps[1], snaps[0])
+        assert bool(raw[1] & FLAG_ROW_LIST) == row_list
+        assert not raw[1] & FLAG_STRUCTURE
+        assert decode_delta(SCHEMA, raw, snaps[0]).same_state(snaps[1])
 
 
 def test_empty_and_one_row_snapshots_round_trip() -> None:
@@ -80,7 +94,7 @@ def test_empty_and_one_row_snapshots_round_trip() -> None:
 def test_compression_only_when_smaller() -> None:
     snaps = _history(11, 400, 2, change=0.0, spawn=0, despawn=0.0)
     _, compressed = encode_payload(SCHEMA, snaps[1], snaps[0])
-    assert not compressed  # 24-byte header: a frame would be larger
+    assert not compressed  # a 3-byte payload: a frame would be larger
     payload, compressed = encode_payload(SCHEMA, snaps[1], None)
     assert compressed or len(payload) <= len(lz4.frame.compress(payload))
 
@@ -103,25 +117,38 @@ def test_golden_bytes_of_a_tiny_full_and_delta_payload() -> None:
     second = history.capture(2)
     full = encode_delta(schema, first)
     fp = struct.pack("<I", schema.fingerprint)
-    assert full == (
-        bytes([1, 0, 1, 0])
-        + fp
-        + struct.pack("<IIII", 2, 0, 0, 2)
-        + struct.pack("<II", 1, 2)
-        + bytes([0x53])
-    )
+    assert full == bytes([2, 0, 1]) + fp + bytes([2]) + struct.pack("<II", 1, 2) + bytes([0x53])
     delta = encode_delta(schema, second, first)
     assert delta == (
-        bytes([1, 1, 1, 0])
-        + fp
-        + struct.pack("<IIII", 1, 1, 1, 2)
+        bytes([2, FLAG_DELTA | FLAG_STRUCTURE | FLAG_ALL_FIELDS, 1, 1, 1])
         + struct.pack("<I", 1)
         + struct.pack("<I", 3)
         + bytes([0x09])
         + bytes([0x01])
-        + bytes([0x01])
         + bytes([2, 0x02])
     )
+    assert decode_delta(schema, delta, first).same_state(second)
+    # Id 2 moves on alone: the header shrinks to version, flags and one count.
+    store["Tiny.x"][0] = 4.0
+    third = history.capture(3)
+    delta = encode_delta(schema, third, second)
+    assert delta == bytes([2, FLAG_DELTA | FLAG_ALL_FIELDS, 1, 0x01, 2, 0x03])
+    assert decode_delta(schema, delta, second).same_state(third)
+
+
+def test_golden_bytes_of_a_row_list() -> None:
+    """Rows 3 and 12 of 20 change: gaps 3 and 8 at 4 bits (0x83) beat a 3-byte bitmask; both
+    deltas are +1, zigzag 2, at width 2 (0x0A)."""
+    schema = Schema(Tiny)
+    store = ColumnStore(schema)
+    store.spawn(20, Tiny__x=np.zeros(20))
+    history = SnapshotHistory(store)
+    first = history.capture(1)
+    store["Tiny.x"][[3, 12]] = 1.0
+    second = history.capture(2)
+    delta = encode_delta(schema, second, first)
+    flags = FLAG_DELTA | FLAG_ROW_LIST | FLAG_ALL_FIELDS
+    assert delta == bytes([2, flags, 2, 4, 0x83, 2, 0x0A])
     assert decode_delta(schema, delta, first).same_state(second)
 
 
@@ -164,34 +191,77 @@ SAMPLE = _sample_payload()
 @given(st.binary(max_size=200), st.booleans())
 def test_random_bytes_never_raise_anything_else(junk, compressed) -> None:
     raw, base, _ = SAMPLE
-    for payload in (junk, raw[: HEADER.size] + junk):
+    for payload in (
+        junk,
+        raw[:3] + junk,
+        bytes([2, 0, 1]) + struct.pack("<I", SCHEMA.fingerprint) + junk,
+    ):
         with contextlib.suppress(SnapshotDecodeError):
             decode_payload(SCHEMA, payload, compressed, base)
 
 
 def test_oversize_declared_counts_raise_before_allocating() -> None:
     raw, base, _ = _sample_payload(checksum=False)
-    head = list(HEADER.unpack(raw[: HEADER.size]))
-    for index, value in ((4, 2**32 - 1), (7, 2**32 - 1), (5, 2**31), (6, 2**31), (4, 5000)):
-        bad = list(head)
-        bad[index] = value
+    flags = raw[1] | FLAG_STRUCTURE
+    huge = (b"\xff\xff\xff\xff\x0f", b"\x80\x80\x40", b"\x88\x27")  # 2**32-1, 2**20, 5000
+    for counts in (
+        *(h + b"\x00\x00" for h in huge),
+        *(b"\x00" + h + b"\x00" for h in huge),
+        *(b"\x00\x00" + h for h in huge),
+    ):
         with pytest.raises(SnapshotDecodeError):
-            decode_delta(SCHEMA, HEADER.pack(*bad) + raw[HEADER.size :], base)
+            decode_delta(SCHEMA, bytes([2, flags]) + counts + raw[3:], base)
+    full = encode_delta(SCHEMA, base)
+    for count in huge:
+        with pytest.raises(SnapshotDecodeError):
+            decode_delta(SCHEMA, full[:7] + count + full[8:], None)
+
+
+def test_varints_must_be_minimal_and_at_most_five_bytes() -> None:
+    snaps = _history(2, 3, 1)
+    for counts in (b"\x80\x00", b"\x80\x80\x80\x80\x80\x00", b"\x81"):
+        with pytest.raises(SnapshotDecodeError):
+            decode_delta(SCHEMA, bytes([2, FLAG_DELTA]) + counts, snaps[0])
+
+
+def test_flags_that_do_not_fit_the_payload_raise() -> None:
+    snaps = _history(4, 10, 2, change=0.0, spawn=0, despawn=0.0)
+    full = encode_delta(SCHEMA, snaps[0])
+    for flag in (FLAG_STRUCTURE, FLAG_ROW_LIST, FLAG_ALL_FIELDS, 0x20, 0x80):
+        with pytest.raises(SnapshotDecodeError, match="flags"):
+            decode_delta(SCHEMA, bytes([2, full[1] | flag]) + full[2:], None)
+    for flag in (FLAG_ROW_LIST, FLAG_ALL_FIELDS):  # row-set flags but no updates
+        with pytest.raises(SnapshotDecodeError, match="flags"):
+            decode_delta(SCHEMA, bytes([2, FLAG_DELTA | flag, 0]), snaps[0])
+
+
+def test_a_row_list_beyond_the_base_rows_raises() -> None:
+    schema = Schema(Tiny)
+    store = ColumnStore(schema)
+    store.spawn(20, Tiny__x=np.zeros(20))
+    first = capture(store, 1, 1)
+    flags = FLAG_DELTA | FLAG_ROW_LIST | FLAG_ALL_FIELDS
+    # Rows 4 and 20 (of 0..19); rows 19 and 36; a width above 32 bits.
+    for rows in (bytes([4, 0xF4]), bytes([5, 0x13, 0x02]), bytes([33, 0x83])):
+        with pytest.raises(SnapshotDecodeError):
+            decode_delta(schema, bytes([2, flags, 2]) + rows + bytes([2, 0x0A]), first)
+    good = bytes([2, flags, 2, 4, 0xF3, 2, 0x0A])  # rows 3 and 19
+    assert decode_delta(schema, good, first).codes[0][[3, 19], 0].tolist() == [1, 1]
 
 
 def test_unknown_base_wrong_schema_and_version_raise() -> None:
     raw, base, _ = _sample_payload()
     with pytest.raises(SnapshotDecodeError, match="base"):
         decode_delta(SCHEMA, raw, None)
-    with pytest.raises(SnapshotDecodeError, match="schema"):
-        decode_delta(Schema(Tiny), raw, base)
     with pytest.raises(SnapshotDecodeError, match="version"):
-        decode_delta(SCHEMA, bytes([2]) + raw[1:], base)
+        decode_delta(SCHEMA, bytes([1]) + raw[1:], base)
+    with pytest.raises(SnapshotDecodeError, match="schema"):
+        decode_delta(Schema(Tiny), encode_delta(SCHEMA, base), None)
 
 
 def test_checksum_mismatch_is_a_desync() -> None:
     raw, base, _ = _sample_payload()
-    crc_offset = HEADER.size
+    crc_offset = payload_counts(SCHEMA, raw).header_bytes - 4
     tampered = raw[:crc_offset] + bytes([raw[crc_offset] ^ 1]) + raw[crc_offset + 1 :]
     with pytest.raises(DesyncError):
         decode_delta(SCHEMA, tampered, base)

@@ -35,7 +35,6 @@ DOTS_FIELDS = [
     ("Body.vel", -64.0, 1 / 256, 2, (128 * 256).bit_length()),  # M = 32768 -> 16 bits
     ("Body.kind", 0.0, 1.0, 1, (3).bit_length()),  # M = 3 -> 2 bits
 ]
-HEADER = struct.Struct("<BBHIIIII")  # version, flags, field_count, fingerprint, 4 counts
 FLAG_DELTA, FLAG_CHECKSUM = 1, 2
 
 
@@ -54,6 +53,18 @@ def signed_input(key: bytes, seq: int, tick_ms: int, blob: bytes) -> dict:
     return {"t": "InputFrame", "seq": seq, "tick_ms": tick_ms, "input_blob": blob, "sig": mac[:16]}
 
 
+def read_uleb(buf: bytes, offset: int) -> tuple[int, int]:
+    """Unsigned LEB128: 7 bits per byte, least significant group first, high bit = more."""
+    value = shift = 0
+    while True:
+        byte = buf[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, offset
+
+
 def unpack_run(buf: bytes, offset: int, count: int, width: int) -> tuple[np.ndarray, int]:
     """A packed run: value i is stream bits i*w .. i*w+w-1, LSB first, byte-wise LSB first."""
     size = (count * width + 7) // 8
@@ -68,12 +79,12 @@ def unpack_run(buf: bytes, offset: int, count: int, width: int) -> tuple[np.ndar
 def decode_full_payload(payload: bytes, compressed: bool) -> dict[str, np.ndarray]:
     """A full snapshot (base_id nil) -> {"net_id": ids, field name: float array (n, k)}."""
     raw = lz4.frame.decompress(payload) if compressed else payload
-    version, flags, field_count, _fp, n_spawn, n_despawn, n_update, n_total = HEADER.unpack_from(
-        raw, 0
-    )
-    assert (version, flags & FLAG_DELTA, field_count) == (1, 0, len(DOTS_FIELDS))
-    assert n_despawn == n_update == 0 and n_spawn == n_total
-    offset = HEADER.size + (4 if flags & FLAG_CHECKSUM else 0)
+    version, flags = raw[0], raw[1]
+    field_count, offset = read_uleb(raw, 2)
+    assert (version, flags & FLAG_DELTA, field_count) == (2, 0, len(DOTS_FIELDS))
+    offset += 4  # the schema fingerprint (u32)
+    n_spawn, offset = read_uleb(raw, offset)
+    offset += 4 if flags & FLAG_CHECKSUM else 0
     ids = np.frombuffer(raw, dtype="<u4", count=n_spawn, offset=offset)
     offset += 4 * n_spawn
     assert np.all(np.diff(ids.astype(np.int64)) > 0) and np.all(ids > 0)
