@@ -23,6 +23,7 @@ def packed_size(count: int, width: int) -> int:
 # a dozen runs of a few values each, where numpy's per-call overhead (~1 us x 8 calls) is the
 # whole cost. The layout is the same (LSB first), so both paths give identical bytes.
 SMALL_RUN = 32
+_LITTLE = {1: "u1", 2: "<u2", 4: "<u4"}
 
 
 def pack_bits(values: np.ndarray, width: int) -> bytes:
@@ -36,7 +37,9 @@ def pack_bits(values: np.ndarray, width: int) -> bytes:
         for i, value in enumerate(values.tolist()):
             run |= (value & mask) << (i * width)
         return run.to_bytes(packed_size(count, width), "little")
-    as_bytes = np.ascontiguousarray(values, dtype="<u4").view(np.uint8).reshape(-1, 4)
+    # Unpack only as many bytes per value as the width needs (a 9-bit delta: 16 bits, not 32).
+    size = 1 if width <= 8 else 2 if width <= 16 else 4
+    as_bytes = np.ascontiguousarray(values, dtype=_LITTLE[size]).view(np.uint8).reshape(-1, size)
     bits = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width]
     return np.packbits(bits.ravel(), bitorder="little").tobytes()
 
