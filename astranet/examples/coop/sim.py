@@ -138,9 +138,11 @@ def drone_speeds(net_ids: np.ndarray) -> np.ndarray:
 
 
 def _sum_sq(offsets: np.ndarray) -> np.ndarray:
-    """Squared length over the last axis (size 2): ``x*x + y*y``, the same float64 operations as
-    ``np.einsum("...k,...k->...", o, o)`` at half its call overhead."""
-    return np.add.reduce(offsets * offsets, axis=-1)  # what .sum() calls, minus its wrapper
+    """Squared length over the last axis (size 2): ``x*x + y*y``, the same float64 operations
+    as ``np.einsum("...k,...k->...", o, o)``, and faster at every size (a reduction over a
+    2-long axis is slow for large arrays, einsum's call overhead dominates small ones)."""
+    x, y = offsets[..., 0], offsets[..., 1]
+    return x * x + y * y
 
 
 def chase(
