@@ -24,6 +24,7 @@ Benchmark: benchmarks/test_bench_replication.py, benchmarks/tick.py, benchmarks/
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 from typing import NamedTuple
@@ -83,16 +84,25 @@ class DesyncError(SnapshotDecodeError):
 # -- encode -------------------------------------------------------------------------------
 
 
-def _zigzag_delta(cur: np.ndarray, base: np.ndarray, bits: np.ndarray) -> np.ndarray:
+@functools.cache
+def _wrap_constants(code_bits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``(half, mask)`` per code component: ``2**(bits-1)`` and ``2**bits - 1`` as int64."""
+    bits = np.array(code_bits, dtype=np.int64)
+    return np.left_shift(1, bits - 1), np.left_shift(1, bits) - 1
+
+
+def _zigzag_delta(cur: np.ndarray, base: np.ndarray, code_bits: tuple[int, ...]) -> np.ndarray:
     """``cur - base`` wrapped to the signed ``bits``-bit range, zigzagged (always < 2**bits).
 
-    ``cur``/``base`` are ``(m, k)`` codes, ``bits`` the ``(k,)`` widths: one pass per field.
+    ``cur``/``base`` are ``(m, k)`` codes, ``code_bits`` the ``k`` widths: one pass per field.
+    Returns int64 (every value fits the component's width).
     """
-    full = np.left_shift(1, bits)
-    diff = np.subtract(cur, base, dtype=np.int64)
-    np.remainder(diff, full, out=diff)
-    signed = np.where(diff >= full >> 1, diff - full, diff)
-    return ((signed << 1) ^ (signed >> 63)).astype(np.uint32)
+    half, mask = _wrap_constants(code_bits)
+    signed = np.subtract(cur, base, dtype=np.int64)
+    signed += half  # (d + half) mod 2**bits - half: d wrapped to [-half, half)
+    signed &= mask
+    signed -= half
+    return (signed << 1) ^ (signed >> 63)
 
 
 def _pack_mask(mask: np.ndarray) -> bytes:
@@ -230,8 +240,7 @@ def encode_delta(
             rows = updated[per_field[f]]
             if len(rows) == 0:
                 continue
-            bits = np.array(field.encoding.code_bits, dtype=np.int64)
-            zz = _zigzag_delta(cur_common[f][rows], base_common[f][rows], bits)
+            zz = _zigzag_delta(cur_common[f][rows], base_common[f][rows], field.encoding.code_bits)
             for comp, top in enumerate(zz.max(axis=0).tolist()):
                 width = int(top).bit_length()
                 parts.append(bytes((width,)))
