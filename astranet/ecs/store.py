@@ -47,6 +47,7 @@ DEFAULT_QUARANTINE = 128
 # spawning). Forgetting older ones is always safe: a forgotten id is simply never reused.
 MAX_RECYCLABLE_IDS = 1 << 16
 _MAX_NET_ID = (1 << 32) - 1
+_MAX_CACHED_ROWS = 64  # row() serves a room's few avatars; anything else just looks up again
 _STATE_VERSION = 1
 
 
@@ -79,6 +80,9 @@ class ColumnStore:
         # name -> view over the live rows; systems index columns by name dozens of times a
         # tick, so each view is made once and dropped by every structural change.
         self._views: dict[str, np.ndarray] = {}
+        # net id -> row of the ids row() was asked for (each player's, every input), until
+        # the next structural change.
+        self._row_of: dict[int, int] = {}
         #: Bumped by every structural change (spawn, despawn, replace_all): while it stays the
         #: same, every live row keeps its net id and its row number, so systems may cache rows.
         self.generation = 0
@@ -125,12 +129,17 @@ class ColumnStore:
     def row(self, net_id: int) -> int:
         """Row of one live net id (a Python int); raises :class:`UnknownEntityError` if it is
         not live. Per-input game code looks up one row: this skips :meth:`rows`'s arrays."""
+        row = self._row_of.get(net_id)
+        if row is not None:
+            return row
         live = self._ids[: self.count]
         try:
             row = int(live.searchsorted(net_id))
         except OverflowError:  # not a u32: cannot be live
             row = self.count
         if row < self.count and live[row] == net_id:
+            if len(self._row_of) < _MAX_CACHED_ROWS:
+                self._row_of[net_id] = row
             return row
         raise UnknownEntityError(f"net ids not live: [{net_id}]")
 
@@ -249,6 +258,7 @@ class ColumnStore:
 
     def _structure_changed(self) -> None:
         self._views.clear()
+        self._row_of.clear()
         self.generation += 1
 
     def _allocate(self, n: int) -> np.ndarray:

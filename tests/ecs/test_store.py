@@ -42,6 +42,24 @@ def test_despawn_keeps_order_and_rows_follow_ids() -> None:
         store.despawn([2])
 
 
+def test_row_follows_structural_changes_and_refuses_dead_ids() -> None:
+    store = ColumnStore(SCHEMA)
+    ids = store.spawn(5).tolist()
+    generation = store.generation
+    assert [store.row(i) for i in ids] == [0, 1, 2, 3, 4]
+    assert store.row(ids[4]) == 4 and store.generation == generation  # lookups change nothing
+    store.despawn([ids[0], ids[2]])
+    assert store.generation > generation
+    assert store.row(ids[4]) == 2 and store.row(ids[1]) == 0
+    for gone in (ids[0], ids[2], 0, 99, -1, 1 << 40):
+        with pytest.raises(UnknownEntityError):
+            store.row(gone)
+    store.replace_all(np.array([ids[4]], dtype=np.uint32), [np.zeros((1, 2)), np.zeros(1)])
+    assert store.row(ids[4]) == 0
+    with pytest.raises(UnknownEntityError):
+        store.row(ids[1])
+
+
 def test_ids_are_not_reused_while_quarantined() -> None:
     store = ColumnStore(SCHEMA, quarantine=3)
     store._next_id = (1 << 32) - 2  # two fresh ids left
