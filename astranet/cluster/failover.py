@@ -145,6 +145,7 @@ class FailoverMatchmaking:
             room = self.host.rooms.pop(room_id, None)
             if room is None:
                 continue
+            self.host.report_room_counts(room)  # its last counts still reach /metrics
             log.error(
                 "room %s was taken over by another node; closing its %d session(s)",
                 room_id,

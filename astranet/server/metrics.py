@@ -16,7 +16,7 @@ and system names are capped at :data:`MAX_LABEL_VALUES` distinct values each (th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -179,6 +179,9 @@ class ServerMetrics:
             registry=reg,
             buckets=SYSTEM_TIME_BUCKETS_S,
         )
+        #: Called at the start of every scrape: owners of per-room counters (RoomHost) move
+        #: them into the plain ints here then, instead of after every room tick.
+        self.before_collect: Callable[[], None] | None = None
         self._kick_reasons = _BoundedLabels()
         self._system_names = _BoundedLabels()
         reg.register(_CounterCollector(self))
@@ -230,6 +233,8 @@ class _CounterCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         metrics = self._metrics
+        if metrics.before_collect is not None:
+            metrics.before_collect()
         for attribute, name, documentation in _COUNTERS:
             yield CounterMetricFamily(
                 f"{NAMESPACE}_{name}", documentation, value=getattr(metrics, attribute)

@@ -274,7 +274,11 @@ class Room:
 
     def attended(self) -> bool:
         """Whether any player is connected (the server steps only attended rooms)."""
-        return any(p.session is not None for p in self.players.values())
+        # A plain loop: every room asks this every tick, and any(genexpr) is ~5x slower.
+        for player in self.players.values():  # noqa: SIM110 (speed, see above)
+            if player.session is not None:
+                return True
+        return False
 
     def _command_queues(self) -> Iterator[tuple[str, int, CommandQueue]]:
         return ((p.player_id, p.net_id, p.commands) for p in self.players.values())
