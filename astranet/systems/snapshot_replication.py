@@ -78,17 +78,16 @@ class SnapshotReplicationSystem(esper.Processor):
         fanout.begin_tick(snapshot)
         interest = self.interest
         plain: list[SnapshotSubscriber] = []
+        budgeted: list[SnapshotSubscriber] = []
+        relevances: list[Relevance] = []
         for subscriber in self.subscribers():
             baseline = subscriber.baseline
             if interest is not None and isinstance(baseline, InterestBaseline):
                 relevance = interest.relevance(sim, subscriber.net_id)
                 if relevance is None:
                     relevance = Relevance.everything(len(snapshot))
-                encoded = interest.encoder.encode_for(
-                    baseline, snapshot, relevance, interest.budget_bytes
-                )
-                self.payload_bytes += len(encoded.payload)
-                subscriber.deliver(encoded)
+                budgeted.append(subscriber)
+                relevances.append(relevance)
                 continue
             plain.append(subscriber)
         # Clients whose acks differ by a snapshot or two share one base (and one encode).
@@ -97,3 +96,15 @@ class SnapshotReplicationSystem(esper.Processor):
             encoded = fanout.encode_for(subscriber.baseline, subscriber.visible, base_id)
             self.payload_bytes += len(encoded.payload)
             subscriber.deliver(encoded)
+        if interest is not None and budgeted:
+            # Every budgeted client of the room in one vectorised plan and encode.
+            baselines = [s.baseline for s in budgeted]
+            encodeds = interest.encoder.encode_many(
+                baselines,  # type: ignore[arg-type]
+                snapshot,
+                relevances,
+                interest.budget_bytes,
+            )
+            for subscriber, encoded in zip(budgeted, encodeds, strict=True):
+                self.payload_bytes += len(encoded.payload)
+                subscriber.deliver(encoded)
