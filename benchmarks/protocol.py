@@ -145,11 +145,13 @@ class BenchHost:
         return None
 
     def handle(self, session: Session, message: object) -> None:
-        # As GameServer.handle: queue the input, apply the ack.
+        # As GameServer.handle: queue the input, apply its folded ack.
         player = session.player
         if type(message) is InputFrame:
             player.inputs.push(message.seq, message.input_blob)
             player.last_accepted_seq = message.seq
+            if message.ack is not None:
+                player.baseline.ack(message.ack)
         elif type(message) is Ack:
             player.baseline.ack(message.snapshot_id)
 

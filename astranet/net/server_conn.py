@@ -27,8 +27,9 @@ What it enforces (WIRE.md rules):
 WIRE A1: ``Hello{compact: true}`` is granted when ``allow_compact`` (the default): HelloAck
 then says ``compact: true`` and ``conn.compact`` is set, telling the shell to send Snapshots in
 the compact envelope (``astranet.net.envelope``); other replies stay map envelopes. An
-``InputFrame`` carrying ``ack`` comes out as the frame followed by an ``Ack`` message (the
-pair was charged once by the rate limit); if the frame is refused its ack goes with it.
+``InputFrame`` carrying ``ack`` comes out as that one message: the shell applies ``frame.ack``
+as an ``Ack`` right after the frame (one dispatch per tick, not two; the frame was charged
+once by the rate limit); if the frame is refused its ack goes with it.
 WIRE A4: with an ``authenticate`` callable (the server's JWT check), ``Hello`` is answered only
 once ``authenticate(hello.token or upgrade_token)`` returned; its result is ``conn.identity``.
 If it raises ``Unauthorized`` the reply is ``ProtocolError{unauthorized}`` then close 1008 and
@@ -109,7 +110,6 @@ from astranet.net.messages import (
     Snapshot,
     decode_client_message,
     encode,
-    folded_ack,
 )
 from astranet.net.ratelimit import Admission, Clock, FloodGuard, RateLimitConfig, TokenBucket
 from astranet.net.signing import InputSigner, ReplayGuard, command_key, sign_command
@@ -403,14 +403,6 @@ class ServerConnection:
             events = self.events = True  # the event channel (docs/protocol.md, Events)
         self._queue(HelloAck(PROTOCOL_VERSION, granted, events))
 
-    def _receive_input(self, frame: InputFrame) -> None:
-        """An InputFrame in a room: verified, then delivered with its folded ack after it."""
-        self._check_input(frame)
-        self.stats.inputs_accepted += 1
-        if self._deliver(frame) and frame.ack is not None:
-            # Already checked as a u32 with the frame: no Ack validation again.
-            self._events.append(folded_ack(frame.ack))
-
     def _deliver(self, msg: ClientMessage) -> bool:
         """Queue ``msg`` for ``messages_received``; False (and close 1011) when the shell
         stopped draining."""
@@ -433,7 +425,8 @@ class ServerConnection:
             self.stats.signature_failures += 1
             raise BadSignature("command signature verification failed", close_code=self._kick)
 
-    def _check_input(self, frame: InputFrame) -> None:
+    def _receive_input(self, frame: InputFrame) -> None:
+        """An InputFrame in a room: verified, then delivered (its ``ack`` rides along)."""
         # Signature first, so an unsigned frame cannot probe the replay guard.
         assert self._signer is not None  # IN_ROOM implies a JoinAccepted was sent
         seq = frame.seq
@@ -451,6 +444,8 @@ class ServerConnection:
             self.stats.seq_jumps += 1
             raise SeqJump(f"input seq {seq} jumps more than {MAX_INPUT_SEQ_JUMP} past {last or 0}")
         guard.accept(seq)
+        self.stats.inputs_accepted += 1
+        self._deliver(frame)
 
     def _fail(self, exc: ProtocolError) -> None:
         """The one place a protocol error becomes a reply, a strike and/or a close."""

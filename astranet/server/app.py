@@ -327,12 +327,12 @@ class GameServer:
         try:
             if isinstance(message, InputFrame):
                 self.host.on_input(session, message)
+                if message.ack is not None:  # WIRE A1: an Ack folded into the frame
+                    self._ack(session, message.ack)
             elif isinstance(message, Command):
                 self.host.on_command(session, message)
             elif isinstance(message, Ack):
-                if session.player is not None:
-                    session.player.baseline.ack(message.snapshot_id)
-                    session.player.outbox.ack(message.snapshot_id)
+                self._ack(session, message.snapshot_id)
             elif isinstance(message, Ping):
                 session.send(
                     Pong(
@@ -351,6 +351,14 @@ class GameServer:
             # Refusals of well-formed requests (unknown region, mode not served, room full):
             # a reply, no strike, and the client stays in the lobby to try again.
             session.conn.send_error(exc)
+
+    @staticmethod
+    def _ack(session: Session, snapshot_id: int) -> None:
+        """The client holds snapshot ``snapshot_id``: deltas and event resends may use it."""
+        player = session.player
+        if player is not None:
+            player.baseline.ack(snapshot_id)
+            player.outbox.ack(snapshot_id)
 
     @staticmethod
     def _address(session: Session) -> str:

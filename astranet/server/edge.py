@@ -317,7 +317,10 @@ class WebSocketEdge(asyncio.Protocol):
             elif ws.state is State.OPEN:
                 mask = buf[pos + header - 4 : pos + header]
                 payload = apply_mask(buf[pos + header : pos + size], mask)
-                self._on_data_frame(_OPCODES[opcode], bool(head1 & 0x80), payload)
+                if head1 == _FIN_BINARY and not self._fragments:
+                    self.on_message(payload)  # the usual frame: one whole binary message
+                else:
+                    self._on_data_frame(_OPCODES[opcode], bool(head1 & 0x80), payload)
             # else: our close frame is out; data the peer sent before reading it is dropped
             # unread (a kicked flooder costs a header read per frame, not a parse)
             pos += size

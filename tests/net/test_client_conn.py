@@ -172,5 +172,5 @@ def test_one_message_per_tick_with_compact_snapshots() -> None:
     client.send_input(b"\x01", 1000, ack=4)
     pump(client, server)
     received = server.messages_received()
-    assert [type(msg) for msg in received] == [m.InputFrame, m.Ack]
-    assert received[1].snapshot_id == 4 and client.last_acked_snapshot_id == 4
+    assert [type(msg) for msg in received] == [m.InputFrame]  # one message, ack inside
+    assert received[0].ack == 4 and client.last_acked_snapshot_id == 4

@@ -6,6 +6,8 @@ field, hand-built headers declaring huge lengths, and nesting bombs.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -109,7 +111,13 @@ def test_wrong_type_in_each_field(msg: m.Message, data: st.DataObject) -> None:
 )
 def test_huge_declared_lengths_allocate_nothing(header: bytes) -> None:
     for decoder in DECODERS:
-        assert decode_or_error(decoder, header + b"\x00" * 16) is None
+        tracemalloc.start()
+        try:
+            assert decode_or_error(decoder, header + b"\x00" * 16) is None
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 1024, f"{header!r} made the decoder allocate {peak} bytes"
 
 
 @pytest.mark.parametrize("opener", [b"\x91", b"\x81\xa1x", b"\xdc\x00\x01"])

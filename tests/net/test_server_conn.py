@@ -368,13 +368,13 @@ def test_a_client_that_does_not_ask_gets_the_v1_hello_ack() -> None:
     assert m.encode(m.HelloAck(1)) == m.encode(m.HelloAck(1, None))  # no "compact" key
 
 
-def test_folded_ack_comes_out_after_its_frame_and_costs_one_token() -> None:
+def test_folded_ack_comes_out_in_its_frame_and_costs_one_token() -> None:
     conn = in_room(rate_limit=RateLimitConfig(rate_per_s=1e-9, burst=3))
     blob = b"\x01"
     data = m.encode(m.InputFrame(1, 1000, blob, sign(KEY, 1, 1000, blob), ack=17))
     conn.receive_data(data)
     signed = m.InputFrame(1, 1000, blob, sign(KEY, 1, 1000, blob), 17)
-    assert conn.messages_received() == [signed, m.Ack(17)]
+    assert conn.messages_received() == [signed]  # one message: the shell applies .ack
     assert conn.stats.rate_limited == 0
     assert conn._flood._bucket.tokens == pytest.approx(1.0)  # Hello + one frame of 3
 
