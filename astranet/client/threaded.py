@@ -30,16 +30,22 @@ from collections.abc import Callable
 
 from astranet.client.connection import GameClient
 from astranet.client.events import ClientEvent, ClientOptions, ClientStats
+from astranet.client.link import ForwardingLink
 from astranet.errors import AstranetError, InvalidState
 from astranet.net.messages import JoinAccepted
 from astranet.replication.events import GameEvent
-from astranet.systems.contract import ClockEstimate, ReceivedSnapshot
 
 __all__ = ["ThreadedClient"]
 
 
-class ThreadedClient:
-    """A :class:`GameClient` on a background thread; the same thread-safe game-side API."""
+class ThreadedClient(ForwardingLink):
+    """A :class:`GameClient` on a background thread; the same thread-safe game-side API.
+
+    The link calls a ClientWorld makes (``now_ms``, ``clock_estimate``, ``ack``,
+    ``send_input``, ``drain_snapshots``) are ForwardingLink's, forwarded to ``client``.
+    """
+
+    client: GameClient
 
     def __init__(
         self,
@@ -48,7 +54,7 @@ class ThreadedClient:
         on_event: Callable[[ClientEvent], None] | None = None,
     ) -> None:
         """``on_event`` runs on the network thread; prefer ``drain_events()`` in the game."""
-        self.client = GameClient(options, on_event=on_event)
+        super().__init__(GameClient(options, on_event=on_event))
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -81,12 +87,6 @@ class ThreadedClient:
 
     # -- the game-side API, delegated (all thread-safe in GameClient) ------------------------
 
-    def now_ms(self) -> float:
-        return self.client.now_ms()
-
-    def send_input(self, blob: bytes) -> int | None:
-        return self.client.send_input(blob)
-
     def set_view(self, view: tuple[int, int] | None) -> None:
         self.client.set_view(view)
 
@@ -96,20 +96,11 @@ class ThreadedClient:
     def drain_game_events(self) -> list[GameEvent]:
         return self.client.drain_game_events()
 
-    def ack(self, snapshot_id: int) -> None:
-        self.client.ack(snapshot_id)
-
     def input_steps_due(self, now_ms: float) -> int | None:
         return self.client.input_steps_due(now_ms)
 
-    def drain_snapshots(self) -> list[ReceivedSnapshot]:
-        return self.client.drain_snapshots()
-
     def drain_events(self) -> list[ClientEvent]:
         return self.client.drain_events()
-
-    def clock_estimate(self, now_ms: float) -> ClockEstimate:
-        return self.client.clock_estimate(now_ms)
 
     @property
     def error(self) -> AstranetError | None:
