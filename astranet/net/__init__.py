@@ -13,76 +13,25 @@ Asyncio edges: ``linkconditioner`` (a degrading loopback proxy for tests; not re
 The byte-level contract for client authors is ``docs/protocol.md``.
 """
 
-from astranet.net.backoff import Backoff
-from astranet.net.client_conn import ClientConnection, ClientPhase
-from astranet.net.clock import RttEstimator, ServerClock
-from astranet.net.messages import (
-    CLIENT_MESSAGES,
-    SERVER_MESSAGES,
-    Ack,
-    ClientMessage,
-    ErrorMessage,
-    FindOrCreate,
-    Hello,
-    HelloAck,
-    InputFrame,
-    JoinAccepted,
-    JoinRoom,
-    Leave,
-    MatchResult,
-    Message,
-    Ping,
-    Pong,
-    RateLimited,
-    Resume,
-    ServerMessage,
-    Snapshot,
-    decode_client_message,
-    decode_server_message,
-    encode,
-)
-from astranet.net.ratelimit import Admission, FloodGuard, RateLimitConfig, TokenBucket
-from astranet.net.server_conn import ConnectionStats, ServerConnection, ServerPhase
-from astranet.net.signing import InputSigner, ReplayGuard, sign, verify
+# Each module's ``__all__`` is its public API; the package re-exports them all, so a name is
+# listed once, where it is defined.
+from astranet.net import backoff, client_conn, clock, messages, ratelimit, server_conn, signing
+from astranet.net.backoff import *  # noqa: F403
+from astranet.net.client_conn import *  # noqa: F403
+from astranet.net.clock import *  # noqa: F403
+from astranet.net.messages import *  # noqa: F403
+from astranet.net.ratelimit import *  # noqa: F403
+from astranet.net.server_conn import *  # noqa: F403
+from astranet.net.signing import *  # noqa: F403
 
-__all__ = [
-    "CLIENT_MESSAGES",
-    "SERVER_MESSAGES",
-    "Ack",
-    "Admission",
-    "Backoff",
-    "ClientConnection",
-    "ClientMessage",
-    "ClientPhase",
-    "ConnectionStats",
-    "ErrorMessage",
-    "FindOrCreate",
-    "FloodGuard",
-    "Hello",
-    "HelloAck",
-    "InputFrame",
-    "InputSigner",
-    "JoinAccepted",
-    "JoinRoom",
-    "Leave",
-    "MatchResult",
-    "Message",
-    "Ping",
-    "Pong",
-    "RateLimitConfig",
-    "RateLimited",
-    "ReplayGuard",
-    "Resume",
-    "RttEstimator",
-    "ServerClock",
-    "ServerConnection",
-    "ServerMessage",
-    "ServerPhase",
-    "Snapshot",
-    "TokenBucket",
-    "decode_client_message",
-    "decode_server_message",
-    "encode",
-    "sign",
-    "verify",
-]
+__all__ = sorted(
+    {
+        *backoff.__all__,
+        *client_conn.__all__,
+        *clock.__all__,
+        *messages.__all__,
+        *ratelimit.__all__,
+        *server_conn.__all__,
+        *signing.__all__,
+    }
+)

@@ -44,11 +44,10 @@ from astranet.errors import (
     SchemaMismatch,
     schema_mismatch_message,
 )
-from astranet.net._fields import close_reason
+from astranet.net._connection import Connection
 from astranet.net.limits import (
     MAX_ACK_HISTORY,
     MAX_MESSAGE_BYTES,
-    MAX_PENDING_EVENTS,
     MAX_PENDING_MESSAGES,
     PROTOCOL_VERSION,
     U32_MAX,
@@ -97,8 +96,10 @@ TRANSITIONS: dict[tuple[ClientPhase, type], ClientPhase] = {
 }
 
 
-class ClientConnection:
+class ClientConnection(Connection[ServerMessage]):
     """Protocol state of one player, as seen by the client. See the module docstring."""
+
+    CLOSED = ClientPhase.CLOSED
 
     def __init__(
         self,
@@ -115,7 +116,8 @@ class ClientConnection:
         self.max_message_bytes = max_message_bytes
         self.schema_fingerprint = schema_fingerprint
         self._clock = clock
-        self.phase = ClientPhase.IDLE
+        super().__init__()
+        self.phase: ClientPhase = ClientPhase.IDLE
         self.session_key: bytes | None = None
         self.room_id: str | None = None
         #: WIRE A4: the party token of our FindOrCreate(party_size > 1); give it to friends
@@ -137,9 +139,6 @@ class ClientConnection:
         self.next_command_seq = 1  # Command seqs, numbered on across resumes like inputs
         self._acked: deque[int] = deque(maxlen=MAX_ACK_HISTORY)
         self._signer: InputSigner | None = None
-        self._events: list[ServerMessage] = []
-        self._writes: list[bytes] = []
-        self._close: tuple[int, str] | None = None
 
     # ------------------------------------------------------------------------- sending
 
@@ -293,27 +292,7 @@ class ClientConnection:
             self.compact_granted = msg.compact  # type: ignore[union-attr]
             self.events_granted = msg.events  # type: ignore[union-attr]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
-        if len(self._events) >= MAX_PENDING_EVENTS:
-            self.fail(1011, "receive queue overflow: caller is not draining")
-            return
-        self._events.append(msg)
-
-    def messages_received(self) -> list[ServerMessage]:
-        events, self._events = self._events, []
-        return events
-
-    def data_to_send(self) -> list[bytes]:
-        writes, self._writes = self._writes, []
-        return writes
-
-    def close_expected(self) -> tuple[int, str] | None:
-        return self._close
-
-    def fail(self, code: int, reason: str = "") -> None:
-        """Decide to close (the first close wins); further input is ignored."""
-        if self._close is None:
-            self._close = (code, close_reason(reason))
-            self.phase = ClientPhase.CLOSED
+        self._deliver(msg)
 
     def reset_transport(self) -> None:
         """Forget the dropped socket, keep identity and seq: ready for hello() + resume()."""
@@ -321,9 +300,7 @@ class ClientConnection:
         self.compact_granted = None
         self.session_key = None
         self._signer = None
-        self._events = []
-        self._writes = []
-        self._close = None
+        self._reset_outboxes()
 
     # ------------------------------------------------------------------------ internals
 

@@ -79,12 +79,11 @@ from astranet.errors import (
     UnknownMessageType,
     schema_mismatch_message,
 )
-from astranet.net._fields import close_reason
+from astranet.net._connection import Connection
 from astranet.net.limits import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_INPUT_SEQ_JUMP,
     MAX_MESSAGE_BYTES,
-    MAX_PENDING_EVENTS,
     MAX_PENDING_MESSAGES,
     PROTOCOL_VERSION,
 )
@@ -201,8 +200,10 @@ class ConnectionStats:
     inputs_accepted: int = 0
 
 
-class ServerConnection:
+class ServerConnection(Connection[ClientMessage]):
     """Protocol state of one client, as seen by the server. See the module docstring."""
+
+    CLOSED = ServerPhase.CLOSED
 
     def __init__(
         self,
@@ -228,7 +229,8 @@ class ServerConnection:
         self._kick = 1008 if sig_failure_policy == "kick" else None
         self.max_message_bytes = max_message_bytes
         self.schema_fingerprint = schema_fingerprint
-        self.phase = ServerPhase.AWAIT_HELLO
+        super().__init__()
+        self.phase: ServerPhase = ServerPhase.AWAIT_HELLO
         self.allow_compact = allow_compact
         #: True once a Hello asked for the compact envelope and it was granted (WIRE A1).
         self.compact = False
@@ -249,9 +251,6 @@ class ServerConnection:
         self._guard = ReplayGuard()
         self._session_key: bytes | None = None
         self._command_key: bytes | None = None
-        self._events: list[ClientMessage] = []
-        self._writes: list[bytes] = []
-        self._close: tuple[int, str] | None = None
 
     # ------------------------------------------------------------------ shell-facing API
 
@@ -306,20 +305,6 @@ class ServerConnection:
         except ProtocolError as exc:
             self._fail(exc)
 
-    def messages_received(self) -> list[ClientMessage]:
-        """Validated messages since the last call, oldest first (each delivered once)."""
-        events, self._events = self._events, []
-        return events
-
-    def data_to_send(self) -> list[bytes]:
-        """Encoded messages to write, in order, each as one binary WebSocket message."""
-        writes, self._writes = self._writes, []
-        return writes
-
-    def close_expected(self) -> tuple[int, str] | None:
-        """``(close code, reason)`` once the connection must close, else ``None``."""
-        return self._close
-
     def send(self, msg: ServerMessage, *, last_input_seq: int | None = None) -> None:
         """Queue ``msg``. Sending ``JoinAccepted`` starts the session.
 
@@ -357,13 +342,9 @@ class ServerConnection:
             raise InvalidState(f"connection is closing ({self._close[0]}); cannot send")
         self._queue(ErrorMessage(exc.code, exc.message[:MAX_ERROR_MESSAGE_CHARS]))
         if exc.close_code is not None:
-            self._close_with(exc.close_code, exc.message)
+            self.fail(exc.close_code, exc.message)
         elif self.phase is _P.MATCHING:
             self.phase = _P.LOBBY  # the request is over; the client may ask again
-
-    def fail(self, code: int, reason: str = "") -> None:
-        """Decide to close (handshake timeout, shutdown 1001, ...). The first close wins."""
-        self._close_with(code, reason)
 
     # ------------------------------------------------------------------------ internals
 
@@ -382,7 +363,7 @@ class ServerConnection:
             self._answer_hello(msg)  # type: ignore[arg-type]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
         if self._deliver(msg) and kind is Leave:
-            self._close_with(1000, "leave")
+            self.fail(1000, "leave")
 
     def _answer_hello(self, msg: Hello) -> None:
         if msg.protocol != PROTOCOL_VERSION:
@@ -402,15 +383,6 @@ class ServerConnection:
         if msg.events:
             events = self.events = True  # the event channel (docs/protocol.md, Events)
         self._queue(HelloAck(PROTOCOL_VERSION, granted, events))
-
-    def _deliver(self, msg: ClientMessage) -> bool:
-        """Queue ``msg`` for ``messages_received``; False (and close 1011) when the shell
-        stopped draining."""
-        if len(self._events) >= MAX_PENDING_EVENTS:
-            self._close_with(1011, "receive queue overflow: shell is not draining")
-            return False
-        self._events.append(msg)
-        return True
 
     def _check_command(self, command: Command) -> None:
         """Signature (under the command key) and the channel: replays are the host's job
@@ -454,23 +426,17 @@ class ServerConnection:
         if close_code is None or isinstance(exc, _REPLY_BEFORE_CLOSE):
             self._queue(ErrorMessage(exc.code, exc.message[:MAX_ERROR_MESSAGE_CHARS]))
         if close_code is not None:
-            self._close_with(close_code, exc.message)
+            self.fail(close_code, exc.message)
         elif isinstance(exc, _STRIKES):
             self.stats.malformed += 1
             if not self._strikes.try_take():
-                self._close_with(1008, "too many malformed messages")
+                self.fail(1008, "too many malformed messages")
 
     def _queue(self, msg: ServerMessage) -> None:
         if len(self._writes) >= MAX_PENDING_MESSAGES:
-            self._close_with(1011, "send queue overflow: shell is not draining")
+            self.fail(1011, "send queue overflow: shell is not draining")
             return
         data = encode(msg)
         self._writes.append(data)
         self.stats.messages_out += 1
         self.stats.bytes_out += len(data)
-
-    def _close_with(self, code: int, reason: str) -> None:
-        if self._close is not None:
-            return
-        self._close = (code, close_reason(reason))
-        self.phase = ServerPhase.CLOSED
