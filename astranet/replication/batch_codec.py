@@ -41,6 +41,7 @@ __all__ = [
     "encode_deltas",
     "encode_flat",
     "pack_runs",
+    "segment_sums",
     "words_differ",
     "zigzag",
 ]
@@ -188,6 +189,14 @@ def _pack_sections(sections: Sequence[_Section], n_owners: int) -> tuple[np.ndar
     return packed, run_offset[::n_sections]
 
 
+def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per segment ``values[starts[i]:starts[i + 1]]`` (``starts``: n + 1 non-decreasing
+    offsets), the sum: one ``reduceat`` (a boolean index and a bincount cost 10x more)."""
+    out = np.add.reduceat(np.concatenate((values, [0])), starts[:-1], dtype=np.int64)
+    out[starts[1:] == starts[:-1]] = 0  # reduceat gives an empty segment's first value
+    return out
+
+
 def _bit_length(top: np.ndarray) -> np.ndarray:
     """``int.bit_length`` of each value (exact: frexp's exponent of an integer < 2**53)."""
     return np.frexp(top.astype(np.float64))[1].astype(np.int64)
@@ -243,10 +252,10 @@ def encode_flat(
     updated = np.flatnonzero(any_changed)
     updated_client = common_client[updated]
 
-    n_spawn = np.bincount(cur_client[spawn_rows], minlength=n_clients)
-    n_despawn = np.bincount(base_client[despawn_rows], minlength=n_clients)
-    n_update = np.bincount(updated_client, minlength=n_clients)
-    n_common = np.bincount(common_client, minlength=n_clients)
+    n_spawn = segment_sums(~in_base, _starts(current.counts))
+    n_despawn = segment_sums(~kept, _starts(base.counts))
+    n_common = current.counts - n_spawn
+    n_update = segment_sums(any_changed, _starts(n_common))
     has_updates = n_update > 0
 
     # The changed-row set: a bitmask over the common rows, or the gap list when smaller.
@@ -269,9 +278,7 @@ def encode_flat(
     # No field masks when every updated row changed in every field (always, with one field).
     if len(field_changed) > 1:
         in_all = np.logical_and.reduce(field_changed)[updated]
-        all_fields = has_updates & (
-            np.bincount(updated_client[in_all], minlength=n_clients) == n_update
-        )
+        all_fields = has_updates & (segment_sums(in_all, _starts(n_update)) == n_update)
     else:
         all_fields = has_updates
 
@@ -303,7 +310,7 @@ def encode_flat(
     for f, field in enumerate(schema.fields):
         rows = updated[field_changed[f][updated]]
         owner = common_client[rows]
-        with_values = np.flatnonzero(np.bincount(owner, minlength=n_clients))
+        with_values = np.flatnonzero(segment_sums(field_changed[f][updated], _starts(n_update)))
         bits = np.array(field.encoding.code_bits, dtype=np.int64)
         like = current.codes[f]
         zz = zigzag(as_codes(now_codes[f][rows], like), as_codes(then_codes[f][rows], like), bits)
