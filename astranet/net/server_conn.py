@@ -415,7 +415,7 @@ class ServerConnection(Connection[ClientMessage]):
             # Refused unapplied (the guard keeps its place): a strike, not a lock-out.
             self.stats.seq_jumps += 1
             raise SeqJump(f"input seq {seq} jumps more than {MAX_INPUT_SEQ_JUMP} past {last or 0}")
-        guard.accept(seq)
+        guard.last_seq = seq  # ReplayGuard.accept without checking freshness a second time
         self.stats.inputs_accepted += 1
         self._deliver(frame)
 

@@ -314,6 +314,9 @@ class WebSocketEdge(asyncio.Protocol):
                     self._fail(1008, PING_FLOOD_REASON)  # each ping costs a parse and a write
                     return
                 self._receive_via_websockets(buf[pos : pos + size])
+                if ws.close_rcvd is not None or ws.state is State.CLOSED:
+                    pos += size  # the closing handshake is done: websockets discards the rest
+                    break  # (only a control frame can finish it)
             elif ws.state is State.OPEN:
                 mask = buf[pos + header - 4 : pos + header]
                 payload = apply_mask(buf[pos + header : pos + size], mask)
@@ -324,8 +327,6 @@ class WebSocketEdge(asyncio.Protocol):
             # else: our close frame is out; data the peer sent before reading it is dropped
             # unread (a kicked flooder costs a header read per frame, not a parse)
             pos += size
-            if ws.close_rcvd is not None or ws.state is State.CLOSED:
-                break  # the closing handshake is done: websockets discards the rest
         else:
             self._rx = buf[pos:]  # under two bytes of the next frame, or nothing
             return
