@@ -3,10 +3,11 @@
 The server side of a room, in process (the decisions are the server's; sockets would only add
 noise): ``--entities`` entities wander a ``--world``-unit square world (every one moves every
 tick); ``--clients`` clients are avatars among them. Each tick: move, capture the snapshot,
-build one :class:`~astranet.replication.interest.SpatialGrid`, and for every client compute its
-relevance (within ``--radius``, priority 1 within ``--near`` and falling with the square of the
-distance) and the budgeted payload (:class:`~astranet.replication.interest.BudgetedEncoder`)
-under ``--budget`` bytes per second for the whole Snapshot message. Clients ack each snapshot
+build one :class:`~astranet.replication.interest.SpatialGrid`, compute every client's relevance
+in one pass (within ``--radius``, priority 1 within ``--near`` and falling with the square of
+the distance) and every client's budgeted payload in one
+:meth:`~astranet.replication.interest.BudgetedEncoder.encode_many` call, under ``--budget``
+bytes per second for the whole Snapshot message. Clients ack each snapshot
 ``--ack-lag`` ticks later (100 ms RTT at the default 3). Four clients decode every payload
 with the real Replica and must hold exactly what the server recorded.
 
