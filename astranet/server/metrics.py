@@ -120,6 +120,21 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
         "malformed_messages",
         "Messages rejected as malformed or of unknown type",
     ),
+    (
+        "rewind_clamps",
+        "rewind_clamps",
+        "Lag-compensation views clamped to the rewind window or to the newest snapshot",
+    ),
+    (
+        "event_resyncs",
+        "event_resyncs",
+        "Event outboxes resynchronised (a player too far behind: waiting events dropped)",
+    ),
+    (
+        "commands_refused",
+        "commands_refused",
+        "Commands refused by the game, the per-seat rate limit or as replays",
+    ),
 )
 
 
@@ -145,6 +160,9 @@ class ServerMetrics:
         self.input_violations = 0
         self.inputs_dropped = 0
         self.malformed_messages = 0
+        self.rewind_clamps = 0
+        self.event_resyncs = 0
+        self.commands_refused = 0
         #: Client messages by wire type (only KNOWN_MESSAGE_TYPES and "unknown" as keys).
         self.messages_received: dict[str, int] = {}
         #: Server-side closes by reason label (bounded by _BoundedLabels).

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import esper
 import numpy as np
@@ -109,6 +109,14 @@ class Player:
         session.offer_snapshot(snapshot, self.inputs.last_input_seq)
 
 
+class EventCounts(NamedTuple):
+    """A room's lag-compensation and event-channel counts (cumulative, or a difference)."""
+
+    rewind_clamps: int  # views clamped to the rewind window or the newest snapshot
+    event_resyncs: int  # outboxes that dropped their waiting events for one astranet.resync
+    commands_refused: int  # by the game, the per-seat rate limit, or as replays
+
+
 class Room:
     """One match: an esper world plus the replication state of its players."""
 
@@ -144,6 +152,8 @@ class Room:
         )
         self.ingestion = IngestionStats()
         self.reported = IngestionStats()  # the part of `ingestion` already in /metrics
+        self._resyncs_gone = 0  # event-outbox resyncs of players who have left
+        self._event_counts_seen = EventCounts(0, 0, 0)
         self.empty_since: float | None = clock()
         self._clock = clock
         try:
@@ -218,6 +228,14 @@ class Room:
         self.empty_since = None
         return player
 
+    def drain_event_counts(self) -> EventCounts:
+        """Rewind clamps, event-outbox resyncs and refused commands since the last call (for
+        /metrics: ``RoomHost.report_room_counts``)."""
+        resyncs = self._resyncs_gone + sum(p.outbox.resyncs for p in self.players.values())
+        now = EventCounts(self.sim.rewinder.clamped, resyncs, self.commands.refused)
+        seen, self._event_counts_seen = self._event_counts_seen, now
+        return EventCounts(*(a - b for a, b in zip(now, seen, strict=True)))
+
     def remove_player(self, player_id: str) -> bool:
         """Despawn the avatar and free the player record (Leave, or a held seat expired).
 
@@ -227,6 +245,7 @@ class Room:
         player = self.players.pop(player_id, None)
         if player is None:
             return True
+        self._resyncs_gone += player.outbox.resyncs
         if not self.players:
             self.empty_since = self._clock()
         with self.activated():

@@ -184,6 +184,10 @@ class RoomHost:
         metrics.undecodable_inputs += now.undecodable - seen.undecodable
         metrics.input_violations += now.violations - seen.violations
         metrics.inputs_dropped += now.dropped - seen.dropped
+        clamps, resyncs, refused = room.drain_event_counts()
+        metrics.rewind_clamps += clamps
+        metrics.event_resyncs += resyncs
+        metrics.commands_refused += refused
         seen.undecodable, seen.violations, seen.dropped = (
             now.undecodable,
             now.violations,
@@ -280,6 +284,7 @@ class RoomHost:
             return
         reason = player.commands.push(command.seq, command.type, command.data)
         if reason == "replay":
+            session.room.commands.refused += 1
             session.room.events.emit_library(
                 COMMAND_REFUSED_EVENT, refused_event(command.seq, reason), player.player_id
             )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from astranet.examples.dots import Dots
+from astranet.replication.events import MAX_OUTBOX_EVENTS
 from astranet.server.metrics import MAX_LABEL_VALUES, ServerMetrics
+from astranet.server.room import Room
 
 
 def samples(metrics: ServerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -116,3 +119,26 @@ async def test_tick_loop_callbacks_plug_into_metrics() -> None:
     got = samples(metrics)
     assert got[("astranet_tick_duration_seconds_count", ())] == 3
     assert got[("astranet_skipped_ticks_total", ())] == loop.stats.skipped_ticks == 28
+
+
+def test_rewind_clamps_event_resyncs_and_refused_commands_reach_the_counters() -> None:
+    room = Room("COUNTS", "us-east", "dots", Dots())
+    stay, leave = room.add_player("p0", b"h"), room.add_player("p1", b"h")
+    for tick in range(3):
+        room.step(tick)
+    room.sim.rewinder.rewind(-1000.0)  # long before the window: clamped
+    room.sim.rewinder.rewind(None)  # the newest: not clamped
+    for _ in range(MAX_OUTBOX_EVENTS + 1):  # nobody acks: both outboxes resync once
+        room.events.emit("game.tick", b"x")
+    stay.commands.push(1, "chat", b"hi")  # Dots takes no commands: refused in the tick
+    room.step(3)
+    room.remove_player(leave.player_id)  # its resync still counts after it left
+    assert room.drain_event_counts() == (1, 2, 1)
+    assert room.drain_event_counts() == (0, 0, 0)  # only what is new since the last call
+
+    metrics = ServerMetrics()
+    metrics.rewind_clamps, metrics.event_resyncs, metrics.commands_refused = 1, 2, 3
+    got = samples(metrics)
+    assert got[("astranet_rewind_clamps_total", ())] == 1
+    assert got[("astranet_event_resyncs_total", ())] == 2
+    assert got[("astranet_commands_refused_total", ())] == 3
