@@ -706,9 +706,10 @@ class BudgetedEncoder:
         size = self._size(
             n_total, n_common, n_update, n_changed, widths, n_base[owner], tick.has_base[owner]
         )
-        over = (size > budget) | (size - size0[owner] > cap[owner])
-        fits_so_far = _running(over[None, :].astype(np.int32), owner, client_first)[0] == 0
-        take = segment_sums(fits_so_far, weighed_starts)
+        over = np.flatnonzero((size > budget) | (size - size0[owner] > cap[owner]))
+        # Each client takes its candidates up to the first that does not fit.
+        first_over = np.append(over, len(order))[np.searchsorted(over, client_first)]
+        take = np.minimum(first_over, weighed_starts[1:]) - client_first
         position = np.arange(len(order)) - client_first[owner]
         chosen = np.zeros(len(client), dtype=bool)
         chosen[order[position < take[owner]]] = True
@@ -762,6 +763,10 @@ class BudgetedEncoder:
         row_starts = _starts(counts).tolist()
         pair_starts = tick.pair_starts.tolist()
         takes = decision.take.tolist()
+        sent_ids = tick.ids[chosen]  # grouped by client: sliced below
+        sent_starts = _starts(segment_sums(chosen, tick.pair_starts)).tolist()
+        resorts, plan_bs = resort.tolist(), plan_b.tolist()
+        candidates, despawned = decision.candidates.tolist(), decision.despawned.tolist()
         out = []
         self.stats = []
         for c, baseline in enumerate(clients):
@@ -770,13 +775,13 @@ class BudgetedEncoder:
                 current.id, current.tick, ids[lo:hi], tuple(v[lo:hi] for v in values)
             )
             payload, compressed = raw[c], False
-            if self.compress and not resort[c]:
+            if self.compress and not resorts[c]:
                 payload, compressed = compress_payload(payload)
-            if resort[c] or len(payload) > budget:
-                if not resort[c]:  # the planned size is an upper bound: this is a bug
+            if resorts[c] or len(payload) > budget:
+                if not resorts[c]:  # the planned size is an upper bound: this is a bug
                     logger.error("planned payload over budget (%d > %d)", len(payload), budget)
                     self.overshoots += 1
-                    resort[c] = True
+                    resorts[c] = True
                 held = helds[c]
                 composite = Snapshot(current.id, current.tick, held.net_ids, held.codes)
                 payload, compressed = encode_payload(
@@ -786,14 +791,14 @@ class BudgetedEncoder:
             baseline._took = takes[c]
             plo, phi = pair_starts[c], pair_starts[c + 1]
             baseline._prio_ids, baseline._prio = tick.ids[plo:phi], prio[plo:phi]
-            sent = chosen[plo:phi] if not resort[c] else np.zeros(phi - plo, dtype=bool)
+            sent = sent_ids[sent_starts[c] : sent_starts[c + 1]] if not resorts[c] else sent_ids[:0]
             stats = TickStats(
-                tick.ids[plo:phi][sent],
-                int(decision.candidates[c] - sent.sum()),
-                int(decision.despawned[c]),
-                3 if resort[c] else 2 if plan_b[c] else 1,
+                sent,
+                candidates[c] - len(sent),
+                despawned[c],
+                3 if resorts[c] else 2 if plan_bs[c] else 1,
                 len(payload),
-                bool(plan_b[c] or resort[c]),
+                plan_bs[c] or resorts[c],
             )
             self.stats.append(stats)
             base = bases[c]
