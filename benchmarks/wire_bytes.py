@@ -4,7 +4,9 @@ One cubes room (``astranet.examples.cubes``: N scenery cubes, a fraction moving 
 velocity and bouncing off the walls, plus ``--players`` avatars walking the load clients' input
 circle) is stepped at 30 Hz. Each tick the room's snapshot is captured and encoded through the
 room's real :class:`~astranet.replication.SnapshotFanout` for one client that acks every
-snapshot ``--ack-lag`` ticks later (1 = loopback: the ack is in before the next tick); a
+snapshot ``--ack-lag`` ticks later (1 = loopback: the ack is in before the next tick), once
+with plain deltas and once with deltas against a prediction from the two newest acked
+snapshots (``SnapshotFanout(predict=True)``, ``ASTRANET_PREDICTED_DELTAS=1``); a
 :class:`~astranet.replication.Replica` decodes every payload and is checked against the server.
 
 Per scenario we report the median payload bytes, the median whole message on the wire
@@ -57,7 +59,15 @@ def _circle(steps: int = HZ) -> list[tuple[int, int]]:
     ]
 
 
-def run(entities: int, fraction: float, ticks: int, players: int, ack_lag: int, repeat: int):
+def run(
+    entities: int,
+    fraction: float,
+    ticks: int,
+    players: int,
+    ack_lag: int,
+    repeat: int,
+    predict: bool,
+):
     esper.switch_world(f"wire_bytes_{entities}")
     esper.clear_database()
     game = Cubes(entities, fraction)
@@ -68,7 +78,7 @@ def run(entities: int, fraction: float, ticks: int, players: int, ack_lag: int, 
     assert bounce is not None
     avatars = [game.spawn_player(sim, f"player-{i}") for i in range(players)]
     history = SnapshotHistory(store)
-    fanout = SnapshotFanout(game.schema, history)
+    fanout = SnapshotFanout(game.schema, history, predict=predict)
     client = ClientBaseline()
     replica = Replica(game.schema)
     acks: deque[tuple[int, int]] = deque()
@@ -84,6 +94,7 @@ def run(entities: int, fraction: float, ticks: int, players: int, ack_lag: int, 
         snapshot = history.capture(tick)
         fanout.begin_tick(snapshot)
         base = history.get(client.acked_id)
+        prev = fanout.prediction_source(client, base, snapshot)
         out = fanout.encode_for(client)
         update = replica.apply(out.id, out.base_id, out.payload, out.compressed, out.server_tick)
         assert update.snapshot.same_state(snapshot), "replica diverged"
@@ -97,13 +108,14 @@ def run(entities: int, fraction: float, ticks: int, players: int, ack_lag: int, 
         wire_bytes.append(len(envelope.encode(tick, compact=True)))
         start = time.perf_counter()
         for _ in range(repeat):
-            encode_payload(game.schema, snapshot, base)
+            encode_payload(game.schema, snapshot, base, prev=prev)
         encode_us.append((time.perf_counter() - start) / repeat * 1e6)
     wire = statistics.median(wire_bytes)
     return {
         "entities": entities,
         "moving_fraction": fraction,
         "players": players,
+        "predicted_deltas": predict,
         "rows": len(store),
         "payload_bytes_median": statistics.median(payload_bytes),
         "payload_bytes_mean": round(statistics.fmean(payload_bytes), 1),
@@ -122,11 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20, help="timed encodes per tick")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results = [run(n, f, args.ticks, args.players, args.ack_lag, args.repeat) for n, f in SCENARIOS]
+    results = [
+        run(n, f, args.ticks, args.players, args.ack_lag, args.repeat, predict)
+        for n, f in SCENARIOS
+        for predict in (False, True)
+    ]
     for r in results:
+        mode = "on " if r["predicted_deltas"] else "off"
         print(
             f"cubes N={r['entities']} {r['moving_fraction']:.0%} moving, {r['players']} players "
-            f"({r['rows']} rows): payload {r['payload_bytes_median']} B, wire "
+            f"({r['rows']} rows), predicted {mode}: payload "
+            f"{r['payload_bytes_median']} B, wire "
             f"{r['wire_bytes_median']} B -> {r['bytes_per_client_per_s']:,.0f} B/s per client "
             f"({r['ratio_to_colyseus']:.2f}x Colyseus), encode {r['encode_us_median']:.1f} us"
         )

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 import lz4.frame
@@ -43,13 +44,17 @@ __all__ = [
     "FLAG_ALL_FIELDS",
     "FLAG_CHECKSUM",
     "FLAG_DELTA",
+    "FLAG_PREDICTED",
     "FLAG_ROW_LIST",
     "FLAG_STRUCTURE",
     "FORMAT_VERSION",
     "HEADER_BYTES_ESTIMATE",
     "MAX_DECODED_BYTES",
+    "MAX_PREDICTION_TICKS",
+    "WIDTH_PREDICTED",
     "DesyncError",
     "PayloadCounts",
+    "can_predict",
     "compress_payload",
     "decode_delta",
     "decode_payload",
@@ -65,8 +70,17 @@ FLAG_CHECKSUM = 0x02  # a u32 CRC32 of the decoded state follows the counts
 FLAG_STRUCTURE = 0x04  # delta only: spawn and despawn counts are written (else both 0)
 FLAG_ROW_LIST = 0x08  # the changed rows are a packed gap list, not a bitmask
 FLAG_ALL_FIELDS = 0x10  # no field masks: every changed row changed in every field
-_KNOWN_FLAGS = FLAG_DELTA | FLAG_CHECKSUM | FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS
-_DELTA_ONLY = FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS
+FLAG_PREDICTED = 0x20  # a varint names a prediction snapshot; width bytes may say "predicted"
+_KNOWN_FLAGS = (
+    FLAG_DELTA | FLAG_CHECKSUM | FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS | FLAG_PREDICTED
+)
+_DELTA_ONLY = FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS | FLAG_PREDICTED
+#: In a width byte: this component's deltas are against the prediction, not the base.
+WIDTH_PREDICTED = 0x40
+_WIDTH_BITS = 0x3F
+#: Tick spans (base - prev, current - base) a prediction may extrapolate over: keeps
+#: (b - a) * span below 2**53, exact in a JS double.
+MAX_PREDICTION_TICKS = 1 << 16
 _U32 = struct.Struct("<I")
 #: A typical delta's header (version, flags, one-byte update count) plus slack for larger counts:
 #: the fixed cost a byte-budget planner should assume (astranet.replication.interest).
@@ -91,18 +105,51 @@ def _wrap_constants(code_bits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
     return np.left_shift(1, bits - 1), np.left_shift(1, bits) - 1
 
 
-def _zigzag_delta(cur: np.ndarray, base: np.ndarray, code_bits: tuple[int, ...]) -> np.ndarray:
-    """``cur - base`` wrapped to the signed ``bits``-bit range, zigzagged (always < 2**bits).
+def can_predict(prev: Snapshot, base: Snapshot, tick: int) -> bool:
+    """Whether ``prev`` may extrapolate ``base`` to ``tick`` (the rule decoders check too)."""
+    return (
+        prev.id < base.id
+        and prev.tick < base.tick <= tick
+        and base.tick - prev.tick <= MAX_PREDICTION_TICKS
+        and tick - base.tick <= MAX_PREDICTION_TICKS
+    )
 
-    ``cur``/``base`` are ``(m, k)`` codes, ``code_bits`` the ``k`` widths: one pass per field.
-    Returns int64 (every value fits the component's width).
-    """
+
+def _extrapolation(
+    base_codes: np.ndarray,
+    prev_codes: np.ndarray,
+    has_prev: np.ndarray | None,
+    ahead: int,
+    span: int,
+) -> np.ndarray:
+    """How far constant velocity carries each code past the base (docs/protocol.md):
+    ``floor((b - a) * ahead / span)`` as int64, 0 where the row was not in the prediction
+    snapshot (``has_prev`` False; None: every row was). The prediction is ``b + this``,
+    not wrapped: deltas against it are taken mod ``2**bits``."""
+    velocity = np.subtract(base_codes, prev_codes, dtype=np.int64)
+    if has_prev is not None:
+        velocity[~has_prev] = 0
+    if ahead != span:
+        velocity *= ahead
+        velocity //= span
+    return velocity
+
+
+def _zigzag_signed(diff: np.ndarray, code_bits: tuple[int, ...]) -> np.ndarray:
+    """Wrap int64 differences to each component's signed range and zigzag them (in place)."""
     half, mask = _wrap_constants(code_bits)
-    signed = np.subtract(cur, base, dtype=np.int64)
-    signed += half  # (d + half) mod 2**bits - half: d wrapped to [-half, half)
-    signed &= mask
-    signed -= half
-    return (signed << 1) ^ (signed >> 63)
+    diff += half
+    diff &= mask
+    diff -= half
+    return (diff << 1) ^ (diff >> 63)
+
+
+def _align(ids: np.ndarray, prev_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``ids`` in ``prev_ids`` (both ascending) and whether each is there."""
+    if len(prev_ids) == 0:
+        return np.zeros(len(ids), dtype=np.intp), np.zeros(len(ids), dtype=bool)
+    pos = np.minimum(np.searchsorted(prev_ids, ids), len(prev_ids) - 1)
+    return pos, prev_ids[pos] == ids
 
 
 def _pack_mask(mask: np.ndarray) -> bytes:
@@ -152,17 +199,25 @@ def _changed_rows(changed: np.ndarray, updated: np.ndarray) -> tuple[bytes, int]
 
 
 def encode_delta(
-    schema: Schema, current: Snapshot, base: Snapshot | None = None, *, checksum: bool = False
+    schema: Schema,
+    current: Snapshot,
+    base: Snapshot | None = None,
+    *,
+    checksum: bool = False,
+    prev: Snapshot | None = None,
 ) -> bytes:
     """Uncompressed payload of ``current`` relative to ``base`` (None: a full payload).
 
     Both snapshots must already be the client's view (see :meth:`Snapshot.select`): the base
-    as the client decoded it, the current one filtered by what it may see now.
+    as the client decoded it, the current one filtered by what it may see now. ``prev``, an
+    older snapshot the client also acked (its view too), lets changed rows be sent against a
+    constant-velocity prediction from ``prev`` and ``base``, per code component when smaller.
     """
     flags = (FLAG_DELTA if base is not None else 0) | (FLAG_CHECKSUM if checksum else 0)
     base = base if base is not None else empty_snapshot(schema)
     cur_ids, base_ids = current.net_ids, base.net_ids
-    if np.array_equal(cur_ids, base_ids):  # the common case: no structural change
+    # The common case: no structural change (incremental capture shares the ids array then).
+    if cur_ids is base_ids or np.array_equal(cur_ids, base_ids):
         spawn_rows = np.zeros(0, dtype=np.intp)
         despawn_ids = cur_ids[:0]
         common_cur: np.ndarray | slice = slice(None)
@@ -200,12 +255,30 @@ def encode_delta(
     updated = np.flatnonzero(any_changed) if any_changed is not None else despawn_ids[:0]
 
     n_spawn, n_despawn, n_update = len(spawn_rows), len(despawn_ids), len(updated)
+    predict = None
+    if (
+        prev is not None
+        and flags & FLAG_DELTA
+        and n_update
+        and len(prev)
+        and can_predict(prev, base, current.tick)
+    ):
+        # Where each changed row was in prev (by net id), and the two tick spans.
+        base_rows = updated if same_rows else np.asarray(common_base)[updated]
+        has_prev: np.ndarray | None = None  # None: every changed row is in prev
+        if prev.net_ids is base_ids or np.array_equal(prev.net_ids, base_ids):
+            prev_rows = base_rows
+        else:
+            prev_rows, has_prev = _align(base_ids[base_rows], prev.net_ids)
+        predict = (prev_rows, has_prev, current.tick - base.tick, base.tick - prev.tick)
     if flags & FLAG_DELTA:
         if n_spawn or n_despawn:
             flags |= FLAG_STRUCTURE
             counts = _uleb(n_spawn) + _uleb(n_despawn) + _uleb(n_update)
         else:
             counts = _uleb(n_update)
+        if predict is not None and prev is not None:
+            counts_plain, counts = counts, counts + _uleb(base.id - prev.id)
     else:
         counts = _uleb(len(schema)) + _U32.pack(schema.fingerprint) + _uleb(n_spawn)
     row_set = b""
@@ -222,7 +295,7 @@ def encode_delta(
         else:
             no_change = bytes(packed_size(n_update, 1))
             field_masks = [no_change if c is None else _pack_mask(c) for c in per_field]
-    parts = [bytes((FORMAT_VERSION, flags)), counts]
+    parts = [bytes((FORMAT_VERSION, flags | (FLAG_PREDICTED if predict else 0))), counts]
     if checksum:
         parts.append(_U32.pack(current.checksum()))
     parts.append(np.ascontiguousarray(despawn_ids, dtype="<u4").tobytes())
@@ -234,17 +307,54 @@ def encode_delta(
     if n_update:
         parts.append(row_set)
         parts.extend(field_masks)
+        # Per code component: (plain run, predicted run or None); prediction is used for the
+        # components where it is narrower, if that saves more than its varint costs.
+        # Per field and code component: the plain deltas and, when predicting, the deltas
+        # against the prediction, with their widths; packed below once the choice is made.
+        runs: list[tuple[np.ndarray, list[int], np.ndarray | None, list[int] | None]] = []
+        saved = 0
         for f, field in enumerate(schema.fields):
             if field_changed[f] is None:
                 continue
             rows = updated[per_field[f]]
             if len(rows) == 0:
                 continue
-            zz = _zigzag_delta(cur_common[f][rows], base_common[f][rows], field.encoding.code_bits)
-            for comp, top in enumerate(zz.max(axis=0).tolist()):
-                width = int(top).bit_length()
+            code_bits = field.encoding.code_bits
+            then = base_common[f][rows]
+            diff = np.subtract(cur_common[f][rows], then, dtype=np.int64)
+            guessed = None
+            guessed_widths = None
+            if predict is not None and prev is not None:
+                prev_rows, has_prev, ahead, span = predict
+                pick = per_field[f]
+                has = None if has_prev is None else has_prev[pick]
+                ahead_by = _extrapolation(then, prev.codes[f][prev_rows[pick]], has, ahead, span)
+                guessed = _zigzag_signed(diff - ahead_by, code_bits)
+                guessed_widths = [int(t).bit_length() for t in guessed.max(axis=0).tolist()]
+            zz = _zigzag_signed(diff, code_bits)
+            widths = [int(t).bit_length() for t in zz.max(axis=0).tolist()]
+            if guessed_widths is not None:
+                m = len(rows)
+                saved += sum(
+                    packed_size(m, w) - packed_size(m, g)
+                    for w, g in zip(widths, guessed_widths, strict=True)
+                    if g < w
+                )
+            runs.append((zz, widths, guessed, guessed_widths))
+        # Prediction only where narrower, and only if that saves more than its lag varint.
+        predicted = predict is not None and saved > len(counts) - len(counts_plain)
+        for zz, widths, guessed, guessed_widths in runs:
+            for comp, width in enumerate(widths):
+                if predicted and guessed is not None and guessed_widths is not None:
+                    narrow = guessed_widths[comp]
+                    if narrow < width:
+                        parts.append(bytes((narrow | WIDTH_PREDICTED,)))
+                        parts.append(pack_bits(guessed[:, comp], narrow))
+                        continue
                 parts.append(bytes((width,)))
                 parts.append(pack_bits(zz[:, comp], width))
+        if predict is not None and not predicted:  # not worth its byte: no prediction at all
+            parts[0], parts[1] = bytes((FORMAT_VERSION, flags)), counts_plain
     return b"".join(parts)
 
 
@@ -263,9 +373,10 @@ def encode_payload(
     *,
     checksum: bool = False,
     compress: bool = True,
+    prev: Snapshot | None = None,
 ) -> tuple[bytes, bool]:
     """The ``(payload, compressed)`` pair of a ``Snapshot`` message."""
-    raw = encode_delta(schema, current, base, checksum=checksum)
+    raw = encode_delta(schema, current, base, checksum=checksum, prev=prev)
     return compress_payload(raw) if compress else (raw, False)
 
 
@@ -340,8 +451,8 @@ def _check_codes(schema: Schema, f: int, codes: np.ndarray) -> None:
         raise SnapshotDecodeError(f"field {schema.fields[f].name} has out-of-range codes")
 
 
-def _read_header(schema: Schema, reader: _Reader) -> tuple[int, int, int, int]:
-    """Flags and the three counts, validated against the schema."""
+def _read_header(schema: Schema, reader: _Reader) -> tuple[int, int, int, int, int]:
+    """Flags, the three counts and the prediction lag (0: none), validated against the schema."""
     version, flags = reader.take(2)
     if version != FORMAT_VERSION or flags & ~_KNOWN_FLAGS:
         raise SnapshotDecodeError(f"unsupported payload version {version} / flags {flags:#x}")
@@ -350,16 +461,19 @@ def _read_header(schema: Schema, reader: _Reader) -> tuple[int, int, int, int]:
         if flags & FLAG_STRUCTURE:
             n_spawn, n_despawn = reader.uleb(MAX_ENTITIES), reader.uleb(MAX_ENTITIES)
         n_update = reader.uleb(MAX_ENTITIES)
-        if not n_update and flags & (FLAG_ROW_LIST | FLAG_ALL_FIELDS):
+        if not n_update and flags & (FLAG_ROW_LIST | FLAG_ALL_FIELDS | FLAG_PREDICTED):
             raise SnapshotDecodeError("row-set flags on a payload without updates")
-        return flags, n_spawn, n_despawn, n_update
+        lag = reader.uleb() if flags & FLAG_PREDICTED else 0
+        if flags & FLAG_PREDICTED and lag == 0:
+            raise SnapshotDecodeError("prediction snapshot lag must be >= 1")
+        return flags, n_spawn, n_despawn, n_update, lag
     if flags & _DELTA_ONLY:
         raise SnapshotDecodeError(f"delta-only flags {flags:#x} on a full payload")
     n_fields = reader.uleb()
     (fingerprint,) = _U32.unpack(reader.take(4))
     if n_fields != len(schema) or fingerprint != schema.fingerprint:
         raise SnapshotDecodeError("payload was encoded for another replication schema")
-    return flags, reader.uleb(MAX_ENTITIES), 0, 0
+    return flags, reader.uleb(MAX_ENTITIES), 0, 0, 0
 
 
 def _read_changed_rows(reader: _Reader, flags: int, n_common: int, n_update: int) -> np.ndarray:
@@ -391,20 +505,37 @@ class PayloadCounts(NamedTuple):
 def payload_counts(schema: Schema, raw: bytes) -> PayloadCounts:
     """Parse just the header of an uncompressed payload (raises SnapshotDecodeError)."""
     reader = _Reader(raw)
-    flags, n_spawn, n_despawn, n_update = _read_header(schema, reader)
+    flags, n_spawn, n_despawn, n_update, _ = _read_header(schema, reader)
     header = reader.pos + (4 if flags & FLAG_CHECKSUM else 0)
     return PayloadCounts(n_spawn, n_despawn, n_update, header)
 
 
 def decode_delta(
-    schema: Schema, raw: bytes, base: Snapshot | None = None, *, snapshot_id: int = 0, tick: int = 0
+    schema: Schema,
+    raw: bytes,
+    base: Snapshot | None = None,
+    *,
+    snapshot_id: int = 0,
+    tick: int = 0,
+    kept: Callable[[int], Snapshot | None] | None = None,
 ) -> Snapshot:
-    """Rebuild the state an uncompressed payload describes, applying it to ``base``."""
+    """Rebuild the state an uncompressed payload describes, applying it to ``base``.
+
+    ``kept`` looks up the client's other kept snapshots by id: a predicted payload names one
+    (older than ``base``); ``tick`` must be the message's ``server_tick``.
+    """
     reader = _Reader(raw)
-    flags, n_spawn, n_despawn, n_update = _read_header(schema, reader)
+    flags, n_spawn, n_despawn, n_update, lag = _read_header(schema, reader)
+    prev = None
     if flags & FLAG_DELTA:
         if base is None:
             raise SnapshotDecodeError("delta payload but its base snapshot is unknown")
+        if lag:
+            prev = kept(base.id - lag) if kept is not None and base.id > lag else None
+            if prev is None:
+                raise SnapshotDecodeError(f"prediction snapshot {base.id - lag} is unknown")
+            if not can_predict(prev, base, tick):
+                raise SnapshotDecodeError("prediction snapshot ticks out of range")
     else:
         base = empty_snapshot(schema)
     expected_crc = _U32.unpack(reader.take(4))[0] if flags & FLAG_CHECKSUM else None
@@ -447,20 +578,31 @@ def decode_delta(
             field_masks = [slice(None)] * len(schema)
         else:
             field_masks = [reader.mask(n_update) for _ in schema.fields]
+        if prev is not None and base is not None:
+            prev_rows, has_prev = _align(common_ids[updated], prev.net_ids)
+            ahead, span = tick - base.tick, base.tick - prev.tick
         for f, field in enumerate(schema.fields):
             rows = updated[field_masks[f]]
             if len(rows) == 0:
                 continue
             target = common_codes[f]
             for comp, bits in enumerate(field.encoding.code_bits):
-                width = reader.take(1)[0]
-                if width > bits:
-                    raise SnapshotDecodeError(f"delta width {width} exceeds {bits} bits")
+                byte = reader.take(1)[0]
+                width = byte & _WIDTH_BITS
+                if width > bits or byte & ~(_WIDTH_BITS | WIDTH_PREDICTED):
+                    raise SnapshotDecodeError(f"delta width byte {byte:#x} ({bits}-bit codes)")
                 zz = unpack_bits(reader.take(packed_size(len(rows), width)), len(rows), width)
                 zz64 = zz.astype(np.int64)
                 signed = (zz64 >> 1) ^ -(zz64 & 1)
-                full = 1 << bits
-                target[rows, comp] = (target[rows, comp].astype(np.int64) + signed) % full
+                old = target[rows, comp].astype(np.int64)
+                if byte & WIDTH_PREDICTED:
+                    if prev is None:
+                        raise SnapshotDecodeError("predicted deltas without a prediction snapshot")
+                    pick = field_masks[f]
+                    # An empty prediction snapshot predicts the base itself (no velocity).
+                    then = prev.codes[f][prev_rows[pick], comp] if len(prev) else old
+                    old = old + _extrapolation(old, then, has_prev[pick], ahead, span)
+                target[rows, comp] = (old + signed) & ((1 << bits) - 1)
             _check_codes(schema, f, target[rows])
     if reader.pos != len(reader.buf):
         raise SnapshotDecodeError(f"{len(reader.buf) - reader.pos} trailing bytes in payload")
@@ -487,7 +629,8 @@ def decode_payload(
     *,
     snapshot_id: int = 0,
     tick: int = 0,
+    kept: Callable[[int], Snapshot | None] | None = None,
 ) -> Snapshot:
     """Decode a ``Snapshot`` message's payload against ``base`` (the snapshot of ``base_id``)."""
     raw = decompress_payload(payload, compressed)
-    return decode_delta(schema, raw, base, snapshot_id=snapshot_id, tick=tick)
+    return decode_delta(schema, raw, base, snapshot_id=snapshot_id, tick=tick, kept=kept)

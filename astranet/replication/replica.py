@@ -74,14 +74,24 @@ class Replica:
         server_tick: int = 0,
     ) -> ReplicaUpdate:
         """Decode and apply one ``Snapshot`` message; raises SnapshotDecodeError (or its
-        subclass DesyncError) without changing anything if it cannot."""
+        subclass DesyncError) without changing anything if it cannot.
+
+        ``server_tick`` is the message's: a predicted payload extrapolates the kept snapshots
+        by their ticks, so it must be the real one (kept snapshots remember it).
+        """
         base = None
         if base_id is not None:
             base = self._kept.get(base_id)
             if base is None:
                 raise SnapshotDecodeError(f"unknown base snapshot {base_id}")
         state = decode_payload(
-            self.schema, payload, compressed, base, snapshot_id=snapshot_id, tick=server_tick
+            self.schema,
+            payload,
+            compressed,
+            base,
+            snapshot_id=snapshot_id,
+            tick=server_tick,
+            kept=self._kept.get,
         )
         self._kept[snapshot_id] = state
         if len(self._kept) > self.keep:

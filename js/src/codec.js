@@ -25,8 +25,22 @@ export const FLAG_STRUCTURE = 0x04;
 export const FLAG_ROW_LIST = 0x08;
 /** No field masks: every changed row changed in every field. */
 export const FLAG_ALL_FIELDS = 0x10;
-const KNOWN_FLAGS = FLAG_DELTA | FLAG_CHECKSUM | FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS;
-const DELTA_ONLY = FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS;
+/** A varint names a prediction snapshot (base id - lag); width bytes may say "predicted". */
+export const FLAG_PREDICTED = 0x20;
+/** In a width byte: this component's deltas are against the prediction. */
+export const WIDTH_PREDICTED = 0x40;
+/** Largest tick span a prediction extrapolates over (keeps products below 2**53). */
+export const MAX_PREDICTION_TICKS = 1 << 16;
+const KNOWN_FLAGS = FLAG_DELTA | FLAG_CHECKSUM | FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS | FLAG_PREDICTED;
+const DELTA_ONLY = FLAG_STRUCTURE | FLAG_ROW_LIST | FLAG_ALL_FIELDS | FLAG_PREDICTED;
+
+/** floor(x / d) for integers |x| < 2**53, d > 0, corrected for any rounding of the division. */
+function floorDiv(/** @type {number} */ x, /** @type {number} */ d) {
+  let q = Math.floor(x / d);
+  if (q * d > x) q -= 1;
+  else if ((q + 1) * d <= x) q += 1;
+  return q;
+}
 /** Cap on a decompressed payload, as MAX_DECODED_BYTES in Python (16 MiB). */
 export const MAX_DECODED_BYTES = 16 << 20;
 /** Row limit, as astranet.ecs.store.MAX_ENTITIES (2**20). */
@@ -228,11 +242,13 @@ function readChangedRows(reader, raw, flags, nCommon, nUpdate) {
 /**
  * Rebuild the state an uncompressed payload describes, applied to `base`.
  * @param {import('./schema.js').Schema} schema @param {Uint8Array} raw
- * @param {DecodedSnapshot | null} base @param {{snapshotId?: number, tick?: number}} [at]
+ * @param {DecodedSnapshot | null} base @param {{snapshotId?: number, tick?: number, kept?: (id: number) => (DecodedSnapshot | undefined)}} [at]
  * @returns {DecodedSnapshot}
  */
-export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}) {
+export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0, kept = undefined } = {}) {
   const reader = new Reader(raw);
+  /** @type {DecodedSnapshot | null} the prediction snapshot, when FLAG_PREDICTED */
+  let prev = null;
   const version = reader.u8();
   const flags = reader.u8();
   if (version !== FORMAT_VERSION || flags & ~KNOWN_FLAGS) {
@@ -247,10 +263,21 @@ export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}
       nDespawn = reader.uleb(MAX_ENTITIES);
     }
     nUpdate = reader.uleb(MAX_ENTITIES);
-    if (!nUpdate && flags & (FLAG_ROW_LIST | FLAG_ALL_FIELDS)) {
+    if (!nUpdate && flags & (FLAG_ROW_LIST | FLAG_ALL_FIELDS | FLAG_PREDICTED)) {
       throw new SnapshotDecodeError('row-set flags on a payload without updates');
     }
+    const lag = flags & FLAG_PREDICTED ? reader.uleb() : 0;
+    if (flags & FLAG_PREDICTED && lag === 0) throw new SnapshotDecodeError('prediction snapshot lag must be >= 1');
     if (!base) throw new SnapshotDecodeError('delta payload but its base snapshot is unknown');
+    if (lag) {
+      prev = kept && base.id > lag ? kept(base.id - lag) ?? null : null;
+      if (!prev) throw new SnapshotDecodeError(`prediction snapshot ${base.id - lag} is unknown`);
+      const ahead = tick - base.tick;
+      const span = base.tick - prev.tick;
+      if (!(prev.id < base.id && span > 0 && ahead >= 0 && span <= MAX_PREDICTION_TICKS && ahead <= MAX_PREDICTION_TICKS)) {
+        throw new SnapshotDecodeError('prediction snapshot ticks out of range');
+      }
+    }
   } else {
     if (flags & DELTA_ONLY) throw new SnapshotDecodeError(`delta-only flags ${flags} on a full payload`);
     const nFields = reader.uleb();
@@ -335,20 +362,53 @@ export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}
     const allFields = new Uint8Array(nUpdate).fill(1);
     const fieldMasks = schema.fields.map(() => (flags & FLAG_ALL_FIELDS ? allFields : reader.mask(nUpdate)));
     const rows = new Int32Array(nUpdate);
+    const which = new Int32Array(nUpdate); // r -> its index among the updated rows
     const zz = new Uint32Array(nUpdate);
+    // Row of each updated row in the prediction snapshot (-1: not there), by a merge walk.
+    const prevRow = new Int32Array(nUpdate).fill(-1);
+    if (prev) {
+      const prevIds = prev.netIds;
+      for (let u = 0, j = 0; u < nUpdate; u++) {
+        const id = commonIds[updated[u]];
+        while (j < prevIds.length && prevIds[j] < id) j++;
+        if (j < prevIds.length && prevIds[j] === id) prevRow[u] = j;
+      }
+    }
     schema.fields.forEach((spec, f) => {
       const mask = fieldMasks[f];
       let m = 0;
-      for (let u = 0; u < nUpdate; u++) if (mask[u]) rows[m++] = updated[u];
+      for (let u = 0; u < nUpdate; u++) {
+        if (mask[u]) {
+          which[m] = u;
+          rows[m++] = updated[u];
+        }
+      }
       if (m === 0) return;
       const target = commonCodes[f];
       const k = spec.k;
       spec.codeBits.forEach((bits, c) => {
-        const width = raw[reader.take(1)];
-        if (width > bits) throw new SnapshotDecodeError(`delta width ${width} exceeds ${bits} bits`);
+        const byte = raw[reader.take(1)];
+        const width = byte & 0x3f;
+        if (width > bits || byte & 0x80) throw new SnapshotDecodeError(`delta width byte ${byte} (${bits}-bit codes)`);
         const at = reader.take(packedSize(m, width));
         unpackBits(raw, at, m, width, zz);
-        if (bits <= 30) {
+        if (byte & WIDTH_PREDICTED) {
+          if (!prev) throw new SnapshotDecodeError('predicted deltas without a prediction snapshot');
+          // p = b + floor((b - a) * ahead / span), then (p + delta) mod 2**bits: exact doubles.
+          const ahead = tick - /** @type {DecodedSnapshot} */ (base).tick;
+          const span = /** @type {DecodedSnapshot} */ (base).tick - prev.tick;
+          const prevCodes = prev.codes[f];
+          const full = 2 ** bits;
+          for (let r = 0; r < m; r++) {
+            const z = zz[r];
+            const signed = z % 2 === 1 ? -(Math.floor(z / 2) + 1) : z / 2;
+            const i = rows[r] * k + c;
+            const b = target[i];
+            const pr = prevRow[which[r]];
+            const guess = pr < 0 ? b : b + floorDiv((b - prevCodes[pr * k + c]) * ahead, span);
+            target[i] = (((guess + signed) % full) + full) % full;
+          }
+        } else if (bits <= 30) {
           const wrap = (1 << bits) - 1;
           for (let r = 0; r < m; r++) {
             const z = zz[r];
@@ -417,8 +477,9 @@ export function decodeDelta(schema, raw, base, { snapshotId = 0, tick = 0 } = {}
  * Decode a Snapshot message's payload against `base` (the snapshot named by its base_id).
  * @param {import('./schema.js').Schema} schema @param {Uint8Array} payload
  * @param {boolean} compressed @param {DecodedSnapshot | null} base
- * @param {{snapshotId?: number, tick?: number}} [at] @returns {DecodedSnapshot}
+ * @param {{snapshotId?: number, tick?: number, kept?: (id: number) => (DecodedSnapshot | undefined)}} [at] @returns {DecodedSnapshot}
  */
 export function decodePayload(schema, payload, compressed, base, at = {}) {
+  // `at.kept`: the client's other kept snapshots by id (a predicted payload names one).
   return decodeDelta(schema, decompressPayload(payload, compressed), base, at);
 }

@@ -35,7 +35,7 @@ export class Replica {
       base = this.kept.get(baseId) ?? null;
       if (!base) throw new SnapshotDecodeError(`unknown base snapshot ${baseId}`);
     }
-    const state = decodePayload(this.schema, payload, compressed, base, { snapshotId, tick: serverTick });
+    const state = decodePayload(this.schema, payload, compressed, base, { snapshotId, tick: serverTick, kept: (id) => this.kept.get(id) });
     this.kept.set(snapshotId, state);
     if (this.kept.size > this.keep) this.kept.delete(Math.min(...this.kept.keys()));
     if (this.latest && snapshotId <= this.latest.id) return { snapshot: state, isLatest: false };

@@ -29,7 +29,7 @@ from astranet.net import messages as m
 from astranet.net.clock import ServerClock
 from astranet.net.envelope import SnapshotEnvelope
 from astranet.net.signing import sign
-from astranet.replication.codec import compress_payload, encode_delta
+from astranet.replication.codec import FLAG_PREDICTED, compress_payload, encode_delta
 from astranet.replication.interpolation import InterpolationDelay, SnapshotBuffer
 from astranet.replication.prediction import read_rows
 from astranet.replication.snapshot import Snapshot, capture
@@ -128,8 +128,18 @@ def _snapshot(schema: Schema, sid: int, ids: list[int], columns: list[np.ndarray
     return capture(store, sid, sid * 2)
 
 
+def _capture_columns(
+    schema: Schema, ids: np.ndarray, columns: list[np.ndarray], sid: int, tick: int
+) -> Snapshot:
+    store = ColumnStore(schema)
+    store.replace_all(ids, columns)
+    return capture(store, sid, tick)
+
+
 def _payload_case(name: str, schema: Schema, cur: Snapshot, base: Snapshot | None, **kw: Any):
-    raw = encode_delta(schema, cur, base, checksum=kw.get("checksum", False))
+    raw = encode_delta(schema, cur, base, checksum=kw.get("checksum", False), prev=kw.get("prev"))
+    if kw.get("prev") is not None:
+        assert raw[1] & FLAG_PREDICTED, f"{name}: the encoder chose not to predict"
     compressed, is_compressed = compress_payload(raw) if kw.get("compress") else (raw, False)
     return {
         "name": name,
@@ -164,6 +174,16 @@ def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     c3[2][1] = -c3[2][1]  # a yaw change that wraps
     s3 = _snapshot(schema, 3, [2, 5, 9, 12, 4], c3)
     empty = _snapshot(schema, 4, [], [c[:0] for c in _probe_columns(rng, 0)])
+    # Snapshot 5 (tick 9): every position moves by v; snapshot 6 (tick 11) by v * 2 / 3 more,
+    # sent against 5 predicted from 3 (ahead 2 / span 3: b + floor((b - a) * 2 / 3) per code).
+    velocity = rng.uniform(-0.5, 0.5, size=(len(s3), 3))
+    cols5 = [np.array(c, copy=True) for c in s3.dequantize(schema)]
+    cols5[0] += velocity
+    s5 = _capture_columns(schema, s3.net_ids, cols5, 5, 9)
+    cols6 = [np.array(c, copy=True) for c in s5.dequantize(schema)]
+    cols6[0] += velocity * 2 / 3
+    cols6[1][0] = -cols6[1][0]  # a Float the prediction cannot help
+    s6 = _capture_columns(schema, s3.net_ids, cols6, 6, 11)
     cases = [
         _payload_case("full", schema, s1, None),
         _payload_case("full-lz4", schema, s1, None, compress=True),
@@ -171,6 +191,8 @@ def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         _payload_case("delta-checksum", schema, s2, s1, checksum=True),
         _payload_case("delta-recycled-id", schema, s3, s2, compress=True),
         _payload_case("delta-to-empty", schema, empty, s3),
+        _payload_case("delta-moving", schema, s5, s3),
+        _payload_case("delta-predicted", schema, s6, s5, prev=s3),
     ]
     raw = encode_delta(schema, s2, s1)
     full = encode_delta(schema, s1)
@@ -182,6 +204,14 @@ def _probe_payloads() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             "name": "fingerprint",
             "base_id": None,
             "payload": _hex(full[:3] + bytes([full[3] ^ 1]) + full[4:]),
+            "compressed": False,
+        },
+        {
+            "name": "predicted-unknown-prev",
+            "base_id": 1,
+            "payload": _hex(
+                bytes([raw[0], raw[1] | FLAG_PREDICTED]) + raw[2:5] + b"\x01" + raw[5:]
+            ),
             "compressed": False,
         },
         {
@@ -238,10 +268,13 @@ def _cubes_payloads() -> list[dict[str, Any]]:
     store["Cube.pos"][::10] += [1.5, -0.75]
     store["Cube.pos"][29] = [999.0, 0.0]
     s3 = capture(store, 3, 12)
+    store["Cube.pos"][::10] += [1.5, -0.75]  # the same velocity again: exact prediction
+    s4 = capture(store, 4, 13)
     return [
         _payload_case("cubes-full", CUBES_SCHEMA, s1, None),
         _payload_case("cubes-delta", CUBES_SCHEMA, s2, s1),
         _payload_case("cubes-delta-older-base", CUBES_SCHEMA, s3, s1),
+        _payload_case("cubes-delta-predicted", CUBES_SCHEMA, s4, s3, prev=s2),
     ]
 
 

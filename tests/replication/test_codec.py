@@ -15,9 +15,11 @@ from astranet.errors import SnapshotDecodeError
 from astranet.replication.codec import (
     FLAG_ALL_FIELDS,
     FLAG_DELTA,
+    FLAG_PREDICTED,
     FLAG_ROW_LIST,
     FLAG_STRUCTURE,
     MAX_DECODED_BYTES,
+    WIDTH_PREDICTED,
     DesyncError,
     decode_delta,
     decode_payload,
@@ -278,3 +280,110 @@ def test_lz4_bombs_truncation_and_junk_raise() -> None:
     with pytest.raises(SnapshotDecodeError):
         decode_payload(SCHEMA, b"\0" * (MAX_DECODED_BYTES + 1), False, base)
     decode_payload(SCHEMA, good, True, base)  # and the intact frame decodes
+
+
+# -- prediction ---------------------------------------------------------------------------
+
+
+def _moving_history(seed: int, n: int, ticks: int, *, steady: bool = False) -> list:
+    """Rows moving at constant velocity (plus noise on some), spawns and despawns now and then
+    (``steady``: one velocity, one tick apart, nothing else)."""
+    rng = np.random.default_rng(seed)
+    store = make_store(rng, n)
+    store["Body.pos"][:] = rng.uniform(-50, 50, (n, 3))
+    velocity = rng.normal(0, 0.3, (n, 3))
+    history = SnapshotHistory(store, capacity=ticks + 1)
+    snaps = [history.capture(0)]
+    tick = 0
+    for _ in range(1, ticks):
+        if steady:
+            tick += 1
+            store["Body.pos"][:] += velocity
+            snaps.append(history.capture(tick))
+            continue
+        tick += int(rng.integers(1, 4))
+        if rng.random() < 0.3:
+            evolve(store, rng, change=0.1, spawn=2, despawn=0.1)
+            velocity = rng.normal(0, 0.3, (len(store), 3))
+        store["Body.pos"][:] += velocity * rng.integers(1, 3)
+        snaps.append(history.capture(tick))
+    return snaps
+
+
+@settings(max_examples=200)
+@given(seeds, st.integers(1, 40), st.integers(3, 8), st.booleans())
+def test_predicted_deltas_reproduce_state(seed, n, ticks, checksum) -> None:
+    snaps = _moving_history(seed, n, ticks)
+    rng = np.random.default_rng(seed)
+    kept = {s.id: s for s in snaps}
+    i = int(rng.integers(2, len(snaps)))
+    j = int(rng.integers(1, i))
+    k = int(rng.integers(0, j))
+    cur, base, prev = snaps[i], snaps[j], snaps[k]
+    raw = encode_delta(SCHEMA, cur, base, checksum=checksum, prev=prev)
+    assert len(raw) <= len(encode_delta(SCHEMA, cur, base, checksum=checksum))
+    out = decode_delta(SCHEMA, raw, base, tick=cur.tick, kept=kept.get)
+    assert out.same_state(cur)
+
+
+def test_steady_movers_cost_almost_nothing_when_predicted() -> None:
+    schema = Schema(Tiny)
+    store = ColumnStore(schema)
+    store.spawn(8, Tiny__x=np.arange(8.0))
+    history = SnapshotHistory(store)
+    a = history.capture(10)
+    store["Tiny.x"][:] += 2.0
+    b = history.capture(12)
+    store["Tiny.x"][:] += 1.0  # one tick later: half of the 2-tick velocity
+    c = history.capture(13)
+    plain = encode_delta(schema, c, b)
+    assert plain == bytes([2, FLAG_DELTA | FLAG_ALL_FIELDS, 8, 0xFF, 2, 0xAA, 0xAA])
+    raw = encode_delta(schema, c, b, prev=a)
+    # 8 updates, lag 1, bitmask 0xFF, width 0 predicted: the movers cost no delta bits.
+    flags = FLAG_DELTA | FLAG_ALL_FIELDS | FLAG_PREDICTED
+    assert raw == bytes([2, flags, 8, 1, 0xFF, WIDTH_PREDICTED])
+    kept = {a.id: a, b.id: b}
+    assert decode_delta(schema, raw, b, tick=c.tick, kept=kept.get).same_state(c)
+
+
+def test_predicted_payloads_without_their_prediction_snapshot_raise() -> None:
+    snaps = _moving_history(3, 20, 4, steady=True)
+    cur, base, prev = snaps[3], snaps[2], snaps[1]
+    raw = encode_delta(SCHEMA, cur, base, prev=prev)
+    assert raw[1] & FLAG_PREDICTED
+    kept = {s.id: s for s in snaps}
+    with pytest.raises(SnapshotDecodeError, match="prediction snapshot"):
+        decode_delta(SCHEMA, raw, base, tick=cur.tick)  # no lookup
+    with pytest.raises(SnapshotDecodeError, match="prediction snapshot"):
+        decode_delta(SCHEMA, raw, base, tick=cur.tick, kept={}.get)
+    with pytest.raises(SnapshotDecodeError, match="ticks"):
+        decode_delta(SCHEMA, raw, base, tick=base.tick - 1, kept=kept.get)
+    for cut in range(len(raw)):
+        with pytest.raises(SnapshotDecodeError):
+            decode_delta(SCHEMA, raw[:cut], base, tick=cur.tick, kept=kept.get)
+    with pytest.raises(SnapshotDecodeError, match=r"lag|flags"):
+        decode_delta(SCHEMA, bytes([2, FLAG_DELTA | FLAG_PREDICTED, 0]), base, tick=cur.tick)
+
+
+@settings(max_examples=800)
+@given(st.data())
+def test_bit_flips_in_predicted_payloads_raise_or_decode_the_same_state(data) -> None:
+    raw, base, cur, kept = PREDICTED_SAMPLE
+    bit = data.draw(st.integers(0, 8 * len(raw) - 1))
+    flipped = bytearray(raw)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    try:
+        result = decode_delta(SCHEMA, bytes(flipped), base, tick=cur.tick, kept=kept.get)
+    except SnapshotDecodeError:
+        return
+    assert result.same_state(cur)
+
+
+def _predicted_sample():
+    snaps = _moving_history(8, 30, 5, steady=True)
+    raw = encode_delta(SCHEMA, snaps[4], snaps[3], checksum=True, prev=snaps[2])
+    assert raw[1] & FLAG_PREDICTED
+    return raw, snaps[3], snaps[4], {s.id: s for s in snaps}
+
+
+PREDICTED_SAMPLE = _predicted_sample()

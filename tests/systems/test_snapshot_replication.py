@@ -45,7 +45,9 @@ def test_every_subscriber_gets_a_decodable_snapshot_and_ackers_get_deltas() -> N
         system.process(SimContext(store, tick=tick))
         for sub in subscribers:
             sent = sub.got[-1]
-            replicas[id(sub)].apply(sent.id, sent.base_id, sent.payload, sent.compressed)
+            replicas[id(sub)].apply(
+                sent.id, sent.base_id, sent.payload, sent.compressed, sent.server_tick
+            )
         acking.baseline.ack(acking.got[-1].id)
     assert all(s.base_id is None for s in lazy.got)
     assert any(s.base_id is not None for s in acking.got[1:])
