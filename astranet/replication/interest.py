@@ -531,11 +531,21 @@ class BudgetedEncoder:
     ) -> _Tick:
         """Gather the pairs, accumulate their priority, and find them in the acked bases."""
         n = len(clients)
-        rows_of = [np.asarray(r.rows, dtype=np.int64) for r in relevances]
-        counts = np.array([len(r) for r in rows_of], dtype=np.int64)
-        row = np.concatenate(rows_of)
-        weight = np.concatenate([np.asarray(r.priority, dtype=np.float64) for r in relevances])
+        picked = [np.asarray(r.rows, dtype=np.int64).reshape(-1) for r in relevances]
+        counts = np.array([len(r) for r in picked], dtype=np.int64)
+        row = np.concatenate(picked)
+        weight = np.concatenate(
+            [np.asarray(r.priority, dtype=np.float64).reshape(-1) for r in relevances]
+        )
         client = np.repeat(np.arange(n), counts)
+        if len(row) > 1 and np.any((row[1:] <= row[:-1]) & (client[1:] == client[:-1])):
+            # A game's rows out of order or repeated: sorted (composites are by net id) and
+            # each entity once, with its largest weight.
+            order = np.lexsort((-weight, row, client))
+            client, row, weight = client[order], row[order], weight[order]
+            first = np.r_[True, (row[1:] != row[:-1]) | (client[1:] != client[:-1])]
+            client, row, weight = client[first], row[first], weight[first]
+            counts = np.bincount(client, minlength=n).astype(np.int64)
         width = len(current) + 1
         wanted = client * width + row
         rows_of = _RowsOf(current.net_ids)

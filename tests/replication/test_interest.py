@@ -280,3 +280,18 @@ def test_many_clients_in_one_pass_each_decode_what_was_recorded_within_budget(
         np.testing.assert_array_equal(replica.latest.net_ids, want)
         for got, now in zip(replica.latest.codes, history.latest.codes, strict=True):
             np.testing.assert_array_equal(got, now[relevance.rows])
+
+
+def test_relevance_rows_out_of_order_or_repeated_are_sorted_and_sent_once() -> None:
+    store = ColumnStore(SCHEMA)
+    store.spawn(50, Mob__pos=np.stack([np.arange(50.0), np.zeros(50)], axis=1))
+    history = SnapshotHistory(store)
+    encoder, client, replica = BudgetedEncoder(SCHEMA), InterestBaseline(), Replica(SCHEMA)
+    rows = np.array([7, 3, 3, 40, 0, 7])
+    relevance = Relevance(rows, np.array([0.5, 1.0, 0.2, 1.0, 1.0, 2.0]))
+    for tick in range(3):
+        snap = history.capture(tick)
+        out = encoder.encode_for(client, snap, relevance, 2000)
+        replica.apply(out.id, out.base_id, out.payload, out.compressed, out.server_tick)
+        client.ack(out.id)
+    np.testing.assert_array_equal(replica.latest.net_ids, store.net_ids[[0, 3, 7, 40]])
