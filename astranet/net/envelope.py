@@ -38,6 +38,7 @@ import msgpack
 
 from astranet.errors import LocalProtocolError, MalformedMessage, UnknownMessageType
 from astranet.net.limits import MAX_SNAPSHOT_PAYLOAD_BYTES, U32_MAX, U64_MAX
+from astranet.varint import leb128
 
 __all__ = [
     "COMPACT_MARKER",
@@ -59,18 +60,6 @@ _U32 = struct.Struct(">I")
 
 #: (id, server_tick, base_id, compressed, payload, last_input_seq) of a compact Snapshot.
 CompactSnapshotFields = tuple[int, int, "int | None", bool, bytes, "int | None"]
-
-
-def leb128(value: int) -> bytes:
-    """Unsigned LEB128 of ``value`` (>= 0), the shortest form."""
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def msgpack_uint(value: int) -> bytes:

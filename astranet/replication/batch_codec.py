@@ -30,9 +30,9 @@ from astranet.replication.codec import (
     FLAG_ROW_LIST,
     FLAG_STRUCTURE,
     FORMAT_VERSION,
-    _uleb,
 )
 from astranet.replication.snapshot import Snapshot
+from astranet.varint import leb128
 
 __all__ = [
     "FlatRows",
@@ -328,17 +328,17 @@ def encode_flat(
         | np.where(row_list, FLAG_ROW_LIST, 0)
         | np.where(all_fields, FLAG_ALL_FIELDS, 0)
     ).tolist()
-    full_prefix = _uleb(len(schema)) + schema.fingerprint.to_bytes(4, "little")
+    full_prefix = leb128(len(schema)) + schema.fingerprint.to_bytes(4, "little")
     payloads = []
     for c, (flag, spawns, despawns, updates) in enumerate(
         zip(flags, n_spawn.tolist(), n_despawn.tolist(), n_update.tolist(), strict=True)
     ):
         if not flag & FLAG_DELTA:
-            counts = full_prefix + _uleb(spawns)
+            counts = full_prefix + leb128(spawns)
         elif flag & FLAG_STRUCTURE:
-            counts = _uleb(spawns) + _uleb(despawns) + _uleb(updates)
+            counts = leb128(spawns) + leb128(despawns) + leb128(updates)
         else:
-            counts = _uleb(updates)
+            counts = leb128(updates)
         payloads.append(bytes((FORMAT_VERSION, flag)) + counts + raw[cuts[c] : cuts[c + 1]])
     return payloads
 

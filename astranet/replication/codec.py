@@ -39,6 +39,7 @@ from astranet.errors import SnapshotDecodeError
 from astranet.replication._bits import SMALL_RUN, pack_bits, packed_size, unpack_bits
 from astranet.replication._rows import rows_differ
 from astranet.replication.snapshot import Snapshot, empty_snapshot
+from astranet.varint import leb128
 
 __all__ = [
     "FLAG_ALL_FIELDS",
@@ -156,18 +157,6 @@ def _pack_mask(mask: np.ndarray) -> bytes:
     return np.packbits(mask, bitorder="little").tobytes()
 
 
-def _uleb(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, least significant group first (as in protobuf)."""
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _changed_rows(changed: np.ndarray, updated: np.ndarray) -> tuple[bytes, int]:
     """The changed-row set in its smaller form: ``(bytes, FLAG_ROW_LIST or 0)``.
 
@@ -274,13 +263,13 @@ def encode_delta(
     if flags & FLAG_DELTA:
         if n_spawn or n_despawn:
             flags |= FLAG_STRUCTURE
-            counts = _uleb(n_spawn) + _uleb(n_despawn) + _uleb(n_update)
+            counts = leb128(n_spawn) + leb128(n_despawn) + leb128(n_update)
         else:
-            counts = _uleb(n_update)
+            counts = leb128(n_update)
         if predict is not None and prev is not None:
-            counts_plain, counts = counts, counts + _uleb(base.id - prev.id)
+            counts_plain, counts = counts, counts + leb128(base.id - prev.id)
     else:
-        counts = _uleb(len(schema)) + _U32.pack(schema.fingerprint) + _uleb(n_spawn)
+        counts = leb128(len(schema)) + _U32.pack(schema.fingerprint) + leb128(n_spawn)
     row_set = b""
     field_masks: list[bytes] = []
     if n_update:

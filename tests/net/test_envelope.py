@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from astranet.errors import LocalProtocolError, MalformedMessage, UnknownMessageType
 from astranet.net import messages as m
-from astranet.net.envelope import SnapshotEnvelope, is_compact, leb128, parse_compact
+from astranet.net.envelope import SnapshotEnvelope, is_compact, parse_compact
 from astranet.net.limits import MAX_SNAPSHOT_PAYLOAD_BYTES, U32_MAX, U64_MAX
+from astranet.varint import leb128
 
 u32 = st.integers(0, U32_MAX)
 u64 = st.integers(0, U64_MAX)
