@@ -38,9 +38,12 @@ __all__ = [
     "FlatRows",
     "as_codes",
     "as_words",
+    "bit_lengths",
     "encode_deltas",
     "encode_flat",
     "pack_runs",
+    "segment_max",
+    "segment_starts",
     "segment_sums",
     "words_differ",
     "zigzag",
@@ -114,7 +117,8 @@ class FlatRows:
         return np.repeat(np.arange(len(self.counts)), self.counts)
 
 
-def _starts(counts: np.ndarray) -> np.ndarray:
+def segment_starts(counts: np.ndarray) -> np.ndarray:
+    """The n + 1 offsets of segments of ``counts`` elements each (0 first)."""
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
     return starts
@@ -197,12 +201,12 @@ def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bit_length(top: np.ndarray) -> np.ndarray:
-    """``int.bit_length`` of each value (exact: frexp's exponent of an integer < 2**53)."""
-    return np.frexp(top.astype(np.float64))[1].astype(np.int64)
+def bit_lengths(top: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of each value (frexp's exponent: exact for integers < 2**53)."""
+    return np.frexp(np.asarray(top, dtype=np.float64))[1].astype(np.int64)
 
 
-def _segment_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+def segment_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     """Per owner (values grouped by non-decreasing ``owner``): the maximum, 0 when empty."""
     top = np.zeros(n, dtype=np.int64)
     if len(values):
@@ -252,10 +256,10 @@ def encode_flat(
     updated = np.flatnonzero(any_changed)
     updated_client = common_client[updated]
 
-    n_spawn = segment_sums(~in_base, _starts(current.counts))
-    n_despawn = segment_sums(~kept, _starts(base.counts))
+    n_spawn = segment_sums(~in_base, segment_starts(current.counts))
+    n_despawn = segment_sums(~kept, segment_starts(base.counts))
     n_common = current.counts - n_spawn
-    n_update = segment_sums(any_changed, _starts(n_common))
+    n_update = segment_sums(any_changed, segment_starts(n_common))
     has_updates = n_update > 0
 
     # The changed-row set: a bitmask over the common rows, or the gap list when smaller.
@@ -268,7 +272,7 @@ def encode_flat(
     if len(index):
         previous[np.flatnonzero(np.r_[True, updated_client[1:] != updated_client[:-1]])] = -1
     gaps = index - previous - 1  # the first is its index
-    gap_width = _bit_length(_segment_max(gaps, updated_client, n_clients))
+    gap_width = bit_lengths(segment_max(gaps, updated_client, n_clients))
     mask_size = (n_common + 7) // 8
     row_list = (
         has_updates
@@ -278,7 +282,7 @@ def encode_flat(
     # No field masks when every updated row changed in every field (always, with one field).
     if len(field_changed) > 1:
         in_all = np.logical_and.reduce(field_changed)[updated]
-        all_fields = has_updates & (segment_sums(in_all, _starts(n_update)) == n_update)
+        all_fields = has_updates & (segment_sums(in_all, segment_starts(n_update)) == n_update)
     else:
         all_fields = has_updates
 
@@ -310,12 +314,14 @@ def encode_flat(
     for f, field in enumerate(schema.fields):
         rows = updated[field_changed[f][updated]]
         owner = common_client[rows]
-        with_values = np.flatnonzero(segment_sums(field_changed[f][updated], _starts(n_update)))
+        with_values = np.flatnonzero(
+            segment_sums(field_changed[f][updated], segment_starts(n_update))
+        )
         bits = np.array(field.encoding.code_bits, dtype=np.int64)
         like = current.codes[f]
         zz = zigzag(as_codes(now_codes[f][rows], like), as_codes(then_codes[f][rows], like), bits)
         for comp in range(len(bits)):
-            width = _bit_length(_segment_max(zz[:, comp], owner, n_clients))
+            width = bit_lengths(segment_max(zz[:, comp], owner, n_clients))
             # A field with changed rows gets, per component, its width byte then the run.
             sections.append((width[with_values], with_values, byte_wide))
             sections.append((zz[:, comp], owner, width))

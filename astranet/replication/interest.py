@@ -60,7 +60,10 @@ from astranet.replication.batch_codec import (
     FlatRows,
     as_codes,
     as_words,
+    bit_lengths,
     encode_flat,
+    segment_max,
+    segment_starts,
     segment_sums,
     words_differ,
     zigzag,
@@ -350,26 +353,6 @@ class _RowsOf:
         return np.where(net_ids[at] == ids, at, len(net_ids))
 
 
-def _starts(counts: np.ndarray) -> np.ndarray:
-    starts = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    return starts
-
-
-def _segment_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """Per owner (``values`` grouped by non-decreasing ``owner``): the maximum, 0 if none."""
-    top = np.zeros(n, dtype=np.int64)
-    if len(values):
-        firsts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        top[owner[firsts]] = np.maximum.reduceat(values.astype(np.int64), firsts)
-    return top
-
-
-def _bit_length(top: np.ndarray) -> np.ndarray:
-    """``int.bit_length`` of each value (frexp's exponent: exact for integers < 2**53)."""
-    return np.frexp(np.asarray(top, dtype=np.float64))[1].astype(np.int64)
-
-
 def _ceil8(bits: np.ndarray) -> np.ndarray:
     return (bits + 7) // 8
 
@@ -566,7 +549,7 @@ class BudgetedEncoder:
             rows_of,
             width,
             client,
-            _starts(counts),
+            segment_starts(counts),
             row,
             current.net_ids[row],
             weight,
@@ -663,10 +646,10 @@ class BudgetedEncoder:
         n_update0 = segment_sums(any_held, pairs)
         n_changed0 = [segment_sums(c, pairs) for c in changed_held]
         top_held = [
-            np.stack([_segment_max(z_k, client[carried], n) for z_k in z], axis=1)
+            np.stack([segment_max(z_k, client[carried], n) for z_k in z], axis=1)
             for carried, z in zz_held
         ]
-        widths0 = [_bit_length(t) for t in top_held]
+        widths0 = [bit_lengths(t) for t in top_held]
         size0 = self._size(
             n_total0, n_common0, n_update0, n_changed0, widths0, n_base, tick.has_base
         )
@@ -680,9 +663,9 @@ class BudgetedEncoder:
         n_cand = segment_sums(new_or_changed, pairs)
         near_count = segment_sums(new_or_changed & (tick.weight >= 1.0), pairs)
         weigh = np.minimum(n_cand, np.maximum(limit, near_count + _LIMIT_SLACK))
-        weighed = np.arange(len(order)) - _starts(n_cand)[:-1][owner] < weigh[owner]
+        weighed = np.arange(len(order)) - segment_starts(n_cand)[:-1][owner] < weigh[owner]
         order, owner = order[weighed], owner[weighed]
-        weighed_starts = _starts(weigh)
+        weighed_starts = segment_starts(weigh)
         client_first = weighed_starts[:-1]
         for f, bits in enumerate(self._field_bits):  # the weighed candidates' current values
             now, then = tick.current[f][order], tick.base_value[f][order]
@@ -711,7 +694,7 @@ class BudgetedEncoder:
             width = np.empty((len(order), len(z)), dtype=np.int64)
             for k, z_k in enumerate(z):
                 most = np.maximum.accumulate(z_k + offset) - offset
-                width[:, k] = _bit_length(np.maximum(most, top[owner, k]))
+                width[:, k] = bit_lengths(np.maximum(most, top[owner, k]))
             widths.append(width)
         size = self._size(
             n_total, n_common, n_update, n_changed, widths, n_base[owner], tick.has_base[owner]
@@ -770,11 +753,11 @@ class BudgetedEncoder:
         )
         prio = tick.prio
         prio[chosen] = 0.0  # sent: its priority starts again from nothing
-        row_starts = _starts(counts).tolist()
+        row_starts = segment_starts(counts).tolist()
         pair_starts = tick.pair_starts.tolist()
         takes = decision.take.tolist()
         sent_ids = tick.ids[chosen]  # grouped by client: sliced below
-        sent_starts = _starts(segment_sums(chosen, tick.pair_starts)).tolist()
+        sent_starts = segment_starts(segment_sums(chosen, tick.pair_starts)).tolist()
         resorts, plan_bs = resort.tolist(), plan_b.tolist()
         candidates, despawned = decision.candidates.tolist(), decision.despawned.tolist()
         out = []
