@@ -85,56 +85,39 @@ class _BoundedLabels:
         return OTHER_LABEL
 
 
-#: (attribute, metric name, help) of every unlabelled counter; exported as NAME_total.
-_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("late_ticks", "late_ticks", "Ticks started over half a period late"),
-    ("skipped_ticks", "skipped_ticks", "Tick slots skipped by the catch-up rule"),
-    ("bytes_sent", "bytes_sent", "WebSocket payload bytes sent"),
-    ("bytes_received", "bytes_received", "WebSocket payload bytes received"),
-    ("snapshot_bytes", "snapshot_bytes", "Snapshot payload bytes sent"),
+#: (name, help) of every unlabelled counter: attribute ``metrics.NAME``, exported as NAME_total.
+_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("late_ticks", "Ticks started over half a period late"),
+    ("skipped_ticks", "Tick slots skipped by the catch-up rule"),
+    ("bytes_sent", "WebSocket payload bytes sent"),
+    ("bytes_received", "WebSocket payload bytes received"),
+    ("snapshot_bytes", "Snapshot payload bytes sent"),
     (
-        "snapshot_encodes",
         "snapshot_encodes",
         "Snapshot payloads encoded (one per distinct base and view per room tick)",
     ),
     (
         "snapshot_deliveries",
-        "snapshot_deliveries",
         "Snapshots handed to clients by the fan-out (one per client per room tick)",
     ),
-    ("rate_limited_messages", "rate_limited_messages", "Messages dropped by the rate limiter"),
+    ("rate_limited_messages", "Messages dropped by the rate limiter"),
+    ("undecodable_inputs", "Correctly signed input blobs the game could not decode"),
     (
-        "undecodable_inputs",
-        "undecodable_inputs",
-        "Correctly signed input blobs the game could not decode",
-    ),
-    (
-        "snapshots_skipped",
         "snapshots_skipped",
         "Snapshots replaced by a newer one before a slow client's socket took them",
     ),
-    ("input_violations", "input_violations", "Inputs refused by the game's movement-sanity check"),
-    ("inputs_dropped", "inputs_dropped", "Inputs dropped because a player's input queue was full"),
+    ("input_violations", "Inputs refused by the game's movement-sanity check"),
+    ("inputs_dropped", "Inputs dropped because a player's input queue was full"),
+    ("malformed_messages", "Messages rejected as malformed or of unknown type"),
     (
-        "malformed_messages",
-        "malformed_messages",
-        "Messages rejected as malformed or of unknown type",
-    ),
-    (
-        "rewind_clamps",
         "rewind_clamps",
         "Lag-compensation views clamped to the rewind window or to the newest snapshot",
     ),
     (
         "event_resyncs",
-        "event_resyncs",
         "Event outboxes resynchronised (a player too far behind: waiting events dropped)",
     ),
-    (
-        "commands_refused",
-        "commands_refused",
-        "Commands refused by the game, the per-seat rate limit or as replays",
-    ),
+    ("commands_refused", "Commands refused by the game, the per-seat rate limit or as replays"),
 )
 
 
@@ -253,9 +236,9 @@ class _CounterCollector(Collector):
         metrics = self._metrics
         if metrics.before_collect is not None:
             metrics.before_collect()
-        for attribute, name, documentation in _COUNTERS:
+        for name, documentation in _COUNTERS:
             yield CounterMetricFamily(
-                f"{NAMESPACE}_{name}", documentation, value=getattr(metrics, attribute)
+                f"{NAMESPACE}_{name}", documentation, value=getattr(metrics, name)
             )
         by_type = CounterMetricFamily(
             f"{NAMESPACE}_messages_received", "Client messages by type", labels=["type"]
