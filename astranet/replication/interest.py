@@ -87,7 +87,8 @@ __all__ = [
 # 32 composites = ~1 s at 30 Hz: an ack older than that is a client so far behind that a full
 # payload is the right answer; memory stays 32 x relevant rows per client.
 DEFAULT_COMPOSITES = 32
-# The payload header alone is 24 bytes; below 64 a budget could not carry a single spawn.
+# A full payload header is ~10 bytes (v2: varints, field count, fingerprint) and a spawned
+# row carries every field; below 64 bytes a budget could not carry a single spawn.
 MIN_BUDGET_BYTES = 64
 # What a Snapshot message adds around its payload, at most: the map envelope is 97 bytes with
 # u32 ids and a u64 tick at their widest (the compact one is smaller); reserved from a

@@ -92,3 +92,20 @@ def test_replay_guard_resumes_from_last_seq() -> None:
     assert guard.is_fresh(101)
     with pytest.raises(LocalProtocolError):
         ReplayGuard(last_seq=-1)
+
+
+@pytest.mark.parametrize("openssl", [True, False], ids=["openssl-state", "hmac-fallback"])
+def test_keyed_state_gives_hmac_digests_on_both_paths(monkeypatch, openssl: bool) -> None:
+    """The OpenSSL keyed state and the fallback for Pythons without it sign identically."""
+    from astranet.net import signing
+
+    if not openssl:
+        monkeypatch.setattr(signing, "_openssl_hmac_new", None)
+    elif signing._openssl_hmac_new is None:
+        pytest.skip("this Python has no _hashlib.hmac_new")
+    key = bytes(range(32))
+    state = signing._keyed_sha256(key)
+    for message in (b"", b"x", b"seq+tick+blob" * 9):
+        copy = state.copy()
+        copy.update(message)
+        assert copy.digest() == hmac.new(key, message, hashlib.sha256).digest()
