@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,tools,client]'
+	$(BIN)/python -m pip install --quiet -e '.[test,tools,client,fast]'
 	touch $(STAMP)
 
 # The browser client (/play): npm ci from the lock file when js/node_modules is missing or
