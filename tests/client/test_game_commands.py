@@ -53,6 +53,8 @@ async def test_commands_are_validated_by_the_game_and_answered_by_events(net: Ne
     refused = next(e for e in mine if e.type == COMMAND_REFUSED_EVENT)
     assert struct.unpack("<I", refused.data[:4])[0] == 2
     assert b"unknown command shout" in refused.data
+    assert net.test is not None  # the refusal is counted where operators look: /metrics
+    assert await net.test.metric("astranet_commands_refused_total") == 1
 
 
 @pytest.mark.timeout(30)
