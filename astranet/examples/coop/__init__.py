@@ -7,38 +7,20 @@ Rules, components and the 4-byte input blob: astranet/examples/coop/README.md.
 Benchmark: benchmarks/coop_tick.py.
 """
 
-# How bots play coop (astranet-bots, astranet-loadtest find it here via --game); last, since
-# it imports the modules above.
+# The schema (components, constants, snapping) is re-exported whole from components.__all__,
+# so those names are listed once, where they are defined; the rest is picked by name.
+# bot_kit says how bots play coop (astranet-bots, astranet-loadtest find it here via --game).
+from astranet.examples.coop import components
 from astranet.examples.coop.brain import bot_kit
-from astranet.examples.coop.components import (
-    ARENA,
-    DRONE,
-    PLAYER,
-    PROJECTILE,
-    SCHEMA,
-    TEAM,
-    Body,
-    Health,
-    Team,
-    Weapon,
-)
+from astranet.examples.coop.components import *  # noqa: F403
 from astranet.examples.coop.game import Coop, fire_ready, game
 from astranet.examples.coop.input import Command, decode_command, encode_command, encode_input
 from astranet.examples.coop.sim import step_avatar
 
 __all__ = [
-    "ARENA",
-    "DRONE",
-    "PLAYER",
-    "PROJECTILE",
-    "SCHEMA",
-    "TEAM",
-    "Body",
+    *components.__all__,
     "Command",
     "Coop",
-    "Health",
-    "Team",
-    "Weapon",
     "bot_kit",
     "decode_command",
     "encode_command",
