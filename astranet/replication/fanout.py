@@ -8,6 +8,11 @@ Operations (server, once per room tick, after ``SnapshotHistory.capture``)::
     ...
     client.baseline.ack(msg.snapshot_id)             # on every Ack message
 
+Many rooms at once (the server's tick): ``plan_for`` instead of ``encode_for`` (the base is
+picked and the send recorded; the encode waits), then one :func:`encode_jobs` over every
+room's ``take_pending()`` jobs, then ``encoded(key)`` per client. Same bytes: the small deltas
+of all rooms share one vectorised pass (:mod:`astranet.replication.rooms_codec`).
+
 :class:`ClientBaseline` is the per-client memory the server needs: which snapshot ids it sent
 that client (and with which visibility mask, because a delta must be relative to what the
 client actually decoded), and the newest id the client acked. ``encode_for`` picks that acked
@@ -41,16 +46,20 @@ import numpy as np
 
 from astranet.ecs.schema import Schema
 from astranet.errors import InvalidState
-from astranet.replication.codec import can_predict, encode_payload
+from astranet.replication.codec import can_predict, compress_payload, encode_delta
+from astranet.replication.rooms_codec import encode_same_rows
 from astranet.replication.snapshot import DEFAULT_RING, Snapshot, SnapshotHistory
 
 __all__ = [
     "MAX_PREDICTION_SPAN",
     "MAX_SHARED_BASE_LAG",
+    "MIN_BATCH_JOBS",
     "PREDICTED_DELTAS_ENV",
     "ClientBaseline",
+    "EncodeJob",
     "EncodedSnapshot",
     "SnapshotFanout",
+    "encode_jobs",
     "predicted_deltas_enabled",
 ]
 
@@ -159,12 +168,16 @@ class SnapshotFanout:
         self.deliveries = 0  # encode_for calls: one per client per tick
         self._drained = (0, 0)  # (encodes, deliveries) at the last drain_counts()
         self._current: Snapshot | None = None
-        self._cache: dict[tuple[int | None, bytes | None, bytes | None], EncodedSnapshot] = {}
+        self._cache: dict[tuple, EncodedSnapshot] = {}
+        self._pending: list[EncodeJob] = []  # planned, not encoded yet (plan_for)
+        self._planned: set[tuple] = set()  # their keys
 
     def begin_tick(self, snapshot: Snapshot) -> None:
         """Start fanning out ``snapshot`` (the one just captured); drops last tick's cache."""
         self._current = snapshot
         self._cache.clear()
+        self._pending.clear()
+        self._planned.clear()
 
     def drain_counts(self) -> tuple[int, int]:
         """``(encodes, deliveries)`` since the previous call (for /metrics); totals stay."""
@@ -243,18 +256,16 @@ class SnapshotFanout:
         prev = self.history.get(prev_id)
         return prev if prev is not None and can_predict(prev, base, current.tick) else None
 
-    def encode_for(
+    def plan_for(
         self,
         client: ClientBaseline,
         visible: np.ndarray | None = None,
         base_id: int | None = None,
-    ) -> EncodedSnapshot:
-        """The message fields for ``client`` this tick (shared with clients of the same key).
-
-        ``visible`` is a bool mask over the current snapshot's rows (None: all rows).
-        ``base_id`` (from :meth:`shared_bases`) is used as the base when the client acked it
-        and it is still in the ring; otherwise the client's newest ack is (None: that one).
-        Records the send in ``client`` so a later ack of this id can serve as a base.
+    ) -> tuple:
+        """:meth:`encode_for` in two halves: this one picks the base, records the send in
+        ``client`` and returns the payload's cache key; the payload itself is encoded by
+        :meth:`encode_pending` or, for many rooms at once, by :func:`encode_jobs`. Fetch it
+        with :meth:`encoded`. Clients with the same key share one job.
         """
         current = self._current
         if current is None:
@@ -268,10 +279,10 @@ class SnapshotFanout:
         if base_id is None or base_id not in client._acked:
             base_id = client.acked_id
         base = self.history.get(base_id)
-        base_visible = None
         prev = self.prediction_source(client, base, current)
         if base is None:
             key: tuple = (None, None, view_key)
+            base_visible = None
         else:
             base_visible = client._sent.get(base.id)
             base_key = None if base_visible is None else _mask_key(base_visible)
@@ -279,21 +290,115 @@ class SnapshotFanout:
             if prev is not None:
                 prev_visible = client._sent.get(prev.id)
                 key += (prev.id, None if prev_visible is None else _mask_key(prev_visible))
-        encoded = self._cache.get(key)
-        if encoded is None:
-            base_view = base.select(base_visible) if base is not None else None
-            prev_view = prev.select(client._sent.get(prev.id)) if prev is not None else None
-            payload, compressed = encode_payload(
-                self.schema,
-                current.select(visible),
-                base_view,
-                checksum=self.checksum,
-                compress=self.compress,
-                prev=prev_view,
+        if key not in self._cache and key not in self._planned:
+            self._planned.add(key)
+            self._pending.append(
+                EncodeJob(
+                    self,
+                    key,
+                    current.select(visible),
+                    base.select(base_visible) if base is not None else None,
+                    prev.select(client._sent.get(prev.id)) if prev is not None else None,
+                )
             )
-            encoded = EncodedSnapshot(current.id, current.tick, key[0], compressed, payload)
-            self._cache[key] = encoded
-            self.encodes += 1
         client.record_sent(current.id, visible)
         self.deliveries += 1
+        return key
+
+    def take_pending(self) -> list[EncodeJob]:
+        """The jobs planned since the last call (each is handed out once)."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def fill(self, job: EncodeJob, raw: bytes) -> None:
+        """Store ``job``'s uncompressed payload (compressed here when that is smaller)."""
+        payload, compressed = compress_payload(raw) if self.compress else (raw, False)
+        current = self._current
+        assert current is not None and job.fanout is self
+        self._cache[job.key] = EncodedSnapshot(
+            current.id, current.tick, job.key[0], compressed, payload
+        )
+        self._planned.discard(job.key)
+        self.encodes += 1
+
+    def encode_pending(self) -> None:
+        """Encode this fan-out's planned jobs one by one (what :func:`encode_jobs` batches)."""
+        for job in self.take_pending():
+            self.fill(job, job.encode_one())
+
+    def encoded(self, key: tuple) -> EncodedSnapshot:
+        """The payload planned under ``key`` this tick (after it was encoded)."""
+        encoded = self._cache.get(key)
+        if encoded is None:
+            raise InvalidState("encoded() of a payload not encoded yet (encode_pending first)")
         return encoded
+
+    def encode_for(
+        self,
+        client: ClientBaseline,
+        visible: np.ndarray | None = None,
+        base_id: int | None = None,
+    ) -> EncodedSnapshot:
+        """The message fields for ``client`` this tick (shared with clients of the same key).
+
+        ``visible`` is a bool mask over the current snapshot's rows (None: all rows).
+        ``base_id`` (from :meth:`shared_bases`) is used as the base when the client acked it
+        and it is still in the ring; otherwise the client's newest ack is (None: that one).
+        Records the send in ``client`` so a later ack of this id can serve as a base.
+        """
+        key = self.plan_for(client, visible, base_id)
+        if self._pending:
+            self.encode_pending()
+        return self._cache[key]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EncodeJob:
+    """One payload a fan-out planned this tick: the client views it is the delta of."""
+
+    fanout: SnapshotFanout
+    key: tuple
+    current: Snapshot  # the client's view of this tick's snapshot
+    base: Snapshot | None  # its view of the base (None: a full payload)
+    prev: Snapshot | None  # its view of the prediction snapshot (None: no prediction)
+
+    def encode_one(self) -> bytes:
+        """The uncompressed payload, by :func:`encode_delta`."""
+        fanout = self.fanout
+        return encode_delta(
+            fanout.schema, self.current, self.base, checksum=fanout.checksum, prev=self.prev
+        )
+
+
+#: Fewest jobs of one schema worth the batched path: its fixed cost (~40 us) is two
+#: encode_delta calls (benchmarks/fanout_tick.py --compare).
+MIN_BATCH_JOBS = 4
+
+
+def encode_jobs(jobs: Sequence[EncodeJob]) -> None:
+    """Encode many fan-outs' planned jobs (several rooms') and fill each fan-out's cache.
+
+    Byte for byte what :meth:`SnapshotFanout.encode_pending` would give: deltas in the scope
+    of :func:`~astranet.replication.rooms_codec.encode_same_rows` (same rows as the base, no
+    checksum, no prediction) share one vectorised pass per schema; the rest, and whatever that
+    pass hands back, go through ``encode_delta`` one by one.
+    """
+    groups: dict[int, list[EncodeJob]] = {}
+    for job in jobs:
+        fanout = job.fanout
+        if job.base is None or job.prev is not None or fanout.checksum:
+            fanout.fill(job, job.encode_one())
+        else:
+            groups.setdefault(id(fanout.schema), []).append(job)
+    for group in groups.values():
+        if len(group) < MIN_BATCH_JOBS:
+            for job in group:
+                job.fanout.fill(job, job.encode_one())
+            continue
+        raws = encode_same_rows(
+            group[0].fanout.schema,
+            [job.current for job in group],
+            [job.base for job in group],  # type: ignore[misc]  # None went the other way
+        )
+        for job, raw in zip(group, raws, strict=True):
+            job.fanout.fill(job, job.encode_one() if raw is None else raw)

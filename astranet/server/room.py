@@ -57,7 +57,7 @@ from astranet.systems import (
     add_system,
 )
 from astranet.systems.events import CommandQueue, CommandSystem, EventRouter
-from astranet.systems.snapshot_replication import InterestPolicy
+from astranet.systems.snapshot_replication import InterestPolicy, ReplicationBatch
 
 __all__ = ["Player", "Room", "SnapshotSink"]
 
@@ -271,10 +271,16 @@ class Room:
 
     # -- the tick --------------------------------------------------------------------------
 
-    def step(self, tick: int) -> dict[str, float]:
+    def step(self, tick: int, batch: ReplicationBatch | None = None) -> dict[str, float]:
         """Run server tick ``tick`` of this room (its own tick is ``tick + tick_offset``);
-        returns seconds spent per system (by class name)."""
+        returns seconds spent per system (by class name).
+
+        With a ``batch`` the snapshots are captured and planned but encoded and delivered only
+        when the batch flushes, together with the other rooms' (the server's tick); without,
+        before this returns.
+        """
         tick += self.tick_offset
+        self.replication.batch = batch
         self.tick = tick
         self.sim.tick = tick
         self.events.tick = tick

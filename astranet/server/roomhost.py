@@ -65,6 +65,7 @@ from astranet.server.scheduler import TickLoop
 from astranet.server.session import TAKEOVER_REASON, Session, SnapshotEnvelopes
 from astranet.storage import hash_resume_token, token_matches
 from astranet.systems.events import COMMAND_REFUSED_EVENT, refused_event
+from astranet.systems.snapshot_replication import ReplicationBatch, SnapshotReplicationSystem
 
 __all__ = ["RESUME_TOKEN_BYTES", "SESSION_KEY_BYTES", "RoomHost"]
 
@@ -72,6 +73,7 @@ log = logging.getLogger("astranet.server")
 
 SESSION_KEY_BYTES = 32
 RESUME_TOKEN_BYTES = 32
+_REPLICATION = SnapshotReplicationSystem.__name__  # its /metrics system label
 
 
 class RoomHost:
@@ -99,6 +101,8 @@ class RoomHost:
         self.rooms: dict[str, Room] = {}
         #: This tick's Snapshot envelopes, one per distinct payload (cleared every tick).
         self.envelopes = SnapshotEnvelopes()
+        #: Rooms step in chunks; each chunk's snapshots are encoded in one pass, then sent.
+        self.replication_batch = ReplicationBatch()
         self.tick = 0
         #: Added to the tick loop's count: a restored server continues above the ticks its
         #: predecessor sent (set by ``persistence.restore``; server_tick never decreases).
@@ -141,24 +145,36 @@ class RoomHost:
         self.tick = tick
         self.envelopes.clear()
         timings: dict[str, float] = {}
+        batch = self.replication_batch
         for room in list(self.rooms.values()):
             if not room.attended():
                 continue  # nobody connected: frozen until someone resumes (WIRE A4)
             room.events.everyone = self.broadcast_event  # to=EVERYONE reaches every room
             try:
-                for name, seconds in room.step(tick).items():
+                for name, seconds in room.step(tick, batch).items():
                     timings[name] = timings.get(name, 0.0) + seconds
             except Exception:
                 # One room's bug must not stop every other room's clock.
                 log.exception("room %s failed at tick %d; closing it", room.room_id, tick)
+                batch.discard(room.replication)
                 self.fail_room(room)
                 continue
             self._enforce_sanity(room)
+            if batch.due():  # a chunk of rooms stepped: encode theirs together, send
+                self._flush_replication(timings)
+        self._flush_replication(timings)
         self.metrics.observe_systems(timings.items())
         if tick % self._sweep_every == 0:
             self.housekeeping()
         if self._checkpoint_every:
             self._checkpoint_due(tick)
+
+    def _flush_replication(self, timings: dict[str, float]) -> None:
+        """Encode and deliver the batched rooms' snapshots (timed as their replication)."""
+        started = time.perf_counter()
+        self.replication_batch.flush()
+        spent = time.perf_counter() - started
+        timings[_REPLICATION] = timings.get(_REPLICATION, 0.0) + spent
 
     def broadcast_event(self, event_type: str, data: bytes = b"") -> None:
         """One game event for every player of every room on this node."""
