@@ -18,7 +18,6 @@ Benchmark: benchmarks/fanout_tick.py (``--compare``: one by one against batched)
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,7 +27,6 @@ from astranet.replication.batch_codec import (
     as_codes,
     as_words,
     bit_lengths,
-    segment_max,
     segment_starts,
     words_differ,
     zigzag,
@@ -72,21 +70,21 @@ def _bits_set(flags: Sequence[bool] | Sequence[int], size: int) -> bytes:
     return mask.to_bytes(size, "little")
 
 
-def _row_set(rows: list[int], n_common: int) -> tuple[bytes, int]:
-    """``codec._changed_rows`` from a list of changed row indices (ascending, non-empty)."""
-    mask_size = (n_common + 7) // 8
-    n = len(rows)
-    if n < 8 * (mask_size - 1):  # else even 1-bit gaps would not be smaller
-        gaps = [rows[0]]
-        gaps.extend(b - a - 1 for a, b in itertools.pairwise(rows))
-        width = max(gaps).bit_length()
-        packed = _pack(gaps, width)
-        if 1 + len(packed) < mask_size:
-            return bytes((width,)) + packed, FLAG_ROW_LIST
+def _bits_at(rows: Sequence[int], size: int) -> bytes:
+    """A little-endian bitmask of ``size`` bytes with the bits ``rows`` set."""
     mask = 0
     for row in rows:
         mask |= 1 << row
-    return mask.to_bytes(mask_size, "little"), 0
+    return mask.to_bytes(size, "little")
+
+
+def _segment_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per segment ``values[starts[i]:starts[i + 1]]`` (along axis 0; values >= 0) the
+    maximum, 0 when empty: one ``reduceat`` for every segment and component."""
+    padded = np.concatenate((values, np.zeros((1, *values.shape[1:]), dtype=values.dtype)))
+    top = np.maximum.reduceat(padded, starts[:-1], axis=0)
+    top[starts[1:] == starts[:-1]] = 0  # reduceat gives an empty segment's next value
+    return top
 
 
 def encode_same_rows(
@@ -132,10 +130,25 @@ def encode_same_rows(
         return out
     any_changed = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
     updated = np.flatnonzero(any_changed)
+    if len(updated) == 0:
+        for i in picked:
+            out[i] = _NO_UPDATE
+        return out
     owner = np.searchsorted(starts, updated, side="right") - 1  # the pair of each changed row
     n_update = np.bincount(owner, minlength=n_rooms)
-    update_starts = segment_starts(n_update).tolist()
-    local_rows = (updated - starts[owner]).tolist()  # row index within its pair
+    update_starts = segment_starts(n_update)
+    local = updated - starts[owner]  # row index within its pair
+
+    # The changed-row set (codec._changed_rows): each changed row's gap to the previous one
+    # of its pair, minus one (the first: its index), packed at the pair's widest gap, when
+    # that list is smaller than the bitmask over the pair's rows.
+    gaps = np.empty_like(local)
+    gaps[1:] = local[1:] - local[:-1] - 1
+    firsts = update_starts[:-1][n_update > 0]
+    gaps[firsts] = local[firsts]
+    gap_width = bit_lengths(_segment_max(gaps, update_starts))
+    mask_size = (counts + 7) // 8
+    row_list = (n_update < 8 * (mask_size - 1)) & (1 + (n_update * gap_width + 7) // 8 < mask_size)
 
     # Per field with changes: which updated rows changed in it, their zigzag deltas per code
     # component and each pair's width per component (the bit length of its largest delta).
@@ -149,32 +162,38 @@ def encode_same_rows(
             continue
         in_updated = mask[updated]
         rows = updated[in_updated]
-        row_owner = owner[in_updated]
         like = cur[0].codes[f]
         bits = np.array(field.encoding.code_bits, dtype=np.int64)
         now, then = now_words[f], then_words[f]
         assert now is not None and then is not None
         zz = zigzag(as_codes(now[rows], like), as_codes(then[rows], like), bits)
-        widths = [
-            bit_lengths(segment_max(zz[:, comp], row_owner, n_rooms)).tolist()
-            for comp in range(len(bits))
-        ]
-        field_starts = segment_starts(np.bincount(row_owner, minlength=n_rooms)).tolist()
+        field_starts = segment_starts(np.bincount(owner[in_updated], minlength=n_rooms))
+        widths = bit_lengths(_segment_max(zz, field_starts)).tolist()  # (pairs, components)
         in_field.append(in_updated.tolist() if len(masks) > 1 else None)
-        values.append((field_starts, widths, [zz[:, comp].tolist() for comp in range(len(bits))]))
+        values.append((field_starts.tolist(), widths, zz.T.tolist()))
 
     n_fields = len(schema.fields)
-    counts_list = counts.tolist()
+    starts_list = update_starts.tolist()
+    local_list = local.tolist()
+    gaps_list = gaps.tolist()
+    gap_widths = gap_width.tolist()
+    as_row_list = row_list.tolist()
+    sizes = mask_size.tolist()
     for r, i in enumerate(picked):
-        first, last = update_starts[r], update_starts[r + 1]
+        first, last = starts_list[r], starts_list[r + 1]
         n = last - first
         if n == 0:
             out[i] = _NO_UPDATE
             continue
         if n > max_updates:
             continue  # the caller's encode_delta
-        row_set, flags = _row_set(local_rows[first:last], counts_list[r])
-        flags |= FLAG_DELTA
+        if as_row_list[r]:
+            width = gap_widths[r]
+            row_set = bytes((width,)) + _pack(gaps_list[first:last], width)
+            flags = FLAG_DELTA | FLAG_ROW_LIST
+        else:
+            row_set = _bits_at(local_list[first:last], sizes[r])
+            flags = FLAG_DELTA
         parts = [b"", leb128(n), row_set]
         # No field masks when every changed row changed in every field (always with one).
         all_fields = n_fields == 1 or all(
@@ -202,7 +221,7 @@ def encode_same_rows(
             if a == b:
                 continue
             for comp, run in enumerate(comps):
-                width = widths[comp][r]
+                width = widths[r][comp]
                 parts.append(bytes((width,)))
                 parts.append(_pack(run[a:b], width))
         parts[0] = bytes((FORMAT_VERSION, flags))

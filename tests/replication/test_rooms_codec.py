@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astranet.examples.cubes import Cubes
-from astranet.replication.codec import encode_delta
+from astranet.replication.codec import FLAG_ALL_FIELDS, encode_delta
 from astranet.replication.rooms_codec import encode_same_rows
 from astranet.replication.snapshot import SnapshotHistory
 from tests.replication.helpers import SCHEMA, evolve, make_store
@@ -95,3 +95,20 @@ def test_no_pairs_and_unchanged_pairs() -> None:
     assert encode_same_rows(SCHEMA, [], []) == []
     same = snaps[-1]
     assert encode_same_rows(SCHEMA, [same], [same]) == [encode_delta(SCHEMA, same, same)]
+
+
+def test_rows_that_changed_in_every_field_need_no_field_masks() -> None:
+    from tests.replication.helpers import randomize_rows
+
+    rng = np.random.default_rng(5)
+    stores = [make_store(rng, 40) for _ in range(4)]
+    histories = [SnapshotHistory(store) for store in stores]
+    bases = [history.capture(0) for history in histories]
+    rows = np.array([3, 17, 30])
+    for store, base in zip(stores, bases, strict=True):
+        randomize_rows(store, rows, rng)
+        store["Body.on"][rows] = ~np.asarray(base.codes[4][rows, 0], dtype=bool)  # flipped too
+    currents = [history.capture(1) for history in histories]
+    batched = encode_same_rows(SCHEMA, currents, bases)
+    assert batched == [encode_delta(SCHEMA, c, b) for c, b in zip(currents, bases, strict=True)]
+    assert all(raw is not None and raw[1] & FLAG_ALL_FIELDS for raw in batched)
