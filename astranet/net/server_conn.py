@@ -278,8 +278,25 @@ class ServerConnection(Connection[ClientMessage]):
 
         Afterwards call ``messages_received()``, ``data_to_send()`` and ``close_expected()``.
         """
+        msg = self._receive(data)
+        if msg is not None and self._deliver(msg) and type(msg) is Leave:
+            self.fail(1000, "leave")
+
+    def receive(self, data: bytes | str) -> ClientMessage | None:
+        """``receive_data`` for a shell that acts on each message at once: the validated
+        message is returned instead of queued (None: refused, dropped or closing).
+
+        A returned ``Leave`` has already decided the 1000 close. Afterwards call
+        ``data_to_send()`` and ``close_expected()`` as after ``receive_data``.
+        """
+        msg = self._receive(data)
+        if type(msg) is Leave:
+            self.fail(1000, "leave")
+        return msg
+
+    def _receive(self, data: bytes | str) -> ClientMessage | None:
         if self._close is not None:
-            return
+            return None
         stats = self.stats
         stats.messages_in += 1
         stats.bytes_in += len(data)
@@ -290,7 +307,7 @@ class ServerConnection(Connection[ClientMessage]):
                 self._fail(RateLimitExceeded("rate limit exceeded"))
             elif admission is Admission.DROP_AND_REPLY:
                 self._queue(RateLimited(self._flood.retry_after_ms()))
-            return
+            return None
         try:
             try:
                 msg = decode_client_message(data, max_bytes=self.max_message_bytes)
@@ -299,11 +316,11 @@ class ServerConnection(Connection[ClientMessage]):
                     raise ExpectedHello("expected Hello") from exc
                 raise
             if type(msg) is InputFrame and self.phase is _P.IN_ROOM:
-                self._receive_input(msg)  # the per-tick message: no table lookups
-            else:
-                self._dispatch(msg)
+                return self._receive_input(msg)  # the per-tick message: no table lookups
+            return self._dispatch(msg)
         except ProtocolError as exc:
             self._fail(exc)
+            return None
 
     def send(self, msg: ServerMessage, *, last_input_seq: int | None = None) -> None:
         """Queue ``msg``. Sending ``JoinAccepted`` starts the session.
@@ -348,22 +365,20 @@ class ServerConnection(Connection[ClientMessage]):
 
     # ------------------------------------------------------------------------ internals
 
-    def _dispatch(self, msg: ClientMessage) -> None:
+    def _dispatch(self, msg: ClientMessage) -> ClientMessage:
         kind = type(msg)
         if kind not in ACCEPTS[self.phase]:
             if self.phase is ServerPhase.AWAIT_HELLO:
                 raise ExpectedHello("expected Hello")
             raise OutOfPhase(f"{kind.TYPE} is not allowed in phase {self.phase.name}")
         if kind is InputFrame:
-            self._receive_input(msg)  # type: ignore[arg-type]
-            return
+            return self._receive_input(msg)  # type: ignore[arg-type]
         if kind is Command:
             self._check_command(msg)  # type: ignore[arg-type]
         elif kind is Hello:
             self._answer_hello(msg)  # type: ignore[arg-type]
         self.phase = TRANSITIONS.get((self.phase, kind), self.phase)
-        if self._deliver(msg) and kind is Leave:
-            self.fail(1000, "leave")
+        return msg
 
     def _answer_hello(self, msg: Hello) -> None:
         if msg.protocol != PROTOCOL_VERSION:
@@ -397,8 +412,8 @@ class ServerConnection(Connection[ClientMessage]):
             self.stats.signature_failures += 1
             raise BadSignature("command signature verification failed", close_code=self._kick)
 
-    def _receive_input(self, frame: InputFrame) -> None:
-        """An InputFrame in a room: verified, then delivered (its ``ack`` rides along)."""
+    def _receive_input(self, frame: InputFrame) -> InputFrame:
+        """An InputFrame in a room: verified, then returned (its ``ack`` rides along)."""
         # Signature first, so an unsigned frame cannot probe the replay guard.
         assert self._signer is not None  # IN_ROOM implies a JoinAccepted was sent
         seq = frame.seq
@@ -417,7 +432,7 @@ class ServerConnection(Connection[ClientMessage]):
             raise SeqJump(f"input seq {seq} jumps more than {MAX_INPUT_SEQ_JUMP} past {last or 0}")
         guard.last_seq = seq  # ReplayGuard.accept without checking freshness a second time
         self.stats.inputs_accepted += 1
-        self._deliver(frame)
+        return frame
 
     def _fail(self, exc: ProtocolError) -> None:
         """The one place a protocol error becomes a reply, a strike and/or a close."""

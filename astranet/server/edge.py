@@ -93,6 +93,7 @@ _LONG = struct.Struct("!BBQ")
 _FIN_BINARY = 0x80 | Opcode.BINARY
 _FAST_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 _OPCODES = {0: Opcode.CONT, 1: Opcode.TEXT, 2: Opcode.BINARY}
+_OPEN = State.OPEN
 
 
 def binary_frame(payload: bytes) -> bytes:
@@ -131,6 +132,8 @@ class WebSocketEdge(asyncio.Protocol):
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self._max_message_bytes = max_message_bytes
+        # Longest read data_received takes as one small frame: 6 header bytes + <= 125.
+        self._single_frame_max = 6 + min(125, max_message_bytes)
         self._fragments: list[bytes] = []
         self._fragment_size = 0
         self._fragment_text = False
@@ -139,7 +142,10 @@ class WebSocketEdge(asyncio.Protocol):
         self._fast_pending = False
         self._rx = b""
         self._pings = TokenBucket(PING_RATE_PER_S, PING_BURST, time.monotonic)
+        # Keepalive: the loop time something was last heard, as of the last check; _heard
+        # says something arrived since (cheaper per read than a clock call).
         self._last_received = 0.0
+        self._heard = False
         self._timer: asyncio.TimerHandle | None = None  # open deadline, then keepalive
         self._close_timer: asyncio.TimerHandle | None = None
         self._lost = False
@@ -203,8 +209,21 @@ class WebSocketEdge(asyncio.Protocol):
         self._timer = self.loop.call_later(self._open_timeout_s, self._open_expired)
 
     def data_received(self, data: bytes) -> None:
-        self._last_received = self.loop.time()
+        self._heard = True  # the keepalive reads the clock, not every read
         if self._fast:
+            # The usual read: exactly one whole, masked, final binary frame under 126 bytes
+            # (header 0x82, 0x80 | length, 4 mask bytes), nothing buffered before it.
+            size = len(data)
+            if (
+                6 < size <= self._single_frame_max
+                and data[1] == size + 0x7A  # 0x80 | (size - 6)
+                and data[0] == _FIN_BINARY
+                and not self._rx
+                and not self._fragments
+                and self.ws.state is _OPEN
+            ):
+                self.on_message(apply_mask(data[6:], data[2:6]))
+                return
             self._receive_frames(data)
             return
         self._receive_via_websockets(data)
@@ -406,7 +425,14 @@ class WebSocketEdge(asyncio.Protocol):
         if self.ws.state is not State.OPEN:
             return
         interval = self._ping_interval_s or PING_INTERVAL_S
-        silent_s = self.loop.time() - self._last_received
+        now = self.loop.time()
+        if self._heard:
+            # Heard since the last check: silence counts from now. Checks come every
+            # min(interval, timeout), so a ping still follows interval..interval+period of
+            # silence and the failure interval+timeout..+period, as with a clock per read.
+            self._heard = False
+            self._last_received = now
+        silent_s = now - self._last_received
         if silent_s >= interval + self._ping_timeout_s:
             self.ws.fail(1011, KEEPALIVE_REASON)
             self._flush()

@@ -28,12 +28,14 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from websockets.protocol import State
+
 from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
 from astranet.net import ServerConnection, ServerPhase
 from astranet.net.envelope import SnapshotEnvelope
-from astranet.net.messages import ClientMessage, Events, Hello, ServerMessage
+from astranet.net.messages import ClientMessage, Events, Hello, InputFrame, ServerMessage
 from astranet.replication import EncodedSnapshot
-from astranet.server.edge import WebSocketEdge
+from astranet.server.edge import WebSocketEdge, binary_frame
 
 if TYPE_CHECKING:
     from astranet.game import Game
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Session", "SessionHost", "SnapshotEnvelopes"]
 
 log = logging.getLogger(__name__)
+_IN_ROOM = ServerPhase.IN_ROOM
+_OPEN = State.OPEN
 
 # Close reasons that are not protocol errors (they come from the server, not the client).
 HANDSHAKE_TIMEOUT_REASON = "handshake timeout: no Hello received"
@@ -127,6 +131,11 @@ class Session(WebSocketEdge):
             schema_fingerprint=host.game.schema.fingerprint,
             authenticate=host.authenticate,  # None: anonymous (WIRE A4)
         )
+        self._stats = self.conn.stats
+        # The host's per-tick cache (one object, cleared every tick) and its table, read
+        # directly on the per-client path.
+        self._envelopes = host.envelopes
+        self._envelopes_by_id = self._envelopes._by_id
         self.room: Room | None = None
         self.player: Player | None = None
         self._pending: tuple[SnapshotEnvelope, int | None] | None = None
@@ -134,7 +143,11 @@ class Session(WebSocketEdge):
         self._opened = False
         self.closed = asyncio.Event()  # set once the socket is done
         self.ended = asyncio.Event()  # set after the host forgot this session (all counted)
+        self._message_counts = self.metrics.messages_received
         self._seen = (0, 0)  # (rate_limited, malformed) already counted in metrics
+        #: Whether this client asked for game events in its Hello (``conn.events``; a plain
+        #: attribute, read per tick by the room).
+        self.wants_events = False
 
     @property
     def peer(self) -> str:
@@ -144,13 +157,17 @@ class Session(WebSocketEdge):
     # -- called by the room's tick (synchronous, must not block) ---------------------------
 
     def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
-        if not self.conn.can_send_snapshot:
+        if self.conn.phase is not _IN_ROOM:  # conn.can_send_snapshot
             return
-        try:
-            envelope = self.host.envelopes.get(snapshot)
-        except LocalProtocolError as exc:  # payload over the message limit: a game problem
-            self.host.note_oversized_snapshot(self, exc)
-            return
+        cached = self._envelopes_by_id.get(id(snapshot))
+        if cached is not None and cached[0] is snapshot:
+            envelope = cached[1]
+        else:
+            try:
+                envelope = self._envelopes.get(snapshot)
+            except LocalProtocolError as exc:  # payload over the message limit: a game problem
+                self.host.note_oversized_snapshot(self, exc)
+                return
         if not self.writable:
             if self._pending is not None:
                 self.metrics.snapshots_skipped += 1
@@ -159,12 +176,17 @@ class Session(WebSocketEdge):
         self._write_snapshot(envelope, last_input_seq)
 
     def _write_snapshot(self, envelope: SnapshotEnvelope, last_input_seq: int | None) -> None:
-        sent = self.write_message(envelope.encode(last_input_seq, self.conn.compact))
-        if sent:
-            metrics = self.metrics
-            metrics.bytes_sent += sent
-            metrics.snapshot_bytes += len(envelope.payload)
-            self.conn.count_sent(sent)
+        if self.ws.state is not _OPEN:
+            return
+        message = envelope.encode(last_input_seq, self.conn.compact)
+        sent = len(message)
+        self.transport.write(binary_frame(message))  # type: ignore[union-attr]
+        metrics = self.metrics
+        metrics.bytes_sent += sent
+        metrics.snapshot_bytes += len(envelope.payload)
+        stats = self._stats  # conn.count_sent(sent)
+        stats.messages_out += 1
+        stats.bytes_out += sent
 
     def on_writable(self) -> None:
         pending, self._pending = self._pending, None
@@ -172,11 +194,6 @@ class Session(WebSocketEdge):
             self._write_snapshot(*pending)
 
     # -- called by the host ----------------------------------------------------------------
-
-    @property
-    def wants_events(self) -> bool:
-        """Whether this client asked for game events in its Hello."""
-        return self.conn.events
 
     def offer_events(self, message: Events) -> None:
         """Write one ``Events`` message now (before this tick's snapshot; never dropped while
@@ -221,13 +238,20 @@ class Session(WebSocketEdge):
     def on_message(self, data: bytes | str) -> None:
         conn = self.conn
         self.metrics.bytes_received += len(data)
-        conn.receive_data(data)
-        for message in conn.messages_received():
-            self._handle(message)
-        stats = conn.stats
-        if (stats.rate_limited, stats.malformed) != self._seen:
+        message = conn.receive(data)
+        if message is None:  # refused or dropped: the only way the refusal counts move
             self._count_refusals()
-        self._flush_conn()
+        elif type(message) is InputFrame:  # the per-tick message
+            counts = self._message_counts
+            counts["InputFrame"] = counts.get("InputFrame", 0) + 1
+            try:
+                self.host.handle(self, message)
+            except InvalidState:
+                log.debug("%s: reply after close decision dropped", self.peer)
+        else:
+            self._handle(message)
+        if conn._writes or conn._close is not None:
+            self._flush_conn()
 
     def on_closed(self) -> None:
         if self._hello_timer is not None:
@@ -255,6 +279,7 @@ class Session(WebSocketEdge):
             if self._hello_timer is not None:
                 self._hello_timer.cancel()
                 self._hello_timer = None
+            self.wants_events = self.conn.events
             return  # answered by the protocol core
         try:
             self.host.handle(self, message)
@@ -264,6 +289,8 @@ class Session(WebSocketEdge):
 
     def _count_refusals(self) -> None:
         stats, metrics = self.conn.stats, self.metrics
+        if (stats.rate_limited, stats.malformed) == self._seen:
+            return
         rate_limited, malformed = self._seen
         metrics.rate_limited_messages += stats.rate_limited - rate_limited
         metrics.malformed_messages += stats.malformed - malformed

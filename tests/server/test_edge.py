@@ -235,3 +235,80 @@ def test_the_edge_micro_benchmark_still_runs() -> None:
         "snapshot send per client",
         "websockets parse only",
     }
+
+
+# ------------------------------------------------------------------------------- keepalive
+
+_PING = b"\x89\x00"  # an empty, unmasked server ping
+_CLOSE_1011 = b"\x88"  # followed by the length and 0x03f3
+
+
+class _Silent(_Recorder):
+    """Keepalive at 50 ms / 50 ms; wakes the test on every write and every check."""
+
+    def __init__(self) -> None:
+        WebSocketEdge.__init__(
+            self, max_message_bytes=300, ping_interval_s=0.05, ping_timeout_s=0.05
+        )
+        self.got = []
+        self.closing = False
+        self.checks = 0
+        self.changed = asyncio.Event()
+
+    def _keepalive(self) -> None:
+        super()._keepalive()
+        self.checks += 1
+        self.changed.set()
+
+
+class _Watched(_Wire):
+    def __init__(self, edge: _Silent) -> None:
+        super().__init__()
+        self.edge = edge
+        self.times: list[tuple[float, bytes]] = []
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        super().write(data)
+        self.times.append((asyncio.get_running_loop().time(), bytes(data)))
+        self.edge.changed.set()
+
+
+async def _until(edge: _Silent, done) -> None:
+    async with asyncio.timeout(5):
+        while not done():
+            edge.changed.clear()
+            await edge.changed.wait()
+
+
+async def test_a_silent_client_is_pinged_then_failed_1011() -> None:
+    loop = asyncio.get_running_loop()
+    edge = _Silent()
+    wire = _Watched(edge)
+    edge.connection_made(wire)
+    edge.data_received(_UPGRADE)
+    edge.data_received(_frame(Opcode.BINARY, b"hi"))
+    last_heard = loop.time()
+    await _until(edge, lambda: _PING in wire.out)
+    ping_at = next(t for t, data in wire.times if data == _PING)
+    assert ping_at - last_heard >= 0.05 - 0.005  # not before ping_interval of silence
+    assert edge.ws.state is State.OPEN
+    await _until(edge, lambda: edge.ws.close_sent is not None)
+    assert edge.ws.close_sent.code == 1011
+    closed_at = next(t for t, data in wire.times if data.startswith(_CLOSE_1011))
+    assert closed_at - last_heard >= 0.10 - 0.005  # interval + timeout of silence
+    edge.connection_lost(None)
+
+
+async def test_a_client_that_keeps_sending_is_never_pinged() -> None:
+    edge = _Silent()
+    wire = _Watched(edge)
+    edge.connection_made(wire)
+    edge.data_received(_UPGRADE)
+    async with asyncio.timeout(5):
+        while edge.checks < 6:  # six keepalive checks: three ping intervals
+            edge.data_received(_frame(Opcode.BINARY, b"input"))
+            await asyncio.sleep(0.01)  # the client's send rate, not a synchronisation
+    assert _PING not in wire.out
+    assert edge.ws.state is State.OPEN
+    assert len(edge.got) >= 6
+    edge.connection_lost(None)
