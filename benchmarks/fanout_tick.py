@@ -20,6 +20,7 @@ encodes every K rooms' payloads in one pass, then they are delivered; 0 encodes 
 room by room (as before batching). ``replication_us`` is then the replication system's time
 plus the batch flushes, per room; ``first_send_ms`` / ``last_send_ms`` are how long after the
 tick started (wall clock) the first and the last snapshot of the tick were handed to a client.
+``mean_send_ms`` is the mean of that wait over every snapshot of the tick.
 ``--compare`` alternates 0 and K in one process (``--reps`` each) and prints both and ratios.
 
 Usage::
@@ -86,6 +87,7 @@ class TickResult:
     room_step_us: float  # tick_ms / rooms
     replication_us: float  # median replication (system + batch flushes) per room (wall)
     first_send_ms: float  # median, tick start -> first snapshot offered (wall)
+    mean_send_ms: float  # median over ticks of the mean, tick start -> snapshot offered
     last_send_ms: float  # median, tick start -> last snapshot offered (wall)
     encodes_per_room_tick: float
     clients_per_encode: float
@@ -112,6 +114,7 @@ def measure(
     tick_s: list[float] = []
     replication_s: list[float] = []
     first_s: list[float] = []
+    mean_s: list[float] = []
     last_s: list[float] = []
     batch = ReplicationBatch(max_rooms=batch_rooms) if batch_rooms else None
     seq = 0
@@ -136,6 +139,7 @@ def measure(
         tick_s.append(time.process_time() - started)
         replication_s.append(replicating / rooms)
         first_s.append(SENT[0] - wall)
+        mean_s.append(statistics.fmean(SENT) - wall)
         last_s.append(SENT[-1] - wall)
         for _, clients in built:
             for client in clients:
@@ -155,6 +159,7 @@ def measure(
         room_step_us=round(tick_ms * 1000 / rooms, 1),
         replication_us=round(statistics.median(replication_s) * 1e6, 1),
         first_send_ms=round(statistics.median(first_s) * 1000, 3),
+        mean_send_ms=round(statistics.median(mean_s) * 1000, 3),
         last_send_ms=round(statistics.median(last_s) * 1000, 3),
         encodes_per_room_tick=round(encodes / (rooms * ticks), 3),
         clients_per_encode=round(delivered / max(1, encodes), 2),

@@ -279,7 +279,7 @@ class SnapshotFanout:
         if base_id is None or base_id not in client._acked:
             base_id = client.acked_id
         base = self.history.get(base_id)
-        prev = self.prediction_source(client, base, current)
+        prev = self.prediction_source(client, base, current) if self.predict else None
         if base is None:
             key: tuple = (None, None, view_key)
             base_visible = None

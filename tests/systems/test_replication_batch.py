@@ -127,3 +127,35 @@ def test_a_chunk_is_due_by_room_count_or_by_time() -> None:
     finally:
         for room in rooms:
             room.close()
+
+
+def test_interest_rooms_in_a_batch_decode_what_the_server_recorded() -> None:
+    from astranet.examples.dots import encode_input as dots_input
+    from tests.server.test_room_interest import Collector, NearbyDots
+
+    game = NearbyDots()
+    rooms = [Room(f"RBI{r}", "test", "dots", game) for r in range(2)]
+    plain, _ = _rooms(4)
+    batch = ReplicationBatch(max_rooms=16, max_wait_s=1.0)
+    try:
+        seats = []
+        for room in rooms:
+            for k in range(2):
+                player = room.add_player(f"p{k}", b"h")
+                player.session = Collector()
+                seats.append((player, player.session, Replica(game.schema)))
+        for tick in range(1, 40):
+            for n, (player, _, _) in enumerate(seats):
+                player.inputs.push(tick, dots_input(1.0 if n % 2 else -1.0, 0.3))
+            for room in [*rooms, *plain]:
+                room.step(tick, batch)
+            assert all(len(sink.snapshots) == tick - 1 for _, sink, _ in seats)  # not yet
+            batch.flush()
+            for player, sink, replica in seats:
+                out = sink.snapshots[-1]
+                replica.apply(out.id, out.base_id, out.payload, out.compressed, out.server_tick)
+                assert replica.latest.same_state(player.baseline.sent(out.id))
+                player.baseline.ack(out.id)
+    finally:
+        for room in [*rooms, *plain]:
+            room.close()
