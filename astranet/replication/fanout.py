@@ -41,6 +41,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -168,16 +169,15 @@ class SnapshotFanout:
         self.deliveries = 0  # encode_for calls: one per client per tick
         self._drained = (0, 0)  # (encodes, deliveries) at the last drain_counts()
         self._current: Snapshot | None = None
-        self._cache: dict[tuple, EncodedSnapshot] = {}
-        self._pending: list[EncodeJob] = []  # planned, not encoded yet (plan_for)
-        self._planned: set[tuple] = set()  # their keys
+        # This tick's payloads by key; None: planned, not encoded yet (a job in _pending).
+        self._cache: dict[tuple, EncodedSnapshot | None] = {}
+        self._pending: list[EncodeJob] = []
 
     def begin_tick(self, snapshot: Snapshot) -> None:
         """Start fanning out ``snapshot`` (the one just captured); drops last tick's cache."""
         self._current = snapshot
         self._cache.clear()
         self._pending.clear()
-        self._planned.clear()
 
     def drain_counts(self) -> tuple[int, int]:
         """``(encodes, deliveries)`` since the previous call (for /metrics); totals stay."""
@@ -290,8 +290,8 @@ class SnapshotFanout:
             if prev is not None:
                 prev_visible = client._sent.get(prev.id)
                 key += (prev.id, None if prev_visible is None else _mask_key(prev_visible))
-        if key not in self._cache and key not in self._planned:
-            self._planned.add(key)
+        if key not in self._cache:
+            self._cache[key] = None
             self._pending.append(
                 EncodeJob(
                     self,
@@ -318,7 +318,6 @@ class SnapshotFanout:
         self._cache[job.key] = EncodedSnapshot(
             current.id, current.tick, job.key[0], compressed, payload
         )
-        self._planned.discard(job.key)
         self.encodes += 1
 
     def encode_pending(self) -> None:
@@ -349,11 +348,10 @@ class SnapshotFanout:
         key = self.plan_for(client, visible, base_id)
         if self._pending:
             self.encode_pending()
-        return self._cache[key]
+        return self.encoded(key)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class EncodeJob:
+class EncodeJob(NamedTuple):
     """One payload a fan-out planned this tick: the client views it is the delta of."""
 
     fanout: SnapshotFanout
