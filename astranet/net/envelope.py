@@ -23,7 +23,8 @@ once and splices each client's ``last_input_seq`` in, in either encoding:
   bytes against ~84 for the map. ``base_id > id`` cannot be written as a delta; such a
   snapshot goes out as a map envelope (decoders accept both at any time).
 
-Operations: ``SnapshotEnvelope(...).encode(last_input_seq, compact)``; ``parse_compact(data)``
+Operations: ``SnapshotEnvelope(...).encode(last_input_seq, compact)`` (or ``.parts(...)``, the
+same bytes in two pieces for a caller that frames them); ``parse_compact(data)``
 (the client side, used by ``decode_server_message``); ``is_compact(data)``.
 Limits: payload at most ``MAX_SNAPSHOT_PAYLOAD_BYTES`` (checked when the envelope is built, a
 ``LocalProtocolError`` like ``Snapshot(...)``); varints longer than their type are malformed.
@@ -76,7 +77,16 @@ def msgpack_uint(value: int) -> bytes:
 class SnapshotEnvelope:
     """The envelope of one payload; ``encode`` gives one client's message bytes."""
 
-    __slots__ = ("_compact_fields", "_flags", "_map_prefix", "base_id", "id", "payload", "tick")
+    __slots__ = (
+        "_compact_bare",
+        "_compact_head",
+        "_map_prefix",
+        "base_id",
+        "compressed",
+        "id",
+        "payload",
+        "tick",
+    )
 
     def __init__(
         self,
@@ -92,44 +102,59 @@ class SnapshotEnvelope:
                 f"got {len(payload)}"
             )
         self.id, self.tick, self.base_id, self.payload = snapshot_id, server_tick, base_id, payload
-        wire = {
-            "t": "Snapshot",
-            "id": snapshot_id,
-            "server_tick": server_tick,
-            "base_id": base_id,
-            "compressed": compressed,
-            "payload": payload,
-            "last_input_seq": None,
-        }
-        # The map with nil last: drop that nil and each client appends its own value.
-        self._map_prefix = msgpack.packb(wire, use_bin_type=True)[:-1]
-        self._flags = FLAG_COMPRESSED if compressed else 0
+        self.compressed = compressed
+        self._map_prefix: bytes | None = None  # built on first use: compact clients never pay
+        # Compact: marker, flags and fields up to last_input_seq, with bit 2 set (the head a
+        # client's seq follows) and without (no seq); None when base_id > id (map instead).
+        flags = FLAG_COMPRESSED if compressed else 0
         fields = leb128(snapshot_id) + leb128(server_tick)
         if base_id is not None:
             if base_id > snapshot_id:
-                self._compact_fields: bytes | None = None  # no delta: send the map instead
+                self._compact_head = self._compact_bare = None
                 return
-            self._flags |= FLAG_BASE
+            flags |= FLAG_BASE
             fields += leb128(snapshot_id - base_id)
-        self._compact_fields = fields
+        self._compact_bare: bytes | None = bytes((COMPACT_MARKER, flags)) + fields
+        self._compact_head: bytes | None = (
+            bytes((COMPACT_MARKER, flags | FLAG_LAST_INPUT_SEQ)) + fields
+        )
 
     def encode(self, last_input_seq: int | None, compact: bool = False) -> bytes:
         """This client's message: the map envelope, or the compact one when ``compact``."""
-        fields = self._compact_fields
-        if compact and fields is not None:
+        head, tail = self.parts(last_input_seq, compact)
+        return head + tail
+
+    def parts(self, last_input_seq: int | None, compact: bool = False) -> tuple[bytes, bytes]:
+        """``encode``'s bytes as ``(head, tail)``, ``head + tail == encode(...)``: a caller
+        that frames the message joins them once (the payload is copied once)."""
+        head = self._compact_head
+        if compact and head is not None:
             if last_input_seq is None:
-                return b"".join((bytes((COMPACT_MARKER, self._flags)), fields, self.payload))
-            return b"".join(
-                (
-                    bytes((COMPACT_MARKER, self._flags | FLAG_LAST_INPUT_SEQ)),
-                    fields,
-                    leb128(last_input_seq),
-                    self.payload,
-                )
-            )
+                return self._compact_bare, self.payload  # type: ignore[return-value]
+            if 0x80 <= last_input_seq < 0x4000:  # two LEB128 bytes: most of a session
+                seq = bytes((last_input_seq & 0x7F | 0x80, last_input_seq >> 7))
+            else:
+                seq = leb128(last_input_seq)
+            return head + seq, self.payload
+        prefix = self._map_prefix
+        if prefix is None:
+            prefix = self._map_prefix = self._build_map_prefix()
         if last_input_seq is None:
-            return self._map_prefix + _MSGPACK_NIL
-        return self._map_prefix + msgpack_uint(last_input_seq)
+            return prefix, _MSGPACK_NIL
+        return prefix, msgpack_uint(last_input_seq)
+
+    def _build_map_prefix(self) -> bytes:
+        wire = {
+            "t": "Snapshot",
+            "id": self.id,
+            "server_tick": self.tick,
+            "base_id": self.base_id,
+            "compressed": self.compressed,
+            "payload": self.payload,
+            "last_input_seq": None,
+        }
+        # The map with nil last: drop that nil and each client appends its own value.
+        return msgpack.packb(wire, use_bin_type=True)[:-1]  # type: ignore[no-any-return]
 
 
 def is_compact(data: bytes | bytearray | memoryview) -> bool:

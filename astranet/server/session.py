@@ -35,7 +35,7 @@ from astranet.net import ServerConnection, ServerPhase
 from astranet.net.envelope import SnapshotEnvelope
 from astranet.net.messages import ClientMessage, Events, Hello, InputFrame, ServerMessage
 from astranet.replication import EncodedSnapshot
-from astranet.server.edge import WebSocketEdge, binary_frame
+from astranet.server.edge import WebSocketEdge, binary_frame_header
 
 if TYPE_CHECKING:
     from astranet.game import Game
@@ -48,6 +48,7 @@ __all__ = ["Session", "SessionHost", "SnapshotEnvelopes"]
 log = logging.getLogger(__name__)
 _IN_ROOM = ServerPhase.IN_ROOM
 _OPEN = State.OPEN
+_FIN_BINARY = 0x82  # final binary frame, unmasked (server to client)
 
 # Close reasons that are not protocol errors (they come from the server, not the client).
 HANDSHAKE_TIMEOUT_REASON = "handshake timeout: no Hello received"
@@ -178,9 +179,11 @@ class Session(WebSocketEdge):
     def _write_snapshot(self, envelope: SnapshotEnvelope, last_input_seq: int | None) -> None:
         if self.ws.state is not _OPEN:
             return
-        message = envelope.encode(last_input_seq, self.conn.compact)
-        sent = len(message)
-        self.transport.write(binary_frame(message))  # type: ignore[union-attr]
+        head, tail = envelope.parts(last_input_seq, self.conn.compact)
+        sent = len(head) + len(tail)
+        # Frame header, envelope, payload: one join, one write (the payload is copied once).
+        frame_head = bytes((_FIN_BINARY, sent)) if sent < 126 else binary_frame_header(sent)
+        self.transport.write(b"".join((frame_head, head, tail)))  # type: ignore[union-attr]
         metrics = self.metrics
         metrics.bytes_sent += sent
         metrics.snapshot_bytes += len(envelope.payload)

@@ -40,9 +40,22 @@ def test_compact_envelope_decodes_to_the_same_snapshot(
 
 def test_one_envelope_serves_clients_with_different_seqs() -> None:
     envelope = SnapshotEnvelope(9, 300, 8, True, b"\x04" * 40)
-    for seq in (None, 0, 127, 128, 65535, 65536, U32_MAX):
+    for seq in (None, 0, 127, 128, 0x3FFF, 0x4000, 65535, 65536, U32_MAX):
         assert m.decode_server_message(envelope.encode(seq, True)).last_input_seq == seq
         assert m.decode_server_message(envelope.encode(seq)).last_input_seq == seq
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_parts_are_the_encoding_in_two_pieces(compact: bool) -> None:
+    envelope = SnapshotEnvelope(700, 300, 690, True, b"\x04" * 40)
+    for seq in (None, 0, 127, 128, 0x3FFF, 0x4000, U32_MAX):
+        head, tail = envelope.parts(seq, compact)
+        assert head + tail == envelope.encode(seq, compact)
+        if compact:  # byte for byte as docs/protocol.md spells it
+            fields = leb128(700) + leb128(300) + leb128(10)
+            flags = 0x03 if seq is None else 0x07
+            spliced = b"" if seq is None else leb128(seq)
+            assert head + tail == bytes((0xC1, flags)) + fields + spliced + b"\x04" * 40
 
 
 def test_compact_is_much_smaller_than_the_map() -> None:
