@@ -320,6 +320,13 @@ class SnapshotFanout:
         )
         self.encodes += 1
 
+    def requeue(self, job: EncodeJob) -> None:
+        """Give back a job taken by :meth:`take_pending` if it was not filled (a batched pass
+        that raised): the next :meth:`encode_pending` encodes it."""
+        cache = self._cache
+        if job.fanout is self and job.key in cache and cache[job.key] is None:
+            self._pending.append(job)
+
     def encode_pending(self) -> None:
         """Encode this fan-out's planned jobs one by one (what :func:`encode_jobs` batches)."""
         for job in self.take_pending():

@@ -172,9 +172,16 @@ class RoomHost:
     def _flush_replication(self, timings: dict[str, float]) -> None:
         """Encode and deliver the batched rooms' snapshots (timed as their replication)."""
         started = time.perf_counter()
-        self.replication_batch.flush()
+        failed = self.replication_batch.flush()
         spent = time.perf_counter() - started
         timings[_REPLICATION] = timings.get(_REPLICATION, 0.0) + spent
+        if failed:  # as a room whose step raised: closed, the other rooms go on
+            of_system = {id(room.replication): room for room in self.rooms.values()}
+            for system in failed:
+                room = of_system.get(id(system))
+                if room is not None:
+                    log.error("room %s failed delivering tick %d; closing", room.room_id, self.tick)
+                    self.fail_room(room)
 
     def broadcast_event(self, event_type: str, data: bytes = b"") -> None:
         """One game event for every player of every room on this node."""

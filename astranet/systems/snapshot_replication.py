@@ -18,6 +18,7 @@ Benchmark: benchmarks/fanout_tick.py (rooms in process), benchmarks/server_load.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -145,6 +146,8 @@ class SnapshotReplicationSystem(esper.Processor):
             subscriber.deliver(encoded)
 
 
+log = logging.getLogger(__name__)
+
 _NOTHING_DUE: tuple[list, list, list, list] = ([], [], [], [])
 
 #: Rooms per batch: the first room's clients wait for the chunk's other steps (~60 us each at
@@ -195,11 +198,28 @@ class ReplicationBatch:
             len(systems) >= self.max_rooms or self._clock() - self._since >= self.max_wait_s
         )
 
-    def flush(self) -> None:
-        """Encode every added room's planned payloads in one pass, then deliver room by room."""
+    def flush(self) -> list[SnapshotReplicationSystem]:
+        """Encode every added room's planned payloads in one pass, then deliver room by room.
+
+        Returns the systems whose delivery raised (logged here): their rooms failed, the
+        other rooms of the chunk got their snapshots. If the batched pass itself raises, each
+        room encodes its own payloads, so only the room at fault fails.
+        """
         systems, self._systems = self._systems, []
         if not systems:
-            return
-        encode_jobs([job for system in systems for job in system.fanout.take_pending()])
+            return []
+        jobs = [job for system in systems for job in system.fanout.take_pending()]
+        try:
+            encode_jobs(jobs)
+        except Exception:
+            log.exception("batched snapshot encode raised; encoding room by room")
+            for job in jobs:
+                job.fanout.requeue(job)
+        failed = []
         for system in systems:
-            system.deliver()
+            try:
+                system.deliver()
+            except Exception:
+                log.exception("snapshot delivery raised")
+                failed.append(system)
+        return failed

@@ -159,3 +159,45 @@ def test_interest_rooms_in_a_batch_decode_what_the_server_recorded() -> None:
     finally:
         for room in [*rooms, *plain]:
             room.close()
+
+
+class RaisingSink(Sink):
+    def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
+        raise RuntimeError("a broken sink")
+
+
+def test_a_raising_delivery_fails_only_its_room() -> None:
+    rooms, sinks = _rooms(3)
+    broken = rooms[1].players["r1p0"]
+    broken.session = RaisingSink(rooms[1], broken, 0)
+    batch = ReplicationBatch(max_rooms=16, max_wait_s=1.0)
+    try:
+        for room in rooms:
+            room.step(1, batch)
+        assert batch.flush() == [rooms[1].replication]
+        assert [len(sink.got) for sink in sinks[:3] + sinks[6:]] == [1] * 6
+    finally:
+        for room in rooms:
+            room.close()
+
+
+def test_a_raising_batched_pass_falls_back_to_room_by_room(monkeypatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("a codec bug")
+
+    rooms, sinks = _rooms(5)
+    batch = ReplicationBatch(max_rooms=16, max_wait_s=1.0)
+    try:
+        for tick in (1, 2, 3):
+            for sink in sinks:
+                sink.ack()
+            if tick == 3:
+                monkeypatch.setattr(fanout, "encode_same_rows", broken)
+            for room in rooms:
+                room.step(tick, batch)
+            assert batch.flush() == []
+        assert all(len(sink.got) == 3 for sink in sinks)  # Sink checks every payload's bytes
+        assert "batched snapshot encode raised" in caplog.text
+    finally:
+        for room in rooms:
+            room.close()
