@@ -8,6 +8,11 @@ that happens to a player *inside* a room: being seated (:meth:`seat_new_player`)
 (:meth:`leave`), dropping (:meth:`session_dropped`: the seat is held for Resume, unless the
 close was a final kick).
 
+Snapshots leave in chunks: rooms step (capture and plan their payloads); every
+``BATCH_ROOMS`` rooms or ``BATCH_WAIT_S`` one :class:`ReplicationBatch` pass encodes the chunk's
+payloads together and they are sent, so the first room's clients wait about a millisecond for
+the chunk, not for the whole tick (benchmarks/fanout_tick.py --compare).
+
 Seats: the local :class:`~astranet.server.matchmaking.Matchmaker` is this node's seat book
 (players, party holds, resume windows). Whoever decided a seat (the lobby's matchmaking
 backend) took it in that book before :meth:`seat_new_player`; the room host gives seats back
