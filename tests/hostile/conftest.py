@@ -14,15 +14,13 @@ is to blame and the test fails. The goal itself is never loosened.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from astranet.tools.bystander import BystanderReport
+from astranet.tools.bystander import BystanderProcess, BystanderReport
 from astranet.tools.serverproc import ServerProcess
 
 MIN_RATE = 28.0  # WIRE A4: bystanders keep >= 28 snapshots/s ...
@@ -50,15 +48,8 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
 
 async def bystander(url: str, seconds: float = WINDOW_S) -> BystanderReport:
     """Run the bystander process for ``seconds`` (plus join and warm-up) and parse its line."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "astranet.tools.bystander", "--url", url,
-        "--seconds", str(seconds), "--warmup", "0.5",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(seconds + 30):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()[-2000:]
-    return BystanderReport(**json.loads(out.decode().strip().splitlines()[-1]))
+    async with BystanderProcess(url, seconds, warmup_s=0.5) as child:
+        return await child.report()
 
 
 async def under_attack(
