@@ -9,12 +9,17 @@ game, an unusable database or an unreachable ``--redis`` (one line on stderr nam
 traceback); 1 if a port cannot be bound. ``--redis`` turns on cluster mode (WIRE A2,
 docs/cluster.md); ``--workers N`` starts N nodes on consecutive ports
 (:mod:`astranet.server.workers`).
+
+Once booted (listening), the process freezes its heap (``freeze_boot_heap``: ``gc.freeze``), so
+the garbage collector's full collections no longer walk what boot left alive: ~70,000 objects,
+a 20-40 ms pause in the tick's thread each time, down to what came after boot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -35,7 +40,7 @@ from astranet.storage.lock import DatabaseLock
 if TYPE_CHECKING:
     from astranet.cluster.timings import ClusterTimings
 
-__all__ = ["cluster_backend", "cluster_timings", "main", "run"]
+__all__ = ["cluster_backend", "cluster_timings", "freeze_boot_heap", "main", "run"]
 
 log = logging.getLogger("astranet.server")
 
@@ -103,6 +108,7 @@ async def _serve(
         if isinstance(exc, StorageError):
             raise _naming_db(location, exc) from None
         raise
+    log.info("gc: froze %d objects alive at boot", freeze_boot_heap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,6 +118,20 @@ async def _serve(
         log.info("signal received; shutting down")
     finally:
         await server.shutdown()
+
+
+def freeze_boot_heap() -> int:
+    """Collect, then move every object alive now out of the collector's generations (gc.freeze).
+
+    What a booted server holds (modules, the game, the server itself: ~70,000 objects) lives
+    until exit; left in generation 2, each full collection walks it again, a pause of ~20-40 ms
+    in the tick's thread. Frozen, a full collection walks only what came after boot. Returns
+    the number of frozen objects. Call once, after boot, in the process that serves. (A frozen
+    object that later dies inside a reference cycle is never reclaimed: boot leaves few.)
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def cluster_backend(config: ServerConfig) -> Callable[[RoomHost], MatchmakingBackend] | None:
