@@ -62,6 +62,7 @@ from _loadclients import (
     JOIN_S_PER_GROUP,
     PROTOCOLS,
     WorkerResult,
+    runqueue_wait_s,
     worker_main,
 )
 from _loadserver import start_py_spy, summarise_collapsed
@@ -106,6 +107,9 @@ class LoadResult:
     protocol: str  # a1 (compact envelope, acks folded into inputs) or v1
     event_loop: str  # the server's: auto (uvloop when installed), asyncio or uvloop
     server_cpu_percent: float
+    # Time the server's threads were runnable but waited for a CPU (/proc schedstat), % of the
+    # window: foreign load on a shared machine shows here, not as server CPU.
+    server_runqueue_wait_percent: float
     # The event loop's thread (ticks, sockets); the rest is the storage writer (and any helper
     # thread): server_cpu_percent - server_main_thread_cpu_percent.
     server_main_thread_cpu_percent: float
@@ -129,8 +133,12 @@ class LoadResult:
     latency_overflow: int
     input_target_miss_fraction: float | None  # aligned only
     disconnects: int
+    protocol_errors: int  # server messages the clients could not decode, ProtocolError replies
+    close_codes: dict[str, int]  # Close codes of connections the server closed before the end
     client_late_slot_fraction: float
-    client_cpu_percent: float
+    client_cpu_percent: float  # all load workers together, % of one core
+    client_event_loop: str  # the load workers' (uvloop when installed)
+    client_runqueue_wait_percent: float  # as the server's, all load workers together
     server_exit_code: int
 
 
@@ -263,7 +271,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
             t1 = t0 + args.duration
             for pipe in pipes:
                 pipe.send(("start", t0, t1))
-            before, main_thread_cpu, cpu_series = _watch(server, t0, t1, args, console)
+            before, (main_thread_cpu, wait), cpu_series = _watch(server, t0, t1, args, console)
             results = [
                 _recv(p, args.duration + args.warmup + RESULT_GRACE_S, "results")[1] for p in pipes
             ]
@@ -280,7 +288,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
         workers,
         pinned,
         window,
-        (cpu_s, main_thread_cpu),
+        (cpu_s, main_thread_cpu, wait),
         results,
         exit_code,
         cpu_series,
@@ -289,12 +297,14 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
 
 def _watch(
     server: ServerProcess, t0: float, t1: float, args: argparse.Namespace, console: Console
-) -> tuple[tuple[MetricsSample, float], float, list[float]]:
+) -> tuple[tuple[MetricsSample, float], tuple[float, float], list[float]]:
     """Sample the server at t0 and t1 (plus CPU once a second for the plot); returns the
-    metrics over the window with the process's CPU %, its main thread's CPU %, the series."""
+    metrics over the window with the process's CPU %, (its main thread's CPU %, its run-queue
+    wait %), the series."""
     time.sleep(max(0.0, t0 - time.monotonic()))  # cross-process deadline: nothing to await
     metrics0, cpu0 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
     main0 = cpu_seconds(server.pid, server.pid)
+    wait0 = runqueue_wait_s(server.pid)
     profiler = None if args.py_spy is None else start_py_spy(server.pid, args.duration, args.py_spy)
     series: list[float] = []
     last_cpu, last_t = cpu0, time.monotonic()
@@ -316,11 +326,13 @@ def _watch(
             progress.update(task, completed=min(args.duration, t - t0))
     metrics1, cpu1 = scrape(server.http_url, SCRAPE_TIMEOUT_S), cpu_seconds(server.pid)
     main1 = cpu_seconds(server.pid, server.pid)
+    wait1 = runqueue_wait_s(server.pid)
     elapsed = time.monotonic() - t0
     if profiler is not None:
         profiler.wait(timeout=30)
     window = (metrics1.minus(metrics0), 100.0 * (cpu1 - cpu0) / elapsed)
-    return window, 100.0 * (main1 - main0) / elapsed, series
+    percents = (100.0 * (main1 - main0) / elapsed, 100.0 * (wait1 - wait0) / elapsed)
+    return window, percents, series
 
 
 def _summarise(
@@ -329,12 +341,12 @@ def _summarise(
     workers: int,
     pinned: bool,
     window: MetricsSample,
-    cpu_percents: tuple[float, float],
+    cpu_percents: tuple[float, float, float],
     results: list[WorkerResult],
     exit_code: int,
     cpu_series: list[float],
 ) -> tuple[LoadResult, dict[str, Any]]:
-    cpu_percent, main_thread_cpu_percent = cpu_percents
+    cpu_percent, main_thread_cpu_percent, wait_percent = cpu_percents
     latencies = (
         np.concatenate([np.frombuffer(r.latencies_s, dtype=np.float64) for r in results]) * 1000.0
     )
@@ -347,6 +359,7 @@ def _summarise(
             "full_snapshots",
             "inputs_sent",
             "disconnects",
+            "protocol_errors",
             "latency_overflow",
             "input_slots",
             "late_input_slots",
@@ -374,6 +387,7 @@ def _summarise(
         protocol=args.protocol,
         event_loop=args.event_loop,
         server_cpu_percent=round(cpu_percent, 1),
+        server_runqueue_wait_percent=round(wait_percent, 1),
         server_main_thread_cpu_percent=round(main_thread_cpu_percent, 1),
         ticks=int(window.ticks),
         late_ticks=int(window.late_ticks),
@@ -399,8 +413,14 @@ def _summarise(
             total.target_missed / max(1, total.targeted_inputs) if aligned else None
         ),
         disconnects=total.disconnects,
+        protocol_errors=total.protocol_errors,
+        close_codes=_merged_close_codes(results),
         client_late_slot_fraction=total.late_input_slots / max(1, total.input_slots),
         client_cpu_percent=round(100.0 * sum(r.cpu_s for r in results) / args.duration, 1),
+        client_event_loop=results[0].event_loop if results else "",
+        client_runqueue_wait_percent=round(
+            100.0 * sum(r.wait_s for r in results) / args.duration, 1
+        ),
         server_exit_code=exit_code,
     )
     return result, {
@@ -408,6 +428,14 @@ def _summarise(
         "cpu_series": cpu_series,
         "tick_buckets": window.tick_buckets,
     }
+
+
+def _merged_close_codes(results: list[WorkerResult]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for r in results:
+        for code, count in r.close_codes.items():
+            merged[str(code)] = merged.get(str(code), 0) + count
+    return dict(sorted(merged.items()))
 
 
 def _plot(result: LoadResult, raw: dict[str, Any], directory: Path, label: str) -> list[Path]:

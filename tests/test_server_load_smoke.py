@@ -187,3 +187,58 @@ def test_cubes_accepts_every_unit_direction_its_own_encoder_produces() -> None:
         command = game.decode_input(encode_input(math.cos(angle), math.sin(angle)))
         assert game.check_input(None, 0, command) is None, (i, command)  # type: ignore[arg-type]
     assert game.check_input(None, 0, (127, 127)) == "impossible speed"  # type: ignore[arg-type]
+
+
+def _loadclients():  # benchmarks/ is not a package: import the worker module by path
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_loadclients", SCRIPT.with_name("_loadclients.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.integers(0, 2**32 - 1),
+    tick_ms=st.integers(0, 2**64 - 1),
+    blob=st.binary(max_size=300),
+    sig=st.binary(min_size=16, max_size=16),
+    ack=st.none() | st.integers(0, 2**32 - 1),
+)
+def test_load_clients_encode_input_frames_as_the_library_does(
+    seq: int, tick_ms: int, blob: bytes, sig: bytes, ack: int | None
+) -> None:
+    from astranet.net.messages import InputFrame, encode
+
+    expected = encode(InputFrame(seq, tick_ms, blob, sig, ack))
+    assert LOADCLIENTS.input_frame_bytes(seq, tick_ms, blob, sig, ack) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(payload=st.binary(max_size=70_000), mask=st.binary(min_size=4, max_size=4))
+def test_load_client_frames_are_masked_and_parse_back_with_websockets(
+    payload: bytes, mask: bytes
+) -> None:
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    data = LOADCLIENTS.masked_frame(2, payload, mask)
+    assert data[1] & 0x80  # the MASK bit: every client frame is masked (RFC 6455 5.3)
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Frame.parse(reader.read_exact, mask=True)
+    try:
+        next(parser)
+    except StopIteration as done:
+        frame = done.value
+    else:  # pragma: no cover - the whole frame was fed
+        raise AssertionError("frame not parsed")
+    assert frame.opcode is Opcode.BINARY and frame.fin and frame.data == payload
+
+
+LOADCLIENTS = _loadclients()
