@@ -28,14 +28,28 @@ as misses without raising it again.
 
 Lead: it must cover the client's own frame granularity (an input is produced by the first frame
 after its deadline), the round trip and the server's delay from tick start to snapshot. Rather
-than guess those, the pacer measures the outcome: an input first acknowledged by a snapshot of
-a later tick than its target *missed*, and each miss lengthens ``lead`` by ``MISS_STEP_MS``;
-each hit shortens it by ``HIT_DECAY_MS``. Misses cost a whole period of latency, so the decay is
-slow: the lead settles where about one input in ``MISS_STEP_MS / HIT_DECAY_MS`` (400) misses.
+than guess those, the pacer measures the outcome. An input *missed* when a snapshot of its
+target tick (or of a later tick) arrived without acknowledging it; each miss lengthens ``lead``
+by ``MISS_STEP_MS`` and each hit shortens it. Two cases are neither, so that noise does not
+ratchet the lead up (a long lead only moves the input a whole tick early):
+
+* *unjudged*: the input was first acknowledged by a later tick than its target, but no snapshot
+  of the ticks in between arrived (a server that caught up after a stall steps several ticks
+  and its snapshots of the first ones never leave; a slow client's unsent snapshot is replaced
+  by the newer one), so the input may well have been applied on time: ``unjudged`` counts them;
+* *excused*: the client's own frame loop stalled (the input came out of a :meth:`steps_due`
+  call more than ``STALL_GAP_PERIODS`` periods after the previous one), or the phase estimate
+  was still in its first block (it only moves earlier while it settles); such a miss counts in
+  ``misses`` and ``late_misses``, but more lead would not have saved it, so the lead stays.
+
+Hits shorten the lead by ``PROBE_DECAY_MS`` until the first miss that moves it (a fresh pacer
+walks its lead down from ``DEFAULT_LEAD_MS`` to what the link needs within a few seconds), by
+``HIT_DECAY_MS`` after it: misses cost a whole period of latency, so the lead then settles
+where about one input in ``MISS_STEP_MS / HIT_DECAY_MS`` (400) misses.
 Limits: lead within ``[MIN_LEAD_MS, MAX_LEAD_PERIODS periods]`` (a lead above one period aims
 an input more than a tick ahead: a long round trip, or frames as coarse as ticks); at most
 ``max_steps`` inputs per call (a longer stall skips targets instead of bursting);
-``MAX_TARGETS`` targets remembered.
+``MAX_TARGETS`` targets remembered; ``SEEN_TICKS`` snapshot ticks remembered for judging.
 Before the first snapshot nothing is due (a real client syncs before it plays).
 Benchmark: ``astranet-loadtest`` (input -> snapshot latency; docs/benchmarks.md).
 """
@@ -53,6 +67,10 @@ __all__ = [
     "MIN_LEAD_MS",
     "MISS_STEP_MS",
     "PHASE_BLOCK",
+    "PROBE_DECAY_MS",
+    "SEEN_TICKS",
+    "SHIFT_SNAPSHOTS",
+    "STALL_GAP_PERIODS",
     "TickPacer",
 ]
 
@@ -64,6 +82,17 @@ MIN_LEAD_MS = 1.0
 MAX_LEAD_PERIODS = 8  # a 260 ms round trip at 30 Hz; beyond that pacing gains little anyway
 MISS_STEP_MS = 4.0
 HIT_DECAY_MS = 0.01  # 400 hits undo one miss: a steady miss rate of ~0.25 %
+# Before the first miss: 15 ms of lead come off in 60 hits (2 s at 30 Hz), so a fresh client
+# finds the lead its link needs (a loopback server needs a few ms) instead of keeping 20 ms.
+PROBE_DECAY_MS = 0.25
+# Inputs produced by a steps_due call that came this many periods after the previous one come
+# from a stalled frame loop (even a loop as coarse as the ticks calls once a period): their
+# misses say nothing about the lead.
+STALL_GAP_PERIODS = 2.0
+# Snapshots in a row over half a period late that mean the server's schedule moved (it skipped
+# ticks), not a stall: a catch-up burst delivers at most 4 (DEFAULT_MAX_CATCH_UP + 1) late.
+SHIFT_SNAPSHOTS = 6
+SEEN_TICKS = 64  # ticks of recent snapshots, to tell a miss from an unseen snapshot
 PHASE_BLOCK = 30  # snapshots per block of the phase minimum (~1 s at 30 Hz)
 MAX_TARGETS = 64  # inputs produced but not yet sent (a frame produces at most a few)
 # Targets further than this ahead of the schedule mean the tick numbering changed (a resume on
@@ -75,21 +104,29 @@ class TickPacer:
     """Phase-locked input schedule for one session (make a new one per (re)join)."""
 
     __slots__ = (
+        "_late_targets",
         "_max_lead_ms",
         "_next_target",
         "_phase_cur",
         "_phase_n",
         "_phase_prev",
+        "_probing",
         "_raised_below",
+        "_seen_ticks",
+        "_shift_min",
+        "_shift_run",
         "_targets",
         "_token_ms",
         "_tokens",
         "hits",
+        "late_misses",
         "lead_ms",
         "max_steps",
         "misses",
         "period_ms",
+        "shifts",
         "skipped",
+        "unjudged",
     )
 
     def __init__(self, tick_hz: int, *, lead_ms: float = DEFAULT_LEAD_MS, max_steps: int = 3):
@@ -100,6 +137,14 @@ class TickPacer:
         self.hits = 0
         self.misses = 0
         self.skipped = 0  # targets skipped after a stall longer than max_steps periods
+        self.unjudged = 0  # acknowledged late, but the snapshots in between never arrived
+        self.shifts = 0  # times the schedule was seen to move later (SHIFT_SNAPSHOTS late)
+        self._shift_run = 0  # snapshots in a row over half a period later than the estimate
+        self._shift_min = math.inf
+        self.late_misses = 0  # misses that do not move the lead (stall, settling phase)
+        self._probing = True  # no miss yet: hits shorten the lead by PROBE_DECAY_MS
+        self._seen_ticks: deque[int] = deque(maxlen=SEEN_TICKS)  # ascending
+        self._late_targets: deque[int] = deque(maxlen=MAX_TARGETS)  # excused (late_misses)
         self._phase_cur = math.inf
         self._phase_prev = math.inf
         self._phase_n = 0
@@ -126,7 +171,23 @@ class TickPacer:
 
     def observe_snapshot(self, arrival_ms: float, server_tick: int) -> None:
         """Fold one snapshot's arrival into the phase estimate."""
+        seen = self._seen_ticks
+        if not seen or server_tick > seen[-1]:
+            seen.append(server_tick)
+        elif server_tick < seen[-1]:  # numbered anew (a restarted server): forget the old ticks
+            seen.clear()
+            seen.append(server_tick)
         value = arrival_ms - server_tick * self.period_ms
+        if value > self.phase_ms + self.period_ms / 2:  # later than the schedule says
+            self._shift_run += 1
+            self._shift_min = min(self._shift_min, value)
+            if self._shift_run >= SHIFT_SNAPSHOTS:  # the schedule itself moved later
+                self.shifts += 1
+                self._phase_prev, self._phase_cur, self._phase_n = math.inf, self._shift_min, 0
+                self._shift_run, self._shift_min = 0, math.inf
+                return
+        else:
+            self._shift_run, self._shift_min = 0, math.inf
         if value < self._phase_cur:
             self._phase_cur = value
         self._phase_n += 1
@@ -138,9 +199,11 @@ class TickPacer:
         phase = self.phase_ms
         if math.isinf(phase):
             return 0
+        stalled = False
         if self._token_ms is not None:
             elapsed = max(0.0, now_ms - self._token_ms)
             self._tokens = min(self._tokens + elapsed / self.period_ms, float(self.max_steps))
+            stalled = elapsed > STALL_GAP_PERIODS * self.period_ms
         self._token_ms = now_ms
         newest_due = math.floor((now_ms + self.lead_ms - phase) / self.period_ms)
         first = self._next_target
@@ -160,6 +223,10 @@ class TickPacer:
             steps = allowed
         self._tokens -= steps
         self._targets.extend(range(first, first + steps))
+        if stalled or math.isinf(self._phase_prev):
+            # A stalled frame loop, or the phase estimate's first block (it only moves earlier
+            # while it settles): these inputs' misses will not move the lead.
+            self._late_targets.extend(range(first, first + steps))
         self._next_target = first + steps
         return steps
 
@@ -175,12 +242,29 @@ class TickPacer:
         return self._targets.popleft() if self._targets else None
 
     def observe_applied(self, target: int, acked_tick: int) -> None:
-        """An input aimed at ``target`` was first acknowledged by the snapshot of ``acked_tick``."""
-        if acked_tick > target:
-            self.misses += 1
-            if target >= self._raised_below:
-                self.lead_ms = min(self.lead_ms + MISS_STEP_MS, self._max_lead_ms)
-                self._raised_below = self._next_target if self._next_target is not None else 0
-        else:
+        """An input aimed at ``target`` was first acknowledged by the snapshot of ``acked_tick``
+        (observe that snapshot first: a miss needs a snapshot of a tick in ``[target,
+        acked_tick)`` that arrived without acknowledging the input)."""
+        if acked_tick <= target:
             self.hits += 1
-            self.lead_ms = max(self.lead_ms - HIT_DECAY_MS, MIN_LEAD_MS)
+            decay = PROBE_DECAY_MS if self._probing else HIT_DECAY_MS
+            self.lead_ms = max(self.lead_ms - decay, MIN_LEAD_MS)
+            return
+        if not self._saw_tick_in(target, acked_tick):
+            self.unjudged += 1
+            return
+        self.misses += 1
+        if target in self._late_targets:
+            self.late_misses += 1
+            return
+        self._probing = False
+        if target >= self._raised_below:
+            self.lead_ms = min(self.lead_ms + MISS_STEP_MS, self._max_lead_ms)
+            self._raised_below = self._next_target if self._next_target is not None else 0
+
+    def _saw_tick_in(self, low: int, high: int) -> bool:
+        """Whether a snapshot of a tick in ``[low, high)`` arrived (recent ticks only)."""
+        for tick in reversed(self._seen_ticks):
+            if tick < high:
+                return tick >= low
+        return False

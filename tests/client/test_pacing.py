@@ -7,7 +7,15 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from astranet.client.pacing import DEFAULT_LEAD_MS, MISS_STEP_MS, TickPacer
+from astranet.client.pacing import (
+    DEFAULT_LEAD_MS,
+    HIT_DECAY_MS,
+    MISS_STEP_MS,
+    PHASE_BLOCK,
+    PROBE_DECAY_MS,
+    SHIFT_SNAPSHOTS,
+    TickPacer,
+)
 
 PERIOD_MS = 1000.0 / 30
 
@@ -105,14 +113,70 @@ def test_a_stall_skips_targets_instead_of_bursting() -> None:
     )
 
 
+def _settled(pacer: TickPacer) -> TickPacer:
+    """``pacer`` after a first block of snapshots (ticks 0 .. PHASE_BLOCK - 1, phase 0)."""
+    for tick in range(PHASE_BLOCK):
+        pacer.observe_snapshot(tick * PERIOD_MS, tick)
+    return pacer
+
+
+def _miss(pacer: TickPacer, target: int, late_by: int = 1) -> None:
+    """Snapshots of ``target`` .. ``target + late_by`` arrive (50 ms after their ticks, so the
+    phase estimate stays put); only the last acknowledges the input aimed at ``target``."""
+    for tick in range(target, target + late_by + 1):
+        pacer.observe_snapshot(tick * PERIOD_MS + 50.0, tick)
+    pacer.observe_applied(target, target + late_by)
+
+
 def test_misses_lengthen_the_lead_and_hits_shorten_it_slowly() -> None:
     pacer = TickPacer(30, lead_ms=5.0)
-    pacer.observe_applied(10, 11)
-    assert pacer.lead_ms > 5.0 and pacer.misses == 1
+    _miss(pacer, 10)
+    assert pacer.lead_ms == 5.0 + MISS_STEP_MS and pacer.misses == 1
     longer = pacer.lead_ms
     for tick in range(100):
         pacer.observe_applied(tick, tick)
     assert 5.0 < pacer.lead_ms < longer and pacer.hits == 100
+    assert math.isclose(pacer.lead_ms, longer - 100 * HIT_DECAY_MS)
+
+
+def test_a_fresh_pacer_walks_its_lead_down_fast_until_the_first_miss() -> None:
+    pacer = TickPacer(30)
+    for tick in range(40):  # ~1.3 s of hits
+        pacer.observe_applied(tick, tick)
+    assert math.isclose(pacer.lead_ms, DEFAULT_LEAD_MS - 40 * PROBE_DECAY_MS)
+    _miss(pacer, 40)
+    probed = pacer.lead_ms
+    for tick in range(41, 81):
+        pacer.observe_applied(tick, tick)
+    assert math.isclose(pacer.lead_ms, probed - 40 * HIT_DECAY_MS)  # then slowly
+
+
+def test_a_late_ack_without_the_snapshots_in_between_is_not_a_miss() -> None:
+    pacer = TickPacer(30, lead_ms=5.0)
+    pacer.observe_snapshot(9 * PERIOD_MS + 50.0, 9)
+    # The server caught up on ticks 10-12 after a stall and sent only 12's snapshot.
+    pacer.observe_snapshot(12 * PERIOD_MS + 50.0, 12)
+    pacer.observe_applied(10, 12)
+    assert pacer.misses == 0 and pacer.unjudged == 1 and pacer.lead_ms == 5.0
+    _miss(pacer, 13, late_by=2)  # 13 and 14 arrived without it: a miss
+    assert pacer.misses == 1 and pacer.lead_ms == 5.0 + MISS_STEP_MS
+
+
+def test_misses_after_a_stalled_frame_loop_do_not_lengthen_the_lead() -> None:
+    pacer = TickPacer(30, lead_ms=5.0)
+    pacer.observe_snapshot(0.0, 0)
+    now = 0.0
+    while pacer.steps_due(now) == 0:
+        now += 1.0
+    pacer.take_target()
+    now += 5 * PERIOD_MS  # the frame loop stalled for five periods
+    produced = [pacer.take_target() for _ in range(pacer.steps_due(now))]
+    assert produced and None not in produced
+    for target in produced:
+        assert target is not None
+        _miss(pacer, target)
+    assert pacer.misses == len(produced) == pacer.late_misses
+    assert pacer.lead_ms == 5.0
 
 
 def test_a_growing_lead_skips_targets_instead_of_sending_more_than_one_input_a_tick() -> None:
@@ -126,7 +190,7 @@ def test_a_growing_lead_skips_targets_instead_of_sending_more_than_one_input_a_t
             target = pacer.take_target()
             assert target is not None
             produced += 1
-            pacer.observe_applied(target, target + 1)  # every input misses: the lead climbs
+            _miss(pacer, target)  # every input misses: the lead climbs
         now += frame_ms
     assert pacer.lead_ms > 100.0  # it did climb by whole periods...
     assert produced <= 3 * 30 + pacer.max_steps  # ...without crowding extra inputs in
@@ -134,18 +198,50 @@ def test_a_growing_lead_skips_targets_instead_of_sending_more_than_one_input_a_t
 
 
 def test_misses_of_inputs_already_in_flight_raise_the_lead_once() -> None:
+    pacer = _settled(TickPacer(30, lead_ms=10.0))
+    now = PHASE_BLOCK * PERIOD_MS
+    while pacer.steps_due(now) == 0:
+        now += 1.0
+    targets = []
+    for _ in range(5):  # five inputs produced with the old lead
+        targets.append(pacer.take_target())
+        now += PERIOD_MS
+        pacer.steps_due(now)
+    for target in targets:
+        assert target is not None
+        _miss(pacer, target)
+    assert pacer.misses == 5 and pacer.late_misses == 0
+    assert pacer.lead_ms == 10.0 + MISS_STEP_MS
+
+
+def test_misses_while_the_phase_estimate_settles_do_not_lengthen_the_lead() -> None:
     pacer = TickPacer(30, lead_ms=10.0)
-    pacer.observe_snapshot(0.0, 0)
-    pacer.steps_due(0.0)
+    pacer.observe_snapshot(0.0, 0)  # the first block of the phase minimum has just begun
     now = 0.0
     while pacer.steps_due(now) == 0:
         now += 1.0
-    for _ in range(5):  # five inputs produced with the old lead
-        pacer.take_target()
-        now += PERIOD_MS
-        pacer.steps_due(now)
-    first = 2
-    for target in range(first, first + 5):
-        pacer.observe_applied(target, target + 1)
-    assert pacer.misses == 5
-    assert pacer.lead_ms == 10.0 + MISS_STEP_MS
+    target = pacer.take_target()
+    assert target is not None
+    _miss(pacer, target)
+    assert pacer.misses == pacer.late_misses == 1 and pacer.lead_ms == 10.0
+
+
+def test_a_schedule_that_moved_later_is_taken_after_a_few_snapshots() -> None:
+    pacer = _settled(TickPacer(30))
+    assert abs(pacer.phase_ms) < 1e-9
+    # The server skipped one slot after tick 29: tick k now arrives at (k + 1) periods.
+    for i, tick in enumerate(range(PHASE_BLOCK, PHASE_BLOCK + SHIFT_SNAPSHOTS)):
+        pacer.observe_snapshot((tick + 1) * PERIOD_MS, tick)
+        moved = i == SHIFT_SNAPSHOTS - 1
+        assert math.isclose(pacer.phase_ms, PERIOD_MS if moved else 0.0, abs_tol=1e-9)
+    assert pacer.shifts == 1
+
+
+def test_a_catch_up_burst_does_not_move_the_schedule() -> None:
+    pacer = _settled(TickPacer(30))
+    # A 130 ms stall, then ticks 30-33 back to back, then on time again.
+    for tick in range(PHASE_BLOCK, PHASE_BLOCK + 4):
+        pacer.observe_snapshot(33 * PERIOD_MS + 5.0, tick)
+    for tick in range(PHASE_BLOCK + 4, PHASE_BLOCK + 10):
+        pacer.observe_snapshot(tick * PERIOD_MS + 1.0, tick)
+    assert pacer.shifts == 0 and abs(pacer.phase_ms) < 1e-9
