@@ -313,8 +313,7 @@ class SnapshotFanout:
     def fill(self, job: EncodeJob, raw: bytes) -> None:
         """Store ``job``'s uncompressed payload (compressed here when that is smaller)."""
         payload, compressed = compress_payload(raw) if self.compress else (raw, False)
-        current = self._current
-        assert current is not None and job.fanout is self
+        current = job.current  # the client's view: same id and tick
         self._cache[job.key] = EncodedSnapshot(
             current.id, current.tick, job.key[0], compressed, payload
         )
@@ -338,6 +337,14 @@ class SnapshotFanout:
         if encoded is None:
             raise InvalidState("encoded() of a payload not encoded yet (encode_pending first)")
         return encoded
+
+    def encoded_many(self, keys: Sequence[tuple]) -> list[EncodedSnapshot]:
+        """:meth:`encoded` of each key, after encoding whatever is still planned."""
+        if self._pending:
+            self.encode_pending()
+        cache = self._cache
+        # Every job of this tick is filled now (a job taken by a batch is filled or requeued).
+        return [cache[key] for key in keys]  # type: ignore[misc]
 
     def encode_for(
         self,

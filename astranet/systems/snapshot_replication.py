@@ -135,10 +135,8 @@ class SnapshotReplicationSystem(esper.Processor):
         """Encode what is still planned and hand each subscriber its snapshot (once)."""
         plain, keys, budgeted, encodeds = self._due
         self._due = _NOTHING_DUE
-        fanout = self.fanout
-        fanout.encode_pending()
-        for subscriber, key in zip(plain, keys, strict=True):
-            encoded = fanout.encoded(key)
+        payloads = self.fanout.encoded_many(keys)  # encodes what no batch did
+        for subscriber, encoded in zip(plain, payloads, strict=True):
             self.payload_bytes += len(encoded.payload)
             subscriber.deliver(encoded)
         for subscriber, encoded in zip(budgeted, encodeds, strict=True):
