@@ -145,51 +145,64 @@ def _pack_sections(sections: Sequence[_Section], n_owners: int) -> tuple[np.ndar
     owner 1's. ``widths[o]`` is the bit width of owner ``o``'s run in that section. Returns the
     bytes and each owner's byte offset (``n_owners + 1`` entries).
 
-    No loop over runs: bits of different values never overlap, so every output byte is the
-    *sum* of the value bytes that land in it (one ``bincount``); one-bit runs (masks) are
-    set in a bit array and packed with ``np.packbits`` instead.
+    No loop over runs. Every run starts on a byte. Multi-bit values (at most 32 bits) are
+    shifted into 64-bit words: within a section they ascend, so the values of one word are
+    adjacent and OR together in one ``reduceat``, and a value spills into the next word at
+    most. One-bit runs (masks) own whole bytes: they are padded to 8 bits each, packed with
+    ``np.packbits`` and the bytes put in place.
     """
     n_sections = len(sections)
     counts = np.empty((n_owners, n_sections), dtype=np.int64)
     widths = np.empty((n_owners, n_sections), dtype=np.int64)
+    owners = np.arange(n_owners + 1)
     for s, (_, owner, width) in enumerate(sections):
-        counts[:, s] = np.bincount(owner, minlength=n_owners)
+        counts[:, s] = np.diff(np.searchsorted(owner, owners))  # owner is non-decreasing
         widths[:, s] = width
+    run_bytes = (counts * widths + 7) // 8
     run_offset = np.zeros(n_owners * n_sections + 1, dtype=np.int64)
-    np.cumsum(((counts * widths + 7) // 8).ravel(), out=run_offset[1:])
+    np.cumsum(run_bytes.ravel(), out=run_offset[1:])
+    run_start = run_offset[:-1].reshape(n_owners, n_sections)
     total = int(run_offset[-1])
-    where: list[np.ndarray] = []
-    parts: list[np.ndarray] = []
-    set_bits: list[np.ndarray] = []
-    for s, (values, owner, width) in enumerate(sections):
+    packed = np.zeros(total // 8 + 2, dtype=np.uint64)  # 64-bit words, and a spare
+    mask_at: list[np.ndarray] = []
+    mask_bytes: list[np.ndarray] = []
+    for s, (values, _, _) in enumerate(sections):
         if len(values) == 0:
             continue
-        first = np.zeros(n_owners, dtype=np.int64)
-        np.cumsum(counts[:-1, s], out=first[1:])
-        value_width = width[owner]
-        bit = run_offset[owner * n_sections + s] * 8 + (np.arange(len(values)) - first[owner]) * (
-            value_width
-        )
-        widest = int(value_width.max())
-        if widest <= 1:
-            set_bits.append(bit[values.astype(bool)])
+        n_s, w_s = counts[:, s], widths[:, s]
+        if (n_s[w_s == 0] > 0).any():  # a zero-width run: its values are all 0
+            values = values[np.repeat(w_s > 0, n_s)]
+            n_s = np.where(w_s > 0, n_s, 0)
+            if len(values) == 0:
+                continue
+        first = np.zeros(n_owners, dtype=np.int64)  # each run's first value
+        np.cumsum(n_s[:-1], out=first[1:])
+        if int(w_s.max()) <= 1:
+            padded = np.zeros(n_owners + 1, dtype=np.int64)  # runs padded to whole bytes
+            np.cumsum(run_bytes[:, s], out=padded[1:])
+            to = np.arange(len(values)) + np.repeat(padded[:-1] * 8 - first, n_s)
+            bits = np.zeros(int(padded[-1]) * 8, dtype=np.uint8)
+            bits[to] = values.view(np.uint8) if values.dtype == np.bool_ else values
+            mask_bytes.append(np.packbits(bits, bitorder="little"))
+            moved = np.repeat(run_start[:, s] - padded[:-1], run_bytes[:, s])
+            mask_at.append(np.arange(int(padded[-1])) + moved)
             continue
-        shifted = values.astype(np.uint64) << (bit & 7).astype(np.uint64)
-        byte = bit >> 3
-        for k in range((widest + 14) // 8):  # a value of w bits at a bit offset < 8
-            part = (shifted >> np.uint64(8 * k)) & np.uint64(0xFF)
-            used = part != 0
-            where.append(byte[used] + k)
-            parts.append(part[used])
-    packed = np.zeros(total, dtype=np.uint8)
-    if where:
-        packed += np.bincount(
-            np.concatenate(where), weights=np.concatenate(parts), minlength=total
-        ).astype(np.uint8)
-    if set_bits:
-        bits = np.zeros(total * 8, dtype=np.uint8)
-        bits[np.concatenate(set_bits)] = 1
-        packed |= np.packbits(bits, bitorder="little")
+        # Value i of owner o sits at bit 8 * run_start + (i - first) * width: ascending, so
+        # the values of one 64-bit word are adjacent and OR together in one reduceat.
+        bit = np.repeat(run_start[:, s] * 8 - first * w_s, n_s)
+        bit += np.arange(len(values)) * np.repeat(w_s, n_s)
+        word = bit >> 6
+        shift = (bit & 63).astype(np.uint64)
+        v = values.astype(np.uint64)
+        starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
+        words = word[starts]
+        packed[words] |= np.bitwise_or.reduceat(v << shift, starts)
+        # What spills into the next word (a value is at most 32 bits: one spill at most).
+        spill = (v >> np.uint64(1)) >> (np.uint64(63) - shift)
+        packed[words + 1] |= np.bitwise_or.reduceat(spill, starts)
+    packed = packed.view(np.uint8)[:total]
+    if mask_at:
+        packed[np.concatenate(mask_at)] = np.concatenate(mask_bytes)
     return packed, run_offset[::n_sections]
 
 

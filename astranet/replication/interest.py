@@ -48,6 +48,7 @@ Benchmark: benchmarks/interest.py (10,000 entities, 100 clients, 32 kB/s each).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,8 +95,6 @@ MIN_BUDGET_BYTES = 64
 # u32 ids and a u64 tick at their widest (the compact one is smaller); reserved from a
 # bytes-per-second budget so whole messages stay within it.
 ENVELOPE_BYTES = 100
-_NEAR_BOOST = 1e9  # above in-flight and any accumulated priority
-_IN_FLIGHT_BOOST = 1e6  # in plan B: after near ones, above any accumulated priority
 _ID_BYTES = 4
 
 
@@ -114,7 +113,7 @@ class Relevance:
 class SpatialGrid:
     """Uniform grid over 2-D positions: who is within ``radius`` of a point, vectorised.
 
-    Build once per tick (``SpatialGrid(positions, cell_size)``: one argsort), then query per
+    Build once per tick (``SpatialGrid(positions, cell_size)``: one sort), then query per
     client; a query touches only the cells overlapping the circle. Choose ``cell_size`` about
     the query radius.
     """
@@ -132,8 +131,16 @@ class SpatialGrid:
         local = cells - self._origin
         self._width = int(local[:, 1].max()) + 1 if len(local) else 1
         keys = local[:, 0] * self._width + local[:, 1]
-        self._order = np.argsort(keys, kind="stable")  # rows grouped by cell
-        self._sorted_keys = keys[self._order]
+        # Rows grouped by cell, ascending within one: a plain sort of (cell, row) packed in an
+        # int64 (~10x a stable argsort), else the argsort.
+        row_bits = max(len(keys) - 1, 1).bit_length()
+        if len(keys) and int(keys.max()).bit_length() + row_bits <= 62:
+            packed = np.sort((keys << row_bits) | np.arange(len(keys)))
+            self._order = packed & ((1 << row_bits) - 1)
+            self._sorted_keys = packed >> row_bits
+        else:
+            self._order = np.argsort(keys, kind="stable")
+            self._sorted_keys = keys[self._order]
         self._span = local.max(axis=0) if len(local) else np.zeros(2, np.int64)
 
     def within(self, center: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -199,17 +206,19 @@ class SpatialGrid:
         # Rows ascending per viewer: the (viewer, row) keys are unique, so a plain sort of
         # them (not an argsort) orders the pairs, and both halves come back out of the key.
         span = len(self.positions) + 1
-        keys = np.sort(viewer[inside] * span + picked[inside])
+        keys = viewer[inside] * span + picked[inside]
+        if n * span < 1 << 31:  # 32-bit keys sort ~2x faster
+            keys = keys.astype(np.int32)
+        keys = np.sort(keys)
         viewer, picked = keys // span, keys % span
         dx = self._x[picked] - c[viewer, 0]
         dy = self._y[picked] - c[viewer, 1]
         dist = np.sqrt(dx * dx + dy * dy)
         falloff = (near_radius / np.maximum(dist, near_radius)) ** 2
         priority = np.maximum(falloff, far_priority)
-        cuts = np.searchsorted(viewer, np.arange(1, n))
-        return [
-            Relevance(rows, weights)
-            for rows, weights in zip(np.split(picked, cuts), np.split(priority, cuts), strict=True)
+        cuts = [0, *np.searchsorted(viewer, np.arange(1, n)).tolist(), len(viewer)]
+        return [  # slices (views): np.split costs ~5 us a piece
+            Relevance(picked[lo:hi], priority[lo:hi]) for lo, hi in itertools.pairwise(cuts)
         ]
 
     def relevance(
@@ -282,10 +291,11 @@ class TickStats:
 
 # Above this many (client, row) slots (64 MiB of int32) pair lookups sort instead.
 _DENSE_SLOTS = 1 << 24
-# Ranks are clipped below _RANK_CAP so that "client * _RANK_SPAN - rank" keeps clients apart
-# in one float sort (precision ~1e-4 at 100 clients: far finer than any weight).
-_RANK_CAP = 4e9
-_RANK_SPAN = 2.0**33
+# Candidates are ordered by one sort of int64 keys: client, then tier (near first, then in
+# flight in plan B), then accumulated priority descending (its float64 bit pattern, which
+# orders as an integer for positive values, cut to the bits left over), then the candidate's
+# own index (ties by net id); fewer priority bits than this and it falls back to a lexsort.
+_MIN_RANK_BITS = 28  # 11 exponent bits + 16 of the mantissa (+ the sign bit, always 0)
 _OWNER_SPAN = 1 << 33  # above any zigzagged code (< 2**32): per-client running maxima
 # How many candidates a client's plan weighs: twice what it took last tick, plus slack (and
 # every near one). A client taking everything weighed grows its limit the next tick; the
@@ -375,6 +385,27 @@ def _running(steps: np.ndarray, owner: np.ndarray, starts: np.ndarray) -> np.nda
         before = np.concatenate(([0], total))[starts]
         out[row] = total - before[owner]
     return out
+
+
+def _by_client_then_rank(
+    client: np.ndarray, tier: np.ndarray, rank: np.ndarray, n_clients: int
+) -> np.ndarray:
+    """The permutation ordering items by ``client`` (non-decreasing already), then ``tier``
+    (0..3) and ``rank`` (>= 0) descending, then index: one sort of packed int64 keys
+    (``np.sort`` of integers is ~3x an ``argsort`` of floats); ranks exact to 2**-16 relative
+    or better (a lexsort when the key has no room for that)."""
+    m = len(rank)
+    index_bits = max(int(m - 1).bit_length(), 1)
+    client_bits = max(int(n_clients - 1).bit_length(), 1)
+    rank_bits = 63 - index_bits - client_bits - 2
+    if rank_bits < _MIN_RANK_BITS:
+        return np.lexsort((-rank, -tier, client))
+    pattern = np.ascontiguousarray(rank, dtype=np.float64).view(np.int64)  # >= 0: ordered
+    descending = ((1 << rank_bits) - 1) - (pattern >> (63 - rank_bits))
+    keys = (client.astype(np.int64) << (63 - client_bits)) | (descending << index_bits)
+    keys |= (3 - tier.astype(np.int64)) << (61 - client_bits)
+    keys |= np.arange(m, dtype=np.int64)
+    return np.sort(keys) & ((1 << index_bits) - 1)
 
 
 def _overlay(values: np.ndarray, source: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -515,9 +546,9 @@ class BudgetedEncoder:
     ) -> _Tick:
         """Gather the pairs, accumulate their priority, and find them in the acked bases."""
         n = len(clients)
-        picked = [np.asarray(r.rows, dtype=np.int64).reshape(-1) for r in relevances]
+        picked = [np.asarray(r.rows).reshape(-1) for r in relevances]
         counts = np.array([len(r) for r in picked], dtype=np.int64)
-        row = np.concatenate(picked)
+        row = np.concatenate(picked).astype(np.int64, copy=False)
         weight = np.concatenate(
             [np.asarray(r.priority, dtype=np.float64).reshape(-1) for r in relevances]
         )
@@ -657,9 +688,10 @@ class BudgetedEncoder:
 
         # Candidates by priority, client by client (near ones first, then in flight in plan B).
         cand = np.flatnonzero(new_or_changed)
-        rank = tick.prio[cand] + np.where(tick.weight[cand] >= 1.0, _NEAR_BOOST, 0.0)
-        rank += np.where(plan_b[client[cand]] & in_flight[cand], _IN_FLIGHT_BOOST, 0.0)
-        order = cand[np.argsort(client[cand] * _RANK_SPAN - np.minimum(rank, _RANK_CAP))]
+        owner = client[cand]
+        tier = (tick.weight[cand] >= 1.0).astype(np.int64) << 1
+        tier |= plan_b[owner] & in_flight[cand]
+        order = cand[_by_client_then_rank(owner, tier, tick.prio[cand], n)]
         owner = client[order]
         n_cand = segment_sums(new_or_changed, pairs)
         near_count = segment_sums(new_or_changed & (tick.weight >= 1.0), pairs)
