@@ -19,7 +19,10 @@ holds an entity within ``--near`` / beyond ``2 * --near`` of it at its current v
 over client-entity pairs; every entity moves every tick), ``tick_ms_p99``.
 
     .venv/bin/python benchmarks/interest.py [--entities 10000] [--clients 100]
-        [--budget 32000] [--seconds 10] [--json]
+        [--budget 32000] [--seconds 10] [--system-malloc] [--json]
+
+Like astranet-server, the process keeps the heap a tick frees (astranet.server.heap);
+``--system-malloc`` measures with the C library's defaults instead.
 
 Goals (issue 15): every client within budget, near entities >= 29 Hz, tick p99 < period.
 Results: docs/benchmarks.md, section "Interest management".
@@ -45,6 +48,7 @@ from astranet.replication.interest import (
     InterestBaseline,
     SpatialGrid,
 )
+from astranet.server.heap import retain_freed_memory
 
 
 @replicated
@@ -171,7 +175,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave the C heap's defaults (the server retains freed memory: astranet.server.heap)",
+    )
     args = parser.parse_args()
+    if not args.system_malloc:
+        retain_freed_memory()  # as astranet-server does at start
     result = run(args)
     for key, value in result.items():
         print(f"{key:28} {value:.2f}" if isinstance(value, float) else f"{key:28} {value}")

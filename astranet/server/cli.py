@@ -32,6 +32,7 @@ from astranet.game import Game, load_game
 from astranet.server.app import GameServer
 from astranet.server.config import ServerConfig, load_config_or_exit
 from astranet.server.fdlimits import raise_nofile_limit
+from astranet.server.heap import retain_freed_memory
 from astranet.server.matchmaking import MatchmakingBackend
 from astranet.server.persistence import open_sqlite_persistence
 from astranet.server.roomhost import RoomHost
@@ -200,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from astranet.server.workers import run_workers
 
         return run_workers(config, list(sys.argv[1:] if argv is None else argv))
+    retain_freed_memory()  # a tick's numpy temporaries: reused, not faulted in anew
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
