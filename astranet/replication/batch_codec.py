@@ -76,11 +76,31 @@ def words_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def zigzag(cur: np.ndarray, base: np.ndarray, bits: np.ndarray) -> np.ndarray:
     """``codec._zigzag_delta`` in 32-bit arithmetic: ``cur - base`` wrapped to the signed
-    ``bits``-bit range (sign-extending the low bits), zigzagged; ``(m, k)`` uint32."""
-    shift = (32 - np.asarray(bits, dtype=np.int32)).astype(np.int32)
-    diff = cur.astype(np.int32) - base.astype(np.int32)  # wraps mod 2**32, as wanted
-    signed = np.right_shift(np.left_shift(diff, shift), shift)
-    return (np.left_shift(signed, 1) ^ np.right_shift(signed, 31)).view(np.uint32)
+    ``bits``-bit range (sign-extending the low bits), zigzagged; ``(m, k)`` uint32.
+
+    Shifts by a scalar, column group by column group: shifting an ``(m, k)`` array by a
+    ``(k,)`` array of counts takes numpy's slow broadcasting loop (~20x slower)."""
+    widths = np.asarray(bits, dtype=np.int64).reshape(-1).tolist()
+    diff = cur.astype(np.int32)  # wraps mod 2**32, as wanted
+    diff -= base.astype(np.int32)
+    if len(set(widths)) <= 1:
+        _zigzag_in_place(diff, 32 - (widths[0] if widths else 32))
+    else:
+        for k, width in enumerate(widths):
+            column = np.ascontiguousarray(diff[:, k])
+            _zigzag_in_place(column, 32 - width)
+            diff[:, k] = column
+    return diff.view(np.uint32)
+
+
+def _zigzag_in_place(diff: np.ndarray, shift: int) -> None:
+    """Sign-extend the low ``32 - shift`` bits of int32 ``diff`` and zigzag them, in place."""
+    count = np.int32(shift)
+    np.left_shift(diff, count, out=diff)
+    np.right_shift(diff, count, out=diff)
+    sign = diff >> np.int32(31)
+    np.left_shift(diff, np.int32(1), out=diff)
+    diff ^= sign
 
 
 @dataclass(frozen=True, slots=True)
