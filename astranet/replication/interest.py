@@ -622,7 +622,10 @@ class BudgetedEncoder:
         if len(self._field_bits) > 1:
             updates = updates + len(self._field_bits) * _ceil8(n_update)
         for changed, width in zip(n_changed, widths, strict=True):
-            values = (1 + _ceil8(changed[:, None] * width)).sum(axis=1)
+            # Column by column: broadcasting (m, 1) against (m, k) is numpy's slow loop.
+            values = np.zeros(len(changed), dtype=np.int64)
+            for k in range(width.shape[1]):
+                values += 1 + _ceil8(changed * width[:, k])
             updates = updates + np.where(changed > 0, values, 0)
         return size + np.where(n_update > 0, updates, 0)
 
@@ -724,11 +727,11 @@ class BudgetedEncoder:
         widths = []
         offset = owner * _OWNER_SPAN
         for z, top in zip(zz_cur, top_held, strict=True):
-            width = np.empty((len(order), len(z)), dtype=np.int64)
+            width = np.empty((len(z), len(order)), dtype=np.int64)  # component-major
             for k, z_k in enumerate(z):
                 most = np.maximum.accumulate(z_k + offset) - offset
-                width[:, k] = bit_lengths(np.maximum(most, top[owner, k]))
-            widths.append(width)
+                width[k] = bit_lengths(np.maximum(most, top[owner, k]))
+            widths.append(width.T)  # (candidates, k): its columns are contiguous
         size = self._size(
             n_total, n_common, n_update, n_changed, widths, n_base[owner], tick.has_base[owner]
         )
