@@ -7,9 +7,10 @@ validation, HMAC verify, replay check) plus ``messages_received``, and two edge 
 real :class:`~astranet.server.session.Session` (``asyncio.Protocol``) with a null transport:
 
 * "edge InputFrame path": ``data_received`` of one masked WebSocket frame holding a signed
-  InputFrame with a folded ack: websockets' parser, the protocol core, metrics, and a host
+  InputFrame with a folded ack: the edge's frame check, the protocol core, metrics, and a host
   whose ``handle`` queues the input and applies the ack as the game server does
-  (goal, issue 12: <= 8 us);
+  (goal, issue 12: <= 8 us); "..., 3 per read": the same frames three to a read, as a busy
+  loop finds them (the frame splitter's loop instead of the one-frame check);
 * "snapshot send per client": one room's tick for 4 clients sharing one ~100-byte payload,
   per client: envelope (built once, seq spliced in), frame header, ``transport.write``,
   counters (goal: <= 4 us; the send() syscall itself is the kernel's and not included);
@@ -193,7 +194,7 @@ def edge_session(host: BenchHost | None = None) -> Session:
 
 
 def measure_edge(repeat: int, number: int) -> dict[str, list[float]]:
-    """The three edge cases; runs its own event loop (Session needs one)."""
+    """The edge cases; runs its own event loop (Session needs one)."""
 
     async def run() -> dict[str, list[float]]:
         results: dict[str, list[float]] = {"edge InputFrame path": []}
@@ -209,6 +210,18 @@ def measure_edge(repeat: int, number: int) -> dict[str, list[float]]:
             for data in wire:
                 receive(data)
             results["edge InputFrame path"].append((time.perf_counter() - start) / number)
+            assert session.conn.stats.inputs_accepted == number
+        # A busy loop reads several frames at once (queued while a tick ran): 3 per read.
+        batched = [b"".join(wire[index : index + 3]) for index in range(0, number, 3)]
+        results["edge InputFrame path, 3 per read"] = []
+        for _ in range(repeat):
+            session = edge_session()
+            receive = session.data_received
+            start = time.perf_counter()
+            for data in batched:
+                receive(data)
+            elapsed = time.perf_counter() - start
+            results["edge InputFrame path, 3 per read"].append(elapsed / number)
             assert session.conn.stats.inputs_accepted == number
         host = BenchHost()  # one host, one envelope cache: as the game server's sessions
         clients = [edge_session(host) for _ in range(4)]

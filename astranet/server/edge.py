@@ -305,8 +305,25 @@ class WebSocketEdge(asyncio.Protocol):
         buf = self._rx + data if self._rx else data
         end = len(buf)
         pos = 0
+        ws = self.ws
+        short_max = self._single_frame_max + 0x7A  # 0x80 | the longest small payload
         while end - pos >= 2:
             head1, head2 = buf[pos], buf[pos + 1]
+            if (
+                head1 == _FIN_BINARY
+                and 0x80 < head2 <= short_max
+                and not self._fragments
+                and ws.state is _OPEN
+            ):
+                # The usual frame (several in one read when the loop was busy): a whole
+                # masked binary message of 1-125 bytes.
+                size = head2 - 0x7A  # 6 header bytes + the length
+                if end - pos < size:
+                    self._rx = buf[pos:]
+                    return
+                self.on_message(apply_mask(buf[pos + 6 : pos + size], buf[pos + 2 : pos + 6]))
+                pos += size
+                continue
             opcode = head1 & 0x0F
             if head1 & 0x70 or not head2 & 0x80 or opcode not in _FAST_OPCODES:
                 break  # rsv bits, unmasked or reserved opcode: websockets fails it
@@ -333,7 +350,6 @@ class WebSocketEdge(asyncio.Protocol):
             if end - pos < size:
                 self._rx = buf[pos:]
                 return
-            ws = self.ws
             if opcode >= 8:  # ping, pong, close: websockets answers them
                 if opcode == 9 and not self._pings.try_take():
                     self._fail(1008, PING_FLOOD_REASON)  # each ping costs a parse and a write

@@ -232,6 +232,7 @@ def test_the_edge_micro_benchmark_still_runs() -> None:
     results = bench.measure_edge(1, 50)
     assert set(results) == {
         "edge InputFrame path",
+        "edge InputFrame path, 3 per read",
         "snapshot send per client",
         "websockets parse only",
     }
