@@ -439,6 +439,9 @@ class _Tick:
     has_base: np.ndarray  # per client: it acked one (a delta), else a full payload
     base_pos: np.ndarray  # per pair: index in ``base``, or -1
     base_value: tuple[np.ndarray, ...]  # per field: the pairs' acked codes (current if none)
+    # Every client's last-sent composite as one table and each pair's index in it (or -1),
+    # when last tick's tables could be reused; else None.
+    latest: tuple[FlatRows, np.ndarray] | None
 
 
 @dataclass(slots=True)
@@ -454,6 +457,19 @@ class _Decision:
     fits: np.ndarray  # per client: the payload fits the budget
     near_short: np.ndarray  # per client: some near candidate did not fit
     despawned: np.ndarray  # per client: start rows that left relevance
+
+
+@dataclass(slots=True)
+class _LastTick:
+    """What the last encode_many left, for the next to reuse when the clients are the same."""
+
+    clients: tuple[InterestBaseline, ...]
+    composites: list[Snapshot]  # recorded, per client (identity says it is still the latest)
+    client: np.ndarray  # per pair
+    ids: np.ndarray  # per pair: net id
+    prio: np.ndarray  # per pair: accumulated priority after the sends
+    sent: FlatRows  # every client's composite, one table (the composites are its slices)
+    sent_pos: np.ndarray  # per pair: its index in ``sent``, or -1
 
 
 class BudgetedEncoder:
@@ -474,6 +490,7 @@ class BudgetedEncoder:
         # A full payload's header names the schema: field count (varint) and fingerprint (u32).
         self._full_prefix = int(_uleb_size(np.array(len(schema.fields)))) + 4
         self._pairs = _PairIndex()
+        self._last: _LastTick | None = None
         self.last: TickStats | None = None  # the last client's of the last call
         self.stats: list[TickStats] = []  # per client of the last call, in order
         self.overshoots = 0  # payloads over their planned bound (a bug; tests assert 0)
@@ -565,13 +582,31 @@ class BudgetedEncoder:
         wanted = client * width + row
         rows_of = _RowsOf(current.net_ids)
         prio = weight.copy()
-        prio_counts = np.array([len(c._prio_ids) for c in clients], dtype=np.int64)
-        if prio_counts.sum():
+        last = self._last
+        latest = None
+        if (
+            last is not None
+            and len(last.clients) == n
+            and all(c is k for c, k in zip(clients, last.clients, strict=True))
+            and all(c.latest is s for c, s in zip(clients, last.composites, strict=True))
+        ):
+            # The same clients as last tick, each holding what it was sent then: last tick's
+            # flat pair table gives both the priorities and where each pair sits in the
+            # composites (they are made of last tick's pairs), with one lookup.
+            prio_rows = rows_of(last.ids)
+            at = self._pairs.find(last.client * width + prio_rows, wanted)
+            known = at >= 0
+            prio[known] += last.prio[at[known]]
+            pos = last.sent_pos[np.maximum(at, 0)] if len(last.sent_pos) else at
+            latest = (last.sent, np.where(known, pos, -1))
+        elif sum(len(c._prio_ids) for c in clients):
+            prio_counts = np.array([len(c._prio_ids) for c in clients], dtype=np.int64)
             owner = np.repeat(np.arange(n), prio_counts)
             prio_rows = rows_of(np.concatenate([c._prio_ids for c in clients]))
             at = self._pairs.find(owner * width + prio_rows, wanted)
             known = at >= 0
             prio[known] += np.concatenate([c._prio for c in clients])[at[known]]
+        self._last = None  # until this call's _emit records it
         base = FlatRows.of(self.schema, bases)
         base_rows = rows_of(base.net_ids)
         base_pos = self._pairs.find(base.clients() * width + base_rows, wanted)
@@ -591,6 +626,7 @@ class BudgetedEncoder:
             np.array([b is not None for b in bases], dtype=bool),
             base_pos,
             tuple(_overlay(now, base.codes[f], base_pos) for f, now in enumerate(cur)),
+            latest,
         )
 
     def _size(
@@ -647,11 +683,14 @@ class BudgetedEncoder:
         running maxima of the deltas; a client takes the longest prefix that fits.
         """
         n, client = tick.n_clients, tick.client
-        start = FlatRows.of(self.schema, starts)
-        start_rows = tick.rows_of(start.net_ids)
-        held_pos = self._pairs.find(
-            start.clients() * tick.width + start_rows, client * tick.width + tick.row
-        )
+        if in_flight is None and tick.latest is not None:  # plan A on last tick's tables
+            start, held_pos = tick.latest
+        else:
+            start = FlatRows.of(self.schema, starts)
+            start_rows = tick.rows_of(start.net_ids)
+            held_pos = self._pairs.find(
+                start.clients() * tick.width + start_rows, client * tick.width + tick.row
+            )
         held = held_pos >= 0
         in_base = tick.base_pos >= 0
         both = held & in_base
@@ -797,6 +836,7 @@ class BudgetedEncoder:
         resorts, plan_bs = resort.tolist(), plan_b.tolist()
         candidates, despawned = decision.candidates.tolist(), decision.despawned.tolist()
         out = []
+        composites = []
         self.stats = []
         for c, baseline in enumerate(clients):
             lo, hi = row_starts[c], row_starts[c + 1]
@@ -817,6 +857,7 @@ class BudgetedEncoder:
                     self.schema, composite, bases[c], compress=False
                 )
             baseline.record(composite)
+            composites.append(composite)
             baseline._took = takes[c]
             plo, phi = pair_starts[c], pair_starts[c + 1]
             baseline._prio_ids, baseline._prio = tick.ids[plo:phi], prio[plo:phi]
@@ -841,4 +882,14 @@ class BudgetedEncoder:
                 )
             )
         self.last = self.stats[-1]
+        if not any(resorts):  # every composite is made of this tick's pairs
+            self._last = _LastTick(
+                tuple(clients),
+                composites,
+                client,
+                tick.ids,
+                prio,
+                FlatRows(counts, ids, values),
+                np.where(present, np.cumsum(present) - 1, -1),
+            )
         return out
