@@ -360,9 +360,11 @@ class SnapshotFanout:
         Records the send in ``client`` so a later ack of this id can serve as a base.
         """
         key = self.plan_for(client, visible, base_id)
-        if self._pending:
+        encoded = self._cache[key]
+        if encoded is None:
             self.encode_pending()
-        return self.encoded(key)
+            encoded = self._cache[key]
+        return encoded  # type: ignore[return-value]  # encode_pending filled it
 
 
 class EncodeJob(NamedTuple):

@@ -111,10 +111,18 @@ class SnapshotReplicationSystem(esper.Processor):
             plain.append(subscriber)
         # Clients whose acks differ by a snapshot or two share one base (and one encode).
         bases = fanout.shared_bases([subscriber.baseline for subscriber in plain])
-        keys = [
-            fanout.plan_for(subscriber.baseline, subscriber.visible, base_id)
-            for subscriber, base_id in zip(plain, bases, strict=True)
-        ]
+        batch, self.batch = self.batch, None
+        if batch is None:  # this room alone: encode and deliver now, fewest calls
+            for subscriber, base_id in zip(plain, bases, strict=True):
+                encoded = fanout.encode_for(subscriber.baseline, subscriber.visible, base_id)
+                self.payload_bytes += len(encoded.payload)
+                subscriber.deliver(encoded)
+            plain, keys = [], []
+        else:  # the batch encodes; deliver() hands them out
+            keys = [
+                fanout.plan_for(subscriber.baseline, subscriber.visible, base_id)
+                for subscriber, base_id in zip(plain, bases, strict=True)
+            ]
         encodeds: list[EncodedSnapshot] = []
         if interest is not None and budgeted:
             # Every budgeted client of the room in one vectorised plan and encode.
@@ -125,7 +133,6 @@ class SnapshotReplicationSystem(esper.Processor):
                 interest.budget_bytes,
             )
         self._due = (plain, keys, budgeted, encodeds)
-        batch, self.batch = self.batch, None
         if batch is None:
             self.deliver()
         else:
