@@ -25,7 +25,7 @@ How a tick is decided (lightyear-style priority accumulation). ``L`` is the comp
    to 0. The rest are **deferred**: they keep the value of ``L`` (not a despawn, and no jump
    back), so the client shows them as last sent and their next update is a correct delta from
    what the client holds.
-4. The composite ``N`` (``L`` with those changes) is encoded against ``B`` (the codec's v1
+4. The composite ``N`` (``L`` with those changes) is encoded against ``B`` (the codec's
    layout, batched: astranet.replication.batch_codec). If not even the near ones fit on ``L``
    (plan A), the plan is rebuilt on ``B`` (plan B: what is in flight is re-sent first after
    the near ones); if nothing fits even then, ``N = B`` (a header-only payload).
@@ -36,7 +36,12 @@ give the exact header, id, mask and spawn bytes, and running maxima of the delta
 that are never below the real ones. A payload therefore never exceeds the budget
 (``budget_bytes`` >= MIN_BUDGET_BYTES) and is encoded exactly once.
 
-Nothing on the wire changes: every payload is a v1 delta against a snapshot the client acked.
+A call with the same clients as the last one (each still holding what it was sent then) reuses
+that call's flat tables: its (client, entity) pairs give the accumulated priorities and where
+each pair sits in the last-sent composites in one lookup.
+
+Nothing on the wire changes: every payload is an ordinary delta (``encode_delta``'s layout)
+against a snapshot the client acked.
 Goals: a tick's work is O(relevant (client, entity) pairs) in a fixed number of numpy passes,
 whatever the number of clients (no per-client numpy calls beyond slicing; no per-entity Python
 loop); memory is ``capacity`` composites of relevant rows per client. Limits: DEFAULT_COMPOSITES
