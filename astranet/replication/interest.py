@@ -147,6 +147,7 @@ class SpatialGrid:
             self._order = np.argsort(keys, kind="stable")
             self._sorted_keys = keys[self._order]
         self._span = local.max(axis=0) if len(local) else np.zeros(2, np.int64)
+        self._cell_x, self._cell_y = self._x[self._order], self._y[self._order]
 
     def within(self, center: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """Rows within ``radius`` of ``center`` (ascending) and their distances."""
@@ -201,23 +202,25 @@ class SpatialGrid:
         lengths = ends - starts
         viewer = np.repeat(viewer_of_column, lengths)
         offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        picked = self._order[np.arange(lengths.sum()) + offsets]
-        # 1-D coordinate gathers (a gather of (m, 2) rows is ~10x slower) and squared
-        # distances: the square root only for what is inside.
-        dx = self._x[picked] - c[viewer, 0]
-        dy = self._y[picked] - c[viewer, 1]
+        at = np.arange(lengths.sum()) + offsets  # positions in cell order
+        # Coordinates kept in cell order: runs of adjacent reads (1-D: a gather of (m, 2)
+        # rows is ~10x slower); squared distances, the square root only for what is inside;
+        # rows looked up only for those.
+        cx, cy = np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1])
+        dx = self._cell_x[at] - cx[viewer]
+        dy = self._cell_y[at] - cy[viewer]
         dist_sq = dx * dx + dy * dy
         inside = np.flatnonzero(dist_sq <= radius * radius)
         # Rows ascending per viewer: the (viewer, row) keys are unique, so a plain sort of
         # them (not an argsort) orders the pairs, and both halves come back out of the key.
         span = len(self.positions) + 1
-        keys = viewer[inside] * span + picked[inside]
+        keys = viewer[inside] * span + self._order[at[inside]]
         if n * span < 1 << 31:  # 32-bit keys sort ~2x faster
             keys = keys.astype(np.int32)
         keys = np.sort(keys)
         viewer, picked = keys // span, keys % span
-        dx = self._x[picked] - c[viewer, 0]
-        dy = self._y[picked] - c[viewer, 1]
+        dx = self._x[picked] - cx[viewer]
+        dy = self._y[picked] - cy[viewer]
         dist = np.sqrt(dx * dx + dy * dy)
         falloff = (near_radius / np.maximum(dist, near_radius)) ** 2
         priority = np.maximum(falloff, far_priority)
