@@ -30,8 +30,9 @@ cheap, so that 1,000 of them fit on one core and leave the other to the server (
   *payload* is not decoded (only counted), as in earlier runs; Colyseus' generator decodes
   its patches.
 
-Timing: one timer per worker (``loop.call_later``) sends every client's input at 30 Hz, in one
-of two input phases (``--input-phase``):
+Timing: once every client is seated (until then seated clients keep quiet, see
+``_Worker.start_traffic``), one timer per worker (``loop.call_later``) sends every client's
+input at 30 Hz, in one of two input phases (``--input-phase``):
 
 * ``spread`` (default): on the worker's own absolute schedule, clients spread over
   ``PHASE_SLOTS`` phases of the period, as naive clients' send times are spread relative to
@@ -108,6 +109,7 @@ __all__ = [
     "WorkerResult",
     "event_loop_name",
     "input_frame_bytes",
+    "join_limit_s",
     "masked_frame",
     "runqueue_wait_s",
     "worker_main",
@@ -129,6 +131,7 @@ CONNECT_TIMEOUT_S = 20.0
 JOIN_S_PER_GROUP = 0.6  # extra fleet join time per room of 4 (the server ticks the rooms
 # already seated meanwhile: 125 rooms took 25-45 s on the busy 2-core machine)
 MAX_CONCURRENT_JOINS = 32  # handshakes in flight per worker; the server's accept queue copes
+QUIET_PING_S = 10.0  # seated clients waiting for the fleet ping the server this often
 CLOSE_TIMEOUT_S = 5.0  # the whole fleet's closing handshakes, then the rest are aborted
 REGION, GAME_MODE = "us-east", "bench"
 
@@ -444,6 +447,8 @@ class _Client(asyncio.Protocol):
                 self.playing = True
                 if not self.joined.done():
                     self.joined.set_result(None)
+                if not self.worker.started and self.transport is not None:
+                    self.transport.pause_reading()  # quiet until the whole fleet is seated
         closing = conn.close_expected()
         if closing is not None:
             self._fail(*closing)
@@ -474,6 +479,8 @@ class _Worker:
         self.result = WorkerResult()
         self.measuring = False
         self.stopping = False
+        self.started = False  # start_traffic ran: seated clients read and play
+        self._quiet_pings: asyncio.TimerHandle | None = None
         self._joins = asyncio.Semaphore(MAX_CONCURRENT_JOINS)
         self._timer: asyncio.TimerHandle | None = None
         self._period_s = 1.0 / INPUT_HZ
@@ -487,18 +494,27 @@ class _Worker:
 
     # -- joining -------------------------------------------------------------------------
 
-    async def join_all(self) -> None:
+    async def join_all(self, limit_s: float | None = None) -> None:
+        """Seat every group; ``limit_s`` bounds it (default: ``join_limit_s(groups)``)."""
         started = time.monotonic()
+        self._ping_quiet()
         # The fleet's joins are bounded together (hundreds queue behind MAX_CONCURRENT_JOINS,
-        # and a busy server answers late): CONNECT_TIMEOUT_S plus JOIN_S_PER_GROUP per room.
-        limit_s = CONNECT_TIMEOUT_S + JOIN_S_PER_GROUP * self.groups
+        # and a busy server answers late).
+        limit_s = join_limit_s(self.groups) if limit_s is None else limit_s
         try:
             async with asyncio.timeout(limit_s):
                 groups = await asyncio.gather(*(self._join_group() for _ in range(self.groups)))
         except TimeoutError:
             seated = sum(c.playing for c in self._all)
+            states: dict[str, int] = {}
+            for c in self._all:
+                if not c.playing:
+                    state = "tcp" if c.transport is None else "upgrade" if not c.opened else ""
+                    state = state or f"{c.conn.phase.value} ({type(c.target).__name__})"
+                    states[state] = states.get(state, 0) + 1
             raise LoadClientError(
-                f"{seated} of {self.groups * GROUP_SIZE} clients seated in {limit_s:.0f} s"
+                f"{seated} of {self.groups * GROUP_SIZE} clients seated in {limit_s:.0f} s; "
+                f"{len(self._all) - seated} started but not seated: {states}"
             ) from None
         self.clients = [client for group in groups for client in group]
         self.result.clients = len(self.clients)
@@ -521,6 +537,15 @@ class _Worker:
             await loop.create_connection(lambda: client, self.uri.host, self.uri.port)
             await client.joined
             return client
+
+    def _ping_quiet(self) -> None:
+        """A WebSocket Ping from every quiet seated client each QUIET_PING_S: a server hears
+        from each connection, so its keepalive (ping after 20 s of silence, fail 20 s later:
+        we do not read meanwhile) does not drop clients seated early in a long join."""
+        for client in self._all:
+            if client.playing:
+                client._write(_OP_PING, b"")
+        self._quiet_pings = asyncio.get_running_loop().call_later(QUIET_PING_S, self._ping_quiet)
 
     # -- playing -------------------------------------------------------------------------
 
@@ -605,7 +630,7 @@ class _Worker:
         if not self.stopping:
             self._timer = asyncio.get_running_loop().call_later(delay_s, callback, *args)
 
-    def _spread_fire(self, start: float, slots: list[list[_Client]]) -> None:
+    def _spread_fire(self, start: float) -> None:
         """Send one phase slot of clients; re-arm for the next slot (absolute schedule)."""
         slot_s = self._period_s / PHASE_SLOTS
         n = self._n
@@ -614,9 +639,9 @@ class _Worker:
             self.result.input_slots += 1
             self.result.late_input_slots += now - (start + n * slot_s) > slot_s / 2
         blob = self._blobs[(n // PHASE_SLOTS) % len(self._blobs)]
-        self._send_inputs(slots[n % PHASE_SLOTS], blob, -1)
+        self._send_inputs(self.clients[n % PHASE_SLOTS :: PHASE_SLOTS], blob, -1)
         self._n = n + 1
-        self._later(start + (n + 1) * slot_s - time.monotonic(), self._spread_fire, start, slots)
+        self._later(start + (n + 1) * slot_s - time.monotonic(), self._spread_fire, start)
 
     def _aligned_arm(self) -> None:
         """Arm the timer ``input_lead_s`` before the next estimated tick not yet targeted."""
@@ -644,13 +669,21 @@ class _Worker:
         self._aligned_arm()
 
     def start_traffic(self) -> None:
-        """Start sending inputs (snapshots are read and acked since the join): the warm-up
-        runs before the window."""
+        """Every client is seated: start reading and the input timer (the warm-up runs
+        before the window). Until now seated clients kept quiet, their reading paused, so
+        the server (whose unsent snapshots to them are replaced by newer ones) could seat the
+        whole fleet even when it cannot carry it playing: measured, 1,000 clients that played
+        from their seat on left a saturated server seating ~720 in 170 s."""
+        self.started = True
+        if self._quiet_pings is not None:
+            self._quiet_pings.cancel()
+        for client in self.clients:
+            if client.transport is not None and not client.transport.is_closing():
+                client.transport.resume_reading()
         if self.aligned:
             self._aligned_arm()
         else:
-            slots = [self.clients[i::PHASE_SLOTS] for i in range(PHASE_SLOTS)]
-            self._spread_fire(time.monotonic(), slots)
+            self._spread_fire(time.monotonic())
 
     async def run_window(self, t0: float, t1: float) -> None:
         """Measure during [t0, t1) (time.monotonic), then close every client."""
@@ -672,6 +705,12 @@ class _Worker:
         for client in self.clients:
             if client.transport is not None and not client.lost.done():
                 client.transport.abort()
+
+
+def join_limit_s(rooms: int) -> float:
+    """How long seating ``rooms`` rooms of 4 may take (all workers together: they share one
+    server, which seats players while it ticks the rooms already seated)."""
+    return CONNECT_TIMEOUT_S + JOIN_S_PER_GROUP * rooms
 
 
 def runqueue_wait_s(pid: int | str = "self") -> float:
@@ -700,11 +739,12 @@ async def _serve(
     input_phase: str,
     input_lead_s: float,
     protocol: str,
+    join_limit: float | None,
 ) -> None:
     worker = _Worker(ws_url, groups, input_phase, input_lead_s, protocol)
     worker.result.event_loop = event_loop_name()
     try:
-        await worker.join_all()
+        await worker.join_all(join_limit)
     except (OSError, TimeoutError, AstranetError) as exc:
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -728,9 +768,11 @@ def worker_main(
     input_phase: str = "spread",
     input_lead_s: float = DEFAULT_INPUT_LEAD_MS / 1000,
     protocol: str = "a1",
+    join_limit: float | None = None,
 ) -> None:
-    """Process entry point (``multiprocessing`` target)."""
-    main = _serve(pipe, ws_url, groups, input_phase, input_lead_s, protocol)
+    """Process entry point (``multiprocessing`` target); ``join_limit`` in seconds (default
+    ``join_limit_s(groups)``; a run of several workers passes the bound of all its rooms)."""
+    main = _serve(pipe, ws_url, groups, input_phase, input_lead_s, protocol, join_limit)
     try:
         if event_loop_name() == "uvloop":
             import uvloop

@@ -55,13 +55,12 @@ from typing import Any
 
 import numpy as np
 from _loadclients import (
-    CONNECT_TIMEOUT_S,
     DEFAULT_INPUT_LEAD_MS,
     GROUP_SIZE,
     INPUT_PHASES,
-    JOIN_S_PER_GROUP,
     PROTOCOLS,
     WorkerResult,
+    join_limit_s,
     runqueue_wait_s,
     worker_main,
 )
@@ -256,6 +255,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
                         args.input_phase,
                         args.input_lead_ms / 1000.0,
                         args.protocol,
+                        join_limit_s(args.rooms),
                     ),
                     daemon=True,
                 )
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace, console: Console) -> tuple[LoadResult, dict[st
                 procs.append(proc)
                 pipes.append(parent_end)
             with console.status(f"joining {clients_wanted} clients to {args.rooms} rooms"):
-                ready_s = max(READY_TIMEOUT_S, CONNECT_TIMEOUT_S + JOIN_S_PER_GROUP * args.rooms)
+                ready_s = max(READY_TIMEOUT_S, join_limit_s(args.rooms))
                 clients = sum(_recv(p, ready_s + 10, "ready")[1] for p in pipes)
             t0 = time.monotonic() + args.warmup
             t1 = t0 + args.duration
