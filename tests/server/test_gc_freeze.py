@@ -21,6 +21,7 @@ class _Alive:
 
 def test_freeze_boot_heap_takes_the_live_objects_out_of_the_generations() -> None:
     alive = _Alive()  # alive "at boot"
+    suite_frozen = gc.get_freeze_count() > 0  # tests/conftest.py froze the collected suite
     try:
         frozen = freeze_boot_heap()
         assert frozen == gc.get_freeze_count() > 10_000  # pytest's own heap, at least
@@ -29,6 +30,8 @@ def test_freeze_boot_heap_takes_the_live_objects_out_of_the_generations() -> Non
         assert any(obj is later for obj in gc.get_objects())
     finally:
         gc.unfreeze()  # back into the oldest generation: this process is pytest's
+        if suite_frozen:
+            gc.freeze()  # as the suite's conftest left it
 
 
 def test_the_server_process_freezes_once_booted() -> None:
