@@ -240,11 +240,12 @@ def bit_lengths(top: np.ndarray) -> np.ndarray:
 
 
 def segment_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """Per owner (values grouped by non-decreasing ``owner``): the maximum, 0 when empty."""
-    top = np.zeros(n, dtype=np.int64)
+    """Per owner (rows of ``values`` grouped by non-decreasing ``owner``): the maximum along
+    axis 0, 0 when empty; ``(n, *values.shape[1:])`` (one reduce for every component)."""
+    top = np.zeros((n, *values.shape[1:]), dtype=np.int64)
     if len(values):
         starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        top[owner[starts]] = np.maximum.reduceat(values.astype(np.int64), starts)
+        top[owner[starts]] = np.maximum.reduceat(values.astype(np.int64), starts, axis=0)
     return top
 
 

@@ -27,6 +27,7 @@ from astranet.replication.batch_codec import (
     as_codes,
     as_words,
     bit_lengths,
+    segment_max,
     segment_starts,
     words_differ,
     zigzag,
@@ -76,15 +77,6 @@ def _bits_at(rows: Sequence[int], size: int) -> bytes:
     for row in rows:
         mask |= 1 << row
     return mask.to_bytes(size, "little")
-
-
-def _segment_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per segment ``values[starts[i]:starts[i + 1]]`` (along axis 0; values >= 0) the
-    maximum, 0 when empty: one ``reduceat`` for every segment and component."""
-    padded = np.concatenate((values, np.zeros((1, *values.shape[1:]), dtype=values.dtype)))
-    top = np.maximum.reduceat(padded, starts[:-1], axis=0)
-    top[starts[1:] == starts[:-1]] = 0  # reduceat gives an empty segment's next value
-    return top
 
 
 def encode_same_rows(
@@ -146,7 +138,7 @@ def encode_same_rows(
     gaps[1:] = local[1:] - local[:-1] - 1
     firsts = update_starts[:-1][n_update > 0]
     gaps[firsts] = local[firsts]
-    gap_width = bit_lengths(_segment_max(gaps, update_starts))
+    gap_width = bit_lengths(segment_max(gaps, owner, n_rooms))
     mask_size = (counts + 7) // 8
     row_list = (n_update < 8 * (mask_size - 1)) & (1 + (n_update * gap_width + 7) // 8 < mask_size)
 
@@ -167,8 +159,9 @@ def encode_same_rows(
         now, then = now_words[f], then_words[f]
         assert now is not None and then is not None
         zz = zigzag(as_codes(now[rows], like), as_codes(then[rows], like), bits)
-        field_starts = segment_starts(np.bincount(owner[in_updated], minlength=n_rooms))
-        widths = bit_lengths(_segment_max(zz, field_starts)).tolist()  # (pairs, components)
+        field_owner = owner[in_updated]
+        field_starts = segment_starts(np.bincount(field_owner, minlength=n_rooms))
+        widths = bit_lengths(segment_max(zz, field_owner, n_rooms)).tolist()  # (pairs, comps)
         in_field.append(in_updated.tolist() if len(masks) > 1 else None)
         values.append((field_starts.tolist(), widths, zz.T.tolist()))
 
