@@ -89,7 +89,6 @@ PING_RATE_PER_S = 5.0
 PING_BURST = 20
 PING_FLOOD_REASON = "too many pings"
 
-_SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 _FIN_BINARY = 0x80 | Opcode.BINARY
@@ -106,7 +105,7 @@ def binary_frame(payload: bytes) -> bytes:
 def binary_frame_header(length: int) -> bytes:
     """The 2-10 byte header of an unmasked, final binary frame of ``length`` payload bytes."""
     if length < 126:
-        return _SHORT.pack(_FIN_BINARY, length)
+        return bytes((_FIN_BINARY, length))
     if length < 65536:
         return _MEDIUM.pack(_FIN_BINARY, 126, length)
     return _LONG.pack(_FIN_BINARY, 127, length)
@@ -182,10 +181,16 @@ class WebSocketEdge(asyncio.Protocol):
 
     def write_message(self, message: bytes) -> int:
         """Write one binary message now; returns its length (0 once not open: dropped)."""
-        if self.ws.state is not State.OPEN:
+        return self.write_message_parts(message, b"")
+
+    def write_message_parts(self, head: bytes, tail: bytes) -> int:
+        """Write the binary message ``head + tail`` now, framed and joined once (a big
+        ``tail``, e.g. a snapshot payload, is copied once); its length (0 once not open)."""
+        if self.ws.state is not _OPEN:
             return 0
-        self.transport.write(binary_frame(message))  # type: ignore[union-attr]
-        return len(message)
+        length = len(head) + len(tail)
+        self.transport.write(b"".join((binary_frame_header(length), head, tail)))  # type: ignore[union-attr]
+        return length
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (idempotent); the close deadline starts now."""

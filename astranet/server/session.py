@@ -28,14 +28,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from websockets.protocol import State
-
 from astranet.errors import InvalidState, LocalProtocolError, ProtocolError
 from astranet.net import ServerConnection, ServerPhase
 from astranet.net.envelope import SnapshotEnvelope
-from astranet.net.messages import ClientMessage, Events, Hello, InputFrame, ServerMessage
+from astranet.net.messages import ClientMessage, Events, Hello, ServerMessage
 from astranet.replication import EncodedSnapshot
-from astranet.server.edge import WebSocketEdge, binary_frame_header
+from astranet.server.edge import WebSocketEdge
 
 if TYPE_CHECKING:
     from astranet.game import Game
@@ -46,9 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Session", "SessionHost", "SnapshotEnvelopes"]
 
 log = logging.getLogger(__name__)
-_IN_ROOM = ServerPhase.IN_ROOM
-_OPEN = State.OPEN
-_FIN_BINARY = 0x82  # final binary frame, unmasked (server to client)
 
 # Close reasons that are not protocol errors (they come from the server, not the client).
 HANDSHAKE_TIMEOUT_REASON = "handshake timeout: no Hello received"
@@ -132,11 +127,6 @@ class Session(WebSocketEdge):
             schema_fingerprint=host.game.schema.fingerprint,
             authenticate=host.authenticate,  # None: anonymous (WIRE A4)
         )
-        self._stats = self.conn.stats
-        # The host's per-tick cache (one object, cleared every tick) and its table, read
-        # directly on the per-client path.
-        self._envelopes = host.envelopes
-        self._envelopes_by_id = self._envelopes._by_id
         self.room: Room | None = None
         self.player: Player | None = None
         self._pending: tuple[SnapshotEnvelope, int | None] | None = None
@@ -144,7 +134,6 @@ class Session(WebSocketEdge):
         self._opened = False
         self.closed = asyncio.Event()  # set once the socket is done
         self.ended = asyncio.Event()  # set after the host forgot this session (all counted)
-        self._message_counts = self.metrics.messages_received
         self._seen = (0, 0)  # (rate_limited, malformed) already counted in metrics
         #: Whether this client asked for game events in its Hello (``conn.events``; a plain
         #: attribute, read per tick by the room).
@@ -158,17 +147,13 @@ class Session(WebSocketEdge):
     # -- called by the room's tick (synchronous, must not block) ---------------------------
 
     def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
-        if self.conn.phase is not _IN_ROOM:  # conn.can_send_snapshot
+        if not self.conn.can_send_snapshot:
             return
-        cached = self._envelopes_by_id.get(id(snapshot))
-        if cached is not None and cached[0] is snapshot:
-            envelope = cached[1]
-        else:
-            try:
-                envelope = self._envelopes.get(snapshot)
-            except LocalProtocolError as exc:  # payload over the message limit: a game problem
-                self.host.note_oversized_snapshot(self, exc)
-                return
+        try:
+            envelope = self.host.envelopes.get(snapshot)
+        except LocalProtocolError as exc:  # payload over the message limit: a game problem
+            self.host.note_oversized_snapshot(self, exc)
+            return
         if not self.writable:
             if self._pending is not None:
                 self.metrics.snapshots_skipped += 1
@@ -177,19 +162,13 @@ class Session(WebSocketEdge):
         self._write_snapshot(envelope, last_input_seq)
 
     def _write_snapshot(self, envelope: SnapshotEnvelope, last_input_seq: int | None) -> None:
-        if self.ws.state is not _OPEN:
-            return
-        head, tail = envelope.parts(last_input_seq, self.conn.compact)
-        sent = len(head) + len(tail)
-        # Frame header, envelope, payload: one join, one write (the payload is copied once).
-        frame_head = bytes((_FIN_BINARY, sent)) if sent < 126 else binary_frame_header(sent)
-        self.transport.write(b"".join((frame_head, head, tail)))  # type: ignore[union-attr]
-        metrics = self.metrics
-        metrics.bytes_sent += sent
-        metrics.snapshot_bytes += len(envelope.payload)
-        stats = self._stats  # conn.count_sent(sent)
-        stats.messages_out += 1
-        stats.bytes_out += sent
+        # Envelope head and payload framed and joined once: the payload is copied once.
+        sent = self.write_message_parts(*envelope.parts(last_input_seq, self.conn.compact))
+        if sent:
+            metrics = self.metrics
+            metrics.bytes_sent += sent
+            metrics.snapshot_bytes += len(envelope.payload)
+            self.conn.count_sent(sent)
 
     def on_writable(self) -> None:
         pending, self._pending = self._pending, None
@@ -244,13 +223,6 @@ class Session(WebSocketEdge):
         message = conn.receive(data)
         if message is None:  # refused or dropped: the only way the refusal counts move
             self._count_refusals()
-        elif type(message) is InputFrame:  # the per-tick message
-            counts = self._message_counts
-            counts["InputFrame"] = counts.get("InputFrame", 0) + 1
-            try:
-                self.host.handle(self, message)
-            except InvalidState:
-                log.debug("%s: reply after close decision dropped", self.peer)
         else:
             self._handle(message)
         if conn._writes or conn._close is not None:
