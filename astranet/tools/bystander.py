@@ -67,6 +67,16 @@ class Joined:
     party_token: bytes | None
     window: tuple[float, float]  # time.monotonic() seconds: [from, until)
 
+    def to_json(self) -> str:
+        token = None if self.party_token is None else self.party_token.hex()
+        return json.dumps({"room_id": self.room_id, "party_token": token, "window": self.window})
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> Self:
+        fields = json.loads(line)
+        token, (start, end) = fields["party_token"], fields["window"]
+        return cls(fields["room_id"], None if token is None else bytes.fromhex(token), (start, end))
+
 
 @dataclass(frozen=True, slots=True)
 class BystanderReport:
@@ -204,12 +214,7 @@ class BystanderProcess:
         if not line:
             await self._exit()
             raise BystanderFailed("bystander exited 0 before it joined")
-        fields = json.loads(line)
-        token = fields["party_token"]
-        return Joined(
-            fields["room_id"], None if token is None else bytes.fromhex(token),
-            (fields["window"][0], fields["window"][1]),
-        )  # fmt: skip
+        return Joined.from_json(line)
 
     async def report(self) -> BystanderReport:
         """The last line, once the child has measured its window and exited 0."""
@@ -231,9 +236,7 @@ class BystanderProcess:
 
 
 def _print_joined(joined: Joined) -> None:
-    token = None if joined.party_token is None else joined.party_token.hex()
-    line = {"room_id": joined.room_id, "party_token": token, "window": list(joined.window)}
-    print(json.dumps(line), flush=True)
+    print(joined.to_json(), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
