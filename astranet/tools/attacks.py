@@ -17,6 +17,7 @@ import random
 import socket
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
@@ -42,6 +43,7 @@ __all__ = [
     "mutate",
     "open_ws",
     "pipelined_http",
+    "reply_of",
     "room_amplification",
 ]
 
@@ -59,6 +61,15 @@ async def open_ws(url: str, source: str = ATTACKER) -> ClientConnection:
         local_addr=(source, 0),
         close_timeout=0.5,
     )
+
+
+async def reply_of(ws: ClientConnection, kind: str, within_s: float = 5.0) -> dict[str, Any]:
+    """The next message of type ``kind`` (``t``) the server sends, skipping the others."""
+    async with asyncio.timeout(within_s):
+        while True:
+            reply = msgpack.unpackb(await ws.recv())
+            if isinstance(reply, dict) and reply.get("t") == kind:
+                return reply
 
 
 async def _first_reply(ws: ClientConnection, within_s: float = 2.0) -> dict[str, object] | None:

@@ -174,18 +174,18 @@ async def test_party_seats_cannot_be_taken_from_rooms_listing(start_server) -> N
     leader = await attacks.open_ws(server.ws_url, "127.0.0.1")
     await leader.send(encode(Hello(1)))
     await leader.send(encode(FindOrCreate("us-east", "coop", 4)))
-    match = await _reply_of(leader, "MatchResult")
+    match = await attacks.reply_of(leader, "MatchResult")
     token = match["party_token"]
     room_id = (await asyncio.to_thread(_rooms, server))[0]["room_id"]
     for _ in range(3):  # a stranger who read /rooms: every attempt is room_full
         stranger = await attacks.open_ws(server.ws_url)
         await stranger.send(encode(Hello(1)))
         await stranger.send(msgpack.packb({"t": "JoinRoom", "room_id": room_id}))
-        assert (await _reply_of(stranger, "ProtocolError"))["code"] == "room_full"
+        assert (await attacks.reply_of(stranger, "ProtocolError"))["code"] == "room_full"
     friend = await attacks.open_ws(server.ws_url, "127.0.0.1")
     await friend.send(encode(Hello(1)))
     await friend.send(msgpack.packb({"t": "JoinRoom", "room_id": room_id, "party_token": token}))
-    await _reply_of(friend, "JoinAccepted")
+    await attacks.reply_of(friend, "JoinAccepted")
 
 
 async def test_a_kick_is_not_undone_by_resume(start_server) -> None:
@@ -193,14 +193,14 @@ async def test_a_kick_is_not_undone_by_resume(start_server) -> None:
     ws = await attacks.open_ws(server.ws_url)
     await ws.send(encode(Hello(1)))
     await ws.send(encode(FindOrCreate("us-east", "coop", 1)))
-    joined = await _reply_of(ws, "JoinAccepted")
+    joined = await attacks.reply_of(ws, "JoinAccepted")
     await ws.send(encode(InputFrame(1, 0, b"", b"\x00" * 16)))  # bad signature: kicked
     await ws.wait_closed()
     assert ws.close_code == 1008
     again = await attacks.open_ws(server.ws_url)
     await again.send(encode(Hello(1)))
     await again.send(encode(Resume(joined["room_id"], joined["player_id"], joined["resume_token"])))
-    assert (await _reply_of(again, "ProtocolError"))["code"] == "resume_denied"
+    assert (await attacks.reply_of(again, "ProtocolError"))["code"] == "resume_denied"
     assert (await asyncio.to_thread(_rooms, server))[0]["players"] == 0  # the seat is free
 
 
@@ -209,13 +209,13 @@ async def test_seq_u32_max_cannot_lock_a_seat(start_server) -> None:
     ws = await attacks.open_ws(server.ws_url)
     await ws.send(encode(Hello(1)))
     await ws.send(encode(FindOrCreate("us-east", "coop", 1)))
-    joined = await _reply_of(ws, "JoinAccepted")
+    joined = await attacks.reply_of(ws, "JoinAccepted")
     key = joined["session_key"]
     await ws.send(encode(InputFrame(U32_MAX, 0, b"", sign(key, U32_MAX, 0, b""))))
-    assert (await _reply_of(ws, "ProtocolError"))["code"] == "bad_request"
+    assert (await attacks.reply_of(ws, "ProtocolError"))["code"] == "bad_request"
     await ws.send(encode(InputFrame(5, 0, b"", sign(key, 5, 0, b""))))
     while True:  # the seat still plays: seq 5 is applied
-        reply = await _reply_of(ws, "Snapshot")
+        reply = await attacks.reply_of(ws, "Snapshot")
         if reply.get("last_input_seq") == 5:
             break
 
@@ -231,11 +231,3 @@ async def test_fuzz_20k_mutated_messages_no_server_exception(start_server) -> No
     assert stats["sent"] == messages, stats
     assert stats["connections"] > 100, stats  # strikes closed connections; they came back
     assert server_faults(server) == [], server_faults(server)[:20]
-
-
-async def _reply_of(ws, kind: str, within_s: float = 5.0) -> dict:
-    async with asyncio.timeout(within_s):
-        while True:
-            reply = msgpack.unpackb(await ws.recv())
-            if reply.get("t") == kind:
-                return reply

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 import msgpack
 import numpy as np
@@ -31,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from astranet.examples.dots import encode_input
 from astranet.net.messages import ErrorMessage, Hello, Ping, Pong, RateLimited, Snapshot, encode
-from astranet.tools.attacks import open_ws
+from astranet.tools.attacks import open_ws, reply_of
 from astranet.tools.bystander import BystanderProcess
 from astranet.tools.serverproc import ServerProcess, scrape
 
@@ -168,7 +167,7 @@ async def _attack(
             await ws.send(encode(Hello(1)))
             await ws.send(join)
             if not joined.done():
-                joined.set_result((await _reply_of(ws, "JoinAccepted"))["room_id"])
+                joined.set_result((await reply_of(ws, "JoinAccepted", RECV_TIMEOUT_S))["room_id"])
             # Read and drop the replies, so the server's close frame is seen when it comes.
             drained = asyncio.create_task(_drain(ws))
             while not stop.is_set() and not drained.done():
@@ -187,14 +186,6 @@ async def _drain(ws: ClientConnection) -> None:
     with contextlib.suppress(ConnectionClosed):
         async for _ in ws:
             pass
-
-
-async def _reply_of(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    async with asyncio.timeout(RECV_TIMEOUT_S):
-        while True:
-            reply = msgpack.unpackb(await ws.recv())
-            if reply.get("t") == kind:
-                return reply
 
 
 def _phase_gaps(arrivals: np.ndarray, start: float, end: float) -> np.ndarray:
