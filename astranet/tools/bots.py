@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -65,6 +66,7 @@ def summarise(result: FleetResult, rooms: int) -> dict[str, Any]:
         "clients": len(joined),
         "rooms_full": sum(1 for count in members.values() if count == BOTS_PER_ROOM),
         "join_failures": len(reports) - len(joined),
+        "join_errors": _tally(r.error or "no reason recorded" for r in reports if not r.joined),
         "disconnects": sum(r.disconnects for r in reports),
         "reconnects": sum(r.reconnects for r in reports),
         "kicked": sum(r.kicked for r in reports),
@@ -85,6 +87,16 @@ def summarise(result: FleetResult, rooms: int) -> dict[str, Any]:
         "bot_frames": sum(w.frames for w in result.workers),
         "worker_errors": [w.error for w in result.workers if w.error],
     }
+
+
+def _tally(reasons: Iterable[str]) -> dict[str, int]:
+    """Why bots failed to join, most common first (a reason's text up to its first digit,
+    so "ConnectFailed: ... 127.0.0.1:41234 ..." of every bot counts as one reason)."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        key = re.split(r"\d", reason, maxsplit=1)[0].rstrip(" :([") or reason
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def exit_status(summary: dict[str, Any]) -> int:

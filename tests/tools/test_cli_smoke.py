@@ -60,6 +60,9 @@ def test_bots_exit_2_when_nothing_listens(capsys: pytest.CaptureFixture[str]) ->
     assert status == 2 and summary["clients"] == 0 and summary["join_failures"] == 4
     assert report["bots"][0]["error"].startswith("ConnectFailed")
     assert all("leader could not join" in row["error"] for row in report["bots"][1:])
+    # Tallied by reason, the per-bot details (ports, addresses) folded away.
+    assert list(summary["join_errors"].values()) == [3, 1]
+    assert next(iter(summary["join_errors"])).startswith("leader could not join")
 
 
 @pytest.mark.timeout(90)
