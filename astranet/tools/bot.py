@@ -156,6 +156,7 @@ class BotReport:
     style: str
     joined: bool
     error: str | None = None  # why it could not join, or how the session ended early
+    join_retries: int = 0  # joins retried because the socket did not open (fleet)
     kicked: bool = False
     close_code: int | None = None
     disconnects: int = 0
@@ -207,6 +208,7 @@ class Bot:
         #: The party token of this bot's FindOrCreate (for followers' JoinRoom, WIRE A4).
         self.party_token: bytes | None = None
         self.error: str | None = None
+        self.join_retries = 0  # set by the fleet (astranet.tools.fleet)
         self.disconnects = 0
         self.reconnects = 0
         self.rtt_samples: deque[float] = deque(maxlen=MAX_RTT_SAMPLES)
@@ -276,6 +278,7 @@ class Bot:
             style=_style_of(self.brain),
             joined=self.joined,
             error=self.error or (str(error) if error is not None else None) or self._lost(),
+            join_retries=self.join_retries,
             kicked=close_code == KICK_CLOSE_CODE,
             close_code=close_code,
             disconnects=self.disconnects,

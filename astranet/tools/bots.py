@@ -66,6 +66,7 @@ def summarise(result: FleetResult, rooms: int) -> dict[str, Any]:
         "clients": len(joined),
         "rooms_full": sum(1 for count in members.values() if count == BOTS_PER_ROOM),
         "join_failures": len(reports) - len(joined),
+        "join_retries": sum(r.join_retries for r in reports),
         "join_errors": _tally(r.error or "no reason recorded" for r in reports if not r.joined),
         "disconnects": sum(r.disconnects for r in reports),
         "reconnects": sum(r.reconnects for r in reports),
@@ -90,13 +91,17 @@ def summarise(result: FleetResult, rooms: int) -> dict[str, Any]:
 
 
 def _tally(reasons: Iterable[str]) -> dict[str, int]:
-    """Why bots failed to join, most common first (a reason's text up to its first digit,
-    so "ConnectFailed: ... 127.0.0.1:41234 ..." of every bot counts as one reason)."""
+    """Why bots failed to join, most common first; addresses and ports in a reason are
+    folded (``ws://127.0.0.1:41234`` -> ``ws://ADDR``) so one cause counts once, while close
+    codes (``connection closed: 1013 ...``) stay apart."""
     counts: dict[str, int] = {}
     for reason in reasons:
-        key = re.split(r"\d", reason, maxsplit=1)[0].rstrip(" :([") or reason
+        key = _ADDRESS.sub("ADDR", reason)
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+_ADDRESS = re.compile(r"\[[0-9a-fA-F:.]+\](:\d+)?|\d+\.\d+\.\d+\.\d+(:\d+)?|localhost(:\d+)?")
 
 
 def exit_status(summary: dict[str, Any]) -> int:

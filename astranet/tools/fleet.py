@@ -17,7 +17,8 @@ Rooms come out exactly R x 4: per room the first bot sends FindOrCreate with ``p
 Phases (reported to the parent through one bounded queue):
 
 1. **join** -- each worker joins its rooms, ``connect_concurrency`` rooms at a time, stepping
-   the bots that already joined; then reports ``ready``.
+   the bots that already joined; a bot whose opening handshake timed out tries again with
+   backoff until play starts (``BotReport.join_retries``); then reports ``ready``.
 2. **play** -- when every worker is ready (or ``join_deadline()`` passed) the parent sets one
    ``go`` event; every worker plays ``duration_s`` from then, so the measurement window is
    the same for all bots. Workers report ``progress`` every second.
@@ -36,6 +37,7 @@ import heapq
 import itertools
 import os
 import queue as queue_module
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -43,9 +45,10 @@ from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from typing import Any
 
-from astranet.client import ClientOptions
+from astranet.client import ClientOptions, ConnectFailed
 from astranet.errors import AstranetError
 from astranet.game import load_game
+from astranet.net.backoff import Backoff
 from astranet.tools.bot import Bot, BotReport, bot_kit_of
 from astranet.tools.litebot import LiteBot
 
@@ -64,6 +67,9 @@ SHUTDOWN_GRACE_S = 30.0  # Leave + reports after the play phase; generous for a 
 PROGRESS_INTERVAL_S = 1.0
 # Bots due within this of a wake-up are stepped in it: one wake serves a cluster of deadlines.
 WAKE_COALESCE_S = 0.001
+#: A join whose socket did not open is retried after 0.25 s, doubling up to 4 s (jittered).
+JOIN_RETRY_INITIAL_S = 0.25
+JOIN_RETRY_MAX_S = 4.0
 #: The default --game: a spec string (the tools import no game; load_game does, at run time).
 DEFAULT_GAME = "astranet.examples.coop:game"
 
@@ -224,13 +230,25 @@ class _Worker:
             await asyncio.gather(*(self._join(bot) for bot in followers))
 
     async def _join(self, bot: Bot) -> str | None:
-        try:
-            room_id = await bot.join()
-        except AstranetError as exc:  # ConnectFailed, RoomFull, ...: reported, not raised
-            bot.error = f"{type(exc).__name__}: {exc}"
-            return None
-        self.playing.append(bot)
-        return room_id
+        # An opening handshake that timed out (a saturated server answers upgrades seconds
+        # late) is what a player retries: so does the bot, backing off, until play starts.
+        # Anything else (nothing listening, room full, schema mismatch, ...) is final.
+        backoff = Backoff(JOIN_RETRY_INITIAL_S, JOIN_RETRY_MAX_S, rng=random.Random(bot.seed))
+        while True:
+            try:
+                room_id = await bot.join()
+            except ConnectFailed as exc:
+                if not isinstance(exc.__cause__, TimeoutError) or self.go.is_set():
+                    bot.error = f"{type(exc).__name__}: {exc}"
+                    return None
+                bot.join_retries += 1
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except AstranetError as exc:  # RoomFull, ...: reported, not raised
+                bot.error = f"{type(exc).__name__}: {exc}"
+                return None
+            self.playing.append(bot)
+            return room_id
 
     async def _frames(self) -> None:
         """Step every joined bot once per frame period (frame pacing, not synchronisation).
