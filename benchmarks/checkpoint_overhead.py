@@ -42,23 +42,37 @@ from astranet.server.app import GameServer
 from astranet.server.config import parse_config
 from astranet.server.matchmaking import new_room_id
 from astranet.server.persistence import open_sqlite_persistence
+from astranet.server.roomhost import RoomHost
 
 PLAYERS_PER_ROOM = 4
 WARMUP_S = 2.0  # first ticks include room creation and allocator growth
 MAX_TICKS = 1_000_000  # bound on recorded durations per run
 
 
-class TimedServer(GameServer):
-    """GameServer that records each tick's wall time and feeds every player an input."""
+class Listener:
+    """Stands in for a player's connected session: the room steps only rooms with someone
+    connected (WIRE A4), and this one takes the snapshots it is offered and drops them."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    wants_events = False
+
+    def offer_snapshot(self, snapshot: object, last_input_seq: int | None) -> None:
+        return None
+
+
+class TickRecorder:
+    """Wraps the server's tick (``RoomHost.step_all``): feeds every player an input, then
+    records the tick's wall time and the loop thread's CPU time."""
+
+    def __init__(self, host: RoomHost) -> None:
+        self.host = host
         self.durations_s = np.zeros(0)
         self.cpu_s = np.zeros(0)
         self._recording = False
         self._recorded = 0
         self._seq = 0
         self._blob = encode_input(0.3, -0.2)
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._step = host.ticker._step  # the TickLoop calls it with the loop's tick
+        host.ticker._step = self.step
 
     def record(self, max_ticks: int) -> None:
         self.durations_s = np.zeros(max_ticks)
@@ -71,13 +85,13 @@ class TimedServer(GameServer):
         self._recording = False
         return self.durations_s[: self._recorded], self.cpu_s[: self._recorded]
 
-    def _step_all(self, loop_tick: int) -> None:
+    def step(self, loop_tick: int) -> None:
         started, cpu_started = time.perf_counter(), time.thread_time()
         self._seq += 1
-        for room in self.rooms.values():
+        for room in self.host.rooms.values():
             for player in room.players.values():
                 player.inputs.push(self._seq, self._blob)
-        super()._step_all(loop_tick)
+        self._step(loop_tick)
         if self._recording and self._recorded < len(self.durations_s):
             self.durations_s[self._recorded] = time.perf_counter() - started
             self.cpu_s[self._recorded] = time.thread_time() - cpu_started
@@ -117,20 +131,22 @@ async def run_once(
     persistence = await open_sqlite_persistence(
         db, checkpoint_interval=1.0 if checkpoints_on else 0.0
     )
-    server = TimedServer(
+    server = GameServer(
         config, Cubes(entities=entities, moving_fraction=0.1), persistence=persistence
     )
+    recorder = TickRecorder(server.host)
     await server.start()
     try:
         for _ in range(rooms):
-            room = server._create_room(new_room_id(), "us-east", "bench")
+            room = server.host.ensure_room_exists(new_room_id(), "us-east", "bench")
             for seat in range(PLAYERS_PER_ROOM):
                 player = room.add_player(f"{room.room_id}-{seat}", bytes(32))
+                player.session = Listener()  # type: ignore[assignment]
                 persistence.player_joined(room, player)
         await asyncio.sleep(WARMUP_S)
-        server.record(min(MAX_TICKS, int(duration_s * tick_hz * 2) + 10))
+        recorder.record(min(MAX_TICKS, int(duration_s * tick_hz * 2) + 10))
         await asyncio.sleep(duration_s)
-        durations, cpu = server.recorded()
+        durations, cpu = recorder.recorded()
     finally:
         await server.shutdown()
     return durations, cpu, persistence.writer.checkpoints_written
