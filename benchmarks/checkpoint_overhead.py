@@ -38,10 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from astranet.examples.cubes import Cubes, encode_input
+from astranet.replication import EncodedSnapshot
 from astranet.server.app import GameServer
 from astranet.server.config import parse_config
 from astranet.server.matchmaking import new_room_id
 from astranet.server.persistence import open_sqlite_persistence
+from astranet.server.room import Player
 from astranet.server.roomhost import RoomHost
 
 PLAYERS_PER_ROOM = 4
@@ -51,12 +53,16 @@ MAX_TICKS = 1_000_000  # bound on recorded durations per run
 
 class Listener:
     """Stands in for a player's connected session: the room steps only rooms with someone
-    connected (WIRE A4), and this one takes the snapshots it is offered and drops them."""
+    connected (WIRE A4); this one acks every snapshot it is offered at once (a client on
+    loopback), so the room encodes deltas against fresh bases as for real clients."""
 
     wants_events = False
 
-    def offer_snapshot(self, snapshot: object, last_input_seq: int | None) -> None:
-        return None
+    def __init__(self, player: Player) -> None:
+        self.player = player
+
+    def offer_snapshot(self, snapshot: EncodedSnapshot, last_input_seq: int | None) -> None:
+        self.player.baseline.ack(snapshot.id)
 
 
 class TickRecorder:
@@ -141,7 +147,7 @@ async def run_once(
             room = server.host.ensure_room_exists(new_room_id(), "us-east", "bench")
             for seat in range(PLAYERS_PER_ROOM):
                 player = room.add_player(f"{room.room_id}-{seat}", bytes(32))
-                player.session = Listener()  # type: ignore[assignment]
+                player.session = Listener(player)  # type: ignore[assignment]
                 persistence.player_joined(room, player)
         await asyncio.sleep(WARMUP_S)
         recorder.record(min(MAX_TICKS, int(duration_s * tick_hz * 2) + 10))
