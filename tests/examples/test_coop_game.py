@@ -16,6 +16,7 @@ from astranet.examples.coop.sim import (
     SCORE_PER_KILL,
     wave_size,
 )
+from astranet.examples.coop.systems import KindRows
 from astranet.server.room import Room
 
 from .conftest import CoopWorld, play
@@ -25,6 +26,22 @@ World = Callable[..., CoopWorld]
 
 def place(world: CoopWorld, net_id: int, xy: tuple[float, float]) -> None:
     world.store["Body.pos"][world.store.rows([net_id])[0]] = xy
+
+
+def test_kind_rows_follow_spawns_despawns_and_kind_writes(make_world: World) -> None:
+    world = make_world()
+    store, rows = world.store, KindRows()
+    me = world.join("p1")
+    world.step()  # wave 1: 8 drones
+    assert len(world.rows_of(DRONE)) == wave_size(1)
+    assert rows(store, PLAYER).tolist() == [store.row(me)]
+    assert rows(store, DRONE).tolist() == world.rows_of(DRONE).tolist()
+    assert not rows(store, DRONE).flags.writeable  # shared by the systems: nobody may edit it
+    store.despawn(store.net_ids[world.rows_of(DRONE)[:3]])
+    assert rows(store, DRONE).tolist() == world.rows_of(DRONE).tolist()
+    store["Body.kind"][store.row(me)] = PROJECTILE  # an in-place write is seen, too
+    assert len(rows(store, PLAYER)) == 0 and rows(store, PROJECTILE).tolist() == [store.row(me)]
+    assert rows.team(store) == world.rows_of(TEAM)[0]
 
 
 def test_setup_makes_one_team_entity_and_no_wave_until_a_player_joins(make_world: World) -> None:

@@ -24,6 +24,7 @@ from astranet.examples.coop.sim import (
     chase,
     drone_hp_for_wave,
     drone_speeds,
+    resolve_combat,
     resolve_contacts,
     resolve_hits,
     step_avatar,
@@ -120,6 +121,38 @@ def test_chunked_pair_matrix_gives_the_same_answer(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(coop_sim, "MAX_PAIR_CELLS", 50)  # forces chunks of one projectile
     chunked = resolve_hits(shots, drones)
     assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1])
+
+
+@settings(max_examples=300)
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 12), st.just(2)), elements=st.floats(-3, 3)),
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 12), st.just(2)), elements=st.floats(-3, 3)),
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 4), st.just(2)), elements=st.floats(-3, 3)),
+)
+def test_combat_matrix_answers_as_hits_and_contacts_do(
+    shots: np.ndarray, drones: np.ndarray, players: np.ndarray
+) -> None:
+    # On the 1/64 grid, so exact ties (the lowest index wins) come up, too.
+    shots, drones, players = (coop_sim.snap_pos(a) for a in (shots, drones, players))
+    spent, hits, touching, victim = resolve_combat(shots, drones, players)
+    expected_spent, expected_hits = resolve_hits(shots, drones)
+    assert np.array_equal(spent, expected_spent) and np.array_equal(hits, expected_hits)
+    exploded, damage = resolve_contacts(drones, players)
+    assert np.array_equal(touching, exploded)
+    combined = np.bincount(victim[touching], minlength=len(players)) * CONTACT_DAMAGE
+    assert np.array_equal(combined, damage)
+
+
+def test_combat_matrix_past_the_cell_limit_gives_the_same_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(3)
+    shots, drones = rng.uniform(-5, 5, (30, 2)), rng.uniform(-5, 5, (20, 2))
+    players = rng.uniform(-5, 5, (4, 2))
+    whole = resolve_combat(shots, drones, players)
+    monkeypatch.setattr(coop_sim, "MAX_PAIR_CELLS", 50)  # the two functions, chunked
+    chunked = resolve_combat(shots, drones, players)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, chunked, strict=True))
 
 
 def test_waves_grow_and_are_capped() -> None:
