@@ -153,6 +153,8 @@ class CommandQueue:
     def take(self, per_tick: float) -> list[tuple[int, str, bytes]]:
         """This tick's commands (one tick's credit earned first, capped at the burst)."""
         self.credit = min(self.credit + per_tick, COMMAND_BURST)
+        if not self._queue:  # most ticks: no command waiting
+            return []
         n = min(len(self._queue), int(self.credit))
         self.credit -= n
         return [self._queue.popleft() for _ in range(n)]

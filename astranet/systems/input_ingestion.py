@@ -60,6 +60,7 @@ STANDING_QUEUE_TICKS = 30
 # Violations tolerated within the window before a kick: a glitchy client survives a few.
 MAX_VIOLATIONS = 10
 VIOLATION_WINDOW_TICKS = 300  # 10 s at 30 Hz
+_CREDIT_CAP = float(MAX_INPUT_CREDIT)
 #: Start of the kick reason when the game's own code raised on a player's command.
 GAME_ERROR_REASON = "game error"
 
@@ -141,17 +142,23 @@ class InputQueue:
         applied, which drains the backlog at the cost of letting a cheater gain at most
         1/STANDING_QUEUE_TICKS (3 %) of extra speed.
         """
-        self.credit = min(self.credit + 1.0, float(MAX_INPUT_CREDIT))
-        n = min(len(self._frames), int(self.credit))
-        self.credit -= n
-        if len(self._frames) > n:
+        frames = self._frames
+        credit = min(self.credit + 1.0, _CREDIT_CAP)
+        queued = len(frames)
+        if queued <= 1:  # the usual tick (one frame, or none): no counting, no backlog
+            self.credit = credit - queued
+            self._standing_ticks = 0
+            return [frames.popleft()] if queued else []
+        n = min(queued, int(credit))
+        self.credit = credit - n
+        if queued > n:
             self._standing_ticks += 1
             if self._standing_ticks >= STANDING_QUEUE_TICKS:
                 self._standing_ticks = 0
                 n += 1
         else:
             self._standing_ticks = 0
-        return [self._frames.popleft() for _ in range(n)]
+        return [frames.popleft() for _ in range(n)]
 
 
 class InputIngestionSystem(esper.Processor):

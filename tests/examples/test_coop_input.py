@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astranet.examples.coop import Command, decode_command, encode_command, encode_input, game
+from astranet.examples.coop import input as coop_input
 from astranet.examples.coop.input import INPUT_BYTES, MAX_MOVE_SQ
 from astranet.game import InputError
 
@@ -40,6 +41,23 @@ def test_any_blob_decodes_or_raises_input_error(blob: bytes) -> None:
         assert len(blob) != INPUT_BYTES or blob[3] & 0xFE
     else:
         assert encode_command(command) == blob
+
+
+def test_repeated_blobs_decode_alike_and_the_cache_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coop_input, "_DECODED", {})
+    monkeypatch.setattr(coop_input, "_DECODED_LIMIT", 3)
+    blob = encode_command(Command(5, -7, 200, True))
+    first = decode_command(blob)
+    assert decode_command(blob) is first  # the second time from the cache
+    assert decode_command(bytearray(blob)) == first == decode_command(memoryview(blob))
+    for _ in range(2):  # a bad blob is refused every time, never cached
+        with pytest.raises(InputError):
+            decode_command(b"\x00\x00\x00\x02")
+    for aim in range(10):
+        assert decode_command(encode_command(Command(aim=aim))) == Command(aim=aim)
+    assert len(coop_input._DECODED) <= 3
 
 
 def test_documented_layout() -> None:
