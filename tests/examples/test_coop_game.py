@@ -42,6 +42,14 @@ def test_kind_rows_follow_spawns_despawns_and_kind_writes(make_world: World) -> 
     store["Body.kind"][store.row(me)] = PROJECTILE  # an in-place write is seen, too
     assert len(rows(store, PLAYER)) == 0 and rows(store, PROJECTILE).tolist() == [store.row(me)]
     assert rows.team(store) == world.rows_of(TEAM)[0]
+    store["Body.kind"][store.row(me)] = PLAYER
+    assert rows.living_players(store).tolist() == [store.row(me)]
+    store["Health.hp"][store.row(me)] = 0  # downed: no longer a target
+    assert len(rows.living_players(store)) == 0
+    store["Health.hp"][store.row(me)] = PLAYER_HP
+    assert len(rows.living_players(store)) == 1
+    store.despawn(store.net_ids)  # an empty store has no living players either
+    assert len(rows.living_players(store)) == 0 and len(rows(store, TEAM)) == 0
 
 
 def test_setup_makes_one_team_entity_and_no_wave_until_a_player_joins(make_world: World) -> None:

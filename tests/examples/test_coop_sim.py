@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from astranet.ecs import quantize
 from astranet.examples.coop import ARENA, Command
 from astranet.examples.coop import sim as coop_sim
-from astranet.examples.coop.components import GRID
+from astranet.examples.coop.components import AIM_BITS, GRID, snap_heading
 from astranet.examples.coop.sim import (
     CONTACT_DAMAGE,
     FIRE_INTERVAL_INPUTS,
@@ -75,6 +76,19 @@ def test_chase_stays_on_grid_inside_arena_and_never_gets_farther(
     before = np.sqrt(((drones[:, None] - targets[None]) ** 2).sum(-1)).min(axis=1)
     after = np.sqrt(((moved[:, None] - targets[None]) ** 2).sum(-1)).min(axis=1)
     assert np.all(after <= before + 1.0 / GRID)  # snapping may cost at most one grid step
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([np.float64, np.float32]).flatmap(
+        lambda dtype: hnp.arrays(dtype, st.integers(0, 20), elements=st.floats(width=32))
+    )
+)
+def test_snap_heading_is_what_clients_decode(radians: np.ndarray) -> None:
+    codes = quantize.quantize_angle(radians, AIM_BITS)
+    snapped = snap_heading(radians)
+    assert snapped.dtype == np.float32
+    assert np.array_equal(snapped, quantize.dequantize_angle(codes, AIM_BITS))
 
 
 def test_drone_speeds_vary_per_id_within_bounds() -> None:

@@ -83,14 +83,18 @@ class KindRows:
     nonzero cost a microsecond or two of numpy call overhead, and the four systems ask about
     ten times a tick, while the kinds change only with spawns and despawns (a few times a
     tick at most). So the selections are kept until the kind column's bytes change: comparing
-    them is ~0.1 us, and also catches a game that rewrites a kind in place.
+    them is ~0.1 us, and also catches a game that rewrites a kind in place. The living
+    players are kept the same way, until the hp column changes too.
     """
 
-    __slots__ = ("_kinds", "_rows")
+    __slots__ = ("_hp", "_kinds", "_living", "_rows")
 
     def __init__(self) -> None:
         self._kinds = b""  # the Body.kind column (as bytes) the cached rows were taken from
         self._rows: dict[int, np.ndarray] = {}
+        # The Health.hp column (as bytes) the living players were taken from, with these kinds.
+        self._hp: bytes | None = None
+        self._living = np.zeros(0, dtype=np.intp)
 
     def __call__(self, store: ColumnStore, kind: int) -> np.ndarray:
         """Rows of the entities of ``kind``, ascending (read-only: the systems share them)."""
@@ -99,6 +103,7 @@ class KindRows:
         if kinds != self._kinds:
             self._kinds = kinds
             self._rows = {}
+            self._hp = None
         rows = self._rows.get(kind)
         if rows is None:
             rows = self._rows[kind] = _rows_of(column == kind)
@@ -106,9 +111,15 @@ class KindRows:
         return rows
 
     def living_players(self, store: ColumnStore) -> np.ndarray:
-        """Rows of the players with hp left (not cached: hp changes every few ticks)."""
-        players = self(store, PLAYER)
-        return players.compress(store["Health.hp"].take(players) > 0)
+        """Rows of the players with hp left (kept while the kinds and the hp column stay)."""
+        players = self(store, PLAYER)  # (forgets the living when the kinds changed)
+        hp = store["Health.hp"]
+        hp_bytes = hp.tobytes()
+        if hp_bytes != self._hp:
+            self._hp = hp_bytes
+            self._living = players.compress(hp.take(players) > 0)
+            self._living.flags.writeable = False
+        return self._living
 
     def team(self, store: ColumnStore) -> int:
         """:func:`team_row`, from the cached selection."""
