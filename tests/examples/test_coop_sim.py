@@ -72,6 +72,13 @@ def test_chase_stays_on_grid_inside_arena_and_never_gets_farther(
 ) -> None:
     drones = coop_sim.snap_pos(drones)
     moved, _ = chase(drones, np.full(len(drones), 0.2), targets)
+    # The store's float32 columns give the same answer (grid values are exact in float32).
+    targets = coop_sim.snap_pos(targets)
+    as_float64 = chase(drones, np.full(len(drones), 0.2), targets)
+    as_float32 = chase(
+        drones.astype(np.float32), np.full(len(drones), 0.2), targets.astype(np.float32)
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(as_float64, as_float32, strict=True))
     assert on_grid(moved) and np.all(np.abs(moved) <= ARENA)
     before = np.sqrt(((drones[:, None] - targets[None]) ** 2).sum(-1)).min(axis=1)
     after = np.sqrt(((moved[:, None] - targets[None]) ** 2).sum(-1)).min(axis=1)
@@ -148,7 +155,10 @@ def test_combat_matrix_answers_as_hits_and_contacts_do(
 ) -> None:
     # On the 1/64 grid, so exact ties (the lowest index wins) come up, too.
     shots, drones, players = (coop_sim.snap_pos(a) for a in (shots, drones, players))
-    spent, hits, touching, victim = resolve_combat(shots, drones, players)
+    # As the system calls it: the store's float32 columns (grid values are exact in float32).
+    spent, hits, touching, victim = resolve_combat(
+        *(a.astype(np.float32) for a in (shots, drones, players))
+    )
     expected_spent, expected_hits = resolve_hits(shots, drones)
     assert np.array_equal(spent, expected_spent) and np.array_equal(hits, expected_hits)
     exploded, damage = resolve_contacts(drones, players)

@@ -157,10 +157,14 @@ def chase(
     ``drone_pos`` (D, 2), ``speeds`` (D,), ``targets`` (P, 2) with P small (living players).
     Returns snapped positions (D, 2) and headings (D,). With no target the drones stay put.
     """
-    pos = np.asarray(drone_pos, dtype=np.float64).reshape(-1, 2)
+    # The store's float32 columns are not converted first: the subtraction casts both sides
+    # to float64 (dtype=), every later operation has a float64 operand (the same numbers).
+    pos = np.asarray(drone_pos).reshape(-1, 2)
     if len(pos) == 0 or len(targets) == 0:
         return snap_pos(pos), np.zeros(len(pos), dtype=np.float32)
-    offsets = np.asarray(targets, dtype=np.float64)[None, :, :] - pos[:, None, :]  # (D, P, 2)
+    offsets = np.subtract(
+        np.asarray(targets)[None, :, :], pos[:, None, :], dtype=np.float64
+    )  # (D, P, 2)
     dist_sq = _sum_sq(offsets)
     nearest = dist_sq.argmin(axis=1)  # ties go to the lowest player row: deterministic
     # Each drone's (drone, nearest target) pair as a flat index: one take() gathers the pair
@@ -208,11 +212,12 @@ def advance_projectiles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move projectiles one tick along their heading; returns (snapped positions, still
     inside the arena mask). Projectiles have no lifetime: the arena wall ends them."""
-    start = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
-    angle = np.asarray(heading, dtype=np.float64)
-    direction = np.empty_like(start)  # (cos, sin) columns; cheaper than np.stack
-    np.cos(angle, out=direction[:, 0])
-    np.sin(angle, out=direction[:, 1])
+    start = np.asarray(pos).reshape(-1, 2)
+    # (cos, sin) columns, computed in float64 (dtype=) from the float32 headings; cheaper
+    # than np.stack. The float32 start meets them as float64 in the addition.
+    direction = np.empty((len(start), 2))
+    np.cos(heading, out=direction[:, 0], dtype=np.float64)
+    np.sin(heading, out=direction[:, 1], dtype=np.float64)
     direction *= PROJECTILE_SPEED * dt_s
     moved = snap_pos(start + direction)
     extent = np.abs(moved)
@@ -295,20 +300,25 @@ def resolve_combat(
     where touching). The caller decides which drones survive the hits to explode; the
     distances of each pair are the same float64 operations as the two functions'.
     """
-    shots = np.asarray(projectile_pos, dtype=np.float64).reshape(-1, 2)
+    # float64 drones; shots and players become float64 in the concatenation (or, past the
+    # cell limit, meet float64 drones in each subtraction): the same numbers either way.
     drones = np.asarray(drone_pos, dtype=np.float64).reshape(-1, 2)
-    players = np.asarray(player_pos, dtype=np.float64).reshape(-1, 2)
+    shots = np.asarray(projectile_pos).reshape(-1, 2)
+    players = np.asarray(player_pos).reshape(-1, 2)
     n_shots, n_drones = len(shots), len(drones)
     if n_drones == 0 or n_drones * (n_shots + len(players)) > MAX_PAIR_CELLS:
         spent, hits = resolve_hits(shots, drones)  # (chunked, should a room ever get there)
         touching, victim = _nearest_within(drones, players, CONTACT_RADIUS)
         return spent, hits, touching, victim
     # Drones down the rows, shots then players across: (D, S + P).
-    dist_sq = _pair_dist_sq(drones, np.concatenate([shots, players]))
-    near_shot = dist_sq[:, :n_shots] <= HIT_RADIUS * HIT_RADIUS
-    spent = near_shot.any(axis=0)
-    target = np.where(near_shot, dist_sq[:, :n_shots], np.inf).argmin(axis=0)
-    hits = np.bincount(target[spent], minlength=n_drones)
+    dist_sq = _pair_dist_sq(drones, np.concatenate([shots, players], dtype=np.float64))
+    if n_shots:
+        near_shot = dist_sq[:, :n_shots] <= HIT_RADIUS * HIT_RADIUS
+        spent = near_shot.any(axis=0)
+        target = np.where(near_shot, dist_sq[:, :n_shots], np.inf).argmin(axis=0)
+        hits = np.bincount(target[spent], minlength=n_drones)
+    else:
+        spent, hits = np.zeros(0, dtype=bool), np.zeros(n_drones, dtype=np.intp)
     if len(players) == 0:
         return spent, hits, np.zeros(n_drones, dtype=bool), np.zeros(n_drones, dtype=np.int64)
     player_sq = dist_sq[:, n_shots:]

@@ -209,8 +209,9 @@ class CombatSystem(esper.Processor):
         spent, hits, touching, victim = resolve_combat(
             pos.take(shots, axis=0), pos.take(drones, axis=0), pos.take(players, axis=0)
         )
+        n_spent = np.count_nonzero(spent)
         drone_hp = hp.take(drones)
-        if len(shots):  # (hp never goes below 0, so with no shot nothing changes here)
+        if n_spent:  # (hp never goes below 0, so with no hit nothing changes here)
             drone_hp = np.maximum(drone_hp - hits, 0)
             hp[drones] = drone_hp
         # Drones at 0 hp die: shot now, or hit by a lag-compensated hitscan this tick.
@@ -227,7 +228,6 @@ class CombatSystem(esper.Processor):
             store["Team.score"][team] = min(
                 float(store["Team.score"][team]) + SCORE_PER_KILL * n_killed, MAX_SCORE
             )
-        n_spent = np.count_nonzero(spent)
         if n_spent or n_killed or n_exploded:
             gone = np.concatenate([shots[spent], drones[killed | exploded]])
             store.despawn(store.net_ids.take(gone))
