@@ -9,8 +9,10 @@ All of them are server-authoritative: with ``sim.authoritative`` False (the clie
 the world) they do nothing, because the client predicts only its own avatar and takes drones,
 projectiles, hp, score and waves from snapshots.
 
-Goals: per-tick work is a handful of masks and numpy calls; structure changes are batched (one
-``despawn`` and at most one ``spawn`` per system per tick).
+Goals: per-tick work is a few dozen numpy calls on whole selections (at room sizes each call's
+overhead is the cost, so the systems share one :class:`KindRows` per room: the rows of each
+kind, recomputed only when the kinds change); structure changes are batched (one ``despawn``
+and at most one ``spawn`` per system per tick).
 Limits: see astranet.examples.coop.sim (MAX_DRONES, MAX_PROJECTILES, MAX_PAIR_CELLS).
 Benchmark: benchmarks/coop_tick.py (one full tick, per-system split).
 """
