@@ -168,12 +168,16 @@ class ColumnStore:
             col[first : first + n] = 0
         for key, value in values.items():
             self._columns[self.schema.index(key.replace("__", "."))][first : first + n] = value
-        if n and first:
-            # Fresh ids come as one increasing run (its lowest is the first); only recycled
-            # ids, or live ids that replace_all took from a server, can sort below them.
-            all_fresh = self._next_id - fresh_before == n
-            lowest = int(ids[0]) if all_fresh else int(ids.min())
-            if lowest < int(self._ids[first - 1]):
+        if n:
+            if self._next_id - fresh_before == n:
+                # Fresh ids come as one increasing run (its lowest is the first): only live ids
+                # that replace_all took from a server can sort above them.
+                unsorted = first > 0 and int(ids[0]) < int(self._ids[first - 1])
+            else:
+                # Recycled ids come in the order they were freed, not sorted (and below the
+                # fresh ids they follow): re-sort. Rare: only once 2**32 ids have been used.
+                unsorted = True
+            if unsorted:
                 self._resort()
         return ids
 
@@ -248,7 +252,9 @@ class ColumnStore:
             for c, f in zip(columns, self.schema.fields, strict=True)
         )
         sorted_ok = n == 0 or (bool(np.all(ids[1:] > ids[:-1])) and int(ids[0]) > 0)
-        if not shapes_ok or not sorted_ok or len(freed_ids) != len(freed_at) or n > MAX_ENTITIES:
+        # _allocate takes the ids out of quarantine as a prefix: freed_at must not decrease.
+        freed_ok = len(freed_ids) == len(freed_at) and bool(np.all(freed_at[1:] >= freed_at[:-1]))
+        if not shapes_ok or not sorted_ok or not freed_ok or n > MAX_ENTITIES:
             raise StorageError("replicated state is inconsistent (shapes, order or counts)")
         self.replace_all(ids, columns)
         self._next_id, self.clock, self.quarantine = next_id, clock, quarantine

@@ -88,6 +88,37 @@ def test_recycled_ids_are_resorted_with_their_rows() -> None:
     assert store["Pos.xy"][0].tolist() == [7.0, 7.0]
 
 
+def test_ids_recycled_in_freed_order_are_resorted() -> None:
+    # Regression: recycled ids come in the order they were freed (here c, b, a: descending);
+    # spawn only compared the lowest new id with the last live row, so into an empty store
+    # (or above every live id) they stayed unsorted and rows()/row() could not find them.
+    store = ColumnStore(SCHEMA, quarantine=0)
+    store._next_id = (1 << 32) - 3
+    a, b, c = store.spawn(3).tolist()
+    for net_id in (c, b, a):
+        store.despawn([net_id])
+        store.advance_clock()
+    recycled = store.spawn(3, Pos__xy=[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    assert recycled.tolist() == [c, b, a]  # freed order: oldest first
+    assert store.net_ids.tolist() == [a, b, c]
+    assert store.rows([a, b, c]).tolist() == [0, 1, 2]
+    assert store.row(c) == 2
+    assert store["Pos.xy"][store.row(c)].tolist() == [1.0, 1.0]  # values moved with their ids
+
+
+def test_recycled_ids_above_every_live_id_are_sorted() -> None:
+    store = ColumnStore(SCHEMA, quarantine=0)
+    store._next_id = (1 << 32) - 4
+    low, a, b, c = store.spawn(4).tolist()
+    store.despawn([c])
+    store.advance_clock()
+    store.despawn([a, b])
+    store.advance_clock()
+    store.spawn(3)  # recycles c, a, b: all above the live `low`
+    assert store.net_ids.tolist() == [low, a, b, c]
+    assert np.array_equal(store.contains([low, a, b, c]), [True] * 4)
+
+
 def test_export_import_round_trips_exactly() -> None:
     store = ColumnStore(SCHEMA)
     ids = store.spawn(4, Pos__xy=np.arange(8, dtype=np.float32).reshape(4, 2))
@@ -111,6 +142,10 @@ def test_import_rejects_foreign_or_inconsistent_state() -> None:
     with pytest.raises(StorageError):
         ColumnStore(SCHEMA).import_state({k: v for k, v in state.items() if k != "Pos.on"})
     bad = dict(state, **{"__net_ids__": np.array([2, 1], dtype=np.uint32)})
+    with pytest.raises(StorageError):
+        ColumnStore(SCHEMA).import_state(bad)
+    bad = dict(state, **{"__freed_ids__": np.array([3, 4], np.uint32)})
+    bad["__freed_at__"] = np.array([5, 2], dtype=np.int64)  # freed times must not decrease
     with pytest.raises(StorageError):
         ColumnStore(SCHEMA).import_state(bad)
     bad = dict(state, **{"__fingerprint__": np.array([1])})
