@@ -158,6 +158,42 @@ def test_bounce_reflects_a_cube_off_the_wall_and_reverses_it() -> None:
     assert system.velocities.tolist() == [[-30.0, 0.0], [15.0, 0.0]]
 
 
+def _reference_bounce(pos: np.ndarray, vel: np.ndarray, dt_s: float) -> np.ndarray:
+    """The bounce as first written (every step, no shortcut), for comparison."""
+    moved = pos.astype(np.float64) + vel * dt_s
+    below, above = moved < 0.0, moved > BOX
+    moved = np.where(below, -moved, moved)
+    moved = np.where(above, 2 * BOX - moved, moved)
+    vel[below | above] *= -1
+    return np.clip(moved, 0.0, BOX).astype(np.float32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    xs=st.lists(
+        st.one_of(st.floats(-5.0, BOX + 5.0), st.just(float("nan"))), min_size=2, max_size=8
+    ),
+    speed=st.floats(-60.0, 60.0),
+)
+def test_bounce_matches_the_reference_with_or_without_wall_hits(
+    xs: list[float], speed: float
+) -> None:
+    from astranet.examples.cubes import BounceSystem
+    from astranet.game import SimContext
+
+    n = len(xs)
+    sim = SimContext(ColumnStore(Cubes(0, 0.0).schema), dt_s=1 / 30)
+    start = np.array([[x, 500.0] for x in xs], dtype=np.float32)
+    ids = sim.store.spawn(n, Cube__pos=start)
+    velocities = np.full((n, 2), speed)
+    system = BounceSystem(ids, velocities)
+    reference_vel = velocities.copy()
+    expected = _reference_bounce(start, reference_vel, sim.dt_s)
+    system.process(sim)
+    assert sim.store["Cube.pos"].tobytes() == expected.tobytes()
+    assert system.velocities.tobytes() == reference_vel.tobytes()
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     x=st.floats(0.0, BOX),

@@ -90,7 +90,8 @@ class BounceSystem(esper.Processor):
     only after a structural change of the store (``ColumnStore.generation``: player spawns and
     despawns may shift rows); evenly spaced rows (the usual layout) are a strided slice, so
     the step reads and writes a view instead of gathering. The step works in place in
-    preallocated buffers: no array is allocated per tick.
+    preallocated buffers: no array is allocated per tick, and a tick where no cube reaches a
+    wall skips the bounce arithmetic.
     """
 
     def __init__(self, net_ids: np.ndarray, velocities: np.ndarray) -> None:
@@ -113,6 +114,12 @@ class BounceSystem(esper.Processor):
         moved, below, above, vel = self._moved, self._below, self._above, self.velocities
         np.multiply(vel, sim.dt_s, out=moved)
         np.add(pos[self._rows], moved, out=moved)  # float32 + float64, as pos + vel * dt
+        # Most ticks no cube reaches a wall: two reductions say so, instead of the eight calls
+        # of the bounce below (each ~1 us at this size). fmin/fmax skip NaN, so a NaN cannot
+        # hide a cube past a wall; NaN itself is left alone on both paths.
+        if np.fmin.reduce(moved, axis=None) >= 0.0 and np.fmax.reduce(moved, axis=None) <= BOX:
+            pos[self._rows] = moved
+            return
         # Reflect off both walls: a cube past a wall comes back by the distance it overshot.
         np.less(moved, 0.0, out=below)
         np.greater(moved, BOX, out=above)
@@ -203,12 +210,14 @@ def move_avatar(store: ColumnStore, net_id: int, command: tuple[int, int], dt_s:
     the cost of an input (benchmarks/server_load.py profile). ``round`` rounds half to even,
     as ``np.round`` does, so the grid is the one the snapshots carry.
     """
-    row = store.row(net_id)
-    pos = store["Cube.pos"]
+    avatar = store["Cube.pos"][store.row(net_id)]  # a view of the one row
+    x, y = avatar.tolist()  # one call for both floats
     step = AVATAR_SPEED * dt_s / 127.0
-    x = min(max(float(pos[row, 0]) + command[0] * step, 0.0), BOX)
-    y = min(max(float(pos[row, 1]) + command[1] * step, 0.0), BOX)
-    pos[row] = (round(x * GRID) / GRID, round(y * GRID) / GRID)
+    x = min(max(x + command[0] * step, 0.0), BOX)
+    y = min(max(y + command[1] * step, 0.0), BOX)
+    # Two scalar stores: numpy's fast path, where a tuple goes through sequence conversion.
+    avatar[0] = round(x * GRID) / GRID
+    avatar[1] = round(y * GRID) / GRID
 
 
 game = Cubes.from_environ()
