@@ -80,6 +80,9 @@ class ColumnStore:
         # name -> view over the live rows; systems index columns by name dozens of times a
         # tick, so each view is made once and dropped by every structural change.
         self._views: dict[str, np.ndarray] = {}
+        # The same for net_ids and columns(), which every capture reads.
+        self._ids_view: np.ndarray | None = None
+        self._column_views: list[np.ndarray] | None = None
         # net id -> row of the ids row() was asked for (each player's, every input), until
         # the next structural change.
         self._row_of: dict[int, int] = {}
@@ -101,14 +104,20 @@ class ColumnStore:
 
     @property
     def net_ids(self) -> np.ndarray:
-        """Live net ids, sorted ascending (read-only view)."""
-        view = self._ids[: self.count]
-        view.flags.writeable = False
+        """Live net ids, sorted ascending (read-only view, invalid after spawn/despawn)."""
+        view = self._ids_view
+        if view is None:
+            view = self._ids_view = self._ids[: self.count]
+            view.flags.writeable = False
         return view
 
     def columns(self) -> list[np.ndarray]:
-        """Views of every column over the live rows, in schema order."""
-        return [c[: self.count] for c in self._columns]
+        """Views of every column over the live rows, in schema order (a new list each call;
+        the views are invalid after spawn/despawn)."""
+        views = self._column_views
+        if views is None:
+            views = self._column_views = [c[: self.count] for c in self._columns]
+        return list(views)
 
     def rows(self, net_ids: Iterable[int] | np.ndarray) -> np.ndarray:
         """Row index of each net id; raises :class:`UnknownEntityError` if any is not live."""
@@ -264,6 +273,7 @@ class ColumnStore:
 
     def _structure_changed(self) -> None:
         self._views.clear()
+        self._ids_view = self._column_views = None
         self._row_of.clear()
         self.generation += 1
 

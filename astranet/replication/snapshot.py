@@ -162,12 +162,13 @@ class _LinearBatch:
 class _IncrementalCapture:
     """The previous capture's net ids, column bits and codes: what the next capture may reuse."""
 
-    __slots__ = ("codes", "dense_for", "ids", "ids_raw", "linear", "raw")
+    __slots__ = ("codes", "dense_for", "ids", "layout", "linear", "raw")
 
     def __init__(self) -> None:
         self.linear = _LinearBatch()
         self.ids: np.ndarray | None = None  # frozen net ids of the last snapshot
-        self.ids_raw = b""
+        # (store, generation) at the last capture: while it holds, the rows are the same.
+        self.layout: tuple[ColumnStore, int] | None = None
         self.raw: list[bytes] = []  # each column's bytes at the last capture
         self.codes: tuple[np.ndarray, ...] = ()
         # field -> captures left before trying the partial path again: a column most of whose
@@ -176,11 +177,15 @@ class _IncrementalCapture:
 
     def capture(self, store: ColumnStore, snapshot_id: int, tick: int) -> Snapshot:
         """Like :func:`capture`, reusing whatever did not change since the previous call."""
-        ids = store.net_ids
-        ids_raw = ids.tobytes()
         previous_ids = self.ids
-        same_rows = previous_ids is not None and ids_raw == self.ids_raw
-        ids = previous_ids if same_rows else _frozen(ids.copy())
+        layout = self.layout
+        # No structural change since the last capture (ColumnStore.generation): the same rows,
+        # without reading the ids. Otherwise compare them (a spawn and a despawn may cancel).
+        same_rows = previous_ids is not None and (
+            (layout is not None and layout[0] is store and layout[1] == store.generation)
+            or np.array_equal(store.net_ids, previous_ids)
+        )
+        ids = previous_ids if same_rows else _frozen(store.net_ids.copy())
         fields = store.schema.fields
         codes: list[np.ndarray | None] = []
         raw: list[bytes] = []
@@ -206,7 +211,7 @@ class _IncrementalCapture:
             batch = self.linear.quantize(fields, columns, tuple(linear))
             for f, field_codes in zip(linear, batch, strict=True):
                 codes[f] = _frozen(field_codes)
-        self.ids, self.ids_raw, self.raw = ids, ids_raw, raw
+        self.ids, self.layout, self.raw = ids, (store, store.generation), raw
         self.codes = tuple(codes)  # type: ignore[arg-type]  # every None was filled above
         return Snapshot(snapshot_id, tick, ids, self.codes)
 

@@ -119,6 +119,21 @@ def test_recycled_ids_above_every_live_id_are_sorted() -> None:
     assert np.array_equal(store.contains([low, a, b, c]), [True] * 4)
 
 
+def test_cached_views_follow_structural_changes() -> None:
+    store = ColumnStore(SCHEMA)
+    ids = store.spawn(3)
+    assert store.net_ids is store.net_ids and not store.net_ids.flags.writeable
+    columns = store.columns()
+    assert columns is not store.columns()  # a fresh list: callers may change it
+    columns.clear()
+    assert len(store.columns()) == len(SCHEMA)
+    store.despawn(ids[:1])
+    assert store.net_ids.tolist() == ids[1:].tolist()
+    assert all(len(column) == 2 for column in store.columns())
+    store.spawn(300)  # grows the arrays: the views must follow
+    assert len(store.net_ids) == 302 and all(len(c) == 302 for c in store.columns())
+
+
 def test_export_import_round_trips_exactly() -> None:
     store = ColumnStore(SCHEMA)
     ids = store.spawn(4, Pos__xy=np.arange(8, dtype=np.float32).reshape(4, 2))

@@ -77,6 +77,25 @@ def test_an_unchanged_column_reuses_the_previous_codes_object() -> None:
     assert history.capture(2).net_ids is not second.net_ids
 
 
+def test_capture_sees_every_structural_change_and_reuses_ids_when_they_cancel() -> None:
+    # Capture trusts ColumnStore.generation for "same rows" and compares ids only after a
+    # structural change: a spawn undone by a despawn keeps the same ids (and the same array).
+    store = make_store(np.random.default_rng(4), 6)
+    history = SnapshotHistory(store)
+    first = history.capture(0)
+    (extra,) = store.spawn(1).tolist()
+    store.despawn([extra])
+    second = history.capture(1)
+    assert second.net_ids is first.net_ids and second.same_state(first)
+    store.despawn(store.net_ids[:1])
+    third = history.capture(2)
+    assert third.net_ids.tolist() == store.net_ids.tolist() == first.net_ids[1:].tolist()
+    assert third.same_state(capture(store, 0, 2))
+    other = make_store(np.random.default_rng(5), 6)  # another store at the same generation
+    history.store = other
+    assert history.capture(3).same_state(capture(other, 0, 3))
+
+
 @replicated
 class Gauges:
     # Several Quantized fields (code dtypes u8, u16, u32; sizes 1 and 2): capture quantizes
