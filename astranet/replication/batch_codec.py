@@ -44,6 +44,7 @@ __all__ = [
     "pack_runs",
     "run_starts",
     "segment_max",
+    "segment_max_at",
     "segment_starts",
     "segment_sums",
     "words_differ",
@@ -75,17 +76,20 @@ def words_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a != b if a.ndim == 1 else rows_differ(a, b)
 
 
-def zigzag(cur: np.ndarray, base: np.ndarray, bits: np.ndarray) -> np.ndarray:
+def zigzag(cur: np.ndarray, base: np.ndarray, bits: np.ndarray | tuple[int, ...]) -> np.ndarray:
     """``codec._zigzag_delta`` in 32-bit arithmetic: ``cur - base`` wrapped to the signed
     ``bits``-bit range (sign-extending the low bits), zigzagged; ``(m, k)`` uint32.
 
-    Shifts by a scalar, column group by column group: shifting an ``(m, k)`` array by a
-    ``(k,)`` array of counts takes numpy's slow broadcasting loop (~20x slower)."""
-    widths = np.asarray(bits, dtype=np.int64).reshape(-1).tolist()
-    diff = cur.astype(np.int32)  # wraps mod 2**32, as wanted
-    diff -= base.astype(np.int32)
-    if len(set(widths)) <= 1:
-        _zigzag_in_place(diff, 32 - (widths[0] if widths else 32))
+    ``bits`` may be the encoding's ``code_bits`` tuple itself (no array to convert back).
+    Shifts by a Python int (numpy 2 keeps int32; a 0-d constant costs a call), column group
+    by column group: shifting an ``(m, k)`` array by a ``(k,)`` array of counts takes numpy's
+    slow broadcasting loop (~20x slower)."""
+    widths = bits if type(bits) is tuple else np.asarray(bits, dtype=np.int64).ravel().tolist()
+    # One subtract in int32: the inputs cast as astype(int32) would (wrapping mod 2**32).
+    diff = np.subtract(cur, base, dtype=np.int32, casting="unsafe")
+    first = widths[0] if widths else 32
+    if all(width == first for width in widths):
+        _zigzag_in_place(diff, 32 - first)
     else:
         for k, width in enumerate(widths):
             column = np.ascontiguousarray(diff[:, k])
@@ -96,12 +100,12 @@ def zigzag(cur: np.ndarray, base: np.ndarray, bits: np.ndarray) -> np.ndarray:
 
 def _zigzag_in_place(diff: np.ndarray, shift: int) -> None:
     """Sign-extend the low ``32 - shift`` bits of int32 ``diff`` and zigzag them, in place."""
-    count = np.int32(shift)
-    np.left_shift(diff, count, out=diff)
-    np.right_shift(diff, count, out=diff)
-    sign = diff >> np.int32(31)
-    np.left_shift(diff, np.int32(1), out=diff)
-    diff ^= sign
+    if shift:  # a shift by 0 is a no-op: skip both calls (32-bit codes)
+        np.left_shift(diff, shift, out=diff)
+        np.right_shift(diff, shift, out=diff)
+    sign = np.right_shift(diff, 31)
+    np.left_shift(diff, 1, out=diff)
+    np.bitwise_xor(diff, sign, out=diff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +256,32 @@ def segment_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
         if values.dtype == np.uint64:
             values = values.astype(np.int64)
         top[owner[starts]] = np.maximum.reduceat(values, starts, axis=0)
+    return top
+
+
+def segment_max_at(values: np.ndarray, starts: np.ndarray, axis: int = 0) -> np.ndarray:
+    """:func:`segment_max` when the segments' offsets are known (``starts``, the n + 1 of
+    :func:`segment_starts`): segment ``i`` is ``values[starts[i]:starts[i + 1]]`` along
+    ``axis``; its maximum as int64, 0 when empty. One reduce, no search for the run starts.
+    A ``(k, m)`` array reduced along axis 1 (one contiguous row per code component) is much
+    faster than ``(m, k)`` along axis 0."""
+    n = len(starts) - 1
+    shape = list(values.shape)
+    shape[axis] = n
+    top = np.zeros(shape, dtype=np.int64)
+    if values.shape[axis] == 0 or n == 0:
+        return top
+    if values.dtype == np.uint64:  # as segment_max: values past 2**63 compare as int64
+        values = values.astype(np.int64)
+    firsts = starts[:-1]
+    present = firsts < starts[1:]
+    if present.all():
+        top[...] = np.maximum.reduceat(values, firsts, axis=axis)
+        return top
+    owners = np.flatnonzero(present)
+    index: list[slice | np.ndarray] = [slice(None)] * values.ndim
+    index[axis] = owners
+    top[tuple(index)] = np.maximum.reduceat(values, firsts[owners], axis=axis)
     return top
 
 

@@ -27,7 +27,7 @@ from astranet.replication.batch_codec import (
     as_codes,
     as_words,
     bit_lengths,
-    segment_max,
+    segment_max_at,
     segment_starts,
     words_differ,
     zigzag,
@@ -42,6 +42,7 @@ __all__ = ["SMALL_DELTA_ROWS", "encode_same_rows"]
 #: past a few dozen rows numpy's per-call overhead is paid back and encode_delta is as fast.
 SMALL_DELTA_ROWS = 64
 _NO_UPDATE = bytes((FORMAT_VERSION, FLAG_DELTA)) + leb128(0)
+_BYTE = [bytes((value,)) for value in range(256)]  # width bytes, made once
 
 
 def _same_rows(current: Snapshot, base: Snapshot) -> bool:
@@ -138,7 +139,7 @@ def encode_same_rows(
     gaps[1:] = local[1:] - local[:-1] - 1
     firsts = update_starts[:-1][n_update > 0]
     gaps[firsts] = local[firsts]
-    gap_width = bit_lengths(segment_max(gaps, owner, n_rooms))
+    gap_width = bit_lengths(segment_max_at(gaps, update_starts))
     mask_size = (counts + 7) // 8
     row_list = (n_update < 8 * (mask_size - 1)) & (1 + (n_update * gap_width + 7) // 8 < mask_size)
 
@@ -152,18 +153,23 @@ def encode_same_rows(
             in_field.append(None)
             values.append(None)
             continue
-        in_updated = mask[updated]
-        rows = updated[in_updated]
-        like = cur[0].codes[f]
-        bits = np.array(field.encoding.code_bits, dtype=np.int64)
         now, then = now_words[f], then_words[f]
         assert now is not None and then is not None
-        zz = zigzag(as_codes(now[rows], like), as_codes(then[rows], like), bits)
-        field_owner = owner[in_updated]
-        field_starts = segment_starts(np.bincount(field_owner, minlength=n_rooms))
-        widths = bit_lengths(segment_max(zz, field_owner, n_rooms)).tolist()  # (pairs, comps)
-        in_field.append(in_updated.tolist() if len(masks) > 1 else None)
-        values.append((field_starts.tolist(), widths, zz.T.tolist()))
+        field_flags: list[bool] | None = None  # None: every updated row changed in it
+        if mask is any_changed:  # the only field with changes: every updated row, as is
+            rows, field_starts = updated, update_starts
+        else:
+            in_updated = mask[updated]
+            rows = updated[in_updated]
+            field_starts = segment_starts(np.bincount(owner[in_updated], minlength=n_rooms))
+            field_flags = in_updated.tolist()
+        like = cur[0].codes[f]
+        zz = zigzag(as_codes(now[rows], like), as_codes(then[rows], like), field.encoding.code_bits)
+        # (comps, rows): each component's values contiguous, for the reduce and the runs.
+        per_comp = np.ascontiguousarray(zz.T)
+        widths = bit_lengths(segment_max_at(per_comp, field_starts, axis=1)).tolist()
+        in_field.append(field_flags)
+        values.append((field_starts.tolist(), widths, per_comp.tolist()))
 
     n_fields = len(schema.fields)
     starts_list = update_starts.tolist()
@@ -182,7 +188,7 @@ def encode_same_rows(
             continue  # the caller's encode_delta
         if as_row_list[r]:
             width = gap_widths[r]
-            row_set = bytes((width,)) + _pack(gaps_list[first:last], width)
+            row_set = _BYTE[width] + _pack(gaps_list[first:last], width)
             flags = FLAG_DELTA | FLAG_ROW_LIST
         else:
             row_set = _bits_at(local_list[first:last], sizes[r])
@@ -213,9 +219,9 @@ def encode_same_rows(
             a, b = field_starts[r], field_starts[r + 1]
             if a == b:
                 continue
-            for comp, run in enumerate(comps):
-                width = widths[r][comp]
-                parts.append(bytes((width,)))
+            for run, comp_widths in zip(comps, widths, strict=True):
+                width = comp_widths[r]
+                parts.append(_BYTE[width])
                 parts.append(_pack(run[a:b], width))
         parts[0] = bytes((FORMAT_VERSION, flags))
         out[i] = b"".join(parts)
