@@ -40,10 +40,17 @@ def quantize_linear(
     ``dtype`` must hold ``max_code`` (the schema passes each field's smallest code dtype, so no
     second cast is needed).
     """
-    scaled = np.subtract(values, lo, dtype=np.float64)  # a new array: the steps below work in place
+    # A new float64 array: the steps below work in place. v - 0.0 is v exactly (-0.0
+    # included), so a range from 0 (positions in a box, the common case) divides at once.
+    from_zero = lo == 0.0
+    if from_zero:
+        scaled = np.divide(values, step, dtype=np.float64)
+    else:
+        scaled = np.subtract(values, lo, dtype=np.float64)
     if type(scaled) is not np.ndarray:  # a 0-d input gives a numpy scalar
         scaled = np.array(scaled)
-    np.divide(scaled, step, out=scaled)
+    if not from_zero:
+        np.divide(scaled, step, out=scaled)
     # NaN would make astype() undefined behaviour: fmax/fmin return the non-NaN operand, so NaN
     # and -inf pin to 0 and +inf to max_code in one pass each (np.nan_to_num costs ~6 calls).
     np.fmax(scaled, 0.0, out=scaled)

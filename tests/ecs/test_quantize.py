@@ -51,6 +51,22 @@ def test_nan_and_inf_do_not_crash_and_clamp() -> None:
 
 @settings(max_examples=300)
 @given(
+    hnp.arrays(np.float32, st.integers(0, 64), elements=st.floats(width=32)),
+    st.sampled_from([0.0, -0.0, -3.0, 0.25]),
+    st.sampled_from([1 / 64, 0.1, 3.0]),
+)
+def test_linear_codes_match_the_formula_from_zero_or_not(
+    values: np.ndarray, lo: float, step: float
+) -> None:
+    # A range from 0 skips the subtraction (v - 0.0 is v); every other range subtracts lo.
+    top = 5000
+    expected = (values.astype(np.float64) - lo) / step
+    expected = np.rint(np.fmin(np.fmax(expected, 0.0), top)).astype(np.uint32)
+    assert q.quantize_linear(values, lo, step, top).tobytes() == expected.tobytes()
+
+
+@settings(max_examples=300)
+@given(
     hnp.arrays(np.float32, st.integers(0, 64), elements=st.floats(-50, 50, width=32)),
     st.integers(4, 16),
 )
