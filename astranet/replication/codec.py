@@ -347,10 +347,19 @@ def encode_delta(
     return b"".join(parts)
 
 
+#: Payloads this short never shrink in an LZ4 frame (no content size, no checksums): 7 header
+#: bytes, a 4-byte block size and a 4-byte end mark, and a compressed block of at least 10
+#: (a token, a literal, a 2-byte offset, then a token and the 5 literals a block ends with).
+#: A static room's "no update" delta is 3 bytes: no call to lz4 for it.
+_NEVER_SMALLER_FRAMED = 25
+
+
 def compress_payload(raw: bytes) -> tuple[bytes, bool]:
     """LZ4-frame ``raw`` if that makes it smaller; returns ``(payload, compressed)``."""
     # No content size or checksums in the frame: the header and optional CRC cover integrity,
     # and at 60 Hz every saved byte counts (frame overhead is then 15 bytes).
+    if len(raw) <= _NEVER_SMALLER_FRAMED:
+        return raw, False
     packed = lz4.frame.compress(raw, store_size=False)
     return (packed, True) if len(packed) < len(raw) else (raw, False)
 

@@ -41,7 +41,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -196,21 +196,21 @@ class SnapshotFanout:
         if not clients:
             return []
         newest = [client.acked_id for client in clients]
-        first = newest[0]
-        if all(acked == first for acked in newest):
+        # Every room asks this every tick: list methods and plain loops, no generators.
+        if newest.count(newest[0]) == len(newest):
             return newest
         history = self.history
-        acked_ids = [acked for acked in newest if acked is not None]
-        if len(acked_ids) == len(newest):
+        if None not in newest:
             # The usual split (acks one or two apart): everyone acked the oldest newest ack,
             # so it has every vote and the greedy pass below would pick it too.
-            low = min(acked_ids)
-            if (
-                max(acked_ids) - low <= MAX_SHARED_BASE_LAG
-                and low in history
-                and all(low in client._acked for client in clients)
-            ):
-                return [low] * len(clients)
+            acked = cast(list[int], newest)  # no None, checked above
+            low = min(acked)
+            if max(acked) - low <= MAX_SHARED_BASE_LAG and low in history:
+                for client in clients:
+                    if low not in client._acked:
+                        break
+                else:
+                    return [low] * len(clients)
         choices: list[list[int]] = []
         for client, top in zip(clients, newest, strict=True):
             if top is None:

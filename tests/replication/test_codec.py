@@ -21,6 +21,7 @@ from astranet.replication.codec import (
     MAX_DECODED_BYTES,
     WIDTH_PREDICTED,
     DesyncError,
+    compress_payload,
     decode_delta,
     decode_payload,
     encode_delta,
@@ -387,3 +388,19 @@ def _predicted_sample():
 
 
 PREDICTED_SAMPLE = _predicted_sample()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=3), st.integers(1, 40)),
+    )
+)
+def test_payloads_too_short_to_shrink_skip_lz4_with_the_same_result(raw: bytes) -> None:
+    # compress_payload does not call lz4 for <= 25 bytes: a frame of them is never smaller.
+    packed = lz4.frame.compress(raw, store_size=False)
+    expected = (packed, True) if len(packed) < len(raw) else (raw, False)
+    assert compress_payload(raw) == expected
+    if len(raw) <= 25:
+        assert len(packed) >= len(raw)
