@@ -90,18 +90,30 @@ class BounceSystem(esper.Processor):
     only after a structural change of the store (``ColumnStore.generation``: player spawns and
     despawns may shift rows); evenly spaced rows (the usual layout) are a strided slice, so
     the step reads and writes a view instead of gathering. The step works in place in
-    preallocated buffers: no array is allocated per tick, and a tick where no cube reaches a
-    wall skips the bounce arithmetic.
+    preallocated buffers: no array is allocated per tick, the step ``velocities * dt`` is
+    kept until a cube bounces, and a tick where no cube reaches a wall skips the bounce
+    arithmetic.
     """
 
     def __init__(self, net_ids: np.ndarray, velocities: np.ndarray) -> None:
         self.net_ids = net_ids
-        self.velocities = np.array(velocities, dtype=np.float64)  # (n, 2), units per second
+        self._velocities = np.array(velocities, dtype=np.float64)  # (n, 2), units per second
         self._rows: np.ndarray | slice = slice(0, 0)
         self._layout: tuple[int, int] | None = None  # (id of the store, its generation)
-        self._moved = np.zeros(self.velocities.shape)
-        self._below = np.zeros(self.velocities.shape, dtype=bool)
-        self._above = np.zeros(self.velocities.shape, dtype=bool)
+        self._moved = np.zeros(self._velocities.shape)
+        self._below = np.zeros(self._velocities.shape, dtype=bool)
+        self._above = np.zeros(self._velocities.shape, dtype=bool)
+        # velocities * dt_s, the step of a tick: the same product every tick until a cube
+        # bounces (or dt_s changes), so it is made again only then. None: to be made.
+        self._per_tick = np.zeros(self._velocities.shape)
+        self._per_tick_dt: float | None = None
+
+    @property
+    def velocities(self) -> np.ndarray:
+        """Units per second, ``(n, 2)`` (read-only: the per-tick step is cached from it)."""
+        view = self._velocities.view()
+        view.flags.writeable = False
+        return view
 
     def process(self, sim: SimContext) -> None:
         if len(self.net_ids) == 0:
@@ -111,9 +123,11 @@ class BounceSystem(esper.Processor):
             self._rows = _as_slice(store.rows(self.net_ids))
             self._layout = (id(store), store.generation)
         pos = store["Cube.pos"]
-        moved, below, above, vel = self._moved, self._below, self._above, self.velocities
-        np.multiply(vel, sim.dt_s, out=moved)
-        np.add(pos[self._rows], moved, out=moved)  # float32 + float64, as pos + vel * dt
+        moved, below, above, vel = self._moved, self._below, self._above, self._velocities
+        if self._per_tick_dt != sim.dt_s:
+            np.multiply(vel, sim.dt_s, out=self._per_tick)
+            self._per_tick_dt = sim.dt_s
+        np.add(pos[self._rows], self._per_tick, out=moved)  # float32 + float64: pos + vel * dt
         # Most ticks no cube reaches a wall: two reductions say so, instead of the eight calls
         # of the bounce below (each ~1 us at this size). fmin/fmax skip NaN, so a NaN cannot
         # hide a cube past a wall; NaN itself is left alone on both paths.
@@ -127,6 +141,7 @@ class BounceSystem(esper.Processor):
         np.subtract(2 * BOX, moved, out=moved, where=above)
         np.logical_or(below, above, out=below)
         np.negative(vel, out=vel, where=below)
+        self._per_tick_dt = None  # velocities flipped: the next tick makes its step again
         np.maximum(moved, 0.0, out=moved)  # clip to the box (a huge overshoot)
         np.minimum(moved, BOX, out=moved)
         pos[self._rows] = moved
