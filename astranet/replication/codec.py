@@ -87,6 +87,8 @@ _U32 = struct.Struct("<I")
 #: the fixed cost a byte-budget planner should assume (astranet.replication.interest).
 HEADER_BYTES_ESTIMATE = 4
 _MAX_WIDTH = 32
+_NO_ROWS = np.zeros(0, dtype=np.intp)  # the spawn rows of a delta without structural change
+_NO_ROWS.flags.writeable = False
 # A full snapshot of 10k entities with a dozen fields is ~250 KiB; 16 MiB leaves room for 1M
 # tiny entities while capping what an LZ4 bomb can make us allocate.
 MAX_DECODED_BYTES = 16 << 20
@@ -100,8 +102,11 @@ class DesyncError(SnapshotDecodeError):
 
 
 @functools.cache
-def _wrap_constants(code_bits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """``(half, mask)`` per code component: ``2**(bits-1)`` and ``2**bits - 1`` as int64."""
+def _wrap_constants(code_bits: tuple[int, ...]) -> tuple[np.ndarray | int, np.ndarray | int]:
+    """``(half, mask)`` per code component: ``2**(bits-1)`` and ``2**bits - 1`` as int64, or as
+    Python ints when every component has the same width (a scalar operand: numpy's fast loop)."""
+    if len(set(code_bits)) == 1:
+        return 1 << (code_bits[0] - 1), (1 << code_bits[0]) - 1
     bits = np.array(code_bits, dtype=np.int64)
     return np.left_shift(1, bits - 1), np.left_shift(1, bits) - 1
 
@@ -142,7 +147,16 @@ def _zigzag_signed(diff: np.ndarray, code_bits: tuple[int, ...]) -> np.ndarray:
     diff += half
     diff &= mask
     diff -= half
-    return (diff << 1) ^ (diff >> 63)
+    sign = diff >> 63
+    diff <<= 1
+    diff ^= sign
+    return diff
+
+
+def _widths(zz: np.ndarray) -> list[int]:
+    """Bit width of each column of zigzagged deltas ``(m, k)``: its largest value's length.
+    The ufunc's reduce directly (``ndarray.max`` goes through a Python wrapper)."""
+    return [int(top).bit_length() for top in np.maximum.reduce(zz, axis=0).tolist()]
 
 
 def _align(ids: np.ndarray, prev_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +221,7 @@ def encode_delta(
     cur_ids, base_ids = current.net_ids, base.net_ids
     # The common case: no structural change (incremental capture shares the ids array then).
     if cur_ids is base_ids or np.array_equal(cur_ids, base_ids):
-        spawn_rows = np.zeros(0, dtype=np.intp)
+        spawn_rows = _NO_ROWS
         despawn_ids = cur_ids[:0]
         common_cur: np.ndarray | slice = slice(None)
         common_base: np.ndarray | slice = slice(None)
@@ -240,7 +254,8 @@ def encode_delta(
         base_common.append(then)
         field_changed.append(rows_differ(now, then))
     masks = [m for m in field_changed if m is not None]
-    any_changed = np.logical_or.reduce(masks) if masks else None
+    # One mask (one field changed, the common case) is its own union: no list -> array call.
+    any_changed = (masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)) if masks else None
     updated = np.flatnonzero(any_changed) if any_changed is not None else despawn_ids[:0]
 
     n_spawn, n_despawn, n_update = len(spawn_rows), len(despawn_ids), len(updated)
@@ -287,8 +302,11 @@ def encode_delta(
     parts = [bytes((FORMAT_VERSION, flags | (FLAG_PREDICTED if predict else 0))), counts]
     if checksum:
         parts.append(_U32.pack(current.checksum()))
-    parts.append(np.ascontiguousarray(despawn_ids, dtype="<u4").tobytes())
-    parts.append(np.ascontiguousarray(cur_ids[spawn_rows], dtype="<u4").tobytes())
+    # No numpy calls for the empty id lists of a steady-state delta.
+    if n_despawn:
+        parts.append(np.ascontiguousarray(despawn_ids, dtype="<u4").tobytes())
+    if n_spawn:
+        parts.append(np.ascontiguousarray(cur_ids[spawn_rows], dtype="<u4").tobytes())
     for field, codes in zip(schema.fields, current.codes, strict=True) if len(spawn_rows) else ():
         spawned = codes[spawn_rows]
         for comp, bits in enumerate(field.encoding.code_bits):
@@ -319,9 +337,9 @@ def encode_delta(
                 has = None if has_prev is None else has_prev[pick]
                 ahead_by = _extrapolation(then, prev.codes[f][prev_rows[pick]], has, ahead, span)
                 guessed = _zigzag_signed(diff - ahead_by, code_bits)
-                guessed_widths = [int(t).bit_length() for t in guessed.max(axis=0).tolist()]
+                guessed_widths = _widths(guessed)
             zz = _zigzag_signed(diff, code_bits)
-            widths = [int(t).bit_length() for t in zz.max(axis=0).tolist()]
+            widths = _widths(zz)
             if guessed_widths is not None:
                 m = len(rows)
                 saved += sum(
