@@ -256,7 +256,8 @@ def encode_delta(
     masks = [m for m in field_changed if m is not None]
     # One mask (one field changed, the common case) is its own union: no list -> array call.
     any_changed = (masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)) if masks else None
-    updated = np.flatnonzero(any_changed) if any_changed is not None else despawn_ids[:0]
+    # ndarray.nonzero of the 1-D mask: np.flatnonzero adds a Python wrapper and a ravel.
+    updated = any_changed.nonzero()[0] if any_changed is not None else despawn_ids[:0]
 
     n_spawn, n_despawn, n_update = len(spawn_rows), len(despawn_ids), len(updated)
     predict = None

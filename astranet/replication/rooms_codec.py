@@ -122,7 +122,7 @@ def encode_same_rows(
             out[i] = _NO_UPDATE
         return out
     any_changed = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
-    updated = np.flatnonzero(any_changed)
+    updated = any_changed.nonzero()[0]  # 1-D: no np.flatnonzero wrapper and ravel
     if len(updated) == 0:
         for i in picked:
             out[i] = _NO_UPDATE
