@@ -228,8 +228,12 @@ def move_avatar(store: ColumnStore, net_id: int, command: tuple[int, int], dt_s:
     avatar = store["Cube.pos"][store.row(net_id)]  # a view of the one row
     x, y = avatar.tolist()  # one call for both floats
     step = AVATAR_SPEED * dt_s / 127.0
-    x = min(max(x + command[0] * step, 0.0), BOX)
-    y = min(max(y + command[1] * step, 0.0), BOX)
+    x += command[0] * step
+    y += command[1] * step
+    # Clamped to the box as min(max(v, 0), BOX) would (NaN and -0.0 pass through alike),
+    # with comparisons instead of four builtin calls.
+    x = 0.0 if x < 0.0 else BOX if x > BOX else x
+    y = 0.0 if y < 0.0 else BOX if y > BOX else y
     # Two scalar stores: numpy's fast path, where a tuple goes through sequence conversion.
     avatar[0] = round(x * GRID) / GRID
     avatar[1] = round(y * GRID) / GRID
