@@ -75,8 +75,14 @@ class ColumnStore:
             np.zeros(f.encoding.column_shape(len(self._ids)), dtype=f.encoding.column_dtype)
             for f in schema.fields
         ]
+        # Despawned ids (oldest first) and the clock each was freed at. Despawns only append
+        # to _freed_pending (an O(1) list append: concatenating onto arrays of up to
+        # MAX_RECYCLABLE_IDS ids copied them whole on every despawn); _settle_freed() folds
+        # the pending ids into the arrays when they are read, or when there are too many.
         self._freed_ids = np.zeros(0, dtype=np.uint32)
         self._freed_at = np.zeros(0, dtype=np.int64)
+        self._freed_pending: list[tuple[np.ndarray, int]] = []  # (ids, clock), oldest first
+        self._freed_pending_count = 0
         # name -> view over the live rows; systems index columns by name dozens of times a
         # tick, so each view is made once and dropped by every structural change.
         self._views: dict[str, np.ndarray] = {}
@@ -196,18 +202,29 @@ class ColumnStore:
         if len(rows) == 0:
             return
         self._structure_changed()
-        keep = np.ones(self.count, dtype=bool)
-        keep[rows] = False
-        gone = self._ids[: self.count][~keep]
-        kept = int(keep.sum())
-        self._ids[:kept] = self._ids[: self.count][keep]
-        for col in self._columns:
-            col[:kept] = col[: self.count][keep]
-        self.count = kept
-        self._freed_ids = np.concatenate([self._freed_ids, gone])
-        self._freed_at = np.concatenate([self._freed_at, np.full(len(gone), self.clock)])
-        self._freed_ids = self._freed_ids[-MAX_RECYCLABLE_IDS:]
-        self._freed_at = self._freed_at[-MAX_RECYCLABLE_IDS:]
+        count = self.count
+        if len(rows) == 1:
+            # One row (a projectile, a player leaving): shift the rows above it down by one,
+            # a slice copy per column instead of a mask and a boolean gather per column.
+            row = int(rows[0])
+            gone = self._ids[row : row + 1].copy()
+            self._ids[row : count - 1] = self._ids[row + 1 : count]  # numpy handles overlap
+            for col in self._columns:
+                col[row : count - 1] = col[row + 1 : count]
+            self.count = count - 1
+        else:
+            keep = np.ones(count, dtype=bool)
+            keep[rows] = False
+            gone = self._ids[:count][~keep]
+            kept = int(np.count_nonzero(keep))
+            self._ids[:kept] = self._ids[:count][keep]
+            for col in self._columns:
+                col[:kept] = col[:count][keep]
+            self.count = kept
+        self._freed_pending.append((gone, self.clock))
+        self._freed_pending_count += len(gone)
+        if self._freed_pending_count > MAX_RECYCLABLE_IDS:  # bounds the pending list's memory
+            self._settle_freed()
 
     def advance_clock(self) -> None:
         """Count one capture (called by SnapshotHistory.capture) for the id quarantine."""
@@ -228,6 +245,7 @@ class ColumnStore:
 
     def export_state(self) -> dict[str, np.ndarray]:
         """Everything needed to rebuild this store exactly (columns, ids, allocator)."""
+        self._settle_freed()
         state = {
             "__version__": np.array([_STATE_VERSION], dtype=np.int64),
             "__fingerprint__": np.array([self.schema.fingerprint], dtype=np.int64),
@@ -268,6 +286,8 @@ class ColumnStore:
         self.replace_all(ids, columns)
         self._next_id, self.clock, self.quarantine = next_id, clock, quarantine
         self._freed_ids, self._freed_at = freed_ids.copy(), freed_at.copy()
+        self._freed_pending.clear()
+        self._freed_pending_count = 0
 
     # -- internals ------------------------------------------------------------------------
 
@@ -283,6 +303,7 @@ class ColumnStore:
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.uint32)
             self._next_id += n
             return ids
+        self._settle_freed()
         # freed_at is non-decreasing, so the ids out of quarantine are a prefix.
         ripe = int(np.searchsorted(self._freed_at, self.clock - self.quarantine, side="right"))
         take = n - fresh_room
@@ -293,6 +314,20 @@ class ColumnStore:
         recycled = self._freed_ids[:take]
         self._freed_ids, self._freed_at = self._freed_ids[take:], self._freed_at[take:]
         return np.concatenate([fresh, recycled])
+
+    def _settle_freed(self) -> None:
+        """Fold the pending despawned ids into _freed_ids/_freed_at, keeping the newest
+        MAX_RECYCLABLE_IDS (forgetting older ones is safe: they are never reused)."""
+        pending = self._freed_pending
+        if not pending:
+            return
+        ids = np.concatenate([self._freed_ids, *(gone for gone, _ in pending)])
+        freed_at = (np.full(len(gone), clock, dtype=np.int64) for gone, clock in pending)
+        at = np.concatenate([self._freed_at, *freed_at])
+        self._freed_ids = ids[-MAX_RECYCLABLE_IDS:]
+        self._freed_at = at[-MAX_RECYCLABLE_IDS:]
+        pending.clear()
+        self._freed_pending_count = 0
 
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= len(self._ids):

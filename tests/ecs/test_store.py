@@ -166,3 +166,35 @@ def test_import_rejects_foreign_or_inconsistent_state() -> None:
     bad = dict(state, **{"__fingerprint__": np.array([1])})
     with pytest.raises(StorageError):
         ColumnStore(SCHEMA).import_state(bad)
+
+
+def test_freed_ids_are_remembered_oldest_first_up_to_the_limit(monkeypatch) -> None:
+    # Despawns append to a pending list folded in when read; the result must be what
+    # appending every despawn's ids (with its clock) and keeping the newest limit gives.
+    import astranet.ecs.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_RECYCLABLE_IDS", 7)
+    store = ColumnStore(SCHEMA)
+    ids = store.spawn(40, Pos__xy=np.arange(80, dtype=np.float32).reshape(40, 2))
+    expected: list[tuple[int, int]] = []
+    rng = np.random.default_rng(5)
+    live = ids.tolist()
+    for step in range(12):
+        gone = sorted(rng.choice(live, size=int(rng.integers(1, 4)), replace=False).tolist())
+        store.despawn(gone)
+        live = [i for i in live if i not in gone]
+        expected += [(i, store.clock) for i in gone]
+        if step % 3 == 0:
+            store.advance_clock()
+        assert store.net_ids.tolist() == live
+        assert store["Pos.xy"][:, 0].tolist() == [2.0 * (i - 1) for i in live]  # rows kept
+        if step % 4 == 1:  # a checkpoint reads them mid-way
+            state = store.export_state()
+            assert state["__freed_ids__"].tolist() == [i for i, _ in expected[-7:]]
+            assert state["__freed_at__"].tolist() == [at for _, at in expected[-7:]]
+    state = store.export_state()
+    freed = zip(state["__freed_ids__"].tolist(), state["__freed_at__"].tolist(), strict=True)
+    assert list(freed) == expected[-7:]
+    copy = ColumnStore(SCHEMA)
+    copy.import_state(state)
+    assert copy.export_state()["__freed_ids__"].tolist() == state["__freed_ids__"].tolist()
