@@ -47,6 +47,9 @@ DEFAULT_QUARANTINE = 128
 # spawning). Forgetting older ones is always safe: a forgotten id is simply never reused.
 MAX_RECYCLABLE_IDS = 1 << 16
 _MAX_NET_ID = (1 << 32) - 1
+# Despawned ids kept in Python lists before they are folded into the freed-id arrays: a copy
+# of at most MAX_RECYCLABLE_IDS entries every this many despawned ids, ~40 KB of lists at most.
+_FREED_PENDING = 1024
 _MAX_CACHED_ROWS = 64  # row() serves a room's few avatars; anything else just looks up again
 _STATE_VERSION = 1
 
@@ -76,13 +79,13 @@ class ColumnStore:
             for f in schema.fields
         ]
         # Despawned ids (oldest first) and the clock each was freed at. Despawns only append
-        # to _freed_pending (an O(1) list append: concatenating onto arrays of up to
-        # MAX_RECYCLABLE_IDS ids copied them whole on every despawn); _settle_freed() folds
-        # the pending ids into the arrays when they are read, or when there are too many.
+        # to the pending lists (concatenating onto arrays of up to MAX_RECYCLABLE_IDS ids
+        # copied them whole on every despawn); _settle_freed() folds them into the arrays
+        # when those are read, or every _FREED_PENDING ids (a bounded, amortised copy).
         self._freed_ids = np.zeros(0, dtype=np.uint32)
         self._freed_at = np.zeros(0, dtype=np.int64)
-        self._freed_pending: list[tuple[np.ndarray, int]] = []  # (ids, clock), oldest first
-        self._freed_pending_count = 0
+        self._freed_pending_ids: list[int] = []
+        self._freed_pending_at: list[int] = []
         # name -> view over the live rows; systems index columns by name dozens of times a
         # tick, so each view is made once and dropped by every structural change.
         self._views: dict[str, np.ndarray] = {}
@@ -221,9 +224,10 @@ class ColumnStore:
             for col in self._columns:
                 col[:kept] = col[:count][keep]
             self.count = kept
-        self._freed_pending.append((gone, self.clock))
-        self._freed_pending_count += len(gone)
-        if self._freed_pending_count > MAX_RECYCLABLE_IDS:  # bounds the pending list's memory
+        pending = self._freed_pending_ids
+        pending.extend(gone.tolist())
+        self._freed_pending_at.extend([self.clock] * len(gone))
+        if len(pending) >= _FREED_PENDING:
             self._settle_freed()
 
     def advance_clock(self) -> None:
@@ -286,8 +290,8 @@ class ColumnStore:
         self.replace_all(ids, columns)
         self._next_id, self.clock, self.quarantine = next_id, clock, quarantine
         self._freed_ids, self._freed_at = freed_ids.copy(), freed_at.copy()
-        self._freed_pending.clear()
-        self._freed_pending_count = 0
+        self._freed_pending_ids.clear()
+        self._freed_pending_at.clear()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -318,16 +322,15 @@ class ColumnStore:
     def _settle_freed(self) -> None:
         """Fold the pending despawned ids into _freed_ids/_freed_at, keeping the newest
         MAX_RECYCLABLE_IDS (forgetting older ones is safe: they are never reused)."""
-        pending = self._freed_pending
-        if not pending:
+        pending_ids, pending_at = self._freed_pending_ids, self._freed_pending_at
+        if not pending_ids:
             return
-        ids = np.concatenate([self._freed_ids, *(gone for gone, _ in pending)])
-        freed_at = (np.full(len(gone), clock, dtype=np.int64) for gone, clock in pending)
-        at = np.concatenate([self._freed_at, *freed_at])
+        ids = np.concatenate([self._freed_ids, np.array(pending_ids, dtype=np.uint32)])
+        at = np.concatenate([self._freed_at, np.array(pending_at, dtype=np.int64)])
         self._freed_ids = ids[-MAX_RECYCLABLE_IDS:]
         self._freed_at = at[-MAX_RECYCLABLE_IDS:]
-        pending.clear()
-        self._freed_pending_count = 0
+        pending_ids.clear()
+        pending_at.clear()
 
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= len(self._ids):

@@ -168,12 +168,15 @@ def test_import_rejects_foreign_or_inconsistent_state() -> None:
         ColumnStore(SCHEMA).import_state(bad)
 
 
-def test_freed_ids_are_remembered_oldest_first_up_to_the_limit(monkeypatch) -> None:
-    # Despawns append to a pending list folded in when read; the result must be what
-    # appending every despawn's ids (with its clock) and keeping the newest limit gives.
+@pytest.mark.parametrize("fold_every", [3, 1024])
+def test_freed_ids_are_remembered_oldest_first_up_to_the_limit(monkeypatch, fold_every) -> None:
+    # Despawns append to pending lists folded in when read (or every fold_every ids); the
+    # result must be what appending every despawn's ids (with its clock) and keeping the
+    # newest limit gives.
     import astranet.ecs.store as store_module
 
     monkeypatch.setattr(store_module, "MAX_RECYCLABLE_IDS", 7)
+    monkeypatch.setattr(store_module, "_FREED_PENDING", fold_every)
     store = ColumnStore(SCHEMA)
     ids = store.spawn(40, Pos__xy=np.arange(80, dtype=np.float32).reshape(40, 2))
     expected: list[tuple[int, int]] = []
