@@ -8,10 +8,10 @@ replicated state lives here and game systems read and write the columns directly
 all on the hot path: capture quantizes the columns as they are.
 
 Slot table: live rows ``0..count-1`` are kept sorted by net id, so the net id -> row lookup is a
-vectorised ``np.searchsorted`` and snapshots need no sort. Despawn compacts with one boolean
-mask (order-preserving); spawn appends fresh ids, which are larger than every live one, and only
-re-sorts in the rare case an id is recycled. Row numbers change on structural changes: keep
-net ids, not rows, across ticks.
+vectorised ``np.searchsorted`` and snapshots need no sort. Despawn compacts in order (one
+boolean mask; one row by a slice shift); spawn appends fresh ids, which are larger than every
+live one, and re-sorts only when ids are recycled (rare; they come in the order they were
+freed). Row numbers change on structural changes: keep net ids, not rows, across ticks.
 
 Net ids: u32, 0 is never used (it means "none"). Fresh ids come from a counter; a despawned id
 sits in quarantine for ``quarantine`` captures (default twice the snapshot ring, so no snapshot
