@@ -15,6 +15,7 @@ Benchmark: benchmarks/tick.py, benchmarks/test_bench_replication.py.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -56,6 +57,9 @@ class Snapshot:
     tick: int
     net_ids: np.ndarray
     codes: tuple[np.ndarray, ...]
+    #: Derived arrays the codec builds once per snapshot and reuses while it serves as a delta
+    #: base (a small room's codes as one int64 matrix): a cache, not state.
+    derived: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.net_ids)
