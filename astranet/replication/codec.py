@@ -252,6 +252,22 @@ def _pack_ints(values: list[int], width: int) -> bytes:
 SMALL_ROWS = 64
 
 
+def _match_ids(
+    cur_ids: np.ndarray, base_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of two id-sorted snapshots matched by net id: ``(spawn_rows, common_cur,
+    common_base, despawn_ids)`` -- current rows not in the base, the rows present in both
+    (current and base indices, in the same order) and the base ids no longer present."""
+    pos = np.searchsorted(base_ids, cur_ids)
+    in_base = np.zeros(len(cur_ids), dtype=bool)
+    if len(base_ids):
+        in_base = base_ids[np.minimum(pos, len(base_ids) - 1)] == cur_ids
+    common_base = pos[in_base]
+    gone = np.ones(len(base_ids), dtype=bool)
+    gone[common_base] = False
+    return np.flatnonzero(~in_base), np.flatnonzero(in_base), common_base, base_ids[gone]
+
+
 def _encode_small(
     schema: Schema, current: Snapshot, base: Snapshot, flags: int, checksum: bool
 ) -> bytes:
@@ -268,15 +284,7 @@ def _encode_small(
         n_spawn = n_despawn = 0
         diff = np.subtract(cur_wide, base_wide)
     else:
-        pos = np.searchsorted(base_ids, cur_ids)
-        in_base = np.zeros(len(cur_ids), dtype=bool)
-        if len(base_ids):
-            in_base = base_ids[np.minimum(pos, len(base_ids) - 1)] == cur_ids
-        spawn_rows = np.flatnonzero(~in_base)
-        common_cur, common_base = np.flatnonzero(in_base), pos[in_base]
-        kept = np.ones(len(base_ids), dtype=bool)
-        kept[common_base] = False
-        despawn_ids = base_ids[kept]
+        spawn_rows, common_cur, common_base, despawn_ids = _match_ids(cur_ids, base_ids)
         n_spawn, n_despawn = len(spawn_rows), len(despawn_ids)
         diff = np.subtract(cur_wide[common_cur], base_wide[common_base])
     # Changed (row, field): any of the field's components differs.
@@ -364,15 +372,7 @@ def encode_delta(
         common_cur: np.ndarray | slice = slice(None)
         common_base: np.ndarray | slice = slice(None)
     else:
-        pos = np.searchsorted(base_ids, cur_ids)
-        in_base = np.zeros(len(cur_ids), dtype=bool)
-        if len(base_ids):
-            in_base = base_ids[np.minimum(pos, len(base_ids) - 1)] == cur_ids
-        spawn_rows = np.flatnonzero(~in_base)
-        common_cur, common_base = np.flatnonzero(in_base), pos[in_base]
-        kept = np.zeros(len(base_ids), dtype=bool)
-        kept[common_base] = True
-        despawn_ids = base_ids[~kept]
+        spawn_rows, common_cur, common_base, despawn_ids = _match_ids(cur_ids, base_ids)
 
     # Rows present in both, gathered once (views when nothing spawned or despawned). A field
     # whose code array *is* the base's (incremental capture reuses unchanged columns) has no
