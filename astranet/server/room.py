@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import is_
 from typing import NamedTuple, Protocol
 
 import esper
@@ -156,6 +157,9 @@ class Room:
         self._event_counts_seen = EventCounts(0, 0, 0)
         self.empty_since: float | None = clock()
         self._clock = clock
+        self._switch = WorldSwitch(self.world)  # entered every step: one object, reused
+        self._processors_seen: tuple[esper.Processor, ...] = ()
+        self._named_processors: tuple[tuple[esper.Processor, str], ...] = ()
         try:
             with self.activated():
                 add_system(
@@ -271,9 +275,15 @@ class Room:
 
     # -- the tick --------------------------------------------------------------------------
 
-    def step(self, tick: int, batch: ReplicationBatch | None = None) -> dict[str, float]:
+    def step(
+        self,
+        tick: int,
+        batch: ReplicationBatch | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> dict[str, float]:
         """Run server tick ``tick`` of this room (its own tick is ``tick + tick_offset``);
-        returns seconds spent per system (by class name).
+        returns seconds spent per system (by class name), added to ``timings`` when given
+        (the server sums every room's: no dict per room to merge).
 
         With a ``batch`` the snapshots are captured and planned but encoded and delivered only
         when the batch flushes, together with the other rooms' (the server's tick); without,
@@ -284,8 +294,9 @@ class Room:
         self.tick = tick
         self.sim.tick = tick
         self.events.tick = tick
-        timings: dict[str, float] = {}
-        with self.activated():
+        if timings is None:
+            timings = {}
+        with self._switch:
             # esper.process() plus per-system timing. esper's own timed_process() records
             # whole milliseconds of CPU time, too coarse for a 33 ms budget, so we time with
             # perf_counter over the world's processor list (already sorted by priority).
@@ -293,15 +304,28 @@ class Room:
             sim = self.sim
             clock = time.perf_counter
             started = clock()
-            for processor in list(esper._processors):  # private, read-only: see above
+            for processor, name in self._timed_processors():
                 processor.process(sim)
                 # One clock read per system: this one's end is the next one's start (the
                 # bookkeeping between them is charged to the system before).
                 ended = clock()
-                name = type(processor).__name__
                 timings[name] = timings.get(name, 0.0) + (ended - started)
                 started = ended
         return timings
+
+    def _timed_processors(self) -> tuple[tuple[esper.Processor, str], ...]:
+        """The current world's processors, in order, with their class names.
+
+        Made again only when the world's processor list changed (a system added or removed:
+        rare); a tuple, so a system that adds one mid-tick does not change this tick's loop.
+        """
+        processors = esper._processors  # private, read-only: see step
+        named = self._named_processors
+        # Same processors, by identity (a processor's own __eq__ may compare fields).
+        if len(processors) != len(named) or not all(map(is_, processors, self._processors_seen)):
+            self._processors_seen = tuple(processors)
+            named = self._named_processors = tuple((p, type(p).__name__) for p in processors)
+        return named
 
     def attended(self) -> bool:
         """Whether any player is connected (the server steps only attended rooms)."""
