@@ -182,7 +182,14 @@ class CommandSystem(esper.Processor):
 
     def process(self, sim: SimContext) -> None:
         events = sim.events
+        per_tick = self.per_tick
         for player_id, net_id, queue in self.queues():
+            if not queue._queue and queue.rate_refused is None:
+                # Most ticks: nothing waiting, nothing refused. Only the credit is earned
+                # (what take() would do), without its call and its empty list.
+                credit = queue.credit + per_tick
+                queue.credit = credit if credit < COMMAND_BURST else COMMAND_BURST
+                continue
             if queue.rate_refused is not None:
                 count, seq = queue.rate_refused
                 queue.rate_refused = None
@@ -190,7 +197,7 @@ class CommandSystem(esper.Processor):
                 events.emit_library(
                     COMMAND_REFUSED_EVENT, refused_event(seq, f"rate: {count}"), player_id
                 )
-            for seq, command_type, data in queue.take(self.per_tick):
+            for seq, command_type, data in queue.take(per_tick):
                 reason = self.game.on_command(sim, player_id, net_id, command_type, data)
                 if reason is None:
                     self.accepted += 1
