@@ -99,7 +99,9 @@ class BounceSystem(esper.Processor):
         self.net_ids = net_ids
         self._velocities = np.array(velocities, dtype=np.float64)  # (n, 2), units per second
         self._rows: np.ndarray | slice = slice(0, 0)
-        self._layout: tuple[int, int] | None = None  # (id of the store, its generation)
+        # The store and its generation the rows were looked up for (None: not yet).
+        self._layout_store: ColumnStore | None = None
+        self._layout_generation = -1
         self._moved = np.zeros(self._velocities.shape)
         self._below = np.zeros(self._velocities.shape, dtype=bool)
         self._above = np.zeros(self._velocities.shape, dtype=bool)
@@ -119,9 +121,9 @@ class BounceSystem(esper.Processor):
         if len(self.net_ids) == 0:
             return
         store = sim.store
-        if self._layout != (id(store), store.generation):
+        if store is not self._layout_store or store.generation != self._layout_generation:
             self._rows = _as_slice(store.rows(self.net_ids))
-            self._layout = (id(store), store.generation)
+            self._layout_store, self._layout_generation = store, store.generation
         pos = store["Cube.pos"]
         moved, below, above, vel = self._moved, self._below, self._above, self._velocities
         if self._per_tick_dt != sim.dt_s:
