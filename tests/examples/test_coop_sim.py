@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from astranet.ecs import quantize
 from astranet.examples.coop import ARENA, Command
 from astranet.examples.coop import sim as coop_sim
-from astranet.examples.coop.components import AIM_BITS, GRID, snap_heading
+from astranet.examples.coop.components import AIM_BITS, GRID, snap_finite_turns, snap_heading
 from astranet.examples.coop.sim import (
     CONTACT_DAMAGE,
     FIRE_INTERVAL_INPUTS,
@@ -98,6 +98,20 @@ def test_snap_heading_is_what_clients_decode(radians: np.ndarray) -> None:
     assert np.array_equal(snapped, quantize.dequantize_angle(codes, AIM_BITS))
 
 
+def test_snap_heading_wraps_a_full_turn_to_code_zero() -> None:
+    # A tiny negative angle is a whole turn minus nothing: it rounds up to code 256 (= 0).
+    radians = np.array([-1e-300, -1e-9, np.nextafter(np.pi, 4.0), -np.pi, 0.0, -0.0])
+    codes = quantize.quantize_angle(radians, AIM_BITS)
+    assert np.array_equal(snap_heading(radians), quantize.dequantize_angle(codes, AIM_BITS))
+
+
+@settings(max_examples=300)
+@given(hnp.arrays(np.float64, st.integers(0, 20), elements=st.floats(-4.0, 4.0)))
+def test_snap_finite_turns_is_snap_heading_for_finite_angles(radians: np.ndarray) -> None:
+    # chase's heading path (arctan2 is always finite) skips snap_heading's finiteness check.
+    assert np.array_equal(snap_finite_turns(radians / (2.0 * np.pi)), snap_heading(radians))
+
+
 def test_drone_speeds_vary_per_id_within_bounds() -> None:
     speeds = drone_speeds(np.arange(1, 1001))
     assert speeds.min() >= 0.75 * coop_sim.DRONE_SPEED
@@ -165,6 +179,27 @@ def test_combat_matrix_answers_as_hits_and_contacts_do(
     assert np.array_equal(touching, exploded)
     combined = np.bincount(victim[touching], minlength=len(players)) * CONTACT_DAMAGE
     assert np.array_equal(combined, damage)
+
+
+@settings(max_examples=300)
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 12), st.just(2)), elements=st.floats(-9, 9)),
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 12), st.just(2)), elements=st.floats(-9, 9)),
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 4), st.just(2)), elements=st.floats(-9, 9)),
+)
+def test_combat_matrix_with_or_without_anything_in_reach_equals_the_separate_passes(
+    shots: np.ndarray, drones: np.ndarray, players: np.ndarray
+) -> None:
+    # Spread out, so most examples take the "nothing within reach" shortcut and some do not:
+    # every output (victim and dtypes included) is what the two separate functions give.
+    shots, drones, players = (coop_sim.snap_pos(a) for a in (shots, drones, players))
+    combined = resolve_combat(*(a.astype(np.float32) for a in (shots, drones, players)))
+    separate = (
+        *resolve_hits(shots, drones),
+        *coop_sim._nearest_within(drones, players, coop_sim.CONTACT_RADIUS),
+    )
+    for got, expected in zip(combined, separate, strict=True):
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
 
 
 def test_combat_matrix_past_the_cell_limit_gives_the_same_answer(

@@ -46,6 +46,7 @@ __all__ = [
     "Health",
     "Team",
     "Weapon",
+    "snap_finite_turns",
     "snap_heading",
     "snap_pos",
 ]
@@ -100,8 +101,10 @@ def snap_pos(values: np.ndarray) -> np.ndarray:
     return np.rint(np.multiply(values, GRID, dtype=np.float64)) / GRID
 
 
-# The 256 headings snap_heading can return, by code (what dequantize_angle gives for each).
-_HEADINGS = q.dequantize_angle(np.arange(1 << AIM_BITS), AIM_BITS)
+# The 256 headings snap_heading can return, by code (what dequantize_angle gives for each),
+# plus code 256 again as code 0: a full turn rounds up to 256, which quantize_angle's remainder
+# makes 0, and the extra entry does that wrap inside the take() (one numpy call fewer).
+_HEADINGS = q.dequantize_angle(np.arange((1 << AIM_BITS) + 1) & ((1 << AIM_BITS) - 1), AIM_BITS)
 
 
 _TURN = 2.0 * np.pi
@@ -119,8 +122,15 @@ def snap_heading(radians: np.ndarray) -> np.ndarray:
     turns = np.divide(radians, _TURN, dtype=np.float64)
     if not math.isfinite(np.add.reduce(turns)):
         turns[~np.isfinite(turns)] = 0.0
+    return snap_finite_turns(turns)
+
+
+def snap_finite_turns(turns: np.ndarray) -> np.ndarray:
+    """The rest of :func:`snap_heading` for float64 ``turns`` (radians / 2 pi) known to be
+    finite, e.g. from ``arctan2`` of finite offsets: skips the finiteness check's two calls.
+    Overwrites ``turns``."""
     turns -= np.floor(turns)
     turns *= _AIM_CODES
     np.rint(turns, out=turns)
-    # A full turn rounds up to code 256, which is code 0 (as quantize_angle's remainder).
-    return _HEADINGS.take(turns.astype(np.intp) & (_AIM_CODES - 1))
+    # turns is now 0..256 (a full turn rounds up to 256): _HEADINGS maps 256 to code 0's.
+    return _HEADINGS.take(turns.astype(np.intp))

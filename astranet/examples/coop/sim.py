@@ -25,7 +25,13 @@ import zlib
 import numpy as np
 
 from astranet.ecs import ColumnStore
-from astranet.examples.coop.components import ARENA, GRID, snap_heading, snap_pos
+from astranet.examples.coop.components import (
+    ARENA,
+    GRID,
+    snap_finite_turns,
+    snap_heading,
+    snap_pos,
+)
 from astranet.examples.coop.input import Command
 
 __all__ = [
@@ -78,6 +84,8 @@ MAX_PROJECTILES = 256
 # Cells of one pairwise distance matrix (float64): 2**18 cells = 2 MiB, above the
 # MAX_PROJECTILES x MAX_DRONES = 153,600 a room normally needs, so one chunk suffices.
 MAX_PAIR_CELLS = 1 << 18
+# The larger of the two squared radii: a pair farther than this neither hits nor touches.
+_REACH_SQ = max(HIT_RADIUS * HIT_RADIUS, CONTACT_RADIUS * CONTACT_RADIUS)
 
 
 def room_seed(room_id: str) -> int:
@@ -139,6 +147,7 @@ def drone_speeds(net_ids: np.ndarray) -> np.ndarray:
 
 
 _SMALLEST_POSITIVE = float(np.nextafter(0.0, 1.0))  # 5e-324, a subnormal
+_TURN = 2.0 * math.pi  # radians per turn, as snap_heading divides by
 
 
 def _sum_sq(offsets: np.ndarray) -> np.ndarray:
@@ -180,8 +189,10 @@ def chase(
     moved = pos + to_target * scale[:, None]
     np.maximum(moved, -ARENA, out=moved)
     np.minimum(moved, ARENA, out=moved)
-    heading = np.arctan2(to_target[:, 1], to_target[:, 0])
-    return snap_pos(moved), snap_heading(heading)
+    # snap_heading's arithmetic: arctan2 of finite offsets is finite, so its check is skipped.
+    turns = np.arctan2(to_target[:, 1], to_target[:, 0])
+    turns /= _TURN
+    return snap_pos(moved), snap_finite_turns(turns)
 
 
 def wave_size(wave: int) -> int:
@@ -312,6 +323,16 @@ def resolve_combat(
         return spent, hits, touching, victim
     # Drones down the rows, shots then players across: (D, S + P).
     dist_sq = _pair_dist_sq(drones, np.concatenate([shots, players], dtype=np.float64))
+    if not np.count_nonzero(dist_sq <= _REACH_SQ):
+        # Most ticks nothing is within reach of anything: one count says so, and the answer
+        # is what the passes below give then (all misses, index 0), without their calls.
+        misses = np.zeros(n_drones, dtype=bool)
+        return (
+            np.zeros(n_shots, dtype=bool),
+            np.zeros(n_drones, dtype=np.intp),
+            misses,
+            (np.zeros(n_drones, dtype=np.int64)),
+        )
     if n_shots:
         near_shot = dist_sq[:, :n_shots] <= HIT_RADIUS * HIT_RADIUS
         spent = near_shot.any(axis=0)
