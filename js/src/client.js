@@ -76,6 +76,8 @@ export class GameClient extends EventTarget {
     /** @type {InputSigner | null} */ this.signer = null;
     /** @type {Promise<void>} */ this.sendChain = Promise.resolve();
     /** @type {number | null} */ this.pendingAck = null;
+    /** The session a JoinAccepted just opened, until joined() has taken it over. */
+    /** @type {{epoch: number, entity: number} | null} */ this.arriving = null;
     /** @type {[number, number] | null} */ this.view = null;
     /** @type {import('./contract.js').ReceivedSnapshot[]} */ this.inbox = [];
     /** @type {ServerClock | null} */ this.clock = null;
@@ -267,6 +269,7 @@ export class GameClient extends EventTarget {
     if (this.tickHz !== accepted.tick_hz || !this.clock) this.clock = new ServerClock(accepted.tick_hz);
     this.tickHz = accepted.tick_hz;
     this.epoch += 1;
+    this.arriving = null;
     this.pendingAck = null;
     this.phase = 'in_room';
     this.backoff.reset();
@@ -301,8 +304,13 @@ export class GameClient extends EventTarget {
           payload: m.payload,
           lastInputSeq: m.last_input_seq,
           arrivalMs: nowMs,
-          epoch: this.epoch,
-          entity: this.entity,
+          // The session the snapshot belongs to: fixed when its JoinAccepted arrived, not
+          // when joined() has finished (it awaits the signer's key, and the server's first
+          // snapshot may arrive meanwhile: stamped with the old epoch it was applied to the
+          // old replica and acked, the replica was cleared at the next one, and every delta
+          // against the acked id then failed to decode).
+          epoch: this.arriving ? this.arriving.epoch : this.epoch,
+          entity: this.arriving ? this.arriving.entity : this.entity,
         });
         if (this.inbox.length > MAX_INBOX_SNAPSHOTS) {
           this.inbox.shift();
@@ -323,6 +331,7 @@ export class GameClient extends EventTarget {
         this.dispatchEvent(new CustomEvent('rate-limited', { detail: m.retry_after_ms }));
         return;
       default:
+        if (m.t === 'JoinAccepted') this.arriving = { epoch: this.epoch + 1, entity: m.entity };
         if (this.onAnswer) {
           this.onAnswer(m);
         } else if (m.t === 'ProtocolError') {
