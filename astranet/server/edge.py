@@ -95,6 +95,9 @@ _FIN_BINARY = 0x80 | Opcode.BINARY
 _FAST_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 _OPCODES = {0: Opcode.CONT, 1: Opcode.TEXT, 2: Opcode.BINARY}
 _OPEN = State.OPEN
+#: Headers of the frames under 126 payload bytes (a small room's snapshots, most replies),
+#: built once: indexing a tuple per write instead of a call and a new ``bytes``.
+_SHORT_HEADERS = tuple(bytes((_FIN_BINARY, length)) for length in range(126))
 
 
 def binary_frame(payload: bytes) -> bytes:
@@ -105,7 +108,7 @@ def binary_frame(payload: bytes) -> bytes:
 def binary_frame_header(length: int) -> bytes:
     """The 2-10 byte header of an unmasked, final binary frame of ``length`` payload bytes."""
     if length < 126:
-        return bytes((_FIN_BINARY, length))
+        return _SHORT_HEADERS[length]
     if length < 65536:
         return _MEDIUM.pack(_FIN_BINARY, 126, length)
     return _LONG.pack(_FIN_BINARY, 127, length)
@@ -189,7 +192,8 @@ class WebSocketEdge(asyncio.Protocol):
         if self.ws.state is not _OPEN:
             return 0
         length = len(head) + len(tail)
-        self.transport.write(b"".join((binary_frame_header(length), head, tail)))  # type: ignore[union-attr]
+        header = _SHORT_HEADERS[length] if length < 126 else binary_frame_header(length)
+        self.transport.write(b"".join((header, head, tail)))  # type: ignore[union-attr]
         return length
 
     def close(self, code: int, reason: str) -> None:
