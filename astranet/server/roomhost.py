@@ -297,12 +297,14 @@ class RoomHost:
         # A frame signed with this session's key proves the client got its JoinAccepted,
         # so the resume token it replaced may go (rotation, A4).
         player.previous_token_hash = None
-        view = frame.view  # lag compensation: the tick the client was rendering, if it said
-        view_tick = None if view is None else view[0] + view[1] / VIEW_FRAC_ONE
-        queued = player.inputs.push(frame.seq, frame.input_blob, view_tick)
-        if not queued and session.room is not None:
+        # Lag compensation: the tick the client was rendering, if it said (frame.view, read
+        # without the property's call and tuple, once per input).
+        view = frame.view_tick
+        view_tick = None if view is None else view + (frame.view_frac or 0) / VIEW_FRAC_ONE
+        seq = frame.seq
+        if not player.inputs.push(seq, frame.input_blob, view_tick) and session.room is not None:
             session.room.ingestion.dropped += 1  # sent faster than the tick: oldest dropped
-        player.last_accepted_seq = frame.seq
+        player.last_accepted_seq = seq
 
     def on_command(self, session: Session, command: Command) -> None:
         """A signature-checked Command: into the seat's queue (applied in the next tick)."""
