@@ -171,6 +171,8 @@ class EventOutbox:
 
     def ack(self, snapshot_id: int) -> None:
         """The client acked ``snapshot_id``: events written before it are delivered."""
+        if not self._sent:  # nothing written since the last ack (every ack of a client
+            return  # without the event channel): what the loop below would conclude
         covered = self.acked_seq
         for sent_id, seq in self._sent:
             if sent_id <= snapshot_id:
