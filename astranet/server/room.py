@@ -341,8 +341,10 @@ class Room:
     def _outboxes(self) -> dict[str, EventOutbox]:
         return {player_id: p.outbox for player_id, p in self.players.items()}
 
-    def connected_players(self) -> Iterator[Player]:
-        return (p for p in self.players.values() if p.session is not None)
+    def connected_players(self) -> list[Player]:
+        # A list comprehension: the replication system asks every tick, and a generator
+        # drained by list() costs a frame switch per player.
+        return [p for p in self.players.values() if p.session is not None]
 
     def _input_queues(self) -> Iterator[InputQueue]:
         return (p.inputs for p in self.players.values())

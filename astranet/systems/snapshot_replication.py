@@ -96,33 +96,29 @@ class SnapshotReplicationSystem(esper.Processor):
         fanout = self.fanout
         fanout.begin_tick(snapshot)
         interest = self.interest
-        plain: list[SnapshotSubscriber] = []
         budgeted: list[SnapshotSubscriber] = []
         relevances: list[Relevance] = []
-        for subscriber in self.subscribers():
-            baseline = subscriber.baseline
-            if interest is not None and isinstance(baseline, InterestBaseline):
-                relevance = interest.relevance(sim, subscriber.net_id)
-                if relevance is None:
-                    relevance = Relevance.everything(len(snapshot))
-                budgeted.append(subscriber)
-                relevances.append(relevance)
-                continue
-            plain.append(subscriber)
+        if interest is None:
+            plain = list(self.subscribers())
+        else:
+            plain = []
+            for subscriber in self.subscribers():
+                if isinstance(subscriber.baseline, InterestBaseline):
+                    relevance = interest.relevance(sim, subscriber.net_id)
+                    if relevance is None:
+                        relevance = Relevance.everything(len(snapshot))
+                    budgeted.append(subscriber)
+                    relevances.append(relevance)
+                    continue
+                plain.append(subscriber)
+        baselines = [subscriber.baseline for subscriber in plain]
         # Clients whose acks differ by a snapshot or two share one base (and one encode).
-        bases = fanout.shared_bases([subscriber.baseline for subscriber in plain])
+        bases = fanout.shared_bases(baselines)
+        # Every client planned in one call (base picked, send recorded); the payloads are
+        # encoded below when this room is alone, else by the batch, and deliver() hands them
+        # out: the same payloads, in the same order, as encode_for client by client.
+        keys = fanout.plan_many(baselines, [subscriber.visible for subscriber in plain], bases)
         batch, self.batch = self.batch, None
-        if batch is None:  # this room alone: encode and deliver now, fewest calls
-            for subscriber, base_id in zip(plain, bases, strict=True):
-                encoded = fanout.encode_for(subscriber.baseline, subscriber.visible, base_id)
-                self.payload_bytes += len(encoded.payload)
-                subscriber.deliver(encoded)
-            plain, keys = [], []
-        else:  # the batch encodes; deliver() hands them out
-            keys = [
-                fanout.plan_for(subscriber.baseline, subscriber.visible, base_id)
-                for subscriber, base_id in zip(plain, bases, strict=True)
-            ]
         encodeds: list[EncodedSnapshot] = []
         if interest is not None and budgeted:
             # Every budgeted client of the room in one vectorised plan and encode.
