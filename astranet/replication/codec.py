@@ -87,6 +87,7 @@ _U32 = struct.Struct("<I")
 #: the fixed cost a byte-budget planner should assume (astranet.replication.interest).
 HEADER_BYTES_ESTIMATE = 4
 _MAX_WIDTH = 32
+_WIDTH_BYTES = [bytes((width,)) for width in range(256)]  # made once, not per run
 _NO_ROWS = np.zeros(0, dtype=np.intp)  # the spawn rows of a delta without structural change
 _NO_ROWS.flags.writeable = False
 # A full snapshot of 10k entities with a dozen fields is ~250 KiB; 16 MiB leaves room for 1M
@@ -102,13 +103,13 @@ class DesyncError(SnapshotDecodeError):
 
 
 @functools.cache
-def _wrap_constants(code_bits: tuple[int, ...]) -> tuple[np.ndarray | int, np.ndarray | int]:
-    """``(half, mask)`` per code component: ``2**(bits-1)`` and ``2**bits - 1`` as int64, or as
-    Python ints when every component has the same width (a scalar operand: numpy's fast loop)."""
+def _zigzag_shifts(code_bits: tuple[int, ...]) -> tuple[np.ndarray | int, np.ndarray | int]:
+    """``(64 - bits, 63 - bits)`` per code component as int64, or as Python ints when every
+    component has the same width (a scalar operand: numpy's fast loop)."""
     if len(set(code_bits)) == 1:
-        return 1 << (code_bits[0] - 1), (1 << code_bits[0]) - 1
+        return 64 - code_bits[0], 63 - code_bits[0]
     bits = np.array(code_bits, dtype=np.int64)
-    return np.left_shift(1, bits - 1), np.left_shift(1, bits) - 1
+    return 64 - bits, 63 - bits
 
 
 def can_predict(prev: Snapshot, base: Snapshot, tick: int) -> bool:
@@ -142,13 +143,16 @@ def _extrapolation(
 
 
 def _zigzag_signed(diff: np.ndarray, code_bits: tuple[int, ...]) -> np.ndarray:
-    """Wrap int64 differences to each component's signed range and zigzag them (in place)."""
-    half, mask = _wrap_constants(code_bits)
-    diff += half
-    diff &= mask
-    diff -= half
+    """Wrap int64 differences to each component's signed range and zigzag them (in place).
+
+    Four numpy calls: shifting the low ``bits`` bits to the top of the word leaves the wrapped
+    value ``w`` there (sign included), and ``(w << 1) ^ (w >> 63)`` is then one arithmetic
+    shift right by ``63 - bits`` (``w << 1``; the bits below were zeros) and the sign word.
+    """
+    up, down = _zigzag_shifts(code_bits)
+    diff <<= up
     sign = diff >> 63
-    diff <<= 1
+    diff >>= down
     diff ^= sign
     return diff
 
@@ -245,6 +249,16 @@ def _pack_ints(values: list[int], width: int) -> bytes:
     return run.to_bytes((shift + 7) >> 3, "little")
 
 
+def _pack_fitting(values: list[int], width: int) -> bytes:
+    """:func:`_pack_ints` of values known to fit ``width`` bits (zigzagged deltas packed at
+    their largest one's bit length): Horner's rule from the last value, two operations per
+    value instead of four and no mask."""
+    run = 0
+    for value in values[::-1]:
+        run = (run << width) | value
+    return run.to_bytes((len(values) * width + 7) >> 3, "little")
+
+
 #: Up to this many rows (current and base) a delta without prediction is encoded from one
 #: int64 matrix per snapshot (:func:`_encode_small`): a few dozen numpy calls in all instead of
 #: a dozen per field. Above it the per-field path wins, which also skips the comparison of
@@ -252,20 +266,45 @@ def _pack_ints(values: list[int], width: int) -> bytes:
 SMALL_ROWS = 64
 
 
+def _same_ids(ids: np.ndarray, base_ids: np.ndarray) -> bool:
+    """Whether two id arrays hold the same ids: ``is`` while incremental capture shares one
+    array, else their bytes (np.array_equal's Python wrapper costs more than ~100 ids)."""
+    if ids is base_ids:
+        return True
+    if len(ids) != len(base_ids):
+        return False
+    if ids.dtype == base_ids.dtype:
+        return ids.tobytes() == base_ids.tobytes()
+    return bool(np.array_equal(ids, base_ids))
+
+
 def _match_ids(
     cur_ids: np.ndarray, base_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows of two id-sorted snapshots matched by net id: ``(spawn_rows, common_cur,
     common_base, despawn_ids)`` -- current rows not in the base, the rows present in both
-    (current and base indices, in the same order) and the base ids no longer present."""
+    (current and base indices, in the same order) and the base ids no longer present.
+
+    A spawn or a despawn alone (a shot fired, a drone down: most structural changes of a
+    small room) skips the other side's index arrays."""
+    n_base = len(base_ids)
+    if n_base == 0:
+        return np.arange(len(cur_ids)), _NO_ROWS, _NO_ROWS, base_ids[:0]
     pos = np.searchsorted(base_ids, cur_ids)
-    in_base = np.zeros(len(cur_ids), dtype=bool)
-    if len(base_ids):
-        in_base = base_ids[np.minimum(pos, len(base_ids) - 1)] == cur_ids
-    common_base = pos[in_base]
-    gone = np.ones(len(base_ids), dtype=bool)
-    gone[common_base] = False
-    return np.flatnonzero(~in_base), np.flatnonzero(in_base), common_base, base_ids[gone]
+    in_base = base_ids.take(pos, mode="clip") == cur_ids  # clip: pos may be n_base
+    common_cur = in_base.nonzero()[0]
+    common_base = pos[common_cur]
+    if len(common_cur) == len(cur_ids):
+        spawn_rows = _NO_ROWS
+    else:
+        spawn_rows = np.logical_not(in_base).nonzero()[0]
+    if len(common_base) == n_base:
+        despawn_ids = base_ids[:0]
+    else:
+        gone = np.ones(n_base, dtype=bool)
+        gone[common_base] = False
+        despawn_ids = base_ids[gone]
+    return spawn_rows, common_cur, common_base, despawn_ids
 
 
 def _encode_small(
@@ -274,26 +313,35 @@ def _encode_small(
     """:func:`encode_delta` without prediction, for small snapshots: the same bytes.
 
     Every field's code components are the columns of one int64 matrix, so the common rows'
-    differences, the changed-row set, the per-field change masks, the zigzag and the widths
-    are one numpy call each; runs are packed from Python lists (``_pack_ints``).
+    differences, their zigzag, the changed-row set, the per-field change masks and the widths
+    are one numpy call each; runs are packed from Python lists (``_pack_ints``). A row is
+    changed where its zigzagged delta is non-zero (zigzag maps only 0 to 0), and an unchanged
+    row's zeros do not move a column's maximum, so nothing is gathered before the zigzag.
     """
     layout = _layout(schema)
     cur_ids, base_ids = current.net_ids, base.net_ids
     cur_wide, base_wide = _wide_codes(current), _wide_codes(base)
-    if cur_ids is base_ids or np.array_equal(cur_ids, base_ids):
+    if _same_ids(cur_ids, base_ids):
         n_spawn = n_despawn = 0
-        diff = np.subtract(cur_wide, base_wide)
+        zz = np.subtract(cur_wide, base_wide)
     else:
         spawn_rows, common_cur, common_base, despawn_ids = _match_ids(cur_ids, base_ids)
         n_spawn, n_despawn = len(spawn_rows), len(despawn_ids)
-        diff = np.subtract(cur_wide[common_cur], base_wide[common_base])
-    # Changed (row, field): any of the field's components differs.
-    changed = diff != 0
-    if layout.field_starts is not None:
-        changed = np.logical_or.reduceat(changed, layout.field_starts, axis=1)
-    any_changed = np.logical_or.reduce(changed, axis=1)
-    updated = any_changed.nonzero()[0]
-    n_update = len(updated)
+        # Without spawns every current row is common (in order); without despawns every
+        # base row is.
+        now = cur_wide if not n_spawn else cur_wide[common_cur]
+        then = base_wide if not n_despawn else base_wide[common_base]
+        zz = np.subtract(now, then)
+    n_update = 0
+    if len(zz):
+        _zigzag_signed(zz, layout.comp_bits)
+        # Changed (row, field): any of the field's components differs.
+        changed = zz != 0
+        if layout.field_starts is not None:
+            changed = np.logical_or.reduceat(changed, layout.field_starts, axis=1)
+        any_changed = np.logical_or.reduce(changed, axis=1)
+        updated = any_changed.nonzero()[0]
+        n_update = len(updated)
 
     if flags & FLAG_DELTA:
         if n_spawn or n_despawn:
@@ -316,30 +364,32 @@ def _encode_small(
         row_set, row_flag = _changed_rows(any_changed, updated)
         flags |= row_flag
         parts.append(row_set)
-        per_field = changed[updated]  # (u, F) bool
-        field_rows = np.add.reduce(per_field, axis=0).tolist()  # changed rows per field
-        all_fields = min(field_rows) == n_update
-        if all_fields:
+        every_row = n_update == len(zz)  # common in a busy room: no gathers
+        per_field = changed if every_row else changed[updated]  # (u, F) bool
+        widths = [int(top).bit_length() for top in np.maximum.reduce(zz, axis=0).tolist()]
+        columns = (zz if every_row else zz[updated]).T.tolist()
+        if np.logical_and.reduce(per_field, axis=None):
             flags |= FLAG_ALL_FIELDS
+            field_rows = [n_update] * len(layout.field_comps)
         else:
             # One mask per field, each packed_size(u, 1) bytes: one packbits over the rows
             # of the transposed matrix is their concatenation.
             parts.append(np.packbits(per_field.T, axis=1, bitorder="little").tobytes())
             field_masks = per_field.T.tolist()
-        zz = _zigzag_signed(diff[updated], layout.comp_bits)
-        # A row whose field did not change has zero deltas there: the column maxima over
-        # every changed row are those over the field's own rows.
-        widths = [int(top).bit_length() for top in np.maximum.reduce(zz, axis=0).tolist()]
-        columns = zz.T.tolist()
+            field_rows = [mask.count(True) for mask in field_masks]  # changed rows per field
         for f, comps in enumerate(layout.field_comps):
             count = field_rows[f]
             if not count:
                 continue
             keep = None if count == n_update else field_masks[f]
             for comp in comps:
-                values = columns[comp] if keep is None else itertools.compress(columns[comp], keep)
-                parts.append(bytes((widths[comp],)))
-                parts.append(_pack_ints(values, widths[comp]))  # type: ignore[arg-type]
+                width = widths[comp]
+                parts.append(_WIDTH_BYTES[width])
+                if width:
+                    values = columns[comp]
+                    if keep is not None:
+                        values = list(itertools.compress(values, keep))
+                    parts.append(_pack_fitting(values, width))
     parts[0] = bytes((FORMAT_VERSION, flags))
     return b"".join(parts)
 
