@@ -13,6 +13,8 @@ Benchmark: benchmarks/test_bench_replication.py (capture = quantize every column
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -67,14 +69,17 @@ def quantize_angle(
     radians: np.ndarray, bits: int, dtype: np.dtype | type = np.uint32
 ) -> np.ndarray:
     """Wrap angles to one turn and map them to ``bits``-bit codes (code 0 is angle 0)."""
-    turns = np.array(radians, dtype=np.float64)  # a copy: the steps below work in place
-    np.divide(turns, _TAU, out=turns)
+    turns = np.divide(radians, _TAU, dtype=np.float64)  # a new array: the rest is in place
+    if type(turns) is not np.ndarray:  # a 0-d input gives a numpy scalar
+        turns = np.array(turns)
     # Non-finite angles count as angle 0: NaN and +-inf all fail isfinite. One sum shows any of
     # them (a finite sum that overflows only sends us down the masking path for nothing).
-    if not np.isfinite(np.add.reduce(turns, axis=None)):
+    if not math.isfinite(np.add.reduce(turns, axis=None)):
         turns[~np.isfinite(turns)] = 0.0
     full = 1 << bits
-    np.subtract(turns, np.floor(turns), out=turns)
+    # The fraction of a turn, t - floor(t), in one call: the float remainder by 1.0 is fmod
+    # (exact) plus 1.0 when negative, the same single rounding of the same real number.
+    np.remainder(turns, 1.0, out=turns)
     np.multiply(turns, full, out=turns)
     # rint then mod, so an angle just below a full turn wraps to code 0 instead of code 2**bits
     # (on whole floats below 2**21 the float remainder is exact).

@@ -51,16 +51,17 @@ def _same_rows(current: Snapshot, base: Snapshot) -> bool:
     return ids is base_ids or (len(ids) == len(base_ids) and np.array_equal(ids, base_ids))
 
 
-def _pack(values: Sequence[int], width: int) -> bytes:
-    """``pack_bits(values, width)`` for a short run, in Python integers (LSB first)."""
-    if width == 0 or not values:
+def _pack(run: list[int], start: int, stop: int, width: int) -> bytes:
+    """``pack_bits(run[start:stop], width)`` for a short run, in Python integers (LSB first).
+
+    Every value fits ``width`` (the bit length of the run's largest), so Horner's rule from the
+    last value needs no mask: two operations per value, over a reversed slice of the run."""
+    if width == 0 or start == stop:
         return b""
-    run = 0
-    shift = 0
-    for value in values:
-        run |= value << shift
-        shift += width
-    return run.to_bytes((len(values) * width + 7) // 8, "little")
+    packed = 0
+    for value in run[stop - 1 : start - 1 if start else None : -1]:
+        packed = (packed << width) | value
+    return packed.to_bytes(((stop - start) * width + 7) >> 3, "little")
 
 
 def _bits_set(flags: Sequence[bool] | Sequence[int], size: int) -> bytes:
@@ -188,7 +189,7 @@ def encode_same_rows(
             continue  # the caller's encode_delta
         if as_row_list[r]:
             width = gap_widths[r]
-            row_set = _BYTE[width] + _pack(gaps_list[first:last], width)
+            row_set = _BYTE[width] + _pack(gaps_list, first, last, width)
             flags = FLAG_DELTA | FLAG_ROW_LIST
         else:
             row_set = _bits_at(local_list[first:last], sizes[r])
@@ -222,7 +223,7 @@ def encode_same_rows(
             for run, comp_widths in zip(comps, widths, strict=True):
                 width = comp_widths[r]
                 parts.append(_BYTE[width])
-                parts.append(_pack(run[a:b], width))
+                parts.append(_pack(run, a, b, width))
         parts[0] = bytes((FORMAT_VERSION, flags))
         out[i] = b"".join(parts)
     return out

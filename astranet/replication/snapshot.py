@@ -145,11 +145,12 @@ class _LinearBatch:
             )
         lo_row, step_row, top_row = rows
         n = len(columns[which[0]])
-        scratch = np.empty((n, len(lo_row)), dtype=np.float64)
-        start = 0
-        for f, encoding in zip(which, encodings, strict=True):
-            scratch[:, start : start + encoding.size] = columns[f].reshape(n, encoding.size)
-            start += encoding.size
+        # One call gathers (and widens) every component: a new array the rest works in.
+        scratch = np.concatenate(
+            [columns[f].reshape(n, e.size) for f, e in zip(which, encodings, strict=True)],
+            axis=1,
+            dtype=np.float64,
+        )
         np.subtract(scratch, lo_row, out=scratch)
         np.divide(scratch, step_row, out=scratch)
         np.fmax(scratch, 0.0, out=scratch)  # NaN, -inf -> 0 and +inf -> max (quantize_linear)
