@@ -186,13 +186,13 @@ def _changed_rows(changed: np.ndarray, updated: np.ndarray) -> tuple[bytes, int]
     if n >= 8 * (mask_size - 1):  # even 1-bit gaps would not be smaller
         return _pack_mask(changed), 0
     if n <= SMALL_RUN:  # Python ints: numpy's per-call overhead dominates a short list
-        rows = updated.tolist()
-        gaps = [rows[0], *(b - a - 1 for a, b in itertools.pairwise(rows))]
+        gaps = []
+        previous = -1  # the first gap is the first row's index
+        for row in updated.tolist():  # a plain loop: no generator frame per changed row
+            gaps.append(row - previous - 1)
+            previous = row
         width = max(gaps).bit_length()
-        run = 0
-        for i, gap in enumerate(gaps):
-            run |= gap << (i * width)
-        packed = run.to_bytes(packed_size(n, width), "little")
+        packed = _pack_fitting(gaps, width)
     else:
         gap_array = np.empty(n, dtype=np.int64)
         gap_array[0] = updated[0]
@@ -540,6 +540,9 @@ def encode_delta(
         # Prediction only where narrower, and only if that saves more than its lag varint.
         predicted = predict is not None and saved > len(counts) - len(counts_plain)
         for zz, widths, guessed, guessed_widths in runs:
+            # A short run is packed from Python ints (the values fit their width), all of a
+            # field's components from one conversion instead of a slice and a list each.
+            columns = zz.T.tolist() if len(zz) <= SMALL_RUN else None
             for comp, width in enumerate(widths):
                 if predicted and guessed is not None and guessed_widths is not None:
                     narrow = guessed_widths[comp]
@@ -547,8 +550,11 @@ def encode_delta(
                         parts.append(bytes((narrow | WIDTH_PREDICTED,)))
                         parts.append(pack_bits(guessed[:, comp], narrow))
                         continue
-                parts.append(bytes((width,)))
-                parts.append(pack_bits(zz[:, comp], width))
+                parts.append(_WIDTH_BYTES[width])
+                if columns is None:
+                    parts.append(pack_bits(zz[:, comp], width))
+                elif width:
+                    parts.append(_pack_fitting(columns[comp], width))
         if predict is not None and not predicted:  # not worth its byte: no prediction at all
             parts[0], parts[1] = bytes((FORMAT_VERSION, flags)), counts_plain
     return b"".join(parts)
