@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rows_differ"]
+__all__ = ["rows_differ", "same_ids"]
 
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -35,3 +35,16 @@ def rows_differ(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
     for comp in range(1, cur.shape[1]):
         changed |= cur_bits[:, comp] != base_bits[:, comp]
     return changed
+
+
+def same_ids(ids: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two net id arrays hold the same ids in the same order: ``is`` while incremental
+    capture shares one array, else their bytes (np.array_equal's Python wrapper costs more
+    than comparing a small room's ids)."""
+    if ids is other:
+        return True
+    if len(ids) != len(other):
+        return False
+    if ids.dtype == other.dtype:
+        return ids.tobytes() == other.tobytes()
+    return bool(np.array_equal(ids, other))

@@ -37,7 +37,7 @@ from astranet.ecs.schema import Schema
 from astranet.ecs.store import MAX_ENTITIES
 from astranet.errors import SnapshotDecodeError
 from astranet.replication._bits import SMALL_RUN, pack_bits, packed_size, unpack_bits
-from astranet.replication._rows import rows_differ
+from astranet.replication._rows import rows_differ, same_ids
 from astranet.replication.snapshot import Snapshot, empty_snapshot
 from astranet.varint import leb128
 
@@ -266,18 +266,6 @@ def _pack_fitting(values: list[int], width: int) -> bytes:
 SMALL_ROWS = 64
 
 
-def _same_ids(ids: np.ndarray, base_ids: np.ndarray) -> bool:
-    """Whether two id arrays hold the same ids: ``is`` while incremental capture shares one
-    array, else their bytes (np.array_equal's Python wrapper costs more than ~100 ids)."""
-    if ids is base_ids:
-        return True
-    if len(ids) != len(base_ids):
-        return False
-    if ids.dtype == base_ids.dtype:
-        return ids.tobytes() == base_ids.tobytes()
-    return bool(np.array_equal(ids, base_ids))
-
-
 def _match_ids(
     cur_ids: np.ndarray, base_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -321,7 +309,7 @@ def _encode_small(
     layout = _layout(schema)
     cur_ids, base_ids = current.net_ids, base.net_ids
     cur_wide, base_wide = _wide_codes(current), _wide_codes(base)
-    if _same_ids(cur_ids, base_ids):
+    if same_ids(cur_ids, base_ids):
         n_spawn = n_despawn = 0
         zz = np.subtract(cur_wide, base_wide)
     else:

@@ -327,7 +327,7 @@ class SnapshotFanout:
                 self.plan_for(client, visible, base_id)
                 for client, visible, base_id in zip(clients, visibles, bases, strict=True)
             ]
-        get = self.history.get
+        get = self.history.lookup
         cache = self._cache
         current_id = current.id
         keys: list[tuple] = []

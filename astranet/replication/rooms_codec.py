@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from astranet.ecs.schema import Schema
+from astranet.replication._rows import same_ids
 from astranet.replication.batch_codec import (
     as_codes,
     as_words,
@@ -47,8 +48,7 @@ _BYTE = [bytes((value,)) for value in range(256)]  # width bytes, made once
 
 def _same_rows(current: Snapshot, base: Snapshot) -> bool:
     # Incremental capture shares one ids array while the rows stay the same: usually `is`.
-    ids, base_ids = current.net_ids, base.net_ids
-    return ids is base_ids or (len(ids) == len(base_ids) and np.array_equal(ids, base_ids))
+    return same_ids(current.net_ids, base.net_ids)
 
 
 def _pack(run: list[int], start: int, stop: int, width: int) -> bytes:

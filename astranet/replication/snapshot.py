@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from astranet.ecs.schema import Encoding, FieldSpec, Quantized, Schema
 from astranet.ecs.store import ColumnStore
 from astranet.errors import ConfigurationError, InvalidState
-from astranet.replication._rows import rows_differ
+from astranet.replication._rows import rows_differ, same_ids
 
 __all__ = [
     "DEFAULT_RING",
@@ -123,45 +123,55 @@ class _LinearBatch:
     :func:`~astranet.ecs.quantize.quantize_linear`, element by element, with per-component
     ``lo``/``step``/``max_code`` rows (built once per set of fields)."""
 
-    __slots__ = ("_rows",)
+    __slots__ = ("_plans",)
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # Per set of fields: the lo/step/max_code rows and, per field, its column index,
+        # component count, code dtype and component slice -- nothing looked up per capture.
+        self._plans: dict[
+            tuple[int, ...],
+            tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[int, int, np.dtype, slice], ...]],
+        ] = {}
 
     def quantize(
         self, fields: tuple[FieldSpec, ...], columns: list[np.ndarray], which: tuple[int, ...]
     ) -> list[np.ndarray]:
         """``fields[f].encoding.quantize(columns[f])`` for each ``f`` in ``which``."""
-        encodings: list[Quantized] = [fields[f].encoding for f in which]  # type: ignore[misc]
-        rows = self._rows.get(which)
-        if rows is None:
-            lo = [e.lo for e in encodings for _ in range(e.size)]
-            step = [e.step for e in encodings for _ in range(e.size)]
-            top = [e.max_code for e in encodings for _ in range(e.size)]
-            rows = self._rows[which] = (
-                np.array(lo, dtype=np.float64),
-                np.array(step, dtype=np.float64),
-                np.array(top, dtype=np.float64),
-            )
-        lo_row, step_row, top_row = rows
+        plan = self._plans.get(which)
+        if plan is None:
+            plan = self._plans[which] = self._plan(fields, which)
+        lo_row, step_row, top_row, specs = plan
         n = len(columns[which[0]])
         # One call gathers (and widens) every component: a new array the rest works in.
         scratch = np.concatenate(
-            [columns[f].reshape(n, e.size) for f, e in zip(which, encodings, strict=True)],
-            axis=1,
-            dtype=np.float64,
+            [columns[f].reshape(n, size) for f, size, _, _ in specs], axis=1, dtype=np.float64
         )
         np.subtract(scratch, lo_row, out=scratch)
         np.divide(scratch, step_row, out=scratch)
         np.fmax(scratch, 0.0, out=scratch)  # NaN, -inf -> 0 and +inf -> max (quantize_linear)
         np.fmin(scratch, top_row, out=scratch)
         np.rint(scratch, out=scratch)
-        out = []
+        return [scratch[:, comps].astype(dtype) for _, _, dtype, comps in specs]
+
+    @staticmethod
+    def _plan(
+        fields: tuple[FieldSpec, ...], which: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[int, int, np.dtype, slice], ...]]:
+        encodings: list[Quantized] = [fields[f].encoding for f in which]  # type: ignore[misc]
+        lo = [e.lo for e in encodings for _ in range(e.size)]
+        step = [e.step for e in encodings for _ in range(e.size)]
+        top = [e.max_code for e in encodings for _ in range(e.size)]
+        specs = []
         start = 0
-        for encoding in encodings:
-            out.append(scratch[:, start : start + encoding.size].astype(encoding.code_dtype))
-            start += encoding.size
-        return out
+        for f, e in zip(which, encodings, strict=True):
+            specs.append((f, e.size, e.code_dtype, slice(start, start + e.size)))
+            start += e.size
+        return (
+            np.array(lo, dtype=np.float64),
+            np.array(step, dtype=np.float64),
+            np.array(top, dtype=np.float64),
+            tuple(specs),
+        )
 
 
 class _IncrementalCapture:
@@ -188,7 +198,7 @@ class _IncrementalCapture:
         # without reading the ids. Otherwise compare them (a spawn and a despawn may cancel).
         same_rows = previous_ids is not None and (
             (layout is not None and layout[0] is store and layout[1] == store.generation)
-            or np.array_equal(store.net_ids, previous_ids)
+            or same_ids(store.net_ids, previous_ids)
         )
         ids = previous_ids if same_rows else _frozen(store.net_ids.copy())
         fields = store.schema.fields
@@ -196,13 +206,15 @@ class _IncrementalCapture:
         raw: list[bytes] = []
         columns = store.columns()
         linear: list[int] = []  # changed Quantized fields, quantized together below
+        previous_raw, previous_codes = self.raw, self.codes
         for f, column in enumerate(columns):
             bits = column.tobytes()
             raw.append(bits)
+            if same_rows and bits == previous_raw[f]:
+                codes.append(previous_codes[f])  # the very same frozen array: "unchanged"
+                continue
             encoding = fields[f].encoding
-            if same_rows and bits == self.raw[f]:
-                codes.append(self.codes[f])  # the very same frozen array: "unchanged"
-            elif previous_ids is not None and len(ids) >= PARTIAL_MIN_ROWS and self._try_partial(f):
+            if previous_ids is not None and len(ids) >= PARTIAL_MIN_ROWS and self._try_partial(f):
                 codes.append(_frozen(self._partial(encoding, column, f, ids, previous_ids)))
             elif type(encoding) is Quantized:
                 codes.append(None)
@@ -295,6 +307,12 @@ class SnapshotHistory:
     def get(self, snapshot_id: int | None) -> Snapshot | None:
         """The snapshot with that id if it is still in the ring, else None."""
         return None if snapshot_id is None else self._ring.get(snapshot_id)
+
+    @property
+    def lookup(self) -> Callable[[int | None], Snapshot | None]:
+        """:meth:`get` as the ring's own ``dict.get`` (None and forgotten ids give None): one
+        C call per client in loops over a room's clients."""
+        return self._ring.get
 
     @property
     def latest(self) -> Snapshot | None:
