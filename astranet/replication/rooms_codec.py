@@ -3,9 +3,9 @@
 A server steps 50-250 small rooms per tick and each encodes one or two deltas of a dozen
 changed rows. ``encode_delta`` spends ~20 numpy calls (~20 us) on each, which is all per-call
 overhead at that size. Here the deltas of a whole chunk of rooms share the numpy work: one
-compare per field over every room's rows, one zigzag over every changed row, one reduce per
-code component for the widths. What is left per payload is Python-int bit packing of its few
-values (the layout of ``pack_bits``'s small-run path) and the join.
+compare per field over every room's rows, one zigzag over every changed row. What is left per
+payload is Python over its few values: the widths (a ``max`` per run), the bit packing (the
+layout of ``pack_bits``'s small-run path) into one int for the whole body, one conversion.
 
 Operations: :func:`encode_same_rows` (pairs of views in, one ``bytes`` or None per pair out).
 Scope: deltas (a base given) without checksum or prediction, whose current view has exactly the
@@ -27,8 +27,6 @@ from astranet.replication._rows import same_ids
 from astranet.replication.batch_codec import (
     as_codes,
     as_words,
-    bit_lengths,
-    segment_max_at,
     segment_starts,
     words_differ,
     zigzag,
@@ -43,7 +41,6 @@ __all__ = ["SMALL_DELTA_ROWS", "encode_same_rows"]
 #: past a few dozen rows numpy's per-call overhead is paid back and encode_delta is as fast.
 SMALL_DELTA_ROWS = 64
 _NO_UPDATE = bytes((FORMAT_VERSION, FLAG_DELTA)) + leb128(0)
-_BYTE = [bytes((value,)) for value in range(256)]  # width bytes, made once
 
 
 def _same_rows(current: Snapshot, base: Snapshot) -> bool:
@@ -51,34 +48,13 @@ def _same_rows(current: Snapshot, base: Snapshot) -> bool:
     return same_ids(current.net_ids, base.net_ids)
 
 
-def _pack(run: list[int], start: int, stop: int, width: int) -> bytes:
-    """``pack_bits(run[start:stop], width)`` for a short run, in Python integers (LSB first).
-
-    Every value fits ``width`` (the bit length of the run's largest), so Horner's rule from the
-    last value needs no mask: two operations per value, over a reversed slice of the run."""
-    if width == 0 or start == stop:
-        return b""
-    packed = 0
-    for value in run[stop - 1 : start - 1 if start else None : -1]:
-        packed = (packed << width) | value
-    return packed.to_bytes(((stop - start) * width + 7) >> 3, "little")
-
-
-def _bits_set(flags: Sequence[bool] | Sequence[int], size: int) -> bytes:
-    """A little-endian bitmask of ``size`` bytes with bit ``i`` set where ``flags[i]``."""
+def _bits_int(flags: Sequence[bool]) -> int:
+    """The little-endian bitmask with bit ``i`` set where ``flags[i]``, as an int."""
     mask = 0
     for i, flag in enumerate(flags):
         if flag:
             mask |= 1 << i
-    return mask.to_bytes(size, "little")
-
-
-def _bits_at(rows: Sequence[int], size: int) -> bytes:
-    """A little-endian bitmask of ``size`` bytes with the bits ``rows`` set."""
-    mask = 0
-    for row in rows:
-        mask |= 1 << row
-    return mask.to_bytes(size, "little")
+    return mask
 
 
 def encode_same_rows(
@@ -98,7 +74,8 @@ def encode_same_rows(
     cur = [currents[i] for i in picked]
     base = [bases[i] for i in picked]
     n_rooms = len(picked)
-    counts = np.fromiter((len(s) for s in cur), dtype=np.int64, count=n_rooms)
+    counts_list = [len(s) for s in cur]
+    counts = np.array(counts_list, dtype=np.int64)
     starts = segment_starts(counts)
 
     # Per field, over every pair's rows at once (pairs back to back, rows sorted by net id):
@@ -135,19 +112,17 @@ def encode_same_rows(
 
     # The changed-row set (codec._changed_rows): each changed row's gap to the previous one
     # of its pair, minus one (the first: its index), packed at the pair's widest gap, when
-    # that list is smaller than the bitmask over the pair's rows.
+    # that list is smaller than the bitmask over the pair's rows (decided per pair below).
     gaps = np.empty_like(local)
     gaps[1:] = local[1:] - local[:-1] - 1
     firsts = update_starts[:-1][n_update > 0]
     gaps[firsts] = local[firsts]
-    gap_width = bit_lengths(segment_max_at(gaps, update_starts))
-    mask_size = (counts + 7) // 8
-    row_list = (n_update < 8 * (mask_size - 1)) & (1 + (n_update * gap_width + 7) // 8 < mask_size)
 
-    # Per field with changes: which updated rows changed in it, their zigzag deltas per code
-    # component and each pair's width per component (the bit length of its largest delta).
+    # Per field with changes: which updated rows changed in it and their zigzag deltas per
+    # code component (each pair's width per component, the bit length of its largest delta,
+    # is taken below from its few values: cheaper than two segmented reduces per batch).
     in_field: list[list[bool] | None] = []
-    values: list[tuple[list[int], list[list[int]], list[list[int]]] | None] = []
+    values: list[tuple[list[int], list[list[int]]] | None] = []
     for f, field in enumerate(schema.fields):
         mask = changed[f]
         if mask is None:
@@ -166,19 +141,16 @@ def encode_same_rows(
             field_flags = in_updated.tolist()
         like = cur[0].codes[f]
         zz = zigzag(as_codes(now[rows], like), as_codes(then[rows], like), field.encoding.code_bits)
-        # (comps, rows): each component's values contiguous, for the reduce and the runs.
-        per_comp = np.ascontiguousarray(zz.T)
-        widths = bit_lengths(segment_max_at(per_comp, field_starts, axis=1)).tolist()
         in_field.append(field_flags)
-        values.append((field_starts.tolist(), widths, per_comp.tolist()))
+        values.append((field_starts.tolist(), zz.T.tolist()))  # one list per component
 
     n_fields = len(schema.fields)
     starts_list = update_starts.tolist()
     local_list = local.tolist()
     gaps_list = gaps.tolist()
-    gap_widths = gap_width.tolist()
-    as_row_list = row_list.tolist()
-    sizes = mask_size.tolist()
+    # Per pair: every section after the header starts on a byte, so the payload body is one
+    # Python int built section by section (``body |= section << offset``) and converted once;
+    # the header is three bytes when fewer than 128 rows changed (a one-byte varint).
     for r, i in enumerate(picked):
         first, last = starts_list[r], starts_list[r + 1]
         n = last - first
@@ -187,14 +159,21 @@ def encode_same_rows(
             continue
         if n > max_updates:
             continue  # the caller's encode_delta
-        if as_row_list[r]:
-            width = gap_widths[r]
-            row_set = _BYTE[width] + _pack(gaps_list, first, last, width)
+        size = (counts_list[r] + 7) >> 3  # of the bitmask over the pair's rows
+        width = max(gaps_list[first:last]).bit_length()
+        if n < 8 * (size - 1) and 1 + ((n * width + 7) >> 3) < size:
+            packed = 0
+            for gap in gaps_list[last - 1 : first - 1 if first else None : -1]:
+                packed = (packed << width) | gap
+            body = width | (packed << 8)
+            offset = 8 + ((n * width + 7) & ~7)
             flags = FLAG_DELTA | FLAG_ROW_LIST
         else:
-            row_set = _bits_at(local_list[first:last], sizes[r])
+            body = 0
+            for row in local_list[first:last]:
+                body |= 1 << row
+            offset = 8 * size
             flags = FLAG_DELTA
-        parts = [b"", leb128(n), row_set]
         # No field masks when every changed row changed in every field (always with one).
         all_fields = n_fields == 1 or all(
             changed[f] is not None and (in_field[f] is None or all(in_field[f][first:last]))  # type: ignore[index]
@@ -203,27 +182,30 @@ def encode_same_rows(
         if all_fields:
             flags |= FLAG_ALL_FIELDS
         else:
-            size = (n + 7) // 8
+            mask_bits = 8 * ((n + 7) // 8)
             for f in range(n_fields):
                 flags_f = in_field[f]
-                if changed[f] is None:
-                    parts.append(bytes(size))
-                elif flags_f is None:  # the only field with changes: every row
-                    parts.append(_bits_set([True] * n, size))
-                else:
-                    parts.append(_bits_set(flags_f[first:last], size))
+                if changed[f] is not None:  # else no row changed in it: a zero mask
+                    # None: the only field with changes, every row.
+                    mask = (1 << n) - 1 if flags_f is None else _bits_int(flags_f[first:last])
+                    body |= mask << offset
+                offset += mask_bits
         for f in range(n_fields):
             field_values = values[f]
             if field_values is None:
                 continue
-            field_starts, widths, comps = field_values
+            field_starts, comps = field_values
             a, b = field_starts[r], field_starts[r + 1]
             if a == b:
                 continue
-            for run, comp_widths in zip(comps, widths, strict=True):
-                width = comp_widths[r]
-                parts.append(_BYTE[width])
-                parts.append(_pack(run, a, b, width))
-        parts[0] = bytes((FORMAT_VERSION, flags))
-        out[i] = b"".join(parts)
+            for run in comps:
+                width = max(run[a:b]).bit_length()
+                packed = 0
+                if width:  # Horner's rule from the last value: every value fits the width
+                    for value in run[b - 1 : a - 1 if a else None : -1]:
+                        packed = (packed << width) | value
+                body |= (width | (packed << 8)) << offset
+                offset += 8 + (((b - a) * width + 7) & ~7)
+        header = bytes((FORMAT_VERSION, flags, n)) if n < 128 else bytes((FORMAT_VERSION, flags))
+        out[i] = header + (leb128(n) if n >= 128 else b"") + body.to_bytes(offset >> 3, "little")
     return out
