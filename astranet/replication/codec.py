@@ -365,6 +365,10 @@ def _encode_small(
             parts.append(np.packbits(per_field.T, axis=1, bitorder="little").tobytes())
             field_masks = per_field.T.tolist()
             field_rows = [mask.count(True) for mask in field_masks]  # changed rows per field
+        # Every run (a width byte, then its values) starts on a byte: all of them are one
+        # Python int, section by section, converted once. Values fit their width: Horner's
+        # rule from the last value, no mask.
+        body = offset = 0
         for f, comps in enumerate(layout.field_comps):
             count = field_rows[f]
             if not count:
@@ -372,12 +376,16 @@ def _encode_small(
             keep = None if count == n_update else field_masks[f]
             for comp in comps:
                 width = widths[comp]
-                parts.append(_WIDTH_BYTES[width])
+                packed = 0
                 if width:
                     values = columns[comp]
                     if keep is not None:
                         values = list(itertools.compress(values, keep))
-                    parts.append(_pack_fitting(values, width))
+                    for value in values[::-1]:
+                        packed = (packed << width) | value
+                body |= (width | (packed << 8)) << offset
+                offset += 8 + ((count * width + 7) & ~7)
+        parts.append(body.to_bytes(offset >> 3, "little"))
     parts[0] = bytes((FORMAT_VERSION, flags))
     return b"".join(parts)
 
