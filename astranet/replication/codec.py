@@ -264,6 +264,13 @@ def _pack_fitting(values: list[int], width: int) -> bytes:
 #: a dozen per field. Above it the per-field path wins, which also skips the comparison of
 #: columns incremental capture shares with the base (a 10,000-entity room's idle fields).
 SMALL_ROWS = 64
+#: ...and up to this many when two or more fields' code arrays differ from the base's (not
+#: the same array, as incremental capture keeps unchanged ones): the per-field path's cost
+#: grows with such fields, the matrix's with rows. Measured on coop rooms (7 fields, most of
+#: them new arrays after any spawn): 50 drones (~65 rows) 102 -> 65 us, 100 drones (~115 rows)
+#: 121 -> 88 us, 130 (~145 rows) 116 -> 101 us, 200 (~210 rows) about even; a cubes room (one
+#: field, a tenth of its rows moving) is faster per field, past 64 rows.
+SMALL_ROWS_MANY_FIELDS = 160
 
 
 def _match_ids(
@@ -293,6 +300,17 @@ def _match_ids(
         gone[common_base] = False
         despawn_ids = base_ids[gone]
     return spawn_rows, common_cur, common_base, despawn_ids
+
+
+def _new_arrays(current: Snapshot, base: Snapshot) -> int:
+    """How many fields' code arrays are not the base's own (at most 2 counted)."""
+    count = 0
+    for now, then in zip(current.codes, base.codes, strict=True):
+        if now is not then:
+            count += 1
+            if count == 2:
+                break
+    return count
 
 
 def _encode_small(
@@ -408,8 +426,12 @@ def encode_delta(
     flags = (FLAG_DELTA if base is not None else 0) | (FLAG_CHECKSUM if checksum else 0)
     base = base if base is not None else empty_snapshot(schema)
     no_prediction = prev is None or not flags & FLAG_DELTA
-    if no_prediction and len(current) <= SMALL_ROWS and len(base) <= SMALL_ROWS:
-        return _encode_small(schema, current, base, flags, checksum)
+    if no_prediction:
+        rows = max(len(current), len(base))
+        if rows <= SMALL_ROWS or (
+            rows <= SMALL_ROWS_MANY_FIELDS and _new_arrays(current, base) >= 2
+        ):
+            return _encode_small(schema, current, base, flags, checksum)
     cur_ids, base_ids = current.net_ids, base.net_ids
     # The common case: no structural change (incremental capture shares the ids array then).
     if cur_ids is base_ids or np.array_equal(cur_ids, base_ids):

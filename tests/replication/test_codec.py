@@ -409,7 +409,7 @@ def test_payloads_too_short_to_shrink_skip_lz4_with_the_same_result(raw: bytes) 
 @settings(max_examples=300)
 @given(
     seeds,
-    st.integers(0, 40),
+    st.integers(0, 170),  # past SMALL_ROWS_MANY_FIELDS
     st.integers(1, 6),
     st.booleans(),
     st.floats(0.0, 1.0),
@@ -436,9 +436,9 @@ def test_small_room_encoder_gives_the_per_field_bytes(
 def _per_field_path():
     import astranet.replication.codec as codec_module
 
-    saved = codec_module.SMALL_ROWS
-    codec_module.SMALL_ROWS = -1
+    saved = codec_module.SMALL_ROWS, codec_module.SMALL_ROWS_MANY_FIELDS
+    codec_module.SMALL_ROWS = codec_module.SMALL_ROWS_MANY_FIELDS = -1
     try:
         yield
     finally:
-        codec_module.SMALL_ROWS = saved
+        codec_module.SMALL_ROWS, codec_module.SMALL_ROWS_MANY_FIELDS = saved
