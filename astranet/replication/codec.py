@@ -267,10 +267,10 @@ SMALL_ROWS = 64
 #: ...and up to this many when two or more fields' code arrays differ from the base's (not
 #: the same array, as incremental capture keeps unchanged ones): the per-field path's cost
 #: grows with such fields, the matrix's with rows. Measured on coop rooms (7 fields, most of
-#: them new arrays after any spawn): 50 drones (~65 rows) 102 -> 65 us, 100 drones (~115 rows)
-#: 121 -> 88 us, 130 (~145 rows) 116 -> 101 us, 200 (~210 rows) about even; a cubes room (one
-#: field, a tenth of its rows moving) is faster per field, past 64 rows.
-SMALL_ROWS_MANY_FIELDS = 160
+#: them new arrays after any spawn), per field -> matrix: 100 drones (~115 rows) 111 -> 85 us,
+#: 200 (~210 rows) 140 -> 121 us, 250 (~260 rows) about even, 350 matrix slower; a cubes room
+#: (one field, a tenth of its rows moving) is faster per field past 64 rows.
+SMALL_ROWS_MANY_FIELDS = 240
 
 
 def _match_ids(
@@ -373,7 +373,10 @@ def _encode_small(
         every_row = n_update == len(zz)  # common in a busy room: no gathers
         per_field = changed if every_row else changed[updated]  # (u, F) bool
         widths = [int(top).bit_length() for top in np.maximum.reduce(zz, axis=0).tolist()]
-        columns = (zz if every_row else zz[updated]).T.tolist()
+        deltas = zz if every_row else zz[updated]  # (u, K): the changed rows' deltas
+        # Short runs are packed from Python ints (one conversion for all), long ones by
+        # pack_bits' numpy path, whose cost does not grow with the values.
+        columns = deltas.T.tolist() if n_update <= SMALL_RUN else None
         if np.logical_and.reduce(per_field, axis=None):
             flags |= FLAG_ALL_FIELDS
             field_rows = [n_update] * len(layout.field_comps)
@@ -392,10 +395,15 @@ def _encode_small(
             if not count:
                 continue
             keep = None if count == n_update else field_masks[f]
+            rows = None  # the field's own rows of ``deltas``, for the numpy packer
+            if columns is None:
+                rows = deltas if keep is None else deltas[per_field[:, f]]
             for comp in comps:
                 width = widths[comp]
                 packed = 0
-                if width:
+                if width and rows is not None:
+                    packed = int.from_bytes(pack_bits(rows[:, comp], width), "little")
+                elif width and columns is not None:
                     values = columns[comp]
                     if keep is not None:
                         values = list(itertools.compress(values, keep))
