@@ -501,25 +501,36 @@ class GameClient:
         return result if result is not None else (1006, "connection lost")
 
     async def _read_loop(self, ws: WebSocket) -> tuple[int, str]:
-        while True:
+        silence_s = self.options.silence_timeout_s
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # when the server last spoke (loop clock)
+        close: tuple[int, str] | None = None
+        while close is None:
+            # One timer per silence window, not one per message (an asyncio.timeout around
+            # every recv was ~3 % of a LiteBot worker's CPU): it fires at the window's end and,
+            # if the server spoke meanwhile, the next window ends silence_s after its last
+            # message -- the same deadline as before. Cancelling recv() loses no data
+            # (websockets documents it), so the timer may interrupt it.
             try:
-                async with asyncio.timeout(self.options.silence_timeout_s):
-                    data = await ws.recv()
+                async with asyncio.timeout_at(heard + silence_s):
+                    while close is None:
+                        data = await ws.recv()
+                        heard = loop.time()
+                        if isinstance(data, str):
+                            with self._lock:
+                                self.conn.fail(1003, "text frame from server")
+                        else:
+                            self._receive(data)
+                        close = self.conn.close_expected()
             except TimeoutError:
-                return 1006, f"server silent for {self.options.silence_timeout_s} s"
+                if loop.time() - heard >= silence_s:
+                    return 1006, f"server silent for {silence_s} s"
             except WsConnectionClosed as exc:
                 return _close_of(exc)
-            if isinstance(data, str):
-                with self._lock:
-                    self.conn.fail(1003, "text frame from server")
-            else:
-                self._receive(data)
-            close = self.conn.close_expected()
-            if close is not None:
-                self._wake.set()
-                with contextlib.suppress(WsConnectionClosed):
-                    await ws.close(*close)
-                return close
+        self._wake.set()
+        with contextlib.suppress(WsConnectionClosed):
+            await ws.close(*close)
+        return close
 
     async def _write_loop(self, ws: WebSocket) -> None:
         try:
