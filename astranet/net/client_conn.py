@@ -69,6 +69,7 @@ from astranet.net.messages import (
     ServerMessage,
     decode_server_message,
     encode,
+    encode_input_frame,
 )
 from astranet.net.ratelimit import Clock
 from astranet.net.signing import InputSigner, command_key, sign_command
@@ -88,6 +89,8 @@ class ClientPhase(enum.Enum):
 _C = ClientPhase
 _BEFORE_ROOM = frozenset({_C.AWAIT_HELLO_ACK, _C.LOBBY})
 _TALKING = frozenset({_C.AWAIT_HELLO_ACK, _C.LOBBY, _C.IN_ROOM})
+_IDLE = frozenset({_C.IDLE})
+_IN_ROOM = frozenset({_C.IN_ROOM})  # built once: send_input checks it 30 times a second
 #: Phase changes on messages received: (phase, message type) -> next phase.
 TRANSITIONS: dict[tuple[ClientPhase, type], ClientPhase] = {
     (_C.AWAIT_HELLO_ACK, HelloAck): _C.LOBBY,
@@ -148,7 +151,7 @@ class ClientConnection(Connection[ServerMessage]):
         """Queue Hello; ``compact`` asks for the compact Snapshot envelope (WIRE A1);
         ``token`` is the player's JWT for a server with authentication (WIRE A4); ``events``
         asks for reliable game events (``Events`` messages)."""
-        self._require(frozenset({_C.IDLE}), "hello")
+        self._require(_IDLE, "hello")
         compact_asked = True if compact else None
         self._queue(
             Hello(
@@ -205,7 +208,7 @@ class ClientConnection(Connection[ServerMessage]):
         of that snapshot id into the frame (WIRE A1), recorded as by :meth:`ack`. ``view`` is
         the ``(view_tick, view_frac)`` the client was rendering at (lag compensation), signed.
         """
-        self._require(frozenset({_C.IN_ROOM}), "send_input")
+        self._require(_IN_ROOM, "send_input")
         if tick_ms is None:
             tick_ms = self._now_ms()
         assert self._signer is not None  # IN_ROOM implies JoinAccepted installed it
@@ -213,9 +216,11 @@ class ClientConnection(Connection[ServerMessage]):
         if seq > U32_MAX:
             raise LocalProtocolError("input seq space (u32) exhausted; reconnect as a new player")
         sig = self._signer.sign(seq, tick_ms, blob, view)
-        view_tick, view_frac = view if view is not None else (None, None)
-        frame = InputFrame(seq, tick_ms, blob, sig, ack, view_tick, view_frac)
-        self._queue(frame)
+        if view is None:
+            self._queue_encoded(encode_input_frame(seq, tick_ms, blob, sig, ack))
+        else:
+            view_tick, view_frac = view
+            self._queue(InputFrame(seq, tick_ms, blob, sig, ack, view_tick, view_frac))
         self.next_seq = seq + 1
         if ack is not None:
             self._acked.append(ack)
@@ -225,7 +230,7 @@ class ClientConnection(Connection[ServerMessage]):
     def send_command(self, command_type: str, data: bytes = b"") -> int:
         """Number, sign and queue one game ``Command``; returns its seq. Needs the event
         channel (``hello(events=True)`` granted): raises InvalidState otherwise."""
-        self._require(frozenset({_C.IN_ROOM}), "send_command")
+        self._require(_IN_ROOM, "send_command")
         if not self.events_granted:
             raise InvalidState("send_command needs the event channel (HelloAck.events)")
         assert self.session_key is not None  # IN_ROOM implies JoinAccepted
@@ -239,7 +244,7 @@ class ClientConnection(Connection[ServerMessage]):
 
     def ack(self, snapshot_id: int) -> None:
         """Acknowledge a snapshot so the server may delta against it."""
-        self._require(frozenset({_C.IN_ROOM}), "ack")
+        self._require(_IN_ROOM, "ack")
         self._queue(Ack(snapshot_id))
         self._acked.append(snapshot_id)
         self.last_acked_snapshot_id = snapshot_id
@@ -321,6 +326,9 @@ class ClientConnection(Connection[ServerMessage]):
             raise InvalidState(f"cannot {action} in phase {self.phase.name}")
 
     def _queue(self, msg: ClientMessage) -> None:
+        self._queue_encoded(encode(msg))
+
+    def _queue_encoded(self, data: bytes) -> None:
         if len(self._writes) >= MAX_PENDING_MESSAGES:
             raise InvalidState(f"send queue full ({MAX_PENDING_MESSAGES}); drain data_to_send()")
-        self._writes.append(encode(msg))
+        self._writes.append(data)
