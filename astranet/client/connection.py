@@ -183,7 +183,7 @@ class GameClient:
         self._ws: WebSocket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None  # threading.get_ident() of the loop's thread
-        self._wake = asyncio.Event()
+        self._wake = _WriterWake()
         self._event_added = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -536,7 +536,6 @@ class GameClient:
         try:
             while True:
                 await self._wake.wait()
-                self._wake.clear()
                 await self._flush(ws)
         except WsConnectionClosed:
             return  # the reader reports how it closed
@@ -741,6 +740,43 @@ class GameClient:
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(self._wake.set)
+
+
+class _WriterWake:
+    """The writer's wake-up: an edge-triggered asyncio.Event for one waiter.
+
+    Why not ``asyncio.Event``: it is woken once per input (30 a second per client), and
+    Event's bookkeeping per wait -- the loop check, a waiter list append and remove, and the
+    ``clear()`` after it -- showed in a bot fleet's profile (benchmarks/client_transport.py:
+    ``asyncio-future`` vs ``asyncio``). Loop thread only (other threads go through
+    ``call_soon_threadsafe``, as before); a ``set()`` with no one parked is kept for the next
+    :meth:`wait`, as Event's flag was.
+    """
+
+    __slots__ = ("_parked", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._parked: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        parked = self._parked
+        if parked is None:
+            self._pending = True
+        elif not parked.done():  # (done: already woken, or cancelled with its writer)
+            parked.set_result(None)
+
+    async def wait(self) -> None:
+        """Until :meth:`set` was called since the last return (sets before the waiter runs
+        again are one wake-up: its flush takes everything queued by then)."""
+        if self._pending:
+            self._pending = False
+            return
+        self._parked = asyncio.get_running_loop().create_future()
+        try:
+            await self._parked
+        finally:
+            self._parked = None
 
 
 class _Redirect(AstranetError):
