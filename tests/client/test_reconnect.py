@@ -107,3 +107,22 @@ async def test_kick_is_final_not_retried(net: Net):
     assert client.error.code == 1008
     assert client.stats.reconnects == 0
     assert "movement sanity" in client.error.reason
+
+
+@pytest.mark.timeout(30)
+async def test_silence_is_detected_one_timeout_after_the_last_message_not_before(net: Net):
+    """The read loop arms one timer per silence window (not one per message): a server that
+    keeps talking across several windows is never taken for silent, and a silent one is
+    detected silence_timeout_s after its last message."""
+    await net.start()
+    client, world = await net.client(silence_timeout_s=0.5, reconnect=False)
+    mark = client.event_count
+    await frames_for(world, 1.8)  # over three windows of a server sending 30 snapshots/s
+    assert client.event_count == mark  # no DISCONNECTED/CLOSED
+    stalled_ms = client.now_ms()
+    net.conditioner.stall("downstream", 5000)
+    async with asyncio.timeout(5):
+        closed = await client.wait_for(EventKind.CLOSED, after=mark)
+    silent_ms = client.now_ms() - stalled_ms
+    assert closed.detail == "1006 server silent for 0.5 s"
+    assert 400.0 <= silent_ms <= 1000.0, silent_ms  # last snapshot <= 1 period before the stall
