@@ -15,8 +15,9 @@ snapshot per input); the client process sends a 60-byte message on each of CONNS
   a send frames and writes at once, reads are parsed in ``data_received`` (no tasks, no
   ``send_context``, no message assembler) -- what a rewrite of GameClient's transport would buy.
 
-    python benchmarks/client_transport.py asyncio|asyncio-timeout|asyncio-future|sansio|raw \
-        [CONNS=100] [SECONDS=8]
+    python benchmarks/client_transport.py [VARIANT ...] [--conns 100] [--seconds 8] [--json]
+
+(no variant: all five, one after another, each against a fresh echo server on a free port).
 
 Measured on the 2-core reference box (shared), medians of 3 alternating runs, 100 connections:
 asyncio-timeout 86.6, asyncio 79.1, sansio 53.5 us per round trip.
@@ -24,10 +25,13 @@ asyncio-timeout 86.6, asyncio 79.1, sansio 53.5 us per round trip.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import multiprocessing
 import sys
 import time
+from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -35,18 +39,20 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-PORT = 18777
+VARIANTS = ("asyncio-timeout", "asyncio", "asyncio-future", "sansio", "raw")
+PORT = 0  # set in the client process from the echo server's report (a free port)
 INPUT = bytes(60)
 SNAP = bytes(100)
 
 
-def server() -> None:
+def server(port_out: Any) -> None:
     async def handler(ws: ServerConnection) -> None:
         async for _ in ws:
             await ws.send(SNAP)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", PORT, compression=None, ping_interval=None):
+        async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as srv:
+            port_out.put(srv.sockets[0].getsockname()[1])
             await asyncio.Future()
 
     asyncio.run(main())
@@ -178,13 +184,14 @@ class RawClient(SansIoClient):
         self.transport.write(self.FRAME)  # type: ignore[attr-defined]
 
 
-async def client(kind: str, conns: int, seconds: float) -> None:
+async def client(kind: str, conns: int, seconds: float) -> dict[str, Any]:
     make = {
         "asyncio": AsyncioClient,
         "asyncio-timeout": AsyncioTimeoutClient,
         "asyncio-future": AsyncioFutureClient,
         "raw": RawClient,
-    }.get(kind, SansIoClient)
+        "sansio": SansIoClient,
+    }[kind]
     clients = [make() for _ in range(conns)]
     for c in clients:
         await c.start()
@@ -197,23 +204,54 @@ async def client(kind: str, conns: int, seconds: float) -> None:
             c.send(INPUT)
         sent += conns
         next_t += period
-        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+        await asyncio.sleep(max(0.0, next_t - time.monotonic()))  # the 30 Hz frame clock
     cpu = time.process_time() - start_cpu
     received = sum(c.received for c in clients)
-    print(
-        f"{kind} conns={conns} sent={sent} received={received} "
-        f"cpu_us_per_round_trip={1e6 * cpu / sent:.1f}"
-    )
+    return {
+        "variant": kind,
+        "conns": conns,
+        "sent": sent,
+        "received": received,
+        "cpu_us_per_round_trip": round(1e6 * cpu / sent, 1),
+    }
+
+
+def run_variant(kind: str, conns: int, seconds: float) -> dict[str, Any]:
+    """One variant against a fresh echo server process (its port comes back on a queue)."""
+    global PORT
+    ports: Any = multiprocessing.Queue()
+    proc = multiprocessing.Process(target=server, args=(ports,), daemon=True)
+    proc.start()
+    try:
+        PORT = ports.get(timeout=30)
+        return asyncio.run(client(kind, conns, seconds))
+    finally:
+        proc.terminate()
+        proc.join(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # ([] among the choices: argparse checks the empty default of nargs="*" against them.)
+    parser.add_argument("variants", nargs="*", choices=[[], *VARIANTS], default=[])
+    parser.add_argument("--conns", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    args = parser.parse_args(argv)
+    results = []
+    for kind in args.variants or VARIANTS:
+        result = run_variant(kind, args.conns, args.seconds)
+        results.append(result)
+        print(
+            f"{kind:<16} conns={result['conns']} sent={result['sent']} "
+            f"received={result['received']} cpu_us_per_round_trip="
+            f"{result['cpu_us_per_round_trip']}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
+    if args.json:
+        print(json.dumps({"results": results}))
+    return 0
 
 
 if __name__ == "__main__":
-    kind = sys.argv[1]
-    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 8.0
-    proc = multiprocessing.Process(target=server, daemon=True)
-    proc.start()
-    time.sleep(1.0)
-    try:
-        asyncio.run(client(kind, conns, seconds))
-    finally:
-        proc.terminate()
+    sys.exit(main())
