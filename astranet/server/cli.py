@@ -1,8 +1,8 @@
 """The headless runner: parse flags (astranet.server.config), load the game, serve until a signal.
 
-Event loop (astranet.eventloop): uvloop when it is installed (``pip install 'astranet[fast]'``),
-else asyncio's own; ``ASTRANET_EVENT_LOOP=asyncio`` forces asyncio's, ``=uvloop`` requires
-uvloop. The edge (astranet.server.edge) is plain ``asyncio.Protocol`` code and runs on both.
+Event loop: uvloop when it is installed (``pip install 'astranet[fast]'``), else asyncio's own;
+``ASTRANET_EVENT_LOOP=asyncio`` forces asyncio's, ``=uvloop`` requires uvloop. The edge
+(astranet.server.edge) is plain ``asyncio.Protocol`` code and runs on both.
 
 Exit codes: 0 after a graceful SIGTERM/SIGINT (WIRE rule 8); 2 for a bad flag, an unloadable
 game, an unusable database or an unreachable ``--redis`` (one line on stderr naming it, no
@@ -21,13 +21,13 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from astranet.errors import AstranetError, ConfigurationError, StorageError
-from astranet.eventloop import loop_factory
 from astranet.game import Game, load_game
 from astranet.server.app import GameServer
 from astranet.server.config import ServerConfig, load_config_or_exit
@@ -165,6 +165,34 @@ def _naming_db(db: str, exc: StorageError) -> StorageError:
     if db not in message:
         message = f"{db}: {message}"
     return StorageError(f"database {message}")
+
+
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event-loop factory for ``choice`` (default ``$ASTRANET_EVENT_LOOP`` or ``auto``).
+
+    ``None`` means asyncio's default loop. Raises ``ConfigurationError`` for an unknown choice
+    or for ``uvloop`` when it is not installed.
+    """
+    choice = choice or os.environ.get("ASTRANET_EVENT_LOOP") or "auto"
+    if choice not in EVENT_LOOPS:
+        raise ConfigurationError(
+            f"ASTRANET_EVENT_LOOP: expected one of {', '.join(EVENT_LOOPS)}, got {choice!r}"
+        )
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigurationError(
+                "ASTRANET_EVENT_LOOP=uvloop but uvloop is not installed "
+                "(pip install 'astranet[fast]')"
+            ) from None
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,7 +47,6 @@ from typing import Any
 
 from astranet.client import ClientOptions, ConnectFailed
 from astranet.errors import AstranetError
-from astranet.eventloop import loop_factory
 from astranet.game import load_game
 from astranet.net.backoff import Backoff
 from astranet.tools.bot import Bot, BotReport, bot_kit_of
@@ -130,14 +129,8 @@ def _worker_main(
     index: int, config: FleetConfig, room_indices: list[int], messages: Any, go: Any
 ) -> None:
     """Entry point of a worker process (must be importable for the spawn context)."""
-    # The server's loop rule (uvloop when installed): asyncio's own loop cost the LiteBots
-    # ~8 % more CPU per input (astranet-loadtest --lite --rooms 25 --workers 1, 3 runs each:
-    # 168-188 against 146-172 us of worker CPU per input), and it shares the server's machine.
-    with (
-        contextlib.suppress(KeyboardInterrupt),  # the parent was interrupted: it reports
-        asyncio.Runner(loop_factory=loop_factory()) as runner,
-    ):
-        runner.run(_Worker(index, config, room_indices, messages, go).run())
+    with contextlib.suppress(KeyboardInterrupt):  # the parent was interrupted: it reports
+        asyncio.run(_Worker(index, config, room_indices, messages, go).run())
 
 
 class _Worker:
