@@ -69,7 +69,6 @@ from astranet.net.messages import (
     ServerMessage,
     decode_server_message,
     encode,
-    encode_input_frame,
 )
 from astranet.net.ratelimit import Clock
 from astranet.net.signing import InputSigner, command_key, sign_command
@@ -216,11 +215,8 @@ class ClientConnection(Connection[ServerMessage]):
         if seq > U32_MAX:
             raise LocalProtocolError("input seq space (u32) exhausted; reconnect as a new player")
         sig = self._signer.sign(seq, tick_ms, blob, view)
-        if view is None:
-            self._queue_encoded(encode_input_frame(seq, tick_ms, blob, sig, ack))
-        else:
-            view_tick, view_frac = view
-            self._queue(InputFrame(seq, tick_ms, blob, sig, ack, view_tick, view_frac))
+        view_tick, view_frac = view if view is not None else (None, None)
+        self._queue(InputFrame(seq, tick_ms, blob, sig, ack, view_tick, view_frac))
         self.next_seq = seq + 1
         if ack is not None:
             self._acked.append(ack)
@@ -326,9 +322,6 @@ class ClientConnection(Connection[ServerMessage]):
             raise InvalidState(f"cannot {action} in phase {self.phase.name}")
 
     def _queue(self, msg: ClientMessage) -> None:
-        self._queue_encoded(encode(msg))
-
-    def _queue_encoded(self, data: bytes) -> None:
         if len(self._writes) >= MAX_PENDING_MESSAGES:
             raise InvalidState(f"send queue full ({MAX_PENDING_MESSAGES}); drain data_to_send()")
-        self._writes.append(data)
+        self._writes.append(encode(msg))

@@ -75,8 +75,6 @@ from astranet.net.limits import (
     PARTY_SIZE_MIN,
     SESSION_KEY_BYTES,
     SIG_BYTES,
-    U32_MAX,
-    U64_MAX,
 )
 
 VIEW_FRAC_MAX = 0xFFFF  # view_frac counts 1/65536 of a tick (u16)
@@ -120,7 +118,6 @@ __all__ = [
     "decode_client_message",
     "decode_server_message",
     "encode",
-    "encode_input_frame",
 ]
 
 
@@ -476,41 +473,6 @@ _MSGPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException
 def encode(msg: Message) -> bytes:
     """Serialize ``msg``; deterministic (same message, same bytes)."""
     return msgpack.packb(msg.to_map(), use_bin_type=True)
-
-
-def encode_input_frame(
-    seq: int, tick_ms: int, blob: bytes, sig: bytes, ack: int | None = None
-) -> bytes:
-    """``encode(InputFrame(seq, tick_ms, blob, sig, ack))``, the same bytes, without building
-    the message: a client sends 30 a second, and the frozen dataclass, its rule check and
-    ``to_map`` were over half of ``ClientConnection.send_input``. Only the plain case is
-    taken here (exact types, in range, no view); anything else goes through ``InputFrame``,
-    which raises ``LocalProtocolError`` as before. tests/net pins the bytes to ``encode``."""
-    if (
-        type(seq) is int
-        and type(tick_ms) is int
-        and type(blob) is bytes
-        and type(sig) is bytes
-        and 0 <= seq <= U32_MAX
-        and 0 <= tick_ms <= U64_MAX
-        and len(blob) <= MAX_INPUT_BLOB_BYTES
-        and len(sig) == SIG_BYTES
-    ):
-        # The map of InputFrame.to_map: "t" first, fields in order, added fields left out
-        # when None (ack rides along only when given; no view).
-        wire: dict[str, Any] = {
-            "t": "InputFrame",
-            "seq": seq,
-            "tick_ms": tick_ms,
-            "input_blob": blob,
-            "sig": sig,
-        }
-        if ack is None:
-            return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
-        if type(ack) is int and 0 <= ack <= U32_MAX:
-            wire["ack"] = ack
-            return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
-    return encode(InputFrame(seq, tick_ms, blob, sig, ack))
 
 
 def _decode(

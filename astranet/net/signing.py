@@ -149,16 +149,7 @@ class InputSigner:
     def verify(
         self, seq: int, tick_ms: int, blob: bytes, sig: bytes, view: View | None = None
     ) -> bool:
-        if view is None:  # every frame of a v1 client: _mac's first branch, one call less
-            try:
-                header = _SIGNED_HEADER.pack(seq, tick_ms)
-            except struct.error:
-                header = _check_header(seq, tick_ms)  # raises the LocalProtocolError
-            mac = self._keyed.copy()
-            mac.update(header)
-            mac.update(blob)
-        else:
-            mac = self._mac(seq, tick_ms, blob, view)
+        mac = self._mac(seq, tick_ms, blob, view)
         return _compare_digest(mac.digest()[:SIG_BYTES], sig)
 
 

@@ -9,9 +9,11 @@ Benchmark: benchmarks/test_bench_replication.py (encode/decode).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["SMALL_RUN", "pack_bits", "packed_size", "unpack_bits"]
+__all__ = ["SMALL_RUN", "fitting_run", "pack_bits", "packed_size", "unpack_bits"]
 
 
 def packed_size(count: int, width: int) -> int:
@@ -24,6 +26,17 @@ def packed_size(count: int, width: int) -> int:
 # whole cost. The layout is the same (LSB first), so both paths give identical bytes.
 SMALL_RUN = 32
 _LITTLE = {1: "u1", 2: "<u2", 4: "<u4"}
+
+
+def fitting_run(values: Sequence[int], width: int) -> int:
+    """The run of ``values`` as one int (value ``i`` at bit ``i * width``), for values known to
+    fit ``width`` bits (deltas packed at their largest one's bit length): Horner's rule from
+    the last value, two operations per value and no mask. The small encoders build whole
+    payload bodies from these ints, byte-aligned section by section."""
+    run = 0
+    for value in reversed(values):
+        run = (run << width) | value
+    return run
 
 
 def pack_bits(values: np.ndarray, width: int) -> bytes:

@@ -36,7 +36,13 @@ import numpy as np
 from astranet.ecs.schema import Schema
 from astranet.ecs.store import MAX_ENTITIES
 from astranet.errors import SnapshotDecodeError
-from astranet.replication._bits import SMALL_RUN, pack_bits, packed_size, unpack_bits
+from astranet.replication._bits import (
+    SMALL_RUN,
+    fitting_run,
+    pack_bits,
+    packed_size,
+    unpack_bits,
+)
 from astranet.replication._rows import rows_differ, same_ids
 from astranet.replication.snapshot import Snapshot, empty_snapshot
 from astranet.varint import leb128
@@ -253,10 +259,7 @@ def _pack_fitting(values: list[int], width: int) -> bytes:
     """:func:`_pack_ints` of values known to fit ``width`` bits (zigzagged deltas packed at
     their largest one's bit length): Horner's rule from the last value, two operations per
     value instead of four and no mask."""
-    run = 0
-    for value in values[::-1]:
-        run = (run << width) | value
-    return run.to_bytes((len(values) * width + 7) >> 3, "little")
+    return fitting_run(values, width).to_bytes((len(values) * width + 7) >> 3, "little")
 
 
 #: Up to this many rows (current and base) a delta without prediction is encoded from one
@@ -407,8 +410,7 @@ def _encode_small(
                     values = columns[comp]
                     if keep is not None:
                         values = list(itertools.compress(values, keep))
-                    for value in values[::-1]:
-                        packed = (packed << width) | value
+                    packed = fitting_run(values, width)
                 body |= (width | (packed << 8)) << offset
                 offset += 8 + ((count * width + 7) & ~7)
         parts.append(body.to_bytes(offset >> 3, "little"))

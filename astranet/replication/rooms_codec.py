@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from astranet.ecs.schema import Schema
+from astranet.replication._bits import fitting_run
 from astranet.replication._rows import same_ids
 from astranet.replication.batch_codec import (
     as_codes,
@@ -162,10 +163,7 @@ def encode_same_rows(
         size = (counts_list[r] + 7) >> 3  # of the bitmask over the pair's rows
         width = max(gaps_list[first:last]).bit_length()
         if n < 8 * (size - 1) and 1 + ((n * width + 7) >> 3) < size:
-            packed = 0
-            for gap in gaps_list[last - 1 : first - 1 if first else None : -1]:
-                packed = (packed << width) | gap
-            body = width | (packed << 8)
+            body = width | (fitting_run(gaps_list[first:last], width) << 8)
             offset = 8 + ((n * width + 7) & ~7)
             flags = FLAG_DELTA | FLAG_ROW_LIST
         else:
@@ -200,10 +198,7 @@ def encode_same_rows(
                 continue
             for run in comps:
                 width = max(run[a:b]).bit_length()
-                packed = 0
-                if width:  # Horner's rule from the last value: every value fits the width
-                    for value in run[b - 1 : a - 1 if a else None : -1]:
-                        packed = (packed << width) | value
+                packed = fitting_run(run[a:b], width) if width else 0
                 body |= (width | (packed << 8)) << offset
                 offset += 8 + (((b - a) * width + 7) & ~7)
         header = bytes((FORMAT_VERSION, flags, n)) if n < 128 else bytes((FORMAT_VERSION, flags))

@@ -192,8 +192,7 @@ class WebSocketEdge(asyncio.Protocol):
         if self.ws.state is not _OPEN:
             return 0
         length = len(head) + len(tail)
-        header = _SHORT_HEADERS[length] if length < 126 else binary_frame_header(length)
-        self.transport.write(b"".join((header, head, tail)))  # type: ignore[union-attr]
+        self.transport.write(b"".join((binary_frame_header(length), head, tail)))  # type: ignore[union-attr]
         return length
 
     def close(self, code: int, reason: str) -> None:

@@ -185,9 +185,7 @@ class Session(WebSocketEdge):
             metrics = self.metrics
             metrics.bytes_sent += sent
             metrics.snapshot_bytes += len(envelope.payload)
-            stats = conn.stats  # conn.count_sent(sent), inlined: a call less per snapshot
-            stats.messages_out += 1
-            stats.bytes_out += sent
+            conn.count_sent(sent)
 
     def on_writable(self) -> None:
         pending, self._pending = self._pending, None

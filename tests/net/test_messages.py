@@ -86,42 +86,6 @@ def test_extreme_u32_and_u64_round_trip(value: int) -> None:
     assert m.decode_client_message(m.encode(frame)) == frame
 
 
-@given(
-    st.integers(0, U32_MAX),
-    st.integers(0, U64_MAX),
-    st.binary(max_size=64),
-    st.none() | st.integers(0, U32_MAX),
-)
-def test_encode_input_frame_is_encode_of_the_frame(
-    seq: int, tick_ms: int, blob: bytes, ack: int | None
-) -> None:
-    frame = m.InputFrame(seq, tick_ms, blob, SIG, ack)
-    assert m.encode_input_frame(seq, tick_ms, blob, SIG, ack) == m.encode(frame)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        (-1, 0, b"", SIG, None),
-        (U32_MAX + 1, 0, b"", SIG, None),
-        (1, U64_MAX + 1, b"", SIG, None),
-        (1, True, b"", SIG, None),
-        (1, 0, bytes(MAX_INPUT_BLOB_BYTES + 1), SIG, None),
-        (1, 0, bytearray(4), SIG, None),
-        (1, 0, b"", bytes(15), None),
-        (1, 0, b"", SIG, -1),
-        (1, 0, b"", SIG, U32_MAX + 1),
-        (1, 0, b"", SIG, 2.0),
-    ],
-)
-def test_encode_input_frame_refuses_what_the_frame_refuses(args: tuple) -> None:
-    """Off the plain path it builds the InputFrame, so the error is the frame's own."""
-    with pytest.raises(LocalProtocolError):
-        m.InputFrame(*args)
-    with pytest.raises(LocalProtocolError):
-        m.encode_input_frame(*args)
-
-
 def test_messages_are_frozen_and_slotted() -> None:
     ack = m.Ack(3)
     with pytest.raises(AttributeError):
