@@ -354,11 +354,7 @@ class SnapshotFanout:
             if key not in cache:
                 cache[key] = None
                 self._pending.append(EncodeJob(self, key, current, base_view, None))
-            # client.record_sent(current_id, None), inlined.
-            sent[current_id] = None
-            if len(sent) > client.capacity:
-                while len(sent) > client.capacity:
-                    client._acked.discard(sent.popitem(last=False)[0])
+            client.record_sent(current_id, None)
             keys.append(key)
             planned += 1
         self.deliveries += planned
