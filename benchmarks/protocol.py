@@ -11,6 +11,12 @@ real :class:`~astranet.server.session.Session` (``asyncio.Protocol``) with a nul
   whose ``handle`` queues the input and applies the ack as the game server does
   (goal, issue 12: <= 8 us); "..., 3 per read": the same frames three to a read, as a busy
   loop finds them (the frame splitter's loop instead of the one-frame check);
+* "edge InputFrame path, GameServer" (and "..., 3 per read"): the same, with the real
+  :class:`~astranet.server.app.GameServer` (not started: no ports, no ticks) as the host, the
+  session seated in a dots room by its own FindOrCreate: ``GameServer.handle``,
+  ``RoomHost.on_input``, the seat's ``InputQueue`` and ``GameServer._ack`` (each frame acks
+  a snapshot the seat's baseline holds, as a playing client's do). The queue is emptied
+  every two reads, standing in for the tick's ``take``;
 * "snapshot send per client": one room's tick for 4 clients sharing one ~100-byte payload,
   per client: envelope (built once, seq spliced in), frame header, ``transport.write``,
   counters (goal: <= 4 us; the send() syscall itself is the kernel's and not included);
@@ -39,8 +45,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from astranet.game import load_game
 from astranet.net.messages import (
     Ack,
+    FindOrCreate,
     Hello,
     InputFrame,
     JoinAccepted,
@@ -53,7 +61,8 @@ from astranet.net.ratelimit import FloodGuard, RateLimitConfig
 from astranet.net.server_conn import ServerConnection
 from astranet.net.signing import InputSigner
 from astranet.replication import ClientBaseline, EncodedSnapshot
-from astranet.server.config import ServerConfig
+from astranet.server.app import GameServer
+from astranet.server.config import ServerConfig, parse_config
 from astranet.server.metrics import ServerMetrics
 from astranet.server.session import Session, SnapshotEnvelopes
 from astranet.systems import InputQueue
@@ -193,6 +202,29 @@ def edge_session(host: BenchHost | None = None) -> Session:
     return session
 
 
+GAME = "astranet.examples.dots:game"
+
+
+async def game_server_session(number: int) -> Session:
+    """A Session of a real (unstarted) GameServer, seated in a room by its FindOrCreate, whose
+    baseline holds snapshots 1..number as sent (so every frame's ack is one it can use)."""
+    config = parse_config(["--game", GAME, "--ws-port", "0", "--http-port", "0"], {})
+    server = GameServer(config, load_game(GAME))
+    session = Session(server)
+    session.conn._flood = FloodGuard(UNTHROTTLED, time.monotonic)  # real code, huge budget
+    session.connection_made(NullTransport())
+    session.data_received(_UPGRADE)
+    session.data_received(ws_frame(encode(Hello(1, compact=True))))
+    session.data_received(ws_frame(encode(FindOrCreate(config.regions[0], "bench"))))
+    await asyncio.gather(*server.lobby._tasks)  # the lobby answers in a task
+    assert session.player is not None, session.conn.last_error
+    baseline = ClientBaseline(capacity=number)
+    for snapshot_id in range(1, number + 1):
+        baseline.record_sent(snapshot_id, None)
+    session.player.baseline = baseline
+    return session
+
+
 def measure_edge(repeat: int, number: int) -> dict[str, list[float]]:
     """The edge cases; runs its own event loop (Session needs one)."""
 
@@ -220,6 +252,39 @@ def measure_edge(repeat: int, number: int) -> dict[str, list[float]]:
                     receive(data)
                 results[case].append((time.perf_counter() - start) / number)
                 assert session.conn.stats.inputs_accepted == number
+        for case, per_read in (
+            ("edge InputFrame path, GameServer", 1),
+            ("edge InputFrame path, GameServer, 3 per read", 3),
+        ):
+            results[case] = []
+            for _ in range(repeat):
+                session = await game_server_session(number)
+                signer = InputSigner(session.conn.session_key)  # type: ignore[arg-type]
+                frames = [
+                    ws_frame(
+                        encode(
+                            InputFrame(seq, seq * 33, BLOB, signer.sign(seq, seq * 33, BLOB), seq)
+                        )
+                    )
+                    for seq in range(1, number + 1)
+                ]
+                # Two reads, then the tick's take (at most 6 queued: none is dropped).
+                reads = [
+                    b"".join(frames[index : index + per_read])
+                    for index in range(0, number, per_read)
+                ]
+                rounds = [reads[index : index + 2] for index in range(0, len(reads), 2)]
+                receive = session.data_received
+                inputs = session.player.inputs  # type: ignore[union-attr]
+                start = time.perf_counter()
+                for pair in rounds:
+                    for data in pair:
+                        receive(data)
+                    inputs.clear()
+                results[case].append((time.perf_counter() - start) / number)
+                assert session.conn.stats.inputs_accepted == number
+                assert session.player.baseline.acked_id == number  # type: ignore[union-attr]
+                assert session.room.ingestion.dropped == 0  # type: ignore[union-attr]
         host = BenchHost()  # one host, one envelope cache: as the game server's sessions
         clients = [edge_session(host) for _ in range(4)]
         snapshot = EncodedSnapshot(7, 1234, 6, False, bytes(100))
@@ -290,9 +355,9 @@ def main() -> None:
     if args.json:
         print(json.dumps({"repeat": args.repeat, "number": args.number, "results": results}))
         return
-    print(f"{'case':32} {'median us':>10} {'min us':>10}   ({args.repeat} x {args.number} ops)")
+    print(f"{'case':46} {'median us':>10} {'min us':>10}   ({args.repeat} x {args.number} ops)")
     for name, row in results.items():
-        print(f"{name:32} {row['median_us']:10.2f} {row['min_us']:10.2f}")
+        print(f"{name:46} {row['median_us']:10.2f} {row['min_us']:10.2f}")
 
 
 if __name__ == "__main__":
