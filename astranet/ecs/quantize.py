@@ -13,8 +13,6 @@ Benchmark: benchmarks/test_bench_replication.py (capture = quantize every column
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = [
@@ -74,10 +72,11 @@ def quantize_angle(
     turns = np.divide(radians, _TAU, dtype=np.float64)  # a new array: the rest is in place
     if type(turns) is not np.ndarray:  # a 0-d input gives a numpy scalar
         turns = np.array(turns)
-    # Non-finite angles count as angle 0: NaN and +-inf all fail isfinite. One sum shows any of
-    # them (a finite sum that overflows only sends us down the masking path for nothing).
-    if not math.isfinite(np.add.reduce(turns, axis=None)):
-        turns[~np.isfinite(turns)] = 0.0
+    # Non-finite angles count as angle 0: NaN and +-inf all fail isfinite. (A sum would show
+    # them ~0.3 us sooner, but +inf + -inf warns "invalid value" from inside the reduce.)
+    finite = np.isfinite(turns)
+    if not finite.all():
+        turns[~finite] = 0.0
     full = 1 << bits
     # The fraction of a turn, t - floor(t). A small room's column in one call: the float
     # remainder by 1.0 is fmod (exact) plus 1.0 when negative, the same single rounding of the

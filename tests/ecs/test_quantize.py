@@ -1,5 +1,7 @@
 """Quantizers: codes are a fixed point of dequantize -> quantize, and errors stay within a step."""
 
+import warnings
+
 import numpy as np
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
@@ -78,6 +80,16 @@ def test_angle_wraps_and_is_idempotent(angles: np.ndarray, bits: int) -> None:
     assert np.array_equal(enc.quantize(back), codes)
     err = np.angle(np.exp(1j * (back.astype(np.float64) - angles)))  # wrapped difference
     assert np.all(np.abs(err) <= np.pi / (1 << bits) + 1e-5)
+
+
+def test_non_finite_angles_are_angle_zero_without_a_warning() -> None:
+    # +inf and -inf in one column: a sum over it is NaN with an "invalid value" warning.
+    angles = np.array([np.inf, 1.0, -np.inf, np.nan, 1e308, 1e308], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codes = q.quantize_angle(angles, 12)
+    expected = q.quantize_angle(np.array([0.0, 1.0, 0.0, 0.0, 1e308, 1e308]), 12)
+    assert codes.tolist() == expected.tolist() and codes[0] == 0
 
 
 unit_quats = hnp.arrays(
