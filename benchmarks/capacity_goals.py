@@ -167,7 +167,8 @@ STEPS: tuple[Step, ...] = (
                 "µs",
                 8.0,
                 True,
-                _each(lambda run: run["results"]["edge InputFrame path"]["median_us"]),
+                # The real GameServer as the host (the stand-in host's case is ~0.4 us less).
+                _each(lambda run: run["results"]["edge InputFrame path, GameServer"]["median_us"]),
             ),
             Goal(
                 "per client per tick, snapshot send",

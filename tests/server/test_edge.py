@@ -222,6 +222,7 @@ async def test_a_ping_flood_is_cut() -> None:
 def test_the_edge_micro_benchmark_still_runs() -> None:
     """benchmarks/protocol.py drives a real Session with a stand-in host: keep them in step."""
     import importlib.util
+    import time
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "protocol.py"
@@ -229,10 +230,12 @@ def test_the_edge_micro_benchmark_still_runs() -> None:
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    results = bench.measure_edge(1, 50)
+    results = bench.measure_edge(1, 50, time.process_time)
     assert set(results) == {
         "edge InputFrame path",
         "edge InputFrame path, 3 per read",
+        "edge InputFrame path, GameServer",
+        "edge InputFrame path, GameServer, 3 per read",
         "snapshot send per client",
         "websockets parse only",
     }
