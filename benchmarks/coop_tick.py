@@ -33,33 +33,16 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from _roomsink import AckingSink
 
 from astranet.examples.coop import DRONE, PROJECTILE, game
 from astranet.examples.coop.brain import BotBrain, Personality
 from astranet.examples.coop.components import snap_pos
 from astranet.replication import ClientBaseline
-from astranet.server.room import Player, Room
+from astranet.server.room import Room
 
 SCENARIOS: tuple[str | int, ...] = ("wave1", 50, 200, 600, "held")
 PLAYERS = 4
-
-
-class AckingSink:
-    """A connected client as the room sees it: keeps the snapshot, acks it before next tick."""
-
-    def __init__(self, player: Player) -> None:
-        self.player = player
-        self.last_payload = 0
-        self.pending: int | None = None
-
-    def offer_snapshot(self, snapshot: object, last_input_seq: int | None) -> None:
-        self.pending = snapshot.id  # type: ignore[attr-defined]
-        self.last_payload = len(snapshot.payload)  # type: ignore[attr-defined]
-
-    def ack(self) -> None:
-        if self.pending is not None:
-            self.player.baseline.ack(self.pending)
-            self.pending = None
 
 
 class BenchRoom:

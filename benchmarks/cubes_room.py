@@ -27,28 +27,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from _roomsink import AckingSink
+
 from astranet.examples.cubes import Cubes, encode_input
-from astranet.server.room import Player, Room
+from astranet.server.room import Room
 
 PLAYERS = 4
-
-
-class AckingSink:
-    """A connected client as the room sees it: keeps the snapshot, acks it before next tick."""
-
-    def __init__(self, player: Player) -> None:
-        self.player = player
-        self.last_payload = 0
-        self.pending: int | None = None
-
-    def offer_snapshot(self, snapshot: object, last_input_seq: int | None) -> None:
-        self.pending = snapshot.id  # type: ignore[attr-defined]
-        self.last_payload = len(snapshot.payload)  # type: ignore[attr-defined]
-
-    def ack(self) -> None:
-        if self.pending is not None:
-            self.player.baseline.ack(self.pending)
-            self.pending = None
 
 
 def measure(
