@@ -204,6 +204,19 @@ def edge_session(host: BenchHost | None = None) -> Session:
     return session
 
 
+def acking_ws_frames(signer: InputSigner, number: int) -> list[bytes]:
+    """Masked WebSocket frames of signed InputFrames 1..number, each acking its own seq."""
+    return [
+        ws_frame(encode(InputFrame(seq, seq * 33, BLOB, signer.sign(seq, seq * 33, BLOB), seq)))
+        for seq in range(1, number + 1)
+    ]
+
+
+def in_reads(frames: list[bytes], per_read: int) -> list[bytes]:
+    """``frames`` joined ``per_read`` to a read, as the socket would hand them over."""
+    return [b"".join(frames[index : index + per_read]) for index in range(0, len(frames), per_read)]
+
+
 GAME = "astranet.examples.dots:game"
 
 
@@ -233,18 +246,13 @@ def measure_edge(repeat: int, number: int, clock: Callable[[], float]) -> dict[s
     async def run() -> dict[str, list[float]]:
         results: dict[str, list[float]] = {}
         signer = InputSigner(KEY)
-        wire = [
-            ws_frame(encode(InputFrame(seq, seq * 33, BLOB, signer.sign(seq, seq * 33, BLOB), seq)))
-            for seq in range(1, number + 1)
-        ]
+        wire = acking_ws_frames(signer, number)
         # One frame per read, and three (a busy loop finds several queued while a tick ran).
         for case, per_read in (
             ("edge InputFrame path", 1),
             ("edge InputFrame path, 3 per read", 3),
         ):
-            reads = [
-                b"".join(wire[index : index + per_read]) for index in range(0, number, per_read)
-            ]
+            reads = in_reads(wire, per_read)
             results[case] = []
             for _ in range(repeat):
                 session = edge_session()
@@ -262,19 +270,8 @@ def measure_edge(repeat: int, number: int, clock: Callable[[], float]) -> dict[s
             for _ in range(repeat):
                 session = await game_server_session(number)
                 signer = InputSigner(session.conn.session_key)  # type: ignore[arg-type]
-                frames = [
-                    ws_frame(
-                        encode(
-                            InputFrame(seq, seq * 33, BLOB, signer.sign(seq, seq * 33, BLOB), seq)
-                        )
-                    )
-                    for seq in range(1, number + 1)
-                ]
                 # Two reads, then the tick's take (at most 6 queued: none is dropped).
-                reads = [
-                    b"".join(frames[index : index + per_read])
-                    for index in range(0, number, per_read)
-                ]
+                reads = in_reads(acking_ws_frames(signer, number), per_read)
                 rounds = [reads[index : index + 2] for index in range(0, len(reads), 2)]
                 receive = session.data_received
                 inputs = session.player.inputs  # type: ignore[union-attr]
